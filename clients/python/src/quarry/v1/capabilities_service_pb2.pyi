@@ -1,0 +1,47 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from quarry.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetCapabilitiesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCapabilitiesResponse(_message.Message):
+    __slots__ = ("server_version", "max_message_bytes", "max_chunk_bytes", "min_part_size_bytes", "max_part_size_bytes", "max_upload_bytes", "max_open_uploads", "upload_expiry", "checksum_algorithms", "formats", "max_page_size", "max_preview_rows", "download_urls", "storage_kind")
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MIN_PART_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PART_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OPEN_UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    FORMATS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PREVIEW_ROWS_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_KIND_FIELD_NUMBER: _ClassVar[int]
+    server_version: str
+    max_message_bytes: int
+    max_chunk_bytes: int
+    min_part_size_bytes: int
+    max_part_size_bytes: int
+    max_upload_bytes: int
+    max_open_uploads: int
+    upload_expiry: _duration_pb2.Duration
+    checksum_algorithms: _containers.RepeatedScalarFieldContainer[_common_pb2.ChecksumAlgorithm]
+    formats: _containers.RepeatedScalarFieldContainer[_common_pb2.FileFormat]
+    max_page_size: int
+    max_preview_rows: int
+    download_urls: bool
+    storage_kind: str
+    def __init__(self, server_version: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., min_part_size_bytes: _Optional[int] = ..., max_part_size_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_open_uploads: _Optional[int] = ..., upload_expiry: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., checksum_algorithms: _Optional[_Iterable[_Union[_common_pb2.ChecksumAlgorithm, str]]] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., max_page_size: _Optional[int] = ..., max_preview_rows: _Optional[int] = ..., download_urls: _Optional[bool] = ..., storage_kind: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,296 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from quarry.v1 import dataset_pb2 as _dataset_pb2
+from quarry.v1 import version_pb2 as _version_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
+    CHANGE_KIND_ADDED: _ClassVar[ChangeKind]
+    CHANGE_KIND_REMOVED: _ClassVar[ChangeKind]
+    CHANGE_KIND_MODIFIED: _ClassVar[ChangeKind]
+CHANGE_KIND_UNSPECIFIED: ChangeKind
+CHANGE_KIND_ADDED: ChangeKind
+CHANGE_KIND_REMOVED: ChangeKind
+CHANGE_KIND_MODIFIED: ChangeKind
+
+class CreateDatasetRequest(_message.Message):
+    __slots__ = ("parent", "dataset_id", "dataset", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    dataset_id: str
+    dataset: _dataset_pb2.Dataset
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., dataset_id: _Optional[str] = ..., dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ...) -> None: ...
+
+class GetDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token", "filter", "order_by", "show_deleted")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    SHOW_DELETED_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    filter: str
+    order_by: str
+    show_deleted: bool
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ..., order_by: _Optional[str] = ..., show_deleted: _Optional[bool] = ...) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("datasets", "next_page_token")
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[_dataset_pb2.Dataset]
+    next_page_token: str
+    def __init__(self, datasets: _Optional[_Iterable[_Union[_dataset_pb2.Dataset, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateDatasetRequest(_message.Message):
+    __slots__ = ("dataset", "update_mask")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ...) -> None: ...
+
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("name", "etag")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    etag: str
+    def __init__(self, name: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ...) -> None: ...
+
+class ListVersionsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListVersionsResponse(_message.Message):
+    __slots__ = ("versions", "next_page_token")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[_version_pb2.Version]
+    next_page_token: str
+    def __init__(self, versions: _Optional[_Iterable[_Union[_version_pb2.Version, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetVersionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: _version_pb2.Version
+    def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
+
+class CommitVersionRequest(_message.Message):
+    __slots__ = ("parent", "base_version", "uploads", "delete_paths", "message", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    base_version: str
+    uploads: _containers.RepeatedScalarFieldContainer[str]
+    delete_paths: _containers.RepeatedScalarFieldContainer[str]
+    message: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., base_version: _Optional[str] = ..., uploads: _Optional[_Iterable[str]] = ..., delete_paths: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CommitVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: _version_pb2.Version
+    def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
+
+class DiffVersionsRequest(_message.Message):
+    __slots__ = ("base_version", "target_version")
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    base_version: str
+    target_version: str
+    def __init__(self, base_version: _Optional[str] = ..., target_version: _Optional[str] = ...) -> None: ...
+
+class DiffVersionsResponse(_message.Message):
+    __slots__ = ("changes", "unchanged_count")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[FileChange]
+    unchanged_count: int
+    def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ..., unchanged_count: _Optional[int] = ...) -> None: ...
+
+class FileChange(_message.Message):
+    __slots__ = ("path", "kind", "base", "target", "schema_change")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: ChangeKind
+    base: _version_pb2.VersionFile
+    target: _version_pb2.VersionFile
+    schema_change: SchemaChange
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., base: _Optional[_Union[_version_pb2.VersionFile, _Mapping]] = ..., target: _Optional[_Union[_version_pb2.VersionFile, _Mapping]] = ..., schema_change: _Optional[_Union[SchemaChange, _Mapping]] = ...) -> None: ...
+
+class SchemaChange(_message.Message):
+    __slots__ = ("added", "removed", "retyped", "base_row_count", "target_row_count")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    RETYPED_FIELD_NUMBER: _ClassVar[int]
+    BASE_ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    added: _containers.RepeatedCompositeFieldContainer[_version_pb2.Column]
+    removed: _containers.RepeatedCompositeFieldContainer[_version_pb2.Column]
+    retyped: _containers.RepeatedCompositeFieldContainer[ColumnTypeChange]
+    base_row_count: int
+    target_row_count: int
+    def __init__(self, added: _Optional[_Iterable[_Union[_version_pb2.Column, _Mapping]]] = ..., removed: _Optional[_Iterable[_Union[_version_pb2.Column, _Mapping]]] = ..., retyped: _Optional[_Iterable[_Union[ColumnTypeChange, _Mapping]]] = ..., base_row_count: _Optional[int] = ..., target_row_count: _Optional[int] = ...) -> None: ...
+
+class ColumnTypeChange(_message.Message):
+    __slots__ = ("name", "base_type", "target_type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    base_type: str
+    target_type: str
+    def __init__(self, name: _Optional[str] = ..., base_type: _Optional[str] = ..., target_type: _Optional[str] = ...) -> None: ...
+
+class PreviewFileRequest(_message.Message):
+    __slots__ = ("version", "path", "row_limit")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ROW_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    path: str
+    row_limit: int
+    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., row_limit: _Optional[int] = ...) -> None: ...
+
+class PreviewFileResponse(_message.Message):
+    __slots__ = ("arrow_ipc_stream", "json_rows", "columns", "row_count", "total_rows")
+    ARROW_IPC_STREAM_FIELD_NUMBER: _ClassVar[int]
+    JSON_ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc_stream: bytes
+    json_rows: _containers.RepeatedScalarFieldContainer[str]
+    columns: _containers.RepeatedCompositeFieldContainer[_version_pb2.Column]
+    row_count: int
+    total_rows: int
+    def __init__(self, arrow_ipc_stream: _Optional[bytes] = ..., json_rows: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[_version_pb2.Column, _Mapping]]] = ..., row_count: _Optional[int] = ..., total_rows: _Optional[int] = ...) -> None: ...
+
+class GetFileStatsRequest(_message.Message):
+    __slots__ = ("version", "path")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    path: str
+    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class GetFileStatsResponse(_message.Message):
+    __slots__ = ("columns", "row_count")
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    columns: _containers.RepeatedCompositeFieldContainer[_version_pb2.ColumnStats]
+    row_count: int
+    def __init__(self, columns: _Optional[_Iterable[_Union[_version_pb2.ColumnStats, _Mapping]]] = ..., row_count: _Optional[int] = ...) -> None: ...
+
+class ReadFileRequest(_message.Message):
+    __slots__ = ("version", "path", "offset", "limit")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    path: str
+    offset: int
+    limit: int
+    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReadFileResponse(_message.Message):
+    __slots__ = ("data", "offset", "file_size_bytes", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FILE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    file_size_bytes: int
+    sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., file_size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class GetDownloadUrlRequest(_message.Message):
+    __slots__ = ("version", "path", "ttl")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    path: str
+    ttl: _duration_pb2.Duration
+    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetDownloadUrlResponse(_message.Message):
+    __slots__ = ("url", "expire_time")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, url: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

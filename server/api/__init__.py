@@ -1,0 +1,1 @@
+"""The gRPC layer: servicers translate messages to domain calls and back, nothing else."""

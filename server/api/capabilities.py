@@ -1,0 +1,45 @@
+"""CapabilitiesService: the limits a generated client must respect."""
+
+from __future__ import annotations
+
+from google.protobuf import duration_pb2
+from grpc import aio
+from quarry.v1 import capabilities_service_pb2 as pb
+from quarry.v1 import capabilities_service_pb2_grpc as pb_grpc
+from quarry.v1 import common_pb2
+
+from server import __version__
+from server.settings import Settings
+
+
+class CapabilitiesServicer(pb_grpc.CapabilitiesServiceServicer):
+    """Answers GetCapabilities from the settings."""
+
+    def __init__(self, settings: Settings, storage_kind: str) -> None:
+        self._response = _capabilities(settings, storage_kind)
+
+    async def GetCapabilities(self, request: pb.GetCapabilitiesRequest,
+                              context: aio.ServicerContext) -> pb.GetCapabilitiesResponse:
+        return self._response
+
+
+def _capabilities(settings: Settings, storage_kind: str) -> pb.GetCapabilitiesResponse:
+    expiry = duration_pb2.Duration()
+    expiry.FromNanoseconds(int(settings.upload_expiry_seconds * 1e9))
+    return pb.GetCapabilitiesResponse(
+        server_version=__version__,
+        max_message_bytes=settings.max_message_bytes,
+        max_chunk_bytes=settings.max_chunk_bytes,
+        min_part_size_bytes=settings.min_part_bytes,
+        max_part_size_bytes=settings.max_part_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_open_uploads=settings.max_open_uploads,
+        upload_expiry=expiry,
+        checksum_algorithms=[common_pb2.CHECKSUM_ALGORITHM_CRC32C, common_pb2.CHECKSUM_ALGORITHM_SHA256],
+        formats=[common_pb2.FILE_FORMAT_CSV, common_pb2.FILE_FORMAT_JSONL, common_pb2.FILE_FORMAT_PARQUET,
+                 common_pb2.FILE_FORMAT_TEXT, common_pb2.FILE_FORMAT_BINARY],
+        max_page_size=settings.max_page_size,
+        max_preview_rows=settings.max_preview_rows,
+        download_urls=storage_kind == "s3",
+        storage_kind=storage_kind,
+    )

@@ -1,0 +1,104 @@
+"""Build the server once, serve until SIGTERM/SIGINT, then stop gracefully.
+
+Start-up order: dependencies (Postgres and its migrations, Redis, the object store), the gRPC server on
+its address, the metrics endpoint, the health probe. Any failure raises ConfigError naming the setting.
+On a signal: health goes NOT_SERVING, the server stops accepting calls, and in-flight calls get
+`shutdown_grace_seconds` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from quarry.v1 import (
+    capabilities_service_pb2,
+    capabilities_service_pb2_grpc,
+    dataset_service_pb2,
+    upload_service_pb2,
+)
+
+from server import metrics
+from server.api.capabilities import CapabilitiesServicer
+from server.api.health import HealthReporter
+from server.api.interceptors import ErrorAndMetricsInterceptor
+from server.dependencies import Dependencies, open_dependencies
+from server.ports import ensure_ports_free
+from server.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+QUARRY_SERVICES = (
+    dataset_service_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+    upload_service_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name,
+    capabilities_service_pb2.DESCRIPTOR.services_by_name["CapabilitiesService"].full_name,
+)
+
+
+def build_grpc_server(settings: Settings, deps: Dependencies, health: HealthReporter) -> aio.Server:
+    """The gRPC server with every servicer, health and reflection registered (not yet bound)."""
+    from server.api.servicers import add_quarry_servicers
+
+    server = aio.server(
+        interceptors=[ErrorAndMetricsInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            # Without this a second server could bind the same port and silently share its traffic.
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
+        CapabilitiesServicer(settings, deps.store.kind), server)
+    add_quarry_servicers(server, settings, deps)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server)
+    return server
+
+
+def _bind(server: aio.Server, address: str) -> None:
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {address}: address in use or unavailable")
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run the server until a signal (or `stop` in tests) ends it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ensure_ports_free(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        deps = await stack.enter_async_context(open_dependencies(settings))
+        health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
+        server = build_grpc_server(settings, deps, health)
+        _bind(server, settings.grpc_address)
+        host = settings.grpc_address.rpartition(":")[0].strip("[]")
+        metrics.serve_metrics(host, settings.metrics_port, "QUARRY_METRICS_PORT")
+        await server.start()
+        await health.refresh()
+        health.start()
+        log.info("serving", extra={"address": settings.grpc_address, "metrics_port": settings.metrics_port,
+                                   "storage": deps.store.kind})
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
+        await health.stop()
+        await server.stop(settings.shutdown_grace_seconds)
+        log.info("stopped")

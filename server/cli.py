@@ -1,0 +1,109 @@
+"""Server-side `quarry` commands: serve, worker, migrate, dev.
+
+The client package's CLI discovers `register` through the `quarry.commands` entry point, so these
+commands appear only when the server package is installed. Heavy imports happen inside the commands.
+Configuration problems print one line naming the variable and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from server.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _run(main: Callable[[Settings], Coroutine[Any, Any, Any]], **overrides: object) -> None:
+    try:
+        settings = load_settings(**overrides)
+        from server.logs import configure_logging
+
+        configure_logging(settings.log_level, settings.log_format)
+        asyncio.run(main(settings))
+    except ConfigError as exc:
+        print(f"quarry: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def run_server_command() -> None:
+    """Run the gRPC server until a signal."""
+    from server.app import serve
+
+    _run(serve)
+
+
+def run_worker_command() -> None:
+    """Run a worker until a signal."""
+    from workers.worker import run
+
+    _run(run)
+
+
+async def _migrate(settings: Settings) -> None:
+    from server.storage import db
+    from server.storage.migrate import migrate
+
+    connection = await db.connect(settings.database_url, settings.startup_timeout_seconds)
+    try:
+        applied = await migrate(connection)
+    finally:
+        await connection.close()
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the server-side commands to the `quarry` CLI."""
+
+    @app.command(rich_help_panel="Server")
+    def serve() -> None:
+        """Run the gRPC server (configured by QUARRY_* variables)."""
+        run_server_command()
+
+    @app.command(rich_help_panel="Server")
+    def worker() -> None:
+        """Run a background worker (configured by QUARRY_* variables)."""
+        run_worker_command()
+
+    @app.command(rich_help_panel="Server")
+    def migrate() -> None:
+        """Apply pending database migrations and exit."""
+        _run(_migrate)
+
+    @app.command(rich_help_panel="Server")
+    def dev(
+        data_dir: Annotated[Path | None, typer.Option(help="Data directory [env QUARRY_DATA_DIR; default .quarry]")]
+        = None,
+        address: Annotated[str | None, typer.Option(help="gRPC address [env QUARRY_GRPC_ADDRESS]")] = None,
+    ) -> None:
+        """Run the whole system on this machine: Postgres, Redis, a local store, the server and a worker."""
+        try:
+            from server.embedded import run_dev
+        except ImportError as exc:
+            print(f"quarry: `quarry dev` needs the embedded extra: pip install 'quarry-server[embedded]' ({exc})",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+
+        overrides: dict[str, object] = {}
+        if data_dir is not None:
+            overrides["data_dir"] = data_dir
+        if address is not None:
+            overrides["grpc_address"] = address
+        try:
+            settings = load_settings(**overrides)
+            code = run_dev(settings)
+        except ConfigError as exc:
+            print(f"quarry: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+        except RuntimeError as exc:  # an embedded server would not start; its log tail is in the message
+            print(f"quarry: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        raise SystemExit(code)

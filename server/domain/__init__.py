@@ -1,0 +1,1 @@
+"""Domain: use cases, models and errors. Never imports grpc."""

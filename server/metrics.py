@@ -1,0 +1,35 @@
+"""Prometheus metrics of the server and the worker, served over HTTP on their own ports."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from server.settings import ConfigError
+
+GRPC_HANDLED = Counter("quarry_grpc_handled_total", "gRPC calls completed", ["method", "code"])
+GRPC_LATENCY = Histogram("quarry_grpc_handling_seconds", "gRPC call duration", ["method"],
+                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+DEPENDENCY_UP = Gauge("quarry_dependency_up", "1 when a dependency answers its health probe", ["dependency"])
+
+UPLOAD_BYTES = Counter("quarry_upload_bytes_received_total", "Upload bytes received from clients")
+UPLOAD_PARTS = Counter("quarry_upload_parts_written_total", "Upload parts durably written", ["store"])
+UPLOAD_PART_SECONDS = Histogram("quarry_upload_part_write_seconds", "Time to write one part to the store",
+                                ["store"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+UPLOAD_STREAMS = Gauge("quarry_upload_active_streams", "Upload streams in progress")
+UPLOAD_TRANSITIONS = Counter("quarry_upload_transitions_total", "Upload state changes", ["state"])
+UPLOADS_BY_STATE = Gauge("quarry_uploads", "Uploads by state (sampled)", ["state"])
+
+JOBS = Counter("quarry_jobs_total", "Jobs run by the worker", ["job", "outcome"])
+JOB_SECONDS = Histogram("quarry_job_seconds", "Job duration", ["job"],
+                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+VALIDATED_BYTES = Counter("quarry_validated_bytes_total", "Bytes read by validation")
+
+
+def serve_metrics(host: str, port: int, variable: str) -> None:
+    """Serve /metrics on host:port (port 0 disables); ConfigError naming `variable` when the port is taken."""
+    if port == 0:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise ConfigError(variable, f"cannot listen on port {port}: {exc.strerror or exc}") from None

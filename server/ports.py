@@ -1,0 +1,42 @@
+"""TCP port helpers: is a port free, pick a free one."""
+
+from __future__ import annotations
+
+import socket
+
+from server.settings import ConfigError, Settings
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP port can be bound on host right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the gRPC and HTTP servers do: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def ensure_ports_free(settings: Settings, *, worker_metrics: bool = False) -> None:
+    """Refuse busy listening ports up front, naming the variable (gRPC, metrics, worker metrics)."""
+    host, _, port = settings.grpc_address.rpartition(":")
+    host = host.strip("[]")
+    host = "0.0.0.0" if host in ("", "*") else host
+    if not port_is_free(host, int(port)):
+        raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {settings.grpc_address}: address already in use")
+    checks = [("QUARRY_METRICS_PORT", settings.metrics_port)]
+    if worker_metrics:
+        checks.append(("QUARRY_WORKER_METRICS_PORT", settings.worker_metrics_port))
+    for variable, value in checks:
+        if value and not port_is_free(host, value):
+            raise ConfigError(variable, f"cannot listen on port {value}: address already in use")

@@ -1,0 +1,177 @@
+"""Settings: the only reader of the environment.
+
+Every setting is a `QUARRY_*` variable. `load_settings()` validates them all at start-up and raises
+`ConfigError` naming the variable and the problem, which the entry points print as one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "QUARRY_"
+MiB = 1 << 20
+GiB = 1 << 30
+
+# Variables read by the client SDK and CLI, not by the server; the server must not call them unknown.
+CLIENT_VARIABLES = frozenset({"QUARRY_ADDRESS", "QUARRY_NAMESPACE", "QUARRY_TIMEOUT", "QUARRY_CACHE_DIR"})
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed, or names something unusable (an unreachable host, a busy port)."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """An S3 bucket (and key prefix) reached through `endpoint`, or AWS when endpoint is None."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    region: str
+
+
+@dataclass(frozen=True)
+class LocalLocation:
+    """A directory on local disk."""
+
+    path: Path
+
+
+StorageLocation = S3Location | LocalLocation
+
+
+def parse_storage_url(url: str) -> StorageLocation:
+    """Parse `s3://bucket[/prefix]?endpoint=http://host:9000&region=r` or `file:///path` (or `file://rel`)."""
+    if url.startswith("file://"):
+        raw = url[len("file://"):]
+        if not raw:
+            raise ValueError("file:// URL has no path")
+        return LocalLocation(Path(raw).expanduser().resolve())
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        raise ValueError("scheme must be s3:// or file://")
+    if not parts.netloc:
+        raise ValueError("s3 URL names no bucket")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"endpoint", "region"}
+    if unknown:
+        raise ValueError(f"unknown s3 URL parameter(s): {', '.join(sorted(unknown))}")
+    endpoint = query.get("endpoint", [None])[0]
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ValueError("endpoint must be an http(s) URL")
+    prefix = parts.path.strip("/")
+    return S3Location(
+        bucket=parts.netloc,
+        prefix=f"{prefix}/" if prefix else "",
+        endpoint=endpoint,
+        region=query.get("region", ["us-east-1"])[0],
+    )
+
+
+class Settings(BaseSettings):
+    """Every `QUARRY_*` setting of the server, the worker and the embedded stack."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True)
+
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/quarry", description="Postgres DSN")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis:// or unix://)")
+    storage_url: str = Field("file://.quarry/objects", description="s3://bucket?endpoint=… or file:///path")
+    s3_access_key_id: str | None = Field(None, description="S3 access key; default: the AWS credential chain")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key")
+    grpc_address: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the server; 0 disables")
+    worker_metrics_port: int = Field(9465, ge=0, le=65535, description="Prometheus port of the worker; 0 disables")
+    data_dir: Path = Field(Path(".quarry"), description="data directory of `quarry dev`")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["json", "text"] = Field("json", description="json (one object per line) or text")
+    startup_timeout_seconds: float = Field(10, gt=0, description="how long to wait for dependencies")
+    shutdown_grace_seconds: float = Field(10, gt=0, description="time in-flight calls get at stop")
+    health_interval_seconds: float = Field(2, gt=0, description="how often dependencies are probed")
+    default_namespace: str = Field("default", description="namespace of callers that name none")
+    max_chunk_bytes: int = Field(8 * MiB, ge=64 * 1024, le=64 * MiB, description="largest upload chunk")
+    min_part_bytes: int = Field(5 * MiB, ge=5 * MiB, description="smallest part size (S3's minimum is 5 MiB)")
+    max_part_bytes: int = Field(128 * MiB, ge=5 * MiB, le=5 * GiB, description="largest part size")
+    max_upload_bytes: int = Field(1 << 40, gt=0, description="largest file one upload may hold")
+    max_open_uploads: int = Field(1000, gt=0, description="most OPEN uploads per namespace")
+    upload_expiry_seconds: float = Field(86400, gt=0, description="lifetime of an unfinished upload")
+    max_page_size: int = Field(1000, gt=0, description="largest page of a List call")
+    max_preview_rows: int = Field(10_000, gt=0, description="largest preview")
+    worker_concurrency: int = Field(4, gt=0, description="jobs one worker runs at once")
+    job_timeout_seconds: float = Field(7200, gt=0, description="longest a job may run")
+    job_max_tries: int = Field(5, gt=0, description="tries of a job that fails transiently")
+    stuck_after_seconds: float = Field(600, gt=0, description="when the sweep re-enqueues work")
+    sweep_interval_seconds: float = Field(60, gt=0, description="how often the sweep runs")
+    gc_grace_seconds: float = Field(3600, gt=0, description="age before unreferenced objects are removed")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_parses(cls, value: str) -> str:
+        parse_storage_url(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("grpc_address")
+    @classmethod
+    def _address_has_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port")
+        return value
+
+    @property
+    def storage(self) -> StorageLocation:
+        """The parsed storage location."""
+        return parse_storage_url(self.storage_url)
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest gRPC message accepted: one chunk plus room for the envelope."""
+        return self.max_chunk_bytes + 64 * 1024
+
+
+def _check_unknown_variables(environ: dict[str, str]) -> None:
+    known = {PREFIX + name.upper() for name in Settings.model_fields} | CLIENT_VARIABLES
+    for variable in sorted(environ):
+        if variable.upper().startswith(PREFIX) and variable.upper() not in known:
+            close = difflib.get_close_matches(variable.upper(), sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(variable, f"unknown setting{hint}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings from the environment (overrides win); raise ConfigError naming the
+    first bad variable."""
+    _check_unknown_variables(dict(os.environ))
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(PREFIX + field.upper(), f"{message} (got {error.get('input')!r})") from None

@@ -1,0 +1,1 @@
+"""Storage: Postgres repositories, object stores and the job queue."""

@@ -1,0 +1,104 @@
+"""The object-store interface: streaming reads and writes, multipart parts, copies.
+
+Keys are "/"-separated relative paths such as `staging/{ns}/{upload}` or `fresh/{ns}/{ds}/objects/{sha}`.
+Nothing here returns a whole object as one value: reads are async iterators of chunks.
+Failures of the store itself raise `server.domain.errors.Unavailable`; a missing object raises `NotFound`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from server.domain.errors import InvalidArgument
+
+READ_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store knows about one object."""
+
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    """A part to assemble: its 1-based number, the etag its write returned, and its size."""
+
+    number: int
+    etag: str
+    size: int
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store's root."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
+        raise InvalidArgument(f"invalid object key {key!r}", reason="INVALID_OBJECT_KEY")
+    return key
+
+
+class ObjectStore(abc.ABC):
+    """Bytes by key. Implementations: `S3Store` (aioboto3) and `LocalStore` (aiofiles)."""
+
+    kind: str = ""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return when the store answers; raise Unavailable otherwise."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
+        """Write an object from a stream of chunks; it appears whole or not at all."""
+
+    @abc.abstractmethod
+    def read(self, key: str, offset: int = 0, length: int | None = None,
+             chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (default: to the end) from `offset`; raise NotFound if missing."""
+
+    @abc.abstractmethod
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """Size of an object, or None when it does not exist."""
+
+    async def exists(self, key: str) -> bool:
+        """Whether the object exists."""
+        return await self.stat(key) is not None
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Delete an object; deleting a missing object is not an error."""
+
+    @abc.abstractmethod
+    async def copy(self, source: str, destination: str) -> ObjectInfo:
+        """Copy an object inside the store without passing its bytes through this process when possible."""
+
+    @abc.abstractmethod
+    def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`."""
+
+    @abc.abstractmethod
+    async def create_multipart(self, key: str) -> str:
+        """Start a multipart write of `key`; return its id."""
+
+    @abc.abstractmethod
+    async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
+                          data: bytes | bytearray | memoryview) -> str:
+        """Durably write part `number` (whose first byte is at `offset`); return its etag."""
+
+    @abc.abstractmethod
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
+        """Assemble the parts, in order, into the object. Safe to call again after it succeeded."""
+
+    @abc.abstractmethod
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop a multipart write and its parts; aborting an unknown one is not an error."""
+
+    @abc.abstractmethod
+    async def presign_get(self, key: str, ttl_seconds: int) -> str:
+        """A URL that GETs the object without credentials; NotSupported where the store cannot."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,196 @@
+"""A local-directory object store (aiofiles), used by the embedded default and single-machine setups.
+
+Layout under the root: objects at `<root>/<key>`, multipart writes in `<root>/.multipart/<id>` (one file,
+each part written at its offset), temporary files in `<root>/.tmp/`. Every write is fsynced before it
+returns, and objects appear by an atomic rename, so a crash never leaves a half-written object under a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+
+from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, NotSupported, Unavailable
+from server.storage.objects.base import READ_CHUNK_BYTES, CompletedPart, ObjectInfo, ObjectStore, check_key
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(ObjectStore):
+    """Objects as files under one directory."""
+
+    kind = "file"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / ".tmp"
+        self._multipart = root / ".multipart"
+
+    async def open(self) -> LocalStore:
+        """Create the directory layout."""
+        for directory in (self.root, self._tmp, self._multipart):
+            await aiofiles.os.makedirs(directory, exist_ok=True)
+        return self
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        if key.startswith("."):
+            raise InvalidArgument(f"invalid object key {key!r}", reason="INVALID_OBJECT_KEY")
+        return self.root / key
+
+    def _part_file(self, upload_id: str) -> Path:
+        if not upload_id or "/" in upload_id or upload_id.startswith("."):
+            raise InvalidArgument(f"invalid multipart id {upload_id!r}", reason="INVALID_OBJECT_KEY")
+        return self._multipart / upload_id
+
+    async def ping(self) -> None:
+        if not await asyncio.to_thread(os.access, self.root, os.W_OK):
+            raise Unavailable(f"object store directory {self.root} is not writable", reason="STORE_UNAVAILABLE")
+
+    async def _publish(self, temporary: Path, key: str) -> ObjectInfo:
+        """fsync a finished temporary file and rename it into place."""
+        destination = self._path(key)
+        await asyncio.to_thread(_fsync_path, temporary)
+        await aiofiles.os.makedirs(destination.parent, exist_ok=True)
+        await aiofiles.os.replace(temporary, destination)
+        await asyncio.to_thread(_fsync_path, destination.parent)
+        size = (await aiofiles.os.stat(destination)).st_size
+        return ObjectInfo(key, size)
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
+        self._path(key)
+        temporary = self._tmp / uuid.uuid4().hex
+        try:
+            async with aiofiles.open(temporary, "wb") as out:
+                async for chunk in chunks:
+                    await out.write(chunk)
+            return await self._publish(temporary, key)
+        finally:
+            await asyncio.to_thread(temporary.unlink, missing_ok=True)
+
+    async def read(self, key: str, offset: int = 0, length: int | None = None,
+                   chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = await aiofiles.open(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"object {key} not found", reason="OBJECT_NOT_FOUND") from None
+        try:
+            await handle.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = chunk_bytes if remaining is None else min(chunk_bytes, remaining)
+                chunk = await handle.read(want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await handle.close()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            return ObjectInfo(key, (await aiofiles.os.stat(self._path(key))).st_size)
+        except FileNotFoundError:
+            return None
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def copy(self, source: str, destination: str) -> ObjectInfo:
+        src = self._path(source)
+        temporary = self._tmp / uuid.uuid4().hex
+        try:
+            try:
+                # Objects never change once written, so a hard link is a safe, instant copy.
+                await asyncio.to_thread(os.link, src, temporary)
+            except FileNotFoundError:
+                raise NotFound(f"object {source} not found", reason="OBJECT_NOT_FOUND") from None
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                await asyncio.to_thread(shutil.copyfile, src, temporary)
+            return await self._publish(temporary, destination)
+        finally:
+            await asyncio.to_thread(temporary.unlink, missing_ok=True)
+
+    async def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        top = self.root / directory
+        entries = await asyncio.to_thread(_walk_files, top, self.root)
+        for key, size in entries:
+            if key.startswith(prefix) and not key.startswith("."):
+                yield ObjectInfo(key, size)
+
+    async def create_multipart(self, key: str) -> str:
+        self._path(key)
+        upload_id = uuid.uuid4().hex
+        async with aiofiles.open(self._part_file(upload_id), "xb"):
+            pass
+        return upload_id
+
+    async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
+                          data: bytes | bytearray | memoryview) -> str:
+        part_file = self._part_file(upload_id)
+        try:
+            handle = await aiofiles.open(part_file, "r+b")
+        except FileNotFoundError:
+            raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
+        try:
+            await handle.seek(offset)
+            await handle.write(data)
+            await handle.flush()
+            await asyncio.to_thread(os.fdatasync, handle.fileno())
+        finally:
+            await handle.close()
+        return f"{number}-{offset}-{len(data)}"
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
+        part_file = self._part_file(upload_id)
+        total = sum(part.size for part in parts)
+        try:
+            size = (await aiofiles.os.stat(part_file)).st_size
+        except FileNotFoundError:
+            done = await self.stat(key)
+            if done is not None and done.size == total:
+                return done  # completed before: completing again is a no-op
+            raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
+        if size < total:
+            raise FailedPrecondition(f"multipart file holds {size} bytes, parts add up to {total}")
+        if size > total:
+            await asyncio.to_thread(os.truncate, part_file, total)
+        return await self._publish(part_file, key)
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await asyncio.to_thread(self._part_file(upload_id).unlink, missing_ok=True)
+
+    async def presign_get(self, key: str, ttl_seconds: int) -> str:
+        raise NotSupported("the local object store cannot presign URLs; use ReadFile to download",
+                           reason="DOWNLOAD_URL_UNSUPPORTED")
+
+
+def _walk_files(top: Path, root: Path) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for directory, _dirs, files in os.walk(top):
+        for name in files:
+            path = Path(directory) / name
+            try:
+                found.append((path.relative_to(root).as_posix(), path.stat().st_size))
+            except FileNotFoundError:
+                continue
+    return sorted(found)

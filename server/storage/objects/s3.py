@@ -1,0 +1,248 @@
+"""An S3 object store through aioboto3: AWS, MinIO, or moto's standalone server.
+
+One client is opened at start-up and shared. Driver errors are translated here, at the boundary:
+a missing key or multipart id becomes NotFound, anything that means "the store did not answer"
+becomes Unavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from server.domain.errors import NotFound, Unavailable
+from server.settings import S3Location
+from server.storage.objects.base import READ_CHUNK_BYTES, CompletedPart, ObjectInfo, ObjectStore, check_key
+
+MULTIPART_THRESHOLD = 8 << 20
+MAX_SINGLE_COPY = 5 << 30
+COPY_PART_BYTES = 512 << 20
+_MISSING_CODES = {"404", "NoSuchKey", "NoSuchUpload", "NotFound"}
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _MISSING_CODES:
+            return NotFound(f"{what} not found", reason="OBJECT_NOT_FOUND")
+        if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout"):
+            return Unavailable(f"object store failed on {what}: {code}", reason="STORE_UNAVAILABLE")
+        return Unavailable(f"object store refused {what}: {code} {exc}", reason="STORE_ERROR")
+    return Unavailable(f"object store unreachable on {what}: {exc}", reason="STORE_UNAVAILABLE")
+
+
+@contextlib.contextmanager
+def _boundary(what: str) -> Any:
+    try:
+        yield
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise _translate(exc, what) from exc
+
+
+class S3Store(ObjectStore):
+    """Objects in one bucket, under an optional key prefix."""
+
+    kind = "s3"
+
+    def __init__(self, location: S3Location, access_key_id: str | None = None,
+                 secret_access_key: str | None = None, max_connections: int = 64) -> None:
+        self.location = location
+        self._session = aioboto3.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=location.region,
+        )
+        self._config = AioConfig(
+            max_pool_connections=max_connections,
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            # Checksums are ours to compute (crc32c per chunk, sha256 per file); skip botocore's extra pass.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"},
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> S3Store:
+        """Open the shared client."""
+        self._client = await self._stack.enter_async_context(
+            self._session.client("s3", endpoint_url=self.location.endpoint, config=self._config))
+        return self
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    def _key(self, key: str) -> str:
+        return self.location.prefix + check_key(key)
+
+    @property
+    def _bucket(self) -> str:
+        return self.location.bucket
+
+    async def ping(self) -> None:
+        with _boundary(f"bucket {self._bucket}"):
+            await self._client.head_bucket(Bucket=self._bucket)
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[CompletedPart] = []
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                if len(buffer) >= MULTIPART_THRESHOLD:
+                    if upload_id is None:
+                        upload_id = await self.create_multipart(key)
+                    offset = sum(p.size for p in parts)
+                    etag = await self.upload_part(key, upload_id, len(parts) + 1, offset, buffer)
+                    parts.append(CompletedPart(len(parts) + 1, etag, len(buffer)))
+                    buffer = bytearray()
+            if upload_id is None:
+                with _boundary(f"object {key}"):
+                    await self._client.put_object(Bucket=self._bucket, Key=self._key(key), Body=bytes(buffer))
+                return ObjectInfo(key, len(buffer))
+            if buffer:
+                offset = sum(p.size for p in parts)
+                etag = await self.upload_part(key, upload_id, len(parts) + 1, offset, buffer)
+                parts.append(CompletedPart(len(parts) + 1, etag, len(buffer)))
+            return await self.complete_multipart(key, upload_id, parts)
+        except BaseException:
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    await self.abort_multipart(key, upload_id)
+            raise
+
+    async def read(self, key: str, offset: int = 0, length: int | None = None,
+                   chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        if length == 0:
+            return
+        byte_range = f"bytes={offset}-" if length is None else f"bytes={offset}-{offset + length - 1}"
+        with _boundary(f"object {key}"):
+            try:
+                response = await self._client.get_object(Bucket=self._bucket, Key=self._key(key), Range=byte_range)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return  # reading at the end of the object: nothing to read
+                raise
+            body = response["Body"]
+            try:
+                while True:
+                    chunk = await body.read(chunk_bytes)
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                body.close()
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            with _boundary(f"object {key}"):
+                head = await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+        except NotFound:
+            return None
+        return ObjectInfo(key, int(head["ContentLength"]))
+
+    async def delete(self, key: str) -> None:
+        with _boundary(f"object {key}"):
+            await self._client.delete_object(Bucket=self._bucket, Key=self._key(key))
+
+    async def copy(self, source: str, destination: str) -> ObjectInfo:
+        info = await self.stat(source)
+        if info is None:
+            raise NotFound(f"object {source} not found", reason="OBJECT_NOT_FOUND")
+        copy_source = {"Bucket": self._bucket, "Key": self._key(source)}
+        if info.size <= MAX_SINGLE_COPY:
+            with _boundary(f"copy of {source}"):
+                await self._client.copy_object(Bucket=self._bucket, Key=self._key(destination),
+                                               CopySource=copy_source)
+            return ObjectInfo(destination, info.size)
+        # Above 5 GiB S3 refuses a single copy: copy ranges as parts of a multipart upload.
+        upload_id = await self.create_multipart(destination)
+        try:
+            parts = []
+            for number, start in enumerate(range(0, info.size, COPY_PART_BYTES), start=1):
+                end = min(start + COPY_PART_BYTES, info.size) - 1
+                with _boundary(f"copy of {source}"):
+                    result = await self._client.upload_part_copy(
+                        Bucket=self._bucket, Key=self._key(destination), UploadId=upload_id,
+                        PartNumber=number, CopySource=copy_source, CopySourceRange=f"bytes={start}-{end}")
+                parts.append(CompletedPart(number, result["CopyPartResult"]["ETag"], end - start + 1))
+            return await self.complete_multipart(destination, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.abort_multipart(destination, upload_id)
+            raise
+
+    async def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        strip = len(self.location.prefix)
+        with _boundary(f"listing of {prefix}"):
+            paginator = self._client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=self.location.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"][strip:], int(item["Size"]))
+
+    async def create_multipart(self, key: str) -> str:
+        with _boundary(f"multipart start of {key}"):
+            response = await self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key(key))
+        return str(response["UploadId"])
+
+    async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
+                          data: bytes | bytearray | memoryview) -> str:
+        with _boundary(f"part {number} of {key}"):
+            response = await self._client.upload_part(
+                Bucket=self._bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=bytes(data)
+                if not isinstance(data, bytes) else data)
+        return str(response["ETag"])
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
+        total = sum(part.size for part in parts)
+        if not parts:
+            # S3 cannot complete a multipart upload without parts: an empty object is a plain put.
+            with _boundary(f"object {key}"):
+                await self._client.put_object(Bucket=self._bucket, Key=self._key(key), Body=b"")
+            await self.abort_multipart(key, upload_id)
+            return ObjectInfo(key, 0)
+        try:
+            with _boundary(f"multipart completion of {key}"):
+                await self._client.complete_multipart_upload(
+                    Bucket=self._bucket, Key=self._key(key), UploadId=upload_id,
+                    MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]})
+        except NotFound:
+            done = await self.stat(key)
+            if done is not None and done.size == total:
+                return done  # completed before: completing again is a no-op
+            raise
+        return ObjectInfo(key, total)
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            with _boundary(f"multipart abort of {key}"):
+                await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key(key),
+                                                          UploadId=upload_id)
+        except NotFound:
+            return
+
+    async def presign_get(self, key: str, ttl_seconds: int) -> str:
+        with _boundary(f"presign of {key}"):
+            url = await self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self._bucket, "Key": self._key(key)}, ExpiresIn=ttl_seconds)
+        return str(url)
+
+    async def list_multipart(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(key, upload id) of every unfinished multipart upload under `prefix`."""
+        found: list[tuple[str, str]] = []
+        strip = len(self.location.prefix)
+        with _boundary("multipart listing"):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=self.location.prefix + prefix):
+                for item in page.get("Uploads", []):
+                    found.append((item["Key"][strip:], item["UploadId"]))
+        return found

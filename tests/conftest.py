@@ -1,0 +1,179 @@
+"""Session fixtures: real Postgres, Redis and moto's S3 server, and Quarry servers on real sockets.
+
+Everything starts once per session. Each store kind ("file", "s3") gets its own database, Redis
+database and server, so their workers never see each other's rows. Each test acts in its own
+namespace, which isolates it from the others.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+import boto3
+import pytest
+
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.ports import free_port
+from server.settings import Settings
+from server.storage.objects import ObjectStore, open_store
+from tests.support import Api, ServerHandle, clean_env, open_api, start_server
+
+BUCKET = "quarry-test"
+STORE_KINDS = ["file", "s3"]
+REDIS_DB = {"file": 1, "s3": 2}
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("quarry")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_root: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_root / "pg")
+    server.start()
+    yield server
+    server.stop()
+
+
+def database_url(postgres: EmbeddedPostgres, name: str) -> str:
+    """DSN of database `name` on the test cluster."""
+    assert postgres.socket_dir is not None
+    return f"postgresql://postgres@/{name}?host={quote(str(postgres.socket_dir))}"
+
+
+async def create_database(postgres: EmbeddedPostgres, name: str) -> str:
+    """Create an empty database and return its DSN."""
+    connection = await asyncpg.connect(postgres.url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return database_url(postgres, name)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_root: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_root / "redis", persistent=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+def redis_url(redis: EmbeddedRedis, db: int) -> str:
+    return f"{redis.url}?db={db}" if redis.url.startswith("unix://") else redis.url.rsplit("/", 1)[0] + f"/{db}"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_root: Path) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp_root / "moto.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    endpoint = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    yield endpoint
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+def storage_env(kind: str, tmp_root: Path, moto: str | None) -> dict[str, str]:
+    if kind == "file":
+        return {"QUARRY_STORAGE_URL": f"file://{tmp_root / 'objects'}"}
+    assert moto is not None
+    return {"QUARRY_STORAGE_URL": f"s3://{BUCKET}/quarry?endpoint={moto}",
+            "QUARRY_S3_ACCESS_KEY_ID": "test", "QUARRY_S3_SECRET_ACCESS_KEY": "test"}
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The Settings a process started with `env` would read."""
+    return Settings(**{k.removeprefix("QUARRY_").lower(): v for k, v in env.items()  # type: ignore[arg-type]
+                       if k.startswith("QUARRY_")})
+
+
+@pytest.fixture(scope="session")
+async def stack_envs(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, tmp_root: Path,
+                     moto_endpoint: str) -> dict[str, dict[str, str]]:
+    """Per store kind: the QUARRY_* environment of its server and workers."""
+    envs = {}
+    for kind in STORE_KINDS:
+        moto = moto_endpoint if kind == "s3" else None
+        envs[kind] = clean_env(
+            QUARRY_DATABASE_URL=await create_database(postgres, f"quarry_{kind}"),
+            QUARRY_REDIS_URL=redis_url(redis_server, REDIS_DB[kind]),
+            QUARRY_LOG_LEVEL="INFO",
+            QUARRY_WORKER_METRICS_PORT="0",
+            QUARRY_SHUTDOWN_GRACE_SECONDS="5",
+            QUARRY_HEALTH_INTERVAL_SECONDS="0.5",
+            **storage_env(kind, tmp_root, moto),
+        )
+    return envs
+
+
+def _server(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    handle = start_server(envs[kind], tmp_root, f"server-{kind}", kind)
+    yield handle
+    handle.process.stop()
+
+
+@pytest.fixture(scope="session")
+def server_file(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    yield from _server("file", stack_envs, tmp_root)
+
+
+@pytest.fixture(scope="session")
+def server_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    yield from _server("s3", stack_envs, tmp_root)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def quarry(request: pytest.FixtureRequest) -> ServerHandle:
+    """A running server, once per store kind."""
+    return request.getfixturevalue(f"server_{request.param}")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def api(quarry: ServerHandle) -> AsyncIterator[Api]:
+    """Stubs on the server, in a namespace of this test's own."""
+    client = open_api(quarry.address)
+    yield client
+    await client.channel.close()
+
+
+@pytest.fixture(scope="session")
+async def stores(stack_envs: dict[str, dict[str, str]]) -> AsyncIterator[dict[str, ObjectStore]]:
+    """In-process stores pointing at what each server uses, to look at bytes directly."""
+    opened = {kind: await open_store(settings_of(env)) for kind, env in stack_envs.items()}
+    yield opened
+    for store in opened.values():
+        await store.close()
+
+
+@pytest.fixture(scope="session")
+async def pools(stack_envs: dict[str, dict[str, str]]) -> AsyncIterator[dict[str, asyncpg.Pool]]:
+    """Connection pools on each kind's database, to look at rows directly."""
+    opened = {kind: await asyncpg.create_pool(env["QUARRY_DATABASE_URL"], min_size=1, max_size=4)
+              for kind, env in stack_envs.items()}
+    yield opened
+    for pool in opened.values():
+        await pool.close()

@@ -1,0 +1,200 @@
+"""Test helpers: real service processes, and a namespaced gRPC client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from quarry.v1 import (
+    capabilities_service_pb2_grpc,
+    dataset_service_pb2_grpc,
+    upload_service_pb2_grpc,
+)
+
+from server.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without QUARRY_* variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class QuarryProcess:
+    """A `python -m server` or `python -m workers` child process with its log file."""
+
+    module: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> QuarryProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, cwd=ROOT,
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class ServerHandle:
+    """A running server: its address, metrics port, environment and process."""
+
+    address: str
+    metrics_port: int
+    env: dict[str, str]
+    process: QuarryProcess
+    storage_kind: str
+
+
+def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | None = None,
+                 service: str = "") -> None:
+    """Block until the health check of `service` says SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if process is not None and process.process is not None and process.process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.process.returncode}:\n{process.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                detail = process.log()[-3000:] if process else ""
+                raise TimeoutError(f"{address} not SERVING after {timeout}s\n{detail}")
+            time.sleep(0.1)
+
+
+def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str) -> ServerHandle:
+    """Start a server on free ports and wait until it is SERVING."""
+    port, metrics_port = free_port(), free_port()
+    env = dict(env, QUARRY_GRPC_ADDRESS=f"127.0.0.1:{port}", QUARRY_METRICS_PORT=str(metrics_port))
+    process = QuarryProcess("server", env, log_dir / f"{name}.log").start()
+    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process)
+    return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind)
+
+
+class _Metadata(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+                aio.StreamUnaryClientInterceptor, aio.StreamStreamClientInterceptor):
+    """Add fixed metadata (the namespace) to every call."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        metadata = tuple(details.metadata or ()) + self._metadata
+        return details._replace(metadata=metadata)
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+    async def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+@dataclass
+class Api:
+    """Stubs of every Quarry service on one channel, acting in one namespace."""
+
+    channel: aio.Channel
+    namespace: str
+    datasets: Any = field(init=False)
+    uploads: Any = field(init=False)
+    capabilities: Any = field(init=False)
+    health: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.datasets = dataset_service_pb2_grpc.DatasetServiceStub(self.channel)
+        self.uploads = upload_service_pb2_grpc.UploadServiceStub(self.channel)
+        self.capabilities = capabilities_service_pb2_grpc.CapabilitiesServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    @property
+    def parent(self) -> str:
+        return f"namespaces/{self.namespace}"
+
+
+def open_api(address: str, namespace: str | None = None, max_message: int = 64 << 20) -> Api:
+    """An Api in a fresh namespace (each test gets its own, which isolates it)."""
+    namespace = namespace or f"t-{uuid.uuid4().hex[:12]}"
+    channel = aio.insecure_channel(address, interceptors=[_Metadata((("x-quarry-namespace", namespace),))],
+                                   options=[("grpc.max_receive_message_length", max_message),
+                                            ("grpc.max_send_message_length", max_message)])
+    return Api(channel, namespace)
+
+
+def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    """(reason, metadata) of the ErrorInfo detail of a failed call."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return info.reason, dict(info.metadata)
+    return "", {}
+
+
+def field_violations(error: aio.AioRpcError) -> list[str]:
+    """Field paths of the BadRequest detail of a failed call."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    fields: list[str] = []
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    fields += [v.field for v in bad.field_violations]
+    return fields

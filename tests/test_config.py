@@ -1,0 +1,103 @@
+"""Bad configuration exits non-zero with one line naming the variable and the problem."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from server.ports import free_port
+from tests.support import ROOT, clean_env
+
+
+def run_module(module: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_naming(result: subprocess.CompletedProcess[str], variable: str, words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"quarry: {variable}: "), lines[0]
+    assert words in lines[0], lines[0]
+
+
+@pytest.fixture
+def good_env(stack_envs: dict[str, dict[str, str]]) -> dict[str, str]:
+    return dict(stack_envs["file"], QUARRY_GRPC_ADDRESS=f"127.0.0.1:{free_port()}",
+                QUARRY_METRICS_PORT=str(free_port()), QUARRY_STARTUP_TIMEOUT_SECONDS="1")
+
+
+def test_unreachable_database(good_env: dict[str, str]) -> None:
+    env = dict(good_env, QUARRY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/quarry")
+    assert_one_line_naming(run_module("server", env), "QUARRY_DATABASE_URL", "cannot connect")
+
+
+def test_unreachable_redis(good_env: dict[str, str]) -> None:
+    env = dict(good_env, QUARRY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert_one_line_naming(run_module("server", env), "QUARRY_REDIS_URL", "cannot connect")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("ftp://host/x", "scheme must be s3:// or file://"),
+    ("s3://", "names no bucket"),
+    ("s3://bucket?endpoint=localhost:9000", "endpoint must be an http(s) URL"),
+    ("s3://bucket?regoin=x", "unknown s3 URL parameter"),
+])
+def test_malformed_storage_url(url: str, words: str) -> None:
+    env = clean_env(QUARRY_STORAGE_URL=url)
+    assert_one_line_naming(run_module("server", env), "QUARRY_STORAGE_URL", words)
+
+
+def test_missing_bucket(good_env: dict[str, str], moto_endpoint: str) -> None:
+    env = dict(good_env, QUARRY_STORAGE_URL=f"s3://no-such-bucket?endpoint={moto_endpoint}",
+               QUARRY_S3_ACCESS_KEY_ID="test", QUARRY_S3_SECRET_ACCESS_KEY="test")
+    assert_one_line_naming(run_module("server", env), "QUARRY_STORAGE_URL", "does not answer")
+
+
+def test_grpc_port_in_use(good_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = dict(good_env, QUARRY_GRPC_ADDRESS=f"127.0.0.1:{port}")
+        assert_one_line_naming(run_module("server", env), "QUARRY_GRPC_ADDRESS", "cannot listen")
+
+
+def test_metrics_port_in_use(good_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        env = dict(good_env, QUARRY_METRICS_PORT=str(busy.getsockname()[1]))
+        assert_one_line_naming(run_module("server", env), "QUARRY_METRICS_PORT", "cannot listen")
+
+
+def test_unknown_variable_is_named_with_a_suggestion() -> None:
+    env = clean_env(QUARRY_DATABSE_URL="postgresql://x")
+    assert_one_line_naming(run_module("server", env), "QUARRY_DATABSE_URL", "did you mean QUARRY_DATABASE_URL")
+
+
+@pytest.mark.parametrize("variable, value, words", [
+    ("QUARRY_MAX_CHUNK_BYTES", "lots", "valid integer"),
+    ("QUARRY_METRICS_PORT", "70000", "less than or equal to 65535"),
+    ("QUARRY_LOG_LEVEL", "LOUD", "DEBUG"),
+    ("QUARRY_GRPC_ADDRESS", "nowhere", "host:port"),
+    ("QUARRY_DATABASE_URL", "mysql://x", "postgresql://"),
+])
+def test_bad_values(variable: str, value: str, words: str) -> None:
+    assert_one_line_naming(run_module("server", clean_env(**{variable: value})), variable, words)
+
+
+def test_worker_reports_bad_configuration_the_same_way() -> None:
+    env = clean_env(QUARRY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/quarry",
+                    QUARRY_STARTUP_TIMEOUT_SECONDS="1")
+    assert_one_line_naming(run_module("workers", env), "QUARRY_DATABASE_URL", "cannot connect")
+
+
+def test_client_variables_are_not_unknown(good_env: dict[str, str]) -> None:
+    # QUARRY_ADDRESS belongs to the CLI; a server sharing the environment must not refuse it.
+    env = dict(good_env, QUARRY_ADDRESS="127.0.0.1:1", QUARRY_DATABASE_URL="mysql://x")
+    assert_one_line_naming(run_module("server", env), "QUARRY_DATABASE_URL", "postgresql://")

@@ -1,0 +1,83 @@
+"""The contract: buf lint is clean, the generated stubs are current, every RPC and error is mapped."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from server.api import errors as api_errors
+from server.domain import errors as domain_errors
+from tests.support import ROOT
+
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+
+
+def test_buf_lint_is_clean() -> None:
+    buf = str(BUF) if BUF.exists() else shutil.which("buf")
+    assert buf, "buf is not installed: run `npm ci` (make test does)"
+    result = subprocess.run([buf, "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_config_keeps_default_rules() -> None:
+    text = (ROOT / "buf.yaml").read_text()
+    assert "STANDARD" in text and "COMMENTS" in text
+
+
+def test_generated_stubs_are_current() -> None:
+    result = subprocess.run([sys.executable, "scripts/generate_stubs.py", "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_domain_error_has_a_status() -> None:
+    kinds = [obj for obj in vars(domain_errors).values()
+             if isinstance(obj, type) and issubclass(obj, domain_errors.QuarryError)]
+    assert len(kinds) > 10
+    for kind in kinds:
+        code = api_errors.code_for(kind("x") if kind not in (domain_errors.WrongOffset, domain_errors.WrongState)
+                                   else kind("x", expected_offset=0) if kind is domain_errors.WrongOffset
+                                   else kind("x", state="OPEN"))
+        assert isinstance(code, grpc.StatusCode)
+        if kind is not domain_errors.QuarryError and kind is not domain_errors.Internal:
+            assert code is not grpc.StatusCode.INTERNAL, f"{kind.__name__} has no status of its own"
+        assert kind.reason.isupper() and " " not in kind.reason
+
+
+def test_unknown_exceptions_become_internal_without_detail() -> None:
+    status = api_errors.status_for(RuntimeError("secret detail"))
+    assert status.code is grpc.StatusCode.INTERNAL
+    assert "secret" not in status.message
+
+
+@pytest.mark.parametrize("package", ["server/domain", "server/storage", "workers"])
+def test_grpc_stays_in_the_api_layer(package: str) -> None:
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith("grpc"), f"{path} imports {name}"
+                assert not name.startswith("server.api"), f"{path} imports {name}"
+
+
+def test_only_one_module_imports_arq() -> None:
+    importers = set()
+    for path in [*ROOT.glob("server/**/*.py"), *ROOT.glob("workers/**/*.py"), *ROOT.glob("clients/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "arq" for a in node.names):
+                importers.add(path.relative_to(ROOT).as_posix())
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "arq":
+                importers.add(path.relative_to(ROOT).as_posix())
+    assert importers == {"server/storage/jobqueue.py"}
+
+
+def test_generated_code_is_committed_not_ignored() -> None:
+    generated = Path(ROOT / "clients/python/src/quarry/v1")
+    assert (generated / "upload_service_pb2_grpc.py").exists()

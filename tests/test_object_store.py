@@ -1,0 +1,156 @@
+"""One behaviour suite for both object stores: local directory (aiofiles) and S3 (moto over HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from server.domain.errors import InvalidArgument, NotFound, NotSupported, Unavailable
+from server.storage.objects import CompletedPart, ObjectStore
+
+MiB = 1 << 20
+
+
+@pytest.fixture(params=["file", "s3"])
+async def store(request: pytest.FixtureRequest, stores: dict[str, ObjectStore]) -> ObjectStore:
+    return stores[request.param]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test/{uuid.uuid4().hex}/"
+
+
+async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+async def read_all(store: ObjectStore, key: str, offset: int = 0, length: int | None = None,
+                   chunk_bytes: int = 1 << 20) -> bytes:
+    return b"".join([c async for c in store.read(key, offset, length, chunk_bytes)])
+
+
+async def test_put_then_read_streams_in_chunks(store: ObjectStore, prefix: str) -> None:
+    data = os.urandom(3 * MiB + 17)
+    info = await store.put(prefix + "a", chunks_of(data))
+    assert info.size == len(data)
+    sizes = [len(c) async for c in store.read(prefix + "a", chunk_bytes=MiB)]
+    assert max(sizes) <= MiB and sum(sizes) == len(data)
+    assert await read_all(store, prefix + "a") == data
+
+
+async def test_put_large_object_goes_through_multipart(store: ObjectStore, prefix: str) -> None:
+    data = os.urandom(9 * MiB + 3)
+    await store.put(prefix + "big", chunks_of(data, MiB))
+    assert hashlib.sha256(await read_all(store, prefix + "big")).digest() == hashlib.sha256(data).digest()
+
+
+async def test_empty_object(store: ObjectStore, prefix: str) -> None:
+    await store.put(prefix + "empty", chunks_of(b""))
+    assert (await store.stat(prefix + "empty")).size == 0  # type: ignore[union-attr]
+    assert await read_all(store, prefix + "empty") == b""
+
+
+async def test_range_reads(store: ObjectStore, prefix: str) -> None:
+    data = os.urandom(100_000)
+    await store.put(prefix + "r", chunks_of(data))
+    assert await read_all(store, prefix + "r", 10, 100) == data[10:110]
+    assert await read_all(store, prefix + "r", 99_990) == data[99_990:]
+    assert await read_all(store, prefix + "r", 0, 0) == b""
+    assert await read_all(store, prefix + "r", 5, 20_000, chunk_bytes=4096) == data[5:20_005]
+
+
+async def test_missing_objects(store: ObjectStore, prefix: str) -> None:
+    assert await store.stat(prefix + "nope") is None
+    assert not await store.exists(prefix + "nope")
+    with pytest.raises(NotFound):
+        await read_all(store, prefix + "nope")
+    with pytest.raises(NotFound):
+        await store.copy(prefix + "nope", prefix + "other")
+    await store.delete(prefix + "nope")  # deleting what is not there is fine
+
+
+async def test_multipart_parts_in_any_order(store: ObjectStore, prefix: str) -> None:
+    part = 5 * MiB
+    data = os.urandom(2 * part + 1234)
+    key = prefix + "mp"
+    upload_id = await store.create_multipart(key)
+    pieces = [(1, 0, data[:part]), (3, 2 * part, data[2 * part:]), (2, part, data[part:2 * part])]
+    etags = {}
+    for number, offset, piece in reversed(pieces):
+        etags[number] = await store.upload_part(key, upload_id, number, offset, piece)
+    assert not await store.exists(key)  # nothing visible before completion
+    parts = [CompletedPart(n, etags[n], len(p)) for n, _, p in sorted(pieces)]
+    info = await store.complete_multipart(key, upload_id, parts)
+    assert info.size == len(data)
+    assert await read_all(store, key) == data
+    # Completing again is a no-op, not an error (a retried job must be able to do it).
+    assert (await store.complete_multipart(key, upload_id, parts)).size == len(data)
+
+
+async def test_multipart_abort_leaves_nothing(store: ObjectStore, prefix: str) -> None:
+    key = prefix + "aborted"
+    upload_id = await store.create_multipart(key)
+    await store.upload_part(key, upload_id, 1, 0, os.urandom(5 * MiB))
+    await store.abort_multipart(key, upload_id)
+    await store.abort_multipart(key, upload_id)  # twice is fine
+    assert not await store.exists(key)
+    # S3 answers NoSuchUpload; moto answers 500. Either way the aborted upload cannot come back.
+    with pytest.raises((NotFound, Unavailable)):
+        await store.complete_multipart(key, upload_id, [CompletedPart(1, "x", 5 * MiB)])
+    assert not await store.exists(key)
+
+
+async def test_multipart_without_parts_is_an_empty_object(store: ObjectStore, prefix: str) -> None:
+    key = prefix + "none"
+    upload_id = await store.create_multipart(key)
+    assert (await store.complete_multipart(key, upload_id, [])).size == 0
+    assert await read_all(store, key) == b""
+
+
+async def test_copy_and_delete(store: ObjectStore, prefix: str) -> None:
+    data = os.urandom(300_000)
+    await store.put(prefix + "src", chunks_of(data))
+    info = await store.copy(prefix + "src", prefix + "dir/dst")
+    assert info.size == len(data)
+    await store.delete(prefix + "src")
+    assert not await store.exists(prefix + "src")
+    assert await read_all(store, prefix + "dir/dst") == data
+    await store.delete(prefix + "dir/dst")
+    assert await store.stat(prefix + "dir/dst") is None
+
+
+async def test_list_by_prefix(store: ObjectStore, prefix: str) -> None:
+    for name in ("x/1", "x/2", "y/1"):
+        await store.put(prefix + name, chunks_of(b"data"))
+    listed = sorted([o.key async for o in store.list_objects(prefix + "x/")])
+    assert listed == [prefix + "x/1", prefix + "x/2"]
+    assert {o.size async for o in store.list_objects(prefix)} == {4}
+
+
+async def test_keys_cannot_escape(store: ObjectStore) -> None:
+    for key in ("../etc/passwd", "/abs", "a//b", "a/./b", ""):
+        with pytest.raises(InvalidArgument):
+            await store.put(key, chunks_of(b"x"))
+
+
+async def test_presigned_urls(store: ObjectStore, prefix: str) -> None:
+    await store.put(prefix + "p", chunks_of(b"hello"))
+    if store.kind == "file":
+        with pytest.raises(NotSupported):
+            await store.presign_get(prefix + "p", 60)
+        return
+    url = await store.presign_get(prefix + "p", 60)
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        assert await response.read() == b"hello"
+
+
+async def test_ping(store: ObjectStore) -> None:
+    await store.ping()

@@ -1,0 +1,99 @@
+"""The server process: health per dependency, reflection, metrics, graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from server.embedded import EmbeddedRedis
+from tests.support import ServerHandle, start_server
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+QUARRY_SERVICES = {"quarry.v1.DatasetService", "quarry.v1.UploadService", "quarry.v1.CapabilitiesService"}
+
+
+def health_of(address: str, service: str = "") -> int:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return int(health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5).status)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return -1
+            raise
+
+
+def test_health_overall_and_per_dependency(quarry: ServerHandle) -> None:
+    for service in ["", "postgres", "redis", "object-store", *QUARRY_SERVICES]:
+        assert health_of(quarry.address, service) == SERVING, service
+    assert health_of(quarry.address, "no-such-service") == -1
+
+
+def test_reflection_lists_every_service(server_file: ServerHandle) -> None:
+    with grpc.insecure_channel(server_file.address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        assert QUARRY_SERVICES | {"grpc.health.v1.Health"} <= services
+        descriptor = database.FindFileContainingSymbol("quarry.v1.UploadService")
+        assert descriptor.name == "quarry/v1/upload_service.proto"
+
+
+def test_metrics_endpoint(server_file: ServerHandle) -> None:
+    health_of(server_file.address)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server_file.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'quarry_dependency_up{dependency="postgres"} 1.0' in text
+    assert "quarry_grpc_handled_total" in text
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def wait_for_status(address: str, service: str, wanted: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while health_of(address, service) != wanted:
+        assert time.monotonic() < deadline, f"{service!r} never became {wanted}"
+        time.sleep(0.2)
+
+
+def test_health_follows_a_dependency_down_and_back(stack_envs: dict[str, dict[str, str]], tmp_path: Path,
+                                                   own_redis: EmbeddedRedis) -> None:
+    env = dict(stack_envs["file"], QUARRY_REDIS_URL=own_redis.url)
+    handle = start_server(env, tmp_path, "server-redis", "file")
+    try:
+        own_redis.stop()
+        wait_for_status(handle.address, "redis", NOT_SERVING)
+        assert health_of(handle.address) == NOT_SERVING
+        assert health_of(handle.address, "postgres") == SERVING
+        own_redis.start()
+        wait_for_status(handle.address, "", SERVING)
+    finally:
+        assert handle.process.stop() == 0
+
+
+def test_sigterm_stops_gracefully(stack_envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    handle = start_server(stack_envs["file"], tmp_path, "server-stop", "file")
+    with grpc.insecure_channel(handle.address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert next(watch).status == SERVING
+        started = time.monotonic()
+        handle.process.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        # Watchers learn the server is going away before it stops.
+        assert next(watch).status == NOT_SERVING
+    assert handle.process.stop(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    assert '"message": "stopped"' in handle.process.log()

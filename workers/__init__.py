@@ -1,0 +1,1 @@
+"""The worker process: arq runs the jobs in `workers.jobs`; `quarry worker` starts it."""

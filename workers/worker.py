@@ -1,0 +1,47 @@
+"""Worker entry point: open the dependencies, register the jobs and the sweep cron, run until stopped."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from server import metrics
+from server.dependencies import open_dependencies
+from server.settings import Settings
+from server.storage.jobqueue import CronSpec, JobSpec, build_worker, run_worker_until_stopped
+from workers import jobs
+
+JOBS = [
+    JobSpec("validate_upload", jobs.validate_upload),
+    JobSpec("promote_version", jobs.promote_version),
+]
+
+
+def crons(settings: Settings) -> list[CronSpec]:
+    """The periodic jobs."""
+    return [CronSpec("sweep", jobs.sweep, settings.sweep_interval_seconds)]
+
+
+async def run(settings: Settings, *, burst: bool = False) -> None:
+    """Run a worker until SIGTERM/SIGINT (or until the queue is empty, in burst mode)."""
+    stack = contextlib.AsyncExitStack()
+    # Connect before starting arq, so a bad setting fails at once with the variable's name.
+    deps = await stack.enter_async_context(open_dependencies(settings))
+    metrics.serve_metrics("0.0.0.0", settings.worker_metrics_port, "QUARRY_WORKER_METRICS_PORT")
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["deps"] = deps
+        ctx["settings"] = settings
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await stack.aclose()
+
+    worker = build_worker(
+        settings.redis_url, JOBS, crons(settings),
+        on_startup=on_startup, on_shutdown=on_shutdown,
+        max_jobs=settings.worker_concurrency, job_timeout=settings.job_timeout_seconds,
+        max_tries=settings.job_max_tries, shutdown_grace=settings.shutdown_grace_seconds, burst=burst)
+    try:
+        await run_worker_until_stopped(worker)
+    finally:
+        await stack.aclose()
