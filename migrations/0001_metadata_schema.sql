@@ -106,6 +106,8 @@ CREATE TABLE uploads (
     report          jsonb,
     stats           jsonb,
     expire_time     timestamptz NOT NULL,
+    -- Set once the staged bytes of a CANCELLED or EXPIRED upload are gone; the sweep retries until then.
+    purge_time      timestamptz,
     create_time     timestamptz NOT NULL DEFAULT now(),
     update_time     timestamptz NOT NULL DEFAULT now(),
     CHECK ((state = 'FAILED') = (failure IS NOT NULL)),
@@ -147,6 +149,14 @@ CREATE TABLE version_files (
     PRIMARY KEY (version_id, path)
 );
 CREATE INDEX version_files_by_object ON version_files (object_key);
+
+-- Secrets shared by every server replica (e.g. the key that signs page tokens).
+CREATE TABLE server_secrets (
+    name  text PRIMARY KEY,
+    value text NOT NULL
+);
+INSERT INTO server_secrets (name, value)
+VALUES ('page_token_key', encode(sha256(convert_to(gen_random_uuid()::text || clock_timestamp()::text, 'UTF8')), 'hex'));
 
 -- Every state change is announced, so WatchUpload works across server replicas.
 CREATE FUNCTION notify_upload_state() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -29,6 +29,7 @@ from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.dependencies import Dependencies, open_dependencies
 from server.ports import ensure_ports_free
+from server.services import Services, open_services
 from server.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ QUARRY_SERVICES = (
 )
 
 
-def build_grpc_server(settings: Settings, deps: Dependencies, health: HealthReporter) -> aio.Server:
+def build_grpc_server(settings: Settings, deps: Dependencies, services: Services,
+                      health: HealthReporter) -> aio.Server:
     """The gRPC server with every servicer, health and reflection registered (not yet bound)."""
     from server.api.servicers import add_quarry_servicers
 
@@ -59,7 +61,7 @@ def build_grpc_server(settings: Settings, deps: Dependencies, health: HealthRepo
     )
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
         CapabilitiesServicer(settings, deps.store.kind), server)
-    add_quarry_servicers(server, settings, deps)
+    add_quarry_servicers(server, settings, services)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
         [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -85,8 +87,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     ensure_ports_free(settings)
     async with contextlib.AsyncExitStack() as stack:
         deps = await stack.enter_async_context(open_dependencies(settings))
+        services = await stack.enter_async_context(open_services(deps))
         health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
-        server = build_grpc_server(settings, deps, health)
+        server = build_grpc_server(settings, deps, services, health)
         _bind(server, settings.grpc_address)
         host = settings.grpc_address.rpartition(":")[0].strip("[]")
         metrics.serve_metrics(host, settings.metrics_port, "QUARRY_METRICS_PORT")

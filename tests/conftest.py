@@ -7,11 +7,13 @@ namespace, which isolates it from the others.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -177,3 +179,41 @@ async def pools(stack_envs: dict[str, dict[str, str]]) -> AsyncIterator[dict[str
     yield opened
     for pool in opened.values():
         await pool.close()
+
+
+@dataclass
+class Env:
+    """What an upload test needs: the API in its own namespace, and direct views of rows and bytes."""
+
+    api: Api
+    server: ServerHandle
+    store: ObjectStore
+    pool: asyncpg.Pool
+
+    @property
+    def namespace(self) -> str:
+        return self.api.namespace
+
+    async def read_object(self, key: str) -> bytes:
+        return b"".join([chunk async for chunk in self.store.read(key)])
+
+    async def staged_sha256(self, upload_uid: str) -> str:
+        digest = hashlib.sha256()
+        async for chunk in self.store.read(f"staging/{self.namespace}/{upload_uid}"):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    async def leftovers(self) -> dict[str, int]:
+        """Rows, staged objects and open multipart writes this test's namespace still has."""
+        rows = await self.pool.fetchval(
+            "SELECT count(*) FROM uploads u JOIN namespaces n ON n.id = u.namespace_id WHERE n.name = $1",
+            self.namespace)
+        objects = [o async for o in self.store.list_objects(f"staging/{self.namespace}/")]
+        multipart = [m async for m in self.store.list_multipart(f"staging/{self.namespace}/")]
+        return {"rows": int(rows), "objects": len(objects), "multipart": len(multipart)}
+
+
+@pytest.fixture
+async def env(api: Api, quarry: ServerHandle, stores: dict[str, ObjectStore],
+              pools: dict[str, asyncpg.Pool]) -> Env:
+    return Env(api, quarry, stores[quarry.storage_kind], pools[quarry.storage_kind])

@@ -115,28 +115,40 @@ def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: st
     return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind)
 
 
-class _Metadata(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-                aio.StreamUnaryClientInterceptor, aio.StreamStreamClientInterceptor):
-    """Add fixed metadata (the namespace) to every call."""
+class _WithMetadata:
+    """Adds fixed metadata (the namespace) to every call. grpc.aio files an interceptor under the first
+    kind it matches, so each kind needs its own class."""
 
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self._metadata = metadata
 
     def _details(self, details: Any) -> Any:
-        metadata = tuple(details.metadata or ()) + self._metadata
-        return details._replace(metadata=metadata)
+        return details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
 
+
+class _UnaryUnary(_WithMetadata, aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _UnaryStream(_WithMetadata, aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _StreamUnary(_WithMetadata, aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
+
+class _StreamStream(_WithMetadata, aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
+
+
+def metadata_interceptors(metadata: tuple[tuple[str, str], ...]) -> list[Any]:
+    """Client interceptors adding `metadata` to calls of every kind."""
+    return [kind(metadata) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
 @dataclass
@@ -164,7 +176,7 @@ class Api:
 def open_api(address: str, namespace: str | None = None, max_message: int = 64 << 20) -> Api:
     """An Api in a fresh namespace (each test gets its own, which isolates it)."""
     namespace = namespace or f"t-{uuid.uuid4().hex[:12]}"
-    channel = aio.insecure_channel(address, interceptors=[_Metadata((("x-quarry-namespace", namespace),))],
+    channel = aio.insecure_channel(address, interceptors=metadata_interceptors((("x-quarry-namespace", namespace),)),
                                    options=[("grpc.max_receive_message_length", max_message),
                                             ("grpc.max_send_message_length", max_message)])
     return Api(channel, namespace)

@@ -94,6 +94,16 @@ async def test_multipart_parts_in_any_order(store: ObjectStore, prefix: str) -> 
     assert (await store.complete_multipart(key, upload_id, parts)).size == len(data)
 
 
+async def test_list_multipart(store: ObjectStore, prefix: str) -> None:
+    first = await store.create_multipart(prefix + "one")
+    second = await store.create_multipart(prefix + "two")
+    listed = {(m.key, m.upload_id) async for m in store.list_multipart(prefix)}
+    assert listed == {(prefix + "one", first), (prefix + "two", second)}
+    await store.abort_multipart(prefix + "one", first)
+    await store.abort_multipart(prefix + "two", second)
+    assert [m async for m in store.list_multipart(prefix)] == []
+
+
 async def test_multipart_abort_leaves_nothing(store: ObjectStore, prefix: str) -> None:
     key = prefix + "aborted"
     upload_id = await store.create_multipart(key)

@@ -54,9 +54,21 @@ class RpcStatus:
 
 def code_for(exc: errors.QuarryError) -> grpc.StatusCode:
     """The status code of a domain error: the first mapped class in its MRO."""
-    for kind in type(exc).__mro__:
-        if kind in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[kind]
+    return _code_for_class(type(exc))
+
+
+def _code_for_class(error_class: type) -> grpc.StatusCode:
+    for klass in error_class.__mro__:
+        if klass in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[klass]
+    return grpc.StatusCode.INTERNAL
+
+
+def code_for_kind(kind: str) -> grpc.StatusCode:
+    """The status code of an error kind stored by name (e.g. a Failure's "ChecksumMismatch")."""
+    error_class = getattr(errors, kind, None)
+    if isinstance(error_class, type) and issubclass(error_class, errors.QuarryError):
+        return _code_for_class(error_class)
     return grpc.StatusCode.INTERNAL
 
 

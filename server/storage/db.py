@@ -118,3 +118,24 @@ def _redact(dsn: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return dsn
+
+
+class Database:
+    """The pool, with transactions whose driver errors arrive as domain errors."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction, committed when the block exits normally."""
+        with translate_errors():
+            async with self.pool.acquire() as connection, connection.transaction():
+                yield connection
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in autocommit mode."""
+        with translate_errors():
+            async with self.pool.acquire() as connection:
+                yield connection

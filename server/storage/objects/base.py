@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from server.domain.errors import InvalidArgument
 
@@ -22,6 +23,15 @@ class ObjectInfo:
 
     key: str
     size: int
+
+
+@dataclass(frozen=True)
+class MultipartInfo:
+    """An unfinished multipart write: its key, id and when it began."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,53 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
         raise InvalidArgument(f"invalid object key {key!r}", reason="INVALID_OBJECT_KEY")
     return key
+
+
+class PartWriter(abc.ABC):
+    """Receives the bytes of one part in pieces; `commit` makes them durable and returns the part's etag."""
+
+    size = 0
+
+    @abc.abstractmethod
+    async def write(self, data: memoryview) -> None:
+        """Append bytes to the part."""
+
+    @abc.abstractmethod
+    async def commit(self) -> str:
+        """Make the part durable; return its etag."""
+
+    @abc.abstractmethod
+    async def discard(self) -> None:
+        """Drop the part's bytes (a broken stream): nothing of it counts."""
+
+
+class BufferedPartWriter(PartWriter):
+    """Hold the part in one preallocated buffer, then write it with one `upload_part` call (S3 needs the
+    whole part, with its length, up front). Memory: one part."""
+
+    def __init__(self, store: ObjectStore, key: str, upload_id: str, number: int, offset: int, capacity: int) -> None:
+        self._store = store
+        self._args = (key, upload_id, number, offset)
+        self._buffer: bytearray | None = bytearray(capacity)  # zero pages: resident only once written
+        self.size = 0
+
+    async def write(self, data: memoryview) -> None:
+        assert self._buffer is not None
+        end = self.size + len(data)
+        self._buffer[self.size:end] = data
+        self.size = end
+
+    async def commit(self) -> str:
+        assert self._buffer is not None
+        del self._buffer[self.size:]  # a short last part: trim in place
+        key, upload_id, number, offset = self._args
+        try:
+            return await self._store.upload_part(key, upload_id, number, offset, self._buffer)
+        finally:
+            self._buffer = None
+
+    async def discard(self) -> None:
+        self._buffer = None
 
 
 class ObjectStore(abc.ABC):
@@ -88,6 +145,10 @@ class ObjectStore(abc.ABC):
                           data: bytes | bytearray | memoryview) -> str:
         """Durably write part `number` (whose first byte is at `offset`); return its etag."""
 
+    def open_part(self, key: str, upload_id: str, number: int, offset: int, capacity: int) -> PartWriter:
+        """A writer for part `number` (at most `capacity` bytes) that receives its bytes in pieces."""
+        return BufferedPartWriter(self, key, upload_id, number, offset, capacity)
+
     @abc.abstractmethod
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         """Assemble the parts, in order, into the object. Safe to call again after it succeeded."""
@@ -95,6 +156,10 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         """Drop a multipart write and its parts; aborting an unknown one is not an error."""
+
+    @abc.abstractmethod
+    def list_multipart(self, prefix: str) -> AsyncIterator[MultipartInfo]:
+        """Every unfinished multipart write whose key starts with `prefix`."""
 
     @abc.abstractmethod
     async def presign_get(self, key: str, ttl_seconds: int) -> str:

@@ -1,7 +1,7 @@
 """A local-directory object store (aiofiles), used by the embedded default and single-machine setups.
 
-Layout under the root: objects at `<root>/<key>`, multipart writes in `<root>/.multipart/<id>` (one file,
-each part written at its offset), temporary files in `<root>/.tmp/`. Every write is fsynced before it
+Layout under the root: objects at `<root>/<key>`, multipart writes in `<root>/.multipart/<key>/<id>` (one
+file, each part written at its offset), temporary files in `<root>/.tmp/`. Every write is fsynced before it
 returns, and objects appear by an atomic rename, so a crash never leaves a half-written object under a key.
 """
 
@@ -13,13 +13,23 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiofiles
 import aiofiles.os
 
 from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, NotSupported, Unavailable
-from server.storage.objects.base import READ_CHUNK_BYTES, CompletedPart, ObjectInfo, ObjectStore, check_key
+from server.storage.objects.base import (
+    READ_CHUNK_BYTES,
+    CompletedPart,
+    MultipartInfo,
+    ObjectInfo,
+    ObjectStore,
+    PartWriter,
+    check_key,
+)
 
 
 def _fsync_path(path: Path) -> None:
@@ -52,10 +62,11 @@ class LocalStore(ObjectStore):
             raise InvalidArgument(f"invalid object key {key!r}", reason="INVALID_OBJECT_KEY")
         return self.root / key
 
-    def _part_file(self, upload_id: str) -> Path:
+    def _part_file(self, key: str, upload_id: str) -> Path:
+        self._path(key)
         if not upload_id or "/" in upload_id or upload_id.startswith("."):
             raise InvalidArgument(f"invalid multipart id {upload_id!r}", reason="INVALID_OBJECT_KEY")
-        return self._multipart / upload_id
+        return self._multipart / key / upload_id
 
     async def ping(self) -> None:
         if not await asyncio.to_thread(os.access, self.root, os.W_OK):
@@ -138,15 +149,16 @@ class LocalStore(ObjectStore):
                 yield ObjectInfo(key, size)
 
     async def create_multipart(self, key: str) -> str:
-        self._path(key)
         upload_id = uuid.uuid4().hex
-        async with aiofiles.open(self._part_file(upload_id), "xb"):
+        part_file = self._part_file(key, upload_id)
+        await aiofiles.os.makedirs(part_file.parent, exist_ok=True)
+        async with aiofiles.open(part_file, "xb"):
             pass
         return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
                           data: bytes | bytearray | memoryview) -> str:
-        part_file = self._part_file(upload_id)
+        part_file = self._part_file(key, upload_id)
         try:
             handle = await aiofiles.open(part_file, "r+b")
         except FileNotFoundError:
@@ -160,8 +172,11 @@ class LocalStore(ObjectStore):
             await handle.close()
         return f"{number}-{offset}-{len(data)}"
 
+    def open_part(self, key: str, upload_id: str, number: int, offset: int, capacity: int) -> PartWriter:
+        return _WriteThroughPart(self._part_file(key, upload_id), upload_id, number, offset)
+
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
-        part_file = self._part_file(upload_id)
+        part_file = self._part_file(key, upload_id)
         total = sum(part.size for part in parts)
         try:
             size = (await aiofiles.os.stat(part_file)).st_size
@@ -174,14 +189,33 @@ class LocalStore(ObjectStore):
             raise FailedPrecondition(f"multipart file holds {size} bytes, parts add up to {total}")
         if size > total:
             await asyncio.to_thread(os.truncate, part_file, total)
-        return await self._publish(part_file, key)
+        info = await self._publish(part_file, key)
+        await asyncio.to_thread(_remove_empty_dir, part_file.parent)
+        return info
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        await asyncio.to_thread(self._part_file(upload_id).unlink, missing_ok=True)
+        part_file = self._part_file(key, upload_id)
+        await asyncio.to_thread(part_file.unlink, missing_ok=True)
+        await asyncio.to_thread(_remove_empty_dir, part_file.parent)
+
+    async def list_multipart(self, prefix: str) -> AsyncIterator[MultipartInfo]:
+        entries = await asyncio.to_thread(_walk_files, self._multipart, self._multipart)
+        for relative, _size in entries:
+            key, _, upload_id = relative.rpartition("/")
+            if key.startswith(prefix):
+                stat = await aiofiles.os.stat(self._multipart / relative)
+                yield MultipartInfo(key, upload_id, datetime.fromtimestamp(stat.st_mtime, UTC))
 
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         raise NotSupported("the local object store cannot presign URLs; use ReadFile to download",
                            reason="DOWNLOAD_URL_UNSUPPORTED")
+
+
+def _remove_empty_dir(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass  # not empty (another multipart write of the same key) or already gone
 
 
 def _walk_files(top: Path, root: Path) -> list[tuple[str, int]]:
@@ -194,3 +228,41 @@ def _walk_files(top: Path, root: Path) -> list[tuple[str, int]]:
             except FileNotFoundError:
                 continue
     return sorted(found)
+
+
+class _WriteThroughPart(PartWriter):
+    """Write each piece straight to its offset in the multipart file (no part buffer in memory);
+    `commit` fdatasyncs. Bytes of a discarded part stay in the file but count for nothing: a resumed
+    write overwrites them."""
+
+    def __init__(self, part_file: Path, upload_id: str, number: int, offset: int) -> None:
+        self._part_file = part_file
+        self._upload_id = upload_id
+        self._number = number
+        self._offset = offset
+        self._handle: Any = None
+        self.size = 0
+
+    async def write(self, data: memoryview) -> None:
+        if self._handle is None:
+            try:
+                self._handle = await aiofiles.open(self._part_file, "r+b")
+            except FileNotFoundError:
+                raise NotFound(f"multipart write {self._upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
+            await self._handle.seek(self._offset)
+        await self._handle.write(data)
+        self.size += len(data)
+
+    async def commit(self) -> str:
+        if self._handle is not None:
+            try:
+                await self._handle.flush()
+                await asyncio.to_thread(os.fdatasync, self._handle.fileno())
+            finally:
+                await self.discard()
+        return f"{self._number}-{self._offset}-{self.size}"
+
+    async def discard(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            await handle.close()

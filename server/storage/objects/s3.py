@@ -17,7 +17,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from server.domain.errors import NotFound, Unavailable
 from server.settings import S3Location
-from server.storage.objects.base import READ_CHUNK_BYTES, CompletedPart, ObjectInfo, ObjectStore, check_key
+from server.storage.objects.base import (
+    READ_CHUNK_BYTES,
+    CompletedPart,
+    MultipartInfo,
+    ObjectInfo,
+    ObjectStore,
+    check_key,
+)
 
 MULTIPART_THRESHOLD = 8 << 20
 MAX_SINGLE_COPY = 5 << 30
@@ -198,8 +205,9 @@ class S3Store(ObjectStore):
                           data: bytes | bytearray | memoryview) -> str:
         with _boundary(f"part {number} of {key}"):
             response = await self._client.upload_part(
-                Bucket=self._bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=bytes(data)
-                if not isinstance(data, bytes) else data)
+                Bucket=self._bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number,
+                # bytes and bytearray go out as they are; only a memoryview needs a copy.
+                Body=bytes(data) if isinstance(data, memoryview) else data)
         return str(response["ETag"])
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
@@ -236,13 +244,10 @@ class S3Store(ObjectStore):
                 "get_object", Params={"Bucket": self._bucket, "Key": self._key(key)}, ExpiresIn=ttl_seconds)
         return str(url)
 
-    async def list_multipart(self, prefix: str = "") -> list[tuple[str, str]]:
-        """(key, upload id) of every unfinished multipart upload under `prefix`."""
-        found: list[tuple[str, str]] = []
+    async def list_multipart(self, prefix: str) -> AsyncIterator[MultipartInfo]:
         strip = len(self.location.prefix)
         with _boundary("multipart listing"):
             paginator = self._client.get_paginator("list_multipart_uploads")
             async for page in paginator.paginate(Bucket=self._bucket, Prefix=self.location.prefix + prefix):
                 for item in page.get("Uploads", []):
-                    found.append((item["Key"][strip:], item["UploadId"]))
-        return found
+                    yield MultipartInfo(item["Key"][strip:], item["UploadId"], item["Initiated"])

@@ -1,0 +1,238 @@
+"""One `Upload` stream: header, chunks, optional finish; re-blocked into parts.
+
+The stream holds at most one part (S3) or one chunk (local store, written through to its offset) in
+memory, and reads the next message only after the previous bytes were handed to the store, so gRPC flow
+control slows a client down when the store is slow. A part counts once it is durable in the store and
+recorded in Postgres; the part in flight when a stream breaks is lost, and the client resumes from the
+committed size. A full part's commit is shielded from cancellation: once received, it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from server import metrics
+from server.domain.caller import Caller
+from server.domain.crc import combine, crc32c
+from server.domain.errors import (
+    ChecksumMismatch,
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    ResourceExhausted,
+    WrongOffset,
+    WrongState,
+)
+from server.domain.models import Upload, UploadPart, UploadState
+from server.domain.parts import MAX_PARTS
+from server.domain.uploads import NewUpload, Uploads, not_open
+from server.storage import uploads as repo
+from server.storage.objects.base import PartWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes that continue the write, with the client's optional CRC32C of them."""
+
+    data: bytes
+    crc32c: int | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The bytes sent end at the end of the file."""
+
+    sha256: str | None = None
+    keep_open: bool = False
+
+
+StreamMessage = Chunk | Finish
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The upload after a stream, and how many of the stream's bytes were committed."""
+
+    upload: Upload
+    committed: int
+
+
+@dataclass
+class _OpenPart:
+    number: int
+    offset: int
+    writer: PartWriter
+    crc: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.writer.size
+
+
+class UploadStream:
+    """Writes the bytes of one stream into an upload."""
+
+    def __init__(self, uploads: Uploads) -> None:
+        self.uploads = uploads
+
+    async def write(self, caller: Caller, target: NewUpload | str, write_offset: int,
+                    messages: AsyncIterator[StreamMessage],
+                    on_open: Callable[[Upload], Awaitable[None]]) -> WriteResult:
+        """Open (or find) the upload, then write the stream's bytes into it."""
+        if isinstance(target, NewUpload):
+            if write_offset != 0:
+                raise InvalidArgument.field("header.write_offset", "must be 0 when the header creates the upload")
+            upload, created = await self.uploads.create(caller, "", target)
+            if not created and upload.committed_bytes != write_offset:
+                # A retried one-call upload (same request_id): tell the client where to resume.
+                raise WrongOffset(f"upload {upload.name} exists with {upload.committed_bytes} bytes committed; "
+                                  f"resume it at that offset", expected_offset=upload.committed_bytes)
+        else:
+            upload, created = await self.uploads.load(caller, target, "header.upload"), False
+        if not created:
+            self._check_writable(upload, write_offset)
+        await on_open(upload)
+        metrics.UPLOAD_STREAMS.inc()
+        committed = 0
+        try:
+            committed, finish = await self._write(upload, write_offset, messages)
+        except Exception:
+            # Bad input in the stream that created the upload: leave nothing behind. (A stream the client
+            # dropped is cancelled instead; its upload stays, since the client knows its name and may resume.)
+            if created:
+                await asyncio.shield(self.uploads.discard_new(upload))
+            raise
+        finally:
+            metrics.UPLOAD_STREAMS.dec()
+        if finish is not None and not finish.keep_open:
+            return WriteResult(await self.uploads.complete_upload(upload, finish.sha256), committed)
+        async with self.uploads.db.connection() as connection:
+            current = await repo.get(connection, upload.id)
+        assert current is not None
+        return WriteResult(current, committed)
+
+    def _check_writable(self, upload: Upload, write_offset: int) -> None:
+        if upload.state != UploadState.OPEN:
+            raise not_open(upload)
+        if upload.expire_time <= datetime.now(UTC):
+            raise WrongState(f"upload {upload.name} expired at {upload.expire_time.isoformat()}",
+                             state="EXPIRED", reason="UPLOAD_EXPIRED")
+        committed = upload.committed_bytes
+        if write_offset == committed:
+            return
+        at_boundary = write_offset % upload.part_size == 0
+        number = write_offset // upload.part_size + 1
+        within = upload.declared_size is None or write_offset <= upload.declared_size
+        if write_offset >= 0 and at_boundary and within and upload.part(number) is None:
+            return  # a parallel stream starting at a part not yet written
+        raise WrongOffset(f"write_offset {write_offset} is not where this upload continues: expected {committed}"
+                          f" (or the start of a part not yet written; parts are {upload.part_size} bytes)",
+                          expected_offset=committed)
+
+    async def _write(self, upload: Upload, offset: int,
+                     messages: AsyncIterator[StreamMessage]) -> tuple[int, Finish | None]:
+        limits = self.uploads.limits
+        position = offset
+        part: _OpenPart | None = None
+        committed = 0
+        finish: Finish | None = None
+        try:
+            async for message in messages:
+                if finish is not None:
+                    raise InvalidArgument.field("finish", "no message may follow the finish message")
+                if isinstance(message, Finish):
+                    finish = message
+                    continue
+                data = message.data
+                if len(data) > limits.max_chunk_bytes:
+                    raise InvalidArgument.field("chunk.data", f"chunk of {len(data)} bytes exceeds max_chunk_bytes "
+                                                              f"({limits.max_chunk_bytes})", reason="CHUNK_TOO_LARGE")
+                pieces = self._split(upload, position, data)
+                crcs = [crc32c(piece) if len(piece) < len(data) else crc32c(data) for piece in pieces]
+                chunk_crc = 0
+                for piece, piece_crc in zip(pieces, crcs, strict=True):
+                    chunk_crc = combine(chunk_crc, piece_crc, len(piece))
+                if message.crc32c is not None and message.crc32c != chunk_crc:
+                    raise ChecksumMismatch(f"crc32c of the chunk at offset {position} is {chunk_crc}, the client "
+                                           f"sent {message.crc32c}; the chunk was not committed",
+                                           metadata={"offset": str(position)})
+                end = position + len(data)
+                if upload.declared_size is not None and end > upload.declared_size:
+                    raise OutOfRange(f"write past the declared size: bytes {position}-{end} of a "
+                                     f"{upload.declared_size}-byte upload", reason="SIZE_EXCEEDED",
+                                     metadata={"declared_size": str(upload.declared_size)})
+                if end > limits.max_upload_bytes:
+                    raise ResourceExhausted(f"upload exceeds the limit of {limits.max_upload_bytes} bytes",
+                                            reason="UPLOAD_TOO_LARGE")
+                metrics.UPLOAD_BYTES.inc(len(data))
+                for piece, piece_crc in zip(pieces, crcs, strict=True):
+                    if part is None:
+                        part = self._open_part(upload, position)
+                    await part.writer.write(piece)
+                    part.crc = combine(part.crc, piece_crc, len(piece)) if part.size > len(piece) else piece_crc
+                    position += len(piece)
+                    if part.size == upload.part_size:
+                        full, part = part, None  # the commit owns it now, even if this stream is cancelled
+                        committed += await asyncio.shield(self._commit(upload, full))
+            at_end = upload.declared_size is not None and position == upload.declared_size
+            if part is not None and (finish is not None or at_end):
+                last, part = part, None
+                committed += await asyncio.shield(self._commit(upload, last))
+            if finish is not None and upload.declared_size is not None and position != upload.declared_size:
+                raise FailedPrecondition(f"the stream ended at byte {position} of a {upload.declared_size}-byte "
+                                         "upload", reason="SIZE_SHORT",
+                                         metadata={"committed_bytes": str(position),
+                                                   "declared_size": str(upload.declared_size)})
+        finally:
+            if part is not None:
+                await part.writer.discard()
+        return committed, finish
+
+    @staticmethod
+    def _split(upload: Upload, position: int, data: bytes) -> list[memoryview]:
+        """The chunk cut at part boundaries."""
+        view = memoryview(data)
+        pieces = []
+        while view:
+            room = upload.part_size - position % upload.part_size
+            pieces.append(view[:room])
+            position += min(room, len(view))
+            view = view[room:]
+        return pieces
+
+    def _open_part(self, upload: Upload, position: int) -> _OpenPart:
+        number = position // upload.part_size + 1
+        if number > MAX_PARTS:
+            raise ResourceExhausted(f"the file needs more than {MAX_PARTS} parts of {upload.part_size} bytes; "
+                                    "declare its size when creating the upload", reason="TOO_MANY_PARTS")
+        assert upload.store_upload_id is not None
+        writer = self.uploads.store.open_part(upload.staging_key, upload.store_upload_id, number, position,
+                                              upload.part_size)
+        return _OpenPart(number, position, writer)
+
+    async def _commit(self, upload: Upload, part: _OpenPart) -> int:
+        started = time.perf_counter()
+        size = part.size
+        etag = await part.writer.commit()
+        store_kind = self.uploads.store.kind
+        metrics.UPLOAD_PART_SECONDS.labels(store=store_kind).observe(time.perf_counter() - started)
+        metrics.UPLOAD_PARTS.labels(store=store_kind).inc()
+        async with self.uploads.db.connection() as connection:
+            outcome = await repo.record_part(connection, upload.id, UploadPart(part.number, part.offset, size, etag,
+                                                                               part.crc),
+                                             self.uploads.limits.expiry_seconds)
+            if outcome == "not-open":
+                current = await repo.get(connection, upload.id)
+                assert current is not None
+                raise not_open(current)
+        if outcome == "conflict":
+            raise FailedPrecondition(f"part {part.number} was written by another stream with different bytes",
+                                     reason="PART_CONFLICT", metadata={"part_number": str(part.number)})
+        return size

@@ -1,0 +1,327 @@
+"""Upload sessions: create, read, list, complete, cancel, retry and watch.
+
+Writing bytes (the `Upload` stream) lives in `upload_stream.py`. Every state change is a conditional
+UPDATE inside a transaction that holds the upload's row lock; bytes are made durable in the store before
+Postgres records them; jobs are enqueued after the transaction commits, with a deterministic id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from server import metrics
+from server.domain import names
+from server.domain.caller import Caller
+from server.domain.errors import (
+    ChecksumMismatch,
+    InvalidArgument,
+    NotFound,
+    NotSupported,
+    QuarryError,
+    ResourceExhausted,
+    WrongState,
+)
+from server.domain.listing import PageTokens, page_size, parse_filter
+from server.domain.models import UPLOAD_CANCELLABLE_STATES, Upload, UploadState
+from server.domain.parts import UploadLimits, assemble, choose_part_size
+from server.storage import namespaces
+from server.storage import uploads as repo
+from server.storage.db import Database
+from server.storage.jobqueue import JobQueue
+from server.storage.notifications import RESYNC, UPLOAD_CHANNEL, NotificationHub
+from server.storage.objects import CompletedPart, ObjectStore
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 16384
+UPLOAD_FILTER_FIELDS = ("state", "dataset")
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    """What a client asks for when it opens an upload."""
+
+    dataset: str
+    path: str
+    declared_size: int | None = None
+    declared_sha256: str | None = None
+    content_type: str = ""
+    auto_commit: bool = False
+    commit_message: str = ""
+    request_id: str | None = None
+
+    def validated(self, limits: UploadLimits) -> NewUpload:
+        """Check every field; INVALID_ARGUMENT (or RESOURCE_EXHAUSTED for a size over the limit) otherwise."""
+        names.dataset_name(self.dataset, "upload.dataset")
+        names.file_path(self.path, "upload.path")
+        if self.declared_size is not None:
+            if self.declared_size < 0:
+                raise InvalidArgument.field("upload.declared_size_bytes", "must not be negative")
+            if self.declared_size > limits.max_upload_bytes:
+                raise ResourceExhausted(f"declared size {self.declared_size} exceeds the limit of "
+                                        f"{limits.max_upload_bytes} bytes", reason="UPLOAD_TOO_LARGE",
+                                        metadata={"max_upload_bytes": str(limits.max_upload_bytes)})
+        if self.declared_sha256 is not None:
+            names.sha256_hex(self.declared_sha256, "upload.declared_sha256")
+        if len(self.content_type) > 255:
+            raise InvalidArgument.field("upload.content_type", "at most 255 characters")
+        if len(self.commit_message) > MAX_TEXT:
+            raise InvalidArgument.field("upload.commit_message", f"at most {MAX_TEXT} characters")
+        if self.request_id is not None and not 1 <= len(self.request_id) <= 128:
+            raise InvalidArgument.field("request_id", "must have 1-128 characters")
+        return self
+
+
+def staging_key(namespace: str, upload_id: uuid.UUID) -> str:
+    """Where an upload's bytes live until promotion."""
+    return f"staging/{namespace}/{upload_id}"
+
+
+class Uploads:
+    """The upload use cases."""
+
+    def __init__(self, db: Database, store: ObjectStore, queue: JobQueue, hub: NotificationHub,
+                 limits: UploadLimits, page_tokens: PageTokens, max_page_size: int) -> None:
+        self.db = db
+        self.store = store
+        self.queue = queue
+        self.hub = hub
+        self.limits = limits
+        self._tokens = page_tokens
+        self._max_page_size = max_page_size
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    async def load(self, caller: Caller, name: str, field: str = "name") -> Upload:
+        """The upload a resource name names, in the caller's namespace."""
+        namespace, upload_id = names.parse_upload(name, field)
+        caller.check(namespace)
+        async with self.db.connection() as connection:
+            upload = await repo.get(connection, upload_id)
+        if upload is None or upload.namespace != namespace:
+            raise NotFound(f"upload {name} not found", reason="UPLOAD_NOT_FOUND")
+        return upload
+
+    async def list(self, caller: Caller, parent: str, size: int, token: str,
+                   filter_text: str) -> tuple[list[Upload], str]:
+        """A page of the namespace's uploads, newest first, and the next page's token."""
+        namespace = caller.parent(parent)
+        limit = page_size(size, self._max_page_size)
+        states: list[str] = []
+        dataset = None
+        for term in parse_filter(filter_text, UPLOAD_FILTER_FIELDS):
+            if term.field == "state":
+                value = term.value.upper().removeprefix("UPLOAD_STATE_")
+                if value not in UploadState.__members__:
+                    raise InvalidArgument.field("filter", f"unknown upload state {term.value!r}",
+                                                reason="INVALID_FILTER")
+                states.append(value)
+            else:
+                dataset = names.dataset_name(term.value, "filter")
+        request = (namespace, filter_text.strip())
+        position = self._tokens.decode(token, request)
+        after = None
+        if position is not None:
+            try:
+                after = (datetime.fromisoformat(position[0]), uuid.UUID(position[1]))
+            except (ValueError, IndexError, TypeError):
+                raise InvalidArgument.field("page_token", "invalid page token", reason="INVALID_PAGE_TOKEN") from None
+        async with self.db.connection() as connection:
+            namespace_id = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", namespace)
+            if namespace_id is None:
+                return [], ""
+            found = await repo.page(connection, namespace_id, states=states or None, dataset=dataset, after=after,
+                                    limit=limit + 1)
+        page, more = found[:limit], len(found) > limit
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = self._tokens.encode([last.create_time.isoformat(), str(last.id)], request)
+        return page, next_token
+
+    # --- opening -------------------------------------------------------------------------------------
+
+    async def create(self, caller: Caller, parent: str, spec: NewUpload) -> tuple[Upload, bool]:
+        """Open an upload (or return the one an earlier request with the same request_id opened).
+
+        Returns the upload and whether this call created it. The multipart write is started first, so a
+        failure to insert the row aborts it and leaves nothing behind.
+        """
+        namespace = caller.parent(parent)
+        spec = spec.validated(self.limits)
+        part_size = choose_part_size(spec.declared_size, self.limits)
+        if spec.request_id is not None:
+            existing = await self._by_request_id(namespace, spec.request_id)
+            if existing is not None:
+                return existing, False
+        upload_id = uuid.uuid4()
+        key = staging_key(namespace, upload_id)
+        store_upload_id = await self.store.create_multipart(key)
+        try:
+            async with self.db.transaction() as connection:
+                namespace_id = await namespaces.ensure_namespace(connection, namespace)
+                await namespaces.lock_namespace(connection, namespace_id)
+                if spec.request_id is not None:
+                    existing = await repo.find_by_request_id(connection, namespace_id, spec.request_id)
+                    if existing is not None:
+                        await self.store.abort_multipart(key, store_upload_id)
+                        return existing, False
+                open_count = await repo.count_open(connection, namespace_id)
+                if open_count >= self.limits.max_open_uploads:
+                    raise ResourceExhausted(
+                        f"namespace {namespace} has {open_count} open uploads; the limit is "
+                        f"{self.limits.max_open_uploads}", reason="TOO_MANY_OPEN_UPLOADS",
+                        metadata={"max_open_uploads": str(self.limits.max_open_uploads)}, retry_after=60)
+                dataset_id = await namespaces.ensure_draft_dataset(connection, namespace_id, spec.dataset)
+                upload = await repo.insert(
+                    connection, upload_id=upload_id, namespace_id=namespace_id, dataset_id=dataset_id,
+                    path=spec.path, declared_size=spec.declared_size, declared_sha256=spec.declared_sha256,
+                    content_type=spec.content_type, auto_commit=spec.auto_commit,
+                    commit_message=spec.commit_message, part_size=part_size, staging_key=key,
+                    store_upload_id=store_upload_id, request_id=spec.request_id,
+                    expiry_seconds=self.limits.expiry_seconds)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.abort_multipart(key, store_upload_id))
+            raise
+        metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.OPEN.value).inc()
+        log.info("upload opened", extra={"upload_id": str(upload.id), "namespace": namespace,
+                                         "dataset": spec.dataset, "path": spec.path, "part_size": part_size})
+        return upload, True
+
+    async def _by_request_id(self, namespace: str, request_id: str) -> Upload | None:
+        async with self.db.connection() as connection:
+            namespace_id = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", namespace)
+            if namespace_id is None:
+                return None
+            return await repo.find_by_request_id(connection, namespace_id, request_id)
+
+    async def discard_new(self, upload: Upload) -> None:
+        """Undo a creation whose first stream failed before anything was committed: no row, no bytes."""
+        async with self.db.transaction() as connection:
+            current = await repo.get(connection, upload.id, for_update=True)
+            if current is None or current.state != UploadState.OPEN or current.parts:
+                return
+            await repo.delete(connection, upload.id)
+        if upload.store_upload_id:
+            await self.store.abort_multipart(upload.staging_key, upload.store_upload_id)
+        log.info("upload discarded", extra={"upload_id": str(upload.id)})
+
+    # --- finishing -----------------------------------------------------------------------------------
+
+    async def complete(self, caller: Caller, name: str, sha256: str | None) -> Upload:
+        """Assemble the parts into the staged object; the upload becomes STAGED and validation is queued."""
+        upload = await self.load(caller, name)
+        return await self.complete_upload(upload, sha256)
+
+    async def complete_upload(self, upload: Upload, sha256: str | None) -> Upload:
+        """`complete` for an upload already loaded."""
+        if sha256 is not None:
+            names.sha256_hex(sha256, "sha256")
+        async with self.db.transaction() as connection:
+            current = await repo.get(connection, upload.id, for_update=True)
+            assert current is not None
+            if current.state != UploadState.OPEN:
+                if current.state in (UploadState.STAGED, UploadState.VALIDATING, UploadState.VALIDATED,
+                                     UploadState.PROMOTED) and sha256 in (None, current.sha256):
+                    return current  # completed before: completing again changes nothing
+                raise _not_open(current)
+            if current.declared_sha256 and sha256 and sha256 != current.declared_sha256:
+                raise ChecksumMismatch(f"sha256 {sha256} differs from the declared {current.declared_sha256}",
+                                       metadata={"declared_sha256": current.declared_sha256})
+            size = assemble(current.parts, current.part_size, current.declared_size)
+            assert current.store_upload_id is not None
+            await self.store.complete_multipart(
+                current.staging_key, current.store_upload_id,
+                [CompletedPart(p.number, p.etag, p.size) for p in current.parts])
+            await repo.transition(connection, current.id, [UploadState.OPEN], UploadState.STAGED,
+                                  size_bytes=size, sha256=sha256 or current.declared_sha256)
+            staged = await repo.get(connection, current.id)
+        assert staged is not None
+        metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.STAGED.value).inc()
+        log.info("upload staged", extra={"upload_id": str(staged.id), "size": size})
+        await self.enqueue_validation(staged)
+        return staged
+
+    async def enqueue_validation(self, upload: Upload) -> None:
+        """Queue `validate_upload`; a lost enqueue is repaired by the sweep, so failure here is only logged."""
+        try:
+            await self.queue.enqueue("validate_upload", str(upload.id), job_id=f"validate_upload:{upload.id}")
+        except QuarryError as exc:
+            log.warning("could not enqueue validation; the sweep will", extra={"upload_id": str(upload.id),
+                                                                                "error": str(exc)})
+
+    async def cancel(self, caller: Caller, name: str) -> Upload:
+        """Cancel an upload that is not yet part of a version, and delete its staged bytes."""
+        upload = await self.load(caller, name)
+        async with self.db.transaction() as connection:
+            current = await repo.get(connection, upload.id, for_update=True)
+            assert current is not None
+            if current.state == UploadState.CANCELLED:
+                return current
+            if current.state not in UPLOAD_CANCELLABLE_STATES or current.version_id is not None:
+                raise WrongState(f"upload {name} is {current.state} and cannot be cancelled",
+                                 state=current.state.value, reason="UPLOAD_NOT_CANCELLABLE")
+            await repo.transition(connection, current.id, UPLOAD_CANCELLABLE_STATES, UploadState.CANCELLED)
+        metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.CANCELLED.value).inc()
+        await self.purge(current)
+        async with self.db.connection() as connection:
+            cancelled = await repo.get(connection, upload.id)
+        assert cancelled is not None
+        return cancelled
+
+    async def purge(self, upload: Upload) -> None:
+        """Delete the staged bytes of a cancelled or expired upload (idempotent; the sweep retries it)."""
+        if upload.store_upload_id:
+            await self.store.abort_multipart(upload.staging_key, upload.store_upload_id)
+        await self.store.delete(upload.staging_key)
+        async with self.db.connection() as connection:
+            await repo.mark_purged(connection, upload.id)
+
+    async def retry(self, caller: Caller, name: str) -> Upload:
+        """Re-run a FAILED validation or promotion whose cause was transient."""
+        upload = await self.load(caller, name)
+        raise NotSupported(f"retrying {upload.name} arrives with the workers", reason="NOT_IMPLEMENTED")
+
+    # --- following -----------------------------------------------------------------------------------
+
+    async def watch(self, caller: Caller, name: str) -> AsyncIterator[Upload]:
+        """The upload now, then at every state change, until a final state."""
+        upload = await self.load(caller, name)
+        async with self.hub.subscribe(UPLOAD_CHANNEL, str(upload.id)) as changes:
+            # Read after subscribing, so no change between the read and the subscription is missed.
+            async with self.db.connection() as connection:
+                current = await repo.get(connection, upload.id)
+            assert current is not None
+            yield current
+            last = current.state
+            while current.state not in _WATCH_END:
+                payload = await changes.get()
+                async with self.db.connection() as connection:
+                    current = await repo.get(connection, upload.id)
+                if current is None:
+                    return
+                if current.state != last or payload == RESYNC:
+                    if current.state != last:
+                        yield current
+                    last = current.state
+
+
+_WATCH_END = frozenset({UploadState.PROMOTED, UploadState.FAILED, UploadState.CANCELLED, UploadState.EXPIRED})
+
+
+def _not_open(upload: Upload) -> WrongState:
+    reason = {UploadState.CANCELLED: "UPLOAD_CANCELLED", UploadState.EXPIRED: "UPLOAD_EXPIRED",
+              UploadState.FAILED: "UPLOAD_FAILED"}.get(upload.state, "UPLOAD_FINISHED")
+    return WrongState(f"upload {upload.name} is {upload.state}, not OPEN", state=upload.state.value, reason=reason)
+
+
+def not_open(upload: Upload) -> WrongState:
+    """The error for writing to an upload that is no longer OPEN."""
+    return _not_open(upload)

@@ -1,0 +1,56 @@
+"""The composition root: domain services built once from the open dependencies and the settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from server.dependencies import Dependencies
+from server.domain.listing import PageTokens
+from server.domain.parts import UploadLimits
+from server.domain.upload_stream import UploadStream
+from server.domain.uploads import Uploads
+from server.settings import Settings
+from server.storage import namespaces
+from server.storage.db import Database
+from server.storage.notifications import NotificationHub
+
+
+@dataclass
+class Services:
+    """Every use case the API and the workers call."""
+
+    db: Database
+    hub: NotificationHub
+    uploads: Uploads
+    upload_stream: UploadStream
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    """The upload limits the settings give."""
+    return UploadLimits(
+        max_chunk_bytes=settings.max_chunk_bytes,
+        min_part_bytes=settings.min_part_bytes,
+        max_part_bytes=settings.max_part_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_open_uploads=settings.max_open_uploads,
+        expiry_seconds=settings.upload_expiry_seconds,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
+    """Build the services (and start the notification listener they share)."""
+    settings = deps.settings
+    db = Database(deps.pool)
+    async with db.connection() as connection:
+        key = await namespaces.page_token_key(connection)
+    hub = NotificationHub(settings.database_url)
+    await hub.start()
+    try:
+        uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), PageTokens(key),
+                          settings.max_page_size)
+        yield Services(db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads))
+    finally:
+        await hub.close()

@@ -1,0 +1,89 @@
+"""Postgres LISTEN/NOTIFY fan-out: one listening connection per process, any number of subscribers.
+
+Triggers NOTIFY `quarry_upload_state` / `quarry_version_state` with the row id on every state change
+(see the first migration), so a subscriber in any server replica hears every change. If the listening
+connection drops, it reconnects and wakes every subscriber with RESYNC, since changes may have been missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+UPLOAD_CHANNEL = "quarry_upload_state"
+VERSION_CHANNEL = "quarry_version_state"
+RESYNC = "*"
+
+
+class NotificationHub:
+    """Subscriptions to NOTIFY payloads on a few channels."""
+
+    def __init__(self, dsn: str, channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL)) -> None:
+        self._dsn = dsn
+        self._channels = channels
+        self._subscribers: dict[tuple[str, str], set[asyncio.Queue[str]]] = defaultdict(set)
+        self._connection: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect and listen; keep reconnecting in the background."""
+        await self._connect()
+        self._task = asyncio.create_task(self._watchdog(), name="notification-hub")
+
+    async def _connect(self) -> None:
+        connection = await asyncpg.connect(self._dsn)
+        for channel in self._channels:
+            await connection.add_listener(channel, self._on_notify)
+        connection.add_termination_listener(lambda _conn: self._connected.clear())
+        self._connection = connection
+        self._connected.set()
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            if self._connection is not None and not self._connection.is_closed():
+                continue
+            self._connected.clear()
+            try:
+                await self._connect()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("notification listener cannot reconnect: %s", exc)
+                continue
+            for queues in self._subscribers.values():
+                for queue in queues:
+                    queue.put_nowait(RESYNC)
+
+    def _on_notify(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        for queue in self._subscribers.get((channel, payload), ()):
+            queue.put_nowait(payload)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str, key: str) -> AsyncIterator[asyncio.Queue[str]]:
+        """A queue that receives `key` whenever it is notified on `channel` (and RESYNC after a reconnect)."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers[(channel, key)].add(queue)
+        try:
+            yield queue
+        finally:
+            subscribers = self._subscribers.get((channel, key))
+            if subscribers is not None:
+                subscribers.discard(queue)
+                if not subscribers:
+                    del self._subscribers[(channel, key)]
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._connection is not None and not self._connection.is_closed():
+            await self._connection.close()

@@ -1,0 +1,302 @@
+"""Uploads through the real server, on both stores: one call, resume, parallel streams, watch, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from quarry.v1 import upload_pb2
+from quarry.v1 import upload_service_pb2 as pb
+
+from tests.conftest import Env
+from tests.support import ServerHandle, error_info, open_api, start_server
+from tests.uploading import (
+    MiB,
+    chunk_messages,
+    create_request,
+    one_call_messages,
+    resume_messages,
+    stream_of,
+    upload_bytes,
+)
+
+PART = 16 * MiB  # the part size the server picks for files under 100 MB
+
+
+@pytest.mark.parametrize("size", [0, 1, PART, PART + 1])
+async def test_one_call_upload_sizes(env: Env, size: int) -> None:
+    data = os.urandom(size)
+    response = await upload_bytes(env.api, "sizes", f"f-{size}.bin", data)
+    upload = response.upload
+    assert upload.state == upload_pb2.UPLOAD_STATE_STAGED
+    assert upload.size_bytes == size and upload.committed_bytes == size
+    assert upload.sha256 == hashlib.sha256(data).hexdigest()
+    assert upload.part_size_bytes == PART
+    assert len(upload.parts) == -(-size // PART)
+    assert response.committed_by_stream == size
+    assert await env.staged_sha256(upload.uid) == hashlib.sha256(data).hexdigest()
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+
+
+async def test_one_call_upload_of_200_mb(env: Env) -> None:
+    data = os.urandom(200 * 1000 * 1000)
+    response = await upload_bytes(env.api, "big", "big.bin", data, chunk=8 * MiB)
+    assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+    assert response.upload.part_size_bytes == 64 * MiB
+    assert await env.staged_sha256(response.upload.uid) == hashlib.sha256(data).hexdigest()
+    await env.store.delete(f"staging/{env.namespace}/{response.upload.uid}")  # moto holds objects in memory
+
+
+async def test_undeclared_size_with_sha256_at_finish(env: Env) -> None:
+    data = os.urandom(PART * 2 + 12345)
+    response = await upload_bytes(env.api, "nosize", "x.bin", data, declare=False, finish_sha=True, crc=False)
+    assert response.upload.size_bytes == len(data)
+    assert not response.upload.HasField("declared_size_bytes")
+    assert response.upload.sha256 == hashlib.sha256(data).hexdigest()
+    assert await env.staged_sha256(response.upload.uid) == response.upload.sha256
+
+
+async def test_create_then_upload_by_name_and_request_id_is_idempotent(env: Env) -> None:
+    data = os.urandom(1000)
+    request = create_request("named", "n.csv", len(data), request_id="req-1")
+    first = (await env.api.uploads.CreateUpload(request)).upload
+    again = (await env.api.uploads.CreateUpload(request)).upload
+    assert first.name == again.name and first.state == upload_pb2.UPLOAD_STATE_OPEN
+    assert first.name == f"namespaces/{env.namespace}/uploads/{first.uid}"
+    response = await env.api.uploads.Upload(stream_of(resume_messages(first.name, 0, data)))
+    assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+    got = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=first.name))).upload
+    assert got.state == upload_pb2.UPLOAD_STATE_STAGED and got.size_bytes == 1000
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+
+
+async def _send_until(env: Env, messages: list[pb.UploadRequest], stop_after: int,
+                      landed: int = 0) -> str | None:
+    """Send messages, then break the stream after `stop_after` bytes; return the upload's name.
+
+    None when the server refused the header with WRONG_OFFSET: the part the previous broken stream had
+    in flight landed after we asked for the committed size (the client simply asks again).
+    With `landed`, wait until the server has committed that many bytes before breaking the stream."""
+    sent = 0
+    broken = asyncio.Event()
+
+    async def requests():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        for message in messages:
+            if message.WhichOneof("kind") == "chunk":
+                if sent >= stop_after:
+                    broken.set()
+                    await asyncio.Event().wait()  # hold the stream open until it is cancelled
+                sent += len(message.chunk.data)
+            yield message
+
+    call = env.api.uploads.Upload(requests())
+    metadata = dict(await call.initial_metadata())
+    if "x-quarry-upload" not in metadata:
+        with pytest.raises(aio.AioRpcError) as raised:
+            await call
+        assert error_info(raised.value)[0] == "WRONG_OFFSET", raised.value
+        return None
+    name = metadata["x-quarry-upload"]
+    waiter = asyncio.ensure_future(broken.wait())
+    done, _ = await asyncio.wait([waiter, asyncio.ensure_future(call)], return_when=asyncio.FIRST_COMPLETED)
+    if waiter in done:
+        if landed:
+            await _wait_committed(env, name, landed)
+        call.cancel()  # the connection drops mid-stream
+    waiter.cancel()
+    return str(name)
+
+
+async def _wait_committed(env: Env, name: str, size: int) -> None:
+    """Wait for the part a broken stream had received to land (its commit outlives the stream)."""
+    for _ in range(100):
+        upload = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
+        if upload.committed_bytes >= size:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never reached {size} committed bytes")
+
+
+async def _resume(env: Env, name: str, data: bytes, offset: int) -> pb.UploadResponse:
+    """Resume from `offset`, correcting it from the server's WRONG_OFFSET answer if needed."""
+    for _ in range(5):
+        try:
+            return await env.api.uploads.Upload(stream_of(resume_messages(name, offset, data[offset:])))
+        except aio.AioRpcError as error:
+            reason, metadata = error_info(error)
+            assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason == "WRONG_OFFSET", error
+            offset = int(metadata["expected_offset"])
+    raise AssertionError("could not resume")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_broken_streams_resume_to_an_identical_object(env: Env, seed: int) -> None:
+    rng = random.Random(seed)
+    data = rng.randbytes(3 * PART + rng.randrange(PART))
+    chunk = rng.choice([256 * 1024, MiB, 3 * MiB])
+    messages = one_call_messages("resume", f"r{seed}.bin", data, chunk=chunk)
+    name = await _send_until(env, messages, rng.randrange(len(data) - chunk))
+    assert name is not None
+    # Break it a second time, further on, then finish.
+    for _ in range(2):
+        upload = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
+        assert upload.state == upload_pb2.UPLOAD_STATE_OPEN
+        committed = upload.committed_bytes
+        assert committed % PART == 0  # only whole parts count
+        assert [p.part_number for p in upload.parts] == list(range(1, committed // PART + 1))
+        stop = rng.randrange(committed, len(data) - MiB)
+        await _send_until(env, resume_messages(name, committed, data[committed:]), stop - committed)
+    upload = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
+    response = await _resume(env, name, data, upload.committed_bytes)
+    assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+    assert await env.staged_sha256(response.upload.uid) == hashlib.sha256(data).hexdigest()
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+
+
+async def test_retried_one_call_upload_learns_where_to_resume(env: Env) -> None:
+    data = os.urandom(2 * PART + 100)
+    sha = hashlib.sha256(data).hexdigest()
+    header = pb.UploadHeader(create=create_request("retry", "r.bin", len(data), sha, request_id="once"))
+    messages = [pb.UploadRequest(header=header), *chunk_messages(data)]
+    name = await _send_until(env, messages, PART + MiB, landed=PART)
+    assert name is not None
+    # The same one-call request again: the server names the upload and the offset to resume from.
+    with pytest.raises(aio.AioRpcError) as raised:
+        await env.api.uploads.Upload(stream_of(messages))
+    reason, metadata = error_info(raised.value)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason == "WRONG_OFFSET"
+    assert metadata["expected_offset"] == str(PART)
+    response = await _resume(env, name, data, int(metadata["expected_offset"]))
+    assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+    assert await env.staged_sha256(response.upload.uid) == sha
+
+
+async def test_four_parallel_streams_on_one_upload(env: Env) -> None:
+    data = os.urandom(5 * PART + 777)  # under 100 MB, so 16 MiB parts: 6 of them
+    upload = (await env.api.uploads.CreateUpload(
+        create_request("parallel", "p.bin", len(data), hashlib.sha256(data).hexdigest()))).upload
+    assert upload.part_size_bytes == PART
+    plan = {0: [4, 2], 1: [1], 2: [6, 3], 3: [5]}  # part numbers per stream, in no particular order
+
+    async def stream(parts: list[int]) -> None:
+        for number in parts:
+            start = (number - 1) * PART
+            piece = data[start:start + PART]
+            last = start + len(piece) == len(data)
+            await env.api.uploads.Upload(stream_of(resume_messages(
+                upload.name, start, piece, finish=last, keep_open=True)))
+
+    await asyncio.gather(*(stream(parts) for parts in plan.values()))
+    before = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=upload.name))).upload
+    assert before.state == upload_pb2.UPLOAD_STATE_OPEN and len(before.parts) == 6
+    done = (await env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=upload.name))).upload
+    assert done.state == upload_pb2.UPLOAD_STATE_STAGED and done.size_bytes == len(data)
+    assert await env.staged_sha256(done.uid) == hashlib.sha256(data).hexdigest()
+    # Completing again is harmless.
+    again = (await env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=upload.name))).upload
+    assert again.state == upload_pb2.UPLOAD_STATE_STAGED
+
+
+async def test_resume_through_another_server_process(env: Env, stack_envs: dict[str, dict[str, str]],
+                                                     tmp_path: Path) -> None:
+    data = os.urandom(2 * PART + 5)
+    name = await _send_until(env, one_call_messages("other", "o.bin", data), PART + MiB, landed=PART)
+    assert name is not None
+    other = start_server(stack_envs[env.server.storage_kind], tmp_path, "second", env.server.storage_kind)
+    try:
+        api = open_api(other.address, env.namespace)
+        upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
+        assert upload.committed_bytes == PART
+        env.api = api
+        response = await _resume(env, name, data, upload.committed_bytes)
+        assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+        assert await env.staged_sha256(response.upload.uid) == hashlib.sha256(data).hexdigest()
+        await api.channel.close()
+    finally:
+        other.process.stop()
+
+
+async def test_32_concurrent_uploads_of_20_mb(env: Env) -> None:
+    blobs = [os.urandom(20 * 1000 * 1000) for _ in range(4)]
+
+    async def one(index: int) -> str:
+        response = await upload_bytes(env.api, "many", f"f{index}.bin", blobs[index % 4], chunk=4 * MiB)
+        assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+        return str(response.upload.uid)
+
+    uids = await asyncio.gather(*(one(i) for i in range(32)))
+    for index, uid in enumerate(uids):
+        assert await env.staged_sha256(uid) == hashlib.sha256(blobs[index % 4]).hexdigest()
+        await env.store.delete(f"staging/{env.namespace}/{uid}")
+
+
+async def test_cancel_deletes_bytes_and_stops_writes(env: Env) -> None:
+    data = os.urandom(PART + 10)
+    opened = (await env.api.uploads.CreateUpload(create_request("cancel", "c.bin", len(data)))).upload
+    await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data[:PART], finish=False)))
+    cancelled = (await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))).upload
+    assert cancelled.state == upload_pb2.UPLOAD_STATE_CANCELLED
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0}
+    with pytest.raises(aio.AioRpcError) as raised:
+        await env.api.uploads.Upload(stream_of(resume_messages(opened.name, PART, data[PART:])))
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(raised.value)[0] == "UPLOAD_CANCELLED"
+    # A staged upload can be cancelled too; its object goes.
+    staged = (await upload_bytes(env.api, "cancel", "s.bin", data)).upload
+    await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=staged.name))
+    assert await env.leftovers() == {"rows": 2, "objects": 0, "multipart": 0}
+
+
+async def test_watchers_here_and_on_another_server_see_every_change(
+        env: Env, server_file: ServerHandle, server_s3: ServerHandle) -> None:
+    data = os.urandom(100)
+    opened = (await env.api.uploads.CreateUpload(create_request("watch", "w.bin", len(data)))).upload
+    other_server = server_s3 if env.server is server_file else server_file
+    # The other server uses another database, so start a second server on this one's.
+    watchers = [open_api(env.server.address, env.namespace) for _ in range(2)]
+
+    async def watch(api) -> list[int]:  # type: ignore[no-untyped-def]
+        states = []
+        async for message in api.uploads.WatchUpload(pb.WatchUploadRequest(name=opened.name)):
+            states.append(message.upload.state)
+        return states
+
+    tasks = [asyncio.ensure_future(watch(api)) for api in watchers]
+    await asyncio.sleep(0.5)
+    await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data)))
+    await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    for states in results:
+        assert states[0] == upload_pb2.UPLOAD_STATE_OPEN
+        assert upload_pb2.UPLOAD_STATE_STAGED in states
+        assert states[-1] == upload_pb2.UPLOAD_STATE_CANCELLED
+    for api in watchers:
+        await api.channel.close()
+    assert other_server.address != env.server.address
+
+
+async def test_list_uploads_filters_and_pages(env: Env) -> None:
+    for index in range(5):
+        await upload_bytes(env.api, "lista" if index % 2 else "listb", f"{index}.bin", b"x" * index)
+    await env.api.uploads.CreateUpload(create_request("lista", "open.bin", 10))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=2, page_token=token))
+        seen += [u.name for u in page.uploads]
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 6
+    staged = await env.api.uploads.ListUploads(pb.ListUploadsRequest(filter='state = STAGED AND dataset = "lista"'))
+    assert len(staged.uploads) == 2
+    assert all(u.state == upload_pb2.UPLOAD_STATE_STAGED and u.dataset == "lista" for u in staged.uploads)
+    opened = await env.api.uploads.ListUploads(pb.ListUploadsRequest(filter="state = UPLOAD_STATE_OPEN"))
+    assert [u.path for u in opened.uploads] == ["open.bin"]
