@@ -111,7 +111,7 @@ CREATE TABLE uploads (
     create_time     timestamptz NOT NULL DEFAULT now(),
     update_time     timestamptz NOT NULL DEFAULT now(),
     CHECK ((state = 'FAILED') = (failure IS NOT NULL)),
-    CHECK (state IN ('OPEN', 'CANCELLED', 'EXPIRED') OR size_bytes IS NOT NULL),
+    CHECK (state IN ('OPEN', 'FAILED', 'CANCELLED', 'EXPIRED') OR size_bytes IS NOT NULL),
     CHECK (declared_size IS NULL OR size_bytes IS NULL OR size_bytes = declared_size),
     CHECK (state NOT IN ('VALIDATED', 'PROMOTED') OR format IS NOT NULL)
 );

@@ -136,13 +136,15 @@ async def _resume(env: Env, name: str, data: bytes, offset: int) -> pb.UploadRes
     raise AssertionError("could not resume")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_broken_streams_resume_to_an_identical_object(env: Env, seed: int) -> None:
     rng = random.Random(seed)
     data = rng.randbytes(3 * PART + rng.randrange(PART))
     chunk = rng.choice([256 * 1024, MiB, 3 * MiB])
     messages = one_call_messages("resume", f"r{seed}.bin", data, chunk=chunk)
-    name = await _send_until(env, messages, rng.randrange(len(data) - chunk))
+    # The first break comes after a part landed: a stream that created its upload and committed nothing
+    # leaves nothing behind (there is nothing to resume).
+    name = await _send_until(env, messages, rng.randrange(PART + chunk, len(data) - chunk), landed=PART)
     assert name is not None
     # Break it a second time, further on, then finish.
     for _ in range(2):

@@ -85,6 +85,7 @@ def status_for(exc: BaseException) -> RpcStatus:
         exc = errors.Internal("internal error; see the server log")
     elif isinstance(exc, errors.Internal):
         log.error("internal error: %s", exc.message, exc_info=exc)
+        exc = errors.Internal("internal error; see the server log", reason=exc.reason)
     code = code_for(exc)
     details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata))]
     if exc.violations:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,9 +36,32 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, aio.AbortError)
 
 
-def _wrap_unary_response(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _cancel_when_call_ends(context: aio.ServicerContext) -> Callable[[], None]:
+    """Cancel the handler if its call ends under it; return a function to call when the handler is done.
+
+    When gRPC itself ends a client-streaming call (e.g. a message over the size limit), the handler's
+    pending read never returns; without this the handler would hang, holding what it opened.
+    """
+    task = asyncio.current_task()
+    finished = False
+
+    def on_done(_: object) -> None:
+        if not finished and task is not None:
+            task.cancel()
+
+    def handler_done() -> None:
+        nonlocal finished
+        finished = True
+
+    context.add_done_callback(on_done)
+    return handler_done
+
+
+def _wrap_unary_response(method: str, behavior: Callable[..., Awaitable[Any]],
+                         streaming_request: bool = False) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        handler_done = _cancel_when_call_ends(context) if streaming_request else None
         try:
             return await behavior(request, context)
         except Exception as exc:
@@ -45,6 +69,8 @@ def _wrap_unary_response(method: str, behavior: Callable[..., Awaitable[Any]]) -
                 raise
             await _abort(context, exc)
         finally:
+            if handler_done is not None:
+                handler_done()
             _observe(method, started, context)
 
     return handler
@@ -90,7 +116,7 @@ class ErrorAndMetricsInterceptor(aio.ServerInterceptor):
                 response_serializer=handler.response_serializer)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary_response(method, handler.stream_unary),
+                _wrap_unary_response(method, handler.stream_unary, streaming_request=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
         if handler.unary_stream:

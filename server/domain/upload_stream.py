@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from server import metrics
+from server.domain import names
 from server.domain.caller import Caller
 from server.domain.crc import combine, crc32c
 from server.domain.errors import (
@@ -100,23 +101,42 @@ class UploadStream:
             self._check_writable(upload, write_offset)
         await on_open(upload)
         metrics.UPLOAD_STREAMS.inc()
-        committed = 0
+        landing: list[asyncio.Future[int]] = []
         try:
-            committed, finish = await self._write(upload, write_offset, messages)
-        except Exception:
-            # Bad input in the stream that created the upload: leave nothing behind. (A stream the client
-            # dropped is cancelled instead; its upload stays, since the client knows its name and may resume.)
+            committed, finish = await self._write(upload, write_offset, messages, landing)
+        except ResourceExhausted as exc:
+            # Past the size limit the upload can never finish: fail it and free its bytes.
+            await asyncio.shield(self._fail(upload, exc, landing))
+            raise
+        except BaseException:
+            # A stream that created its upload and failed (bad input, a dropped connection, a message gRPC
+            # refused) before committing a byte leaves nothing behind: resuming from 0 is starting over.
             if created:
-                await asyncio.shield(self.uploads.discard_new(upload))
+                await asyncio.shield(self._discard_if_empty(upload, landing))
             raise
         finally:
             metrics.UPLOAD_STREAMS.dec()
+        if created and committed == 0 and finish is None:
+            # The stream that opened the upload ended without a whole part or a finish: there is nothing to
+            # resume, so nothing is kept. (This is also how gRPC ends a stream whose message it refused.)
+            await asyncio.shield(self._discard_if_empty(upload, landing))
+            raise FailedPrecondition("the stream ended before a whole part was written and without a finish "
+                                     "message; nothing was kept", reason="NOTHING_COMMITTED")
         if finish is not None and not finish.keep_open:
             return WriteResult(await self.uploads.complete_upload(upload, finish.sha256), committed)
         async with self.uploads.db.connection() as connection:
             current = await repo.get(connection, upload.id)
         assert current is not None
         return WriteResult(current, committed)
+
+    async def _discard_if_empty(self, upload: Upload, landing: list[asyncio.Future[int]]) -> None:
+        # A part whose commit outlived the stream may still be landing: let it, then look.
+        await asyncio.gather(*landing, return_exceptions=True)
+        await self.uploads.discard_new(upload)
+
+    async def _fail(self, upload: Upload, error: ResourceExhausted, landing: list[asyncio.Future[int]]) -> None:
+        await asyncio.gather(*landing, return_exceptions=True)
+        await self.uploads.fail_open(upload, error)
 
     def _check_writable(self, upload: Upload, write_offset: int) -> None:
         if upload.state != UploadState.OPEN:
@@ -136,8 +156,8 @@ class UploadStream:
                           f" (or the start of a part not yet written; parts are {upload.part_size} bytes)",
                           expected_offset=committed)
 
-    async def _write(self, upload: Upload, offset: int,
-                     messages: AsyncIterator[StreamMessage]) -> tuple[int, Finish | None]:
+    async def _write(self, upload: Upload, offset: int, messages: AsyncIterator[StreamMessage],
+                     landing: list[asyncio.Future[int]]) -> tuple[int, Finish | None]:
         limits = self.uploads.limits
         position = offset
         part: _OpenPart | None = None
@@ -148,6 +168,7 @@ class UploadStream:
                 if finish is not None:
                     raise InvalidArgument.field("finish", "no message may follow the finish message")
                 if isinstance(message, Finish):
+                    _check_finish(upload, message)
                     finish = message
                     continue
                 data = message.data
@@ -180,16 +201,16 @@ class UploadStream:
                     position += len(piece)
                     if part.size == upload.part_size:
                         full, part = part, None  # the commit owns it now, even if this stream is cancelled
-                        committed += await asyncio.shield(self._commit(upload, full))
-            at_end = upload.declared_size is not None and position == upload.declared_size
-            if part is not None and (finish is not None or at_end):
-                last, part = part, None
-                committed += await asyncio.shield(self._commit(upload, last))
+                        committed += await self._land(upload, full, landing)
             if finish is not None and upload.declared_size is not None and position != upload.declared_size:
                 raise FailedPrecondition(f"the stream ended at byte {position} of a {upload.declared_size}-byte "
                                          "upload", reason="SIZE_SHORT",
-                                         metadata={"committed_bytes": str(position),
+                                         metadata={"committed_bytes": str(position - (part.size if part else 0)),
                                                    "declared_size": str(upload.declared_size)})
+            at_end = upload.declared_size is not None and position == upload.declared_size
+            if part is not None and (finish is not None or at_end):
+                last, part = part, None
+                committed += await self._land(upload, last, landing)
         finally:
             if part is not None:
                 await part.writer.discard()
@@ -217,6 +238,12 @@ class UploadStream:
                                               upload.part_size)
         return _OpenPart(number, position, writer)
 
+    async def _land(self, upload: Upload, part: _OpenPart, landing: list[asyncio.Future[int]]) -> int:
+        """Commit a received part; shielded, so a part that arrived whole lands even if the stream breaks."""
+        task = asyncio.ensure_future(self._commit(upload, part))
+        landing[:] = [task]
+        return await asyncio.shield(task)
+
     async def _commit(self, upload: Upload, part: _OpenPart) -> int:
         started = time.perf_counter()
         size = part.size
@@ -236,3 +263,13 @@ class UploadStream:
             raise FailedPrecondition(f"part {part.number} was written by another stream with different bytes",
                                      reason="PART_CONFLICT", metadata={"part_number": str(part.number)})
         return size
+
+
+def _check_finish(upload: Upload, finish: Finish) -> None:
+    """Refuse a finish whose sha256 is malformed or contradicts the declared one, before the last part lands."""
+    if finish.sha256 is None:
+        return
+    names.sha256_hex(finish.sha256, "finish.sha256")
+    if upload.declared_sha256 and finish.sha256 != upload.declared_sha256:
+        raise ChecksumMismatch(f"sha256 {finish.sha256} at finish differs from the declared {upload.declared_sha256}",
+                               metadata={"declared_sha256": upload.declared_sha256})

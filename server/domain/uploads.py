@@ -28,7 +28,7 @@ from server.domain.errors import (
     WrongState,
 )
 from server.domain.listing import PageTokens, page_size, parse_filter
-from server.domain.models import UPLOAD_CANCELLABLE_STATES, Upload, UploadState
+from server.domain.models import UPLOAD_CANCELLABLE_STATES, Failure, Upload, UploadState
 from server.domain.parts import UploadLimits, assemble, choose_part_size
 from server.storage import namespaces
 from server.storage import uploads as repo
@@ -275,6 +275,15 @@ class Uploads:
             cancelled = await repo.get(connection, upload.id)
         assert cancelled is not None
         return cancelled
+
+    async def fail_open(self, upload: Upload, error: QuarryError) -> None:
+        """An OPEN upload that can never finish (e.g. over the size limit): FAILED, and its bytes deleted."""
+        async with self.db.transaction() as connection:
+            moved = await repo.transition(connection, upload.id, [UploadState.OPEN], UploadState.FAILED,
+                                          failure=Failure.of(error))
+        if moved:
+            metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.FAILED.value).inc()
+            await self.purge(upload)
 
     async def purge(self, upload: Upload) -> None:
         """Delete the staged bytes of a cancelled or expired upload (idempotent; the sweep retries it)."""

@@ -1,0 +1,282 @@
+"""Bad input to UploadService: a precise status and reason, and nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from quarry.v1 import upload_service_pb2 as pb
+
+from server.storage.objects.local import LocalStore
+from tests.conftest import Env
+from tests.support import error_info, field_violations, open_api, start_server
+from tests.uploading import (
+    MiB,
+    chunk_messages,
+    create_request,
+    one_call_messages,
+    resume_messages,
+    stream_of,
+    upload_bytes,
+)
+
+NOTHING = {"rows": 0, "objects": 0, "multipart": 0}
+
+
+async def fails(call: object, code: grpc.StatusCode, reason: str) -> aio.AioRpcError:
+    with pytest.raises(aio.AioRpcError) as raised:
+        await call  # type: ignore[misc]
+    assert raised.value.code() == code, raised.value
+    assert error_info(raised.value)[0] == reason, raised.value
+    return raised.value
+
+
+def upload_call(env: Env, messages: Iterable[pb.UploadRequest]) -> object:
+    return env.api.uploads.Upload(stream_of(list(messages)))
+
+
+def header(dataset: str = "ds", path: str = "f.bin", size: int | None = None, sha: str = "") -> pb.UploadRequest:
+    return pb.UploadRequest(header=pb.UploadHeader(create=create_request(dataset, path, size, sha)))
+
+
+async def test_unknown_upload(env: Env) -> None:
+    name = f"namespaces/{env.namespace}/uploads/{uuid.uuid4()}"
+    await fails(env.api.uploads.GetUpload(pb.GetUploadRequest(name=name)), grpc.StatusCode.NOT_FOUND,
+                "UPLOAD_NOT_FOUND")
+    await fails(upload_call(env, resume_messages(name, 0, b"abc")), grpc.StatusCode.NOT_FOUND, "UPLOAD_NOT_FOUND")
+    await fails(env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=name)), grpc.StatusCode.NOT_FOUND,
+                "UPLOAD_NOT_FOUND")
+    await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=name)), grpc.StatusCode.NOT_FOUND,
+                "UPLOAD_NOT_FOUND")
+    error = await fails(env.api.uploads.GetUpload(pb.GetUploadRequest(name="uploads/x")),
+                        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_NAME")
+    assert field_violations(error) == ["name"]
+    assert await env.leftovers() == NOTHING
+
+
+async def test_writing_a_finished_or_cancelled_upload(env: Env) -> None:
+    staged = (await upload_bytes(env.api, "done", "d.bin", b"hello")).upload
+    await fails(upload_call(env, resume_messages(staged.name, 5, b"more")), grpc.StatusCode.FAILED_PRECONDITION,
+                "UPLOAD_FINISHED")
+    await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=staged.name))
+    await fails(upload_call(env, resume_messages(staged.name, 0, b"again")), grpc.StatusCode.FAILED_PRECONDITION,
+                "UPLOAD_CANCELLED")
+    await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=staged.name)),
+                grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_CANCELLED")
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0}
+
+
+async def test_wrong_offset_names_the_expected_one(env: Env) -> None:
+    opened = (await env.api.uploads.CreateUpload(create_request("off", "o.bin", 100))).upload
+    error = await fails(upload_call(env, resume_messages(opened.name, 7, b"x" * 93)),
+                        grpc.StatusCode.FAILED_PRECONDITION, "WRONG_OFFSET")
+    assert error_info(error)[1]["expected_offset"] == "0"
+    assert "expected 0" in (error.details() or "")
+    # A header that creates an upload must start at 0.
+    bad = pb.UploadRequest(header=pb.UploadHeader(create=create_request("off", "p.bin", 10), write_offset=3))
+    await fails(upload_call(env, [bad]), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert current.committed_bytes == 0 and not current.parts
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1}
+
+
+async def test_chunk_over_the_max_chunk_size(env: Env) -> None:
+    too_big = pb.UploadRequest(chunk=pb.UploadChunk(data=b"\0" * (8 * MiB + 1)))
+    error = await fails(upload_call(env, [header(size=9 * MiB), too_big]), grpc.StatusCode.INVALID_ARGUMENT,
+                        "CHUNK_TOO_LARGE")
+    assert field_violations(error) == ["chunk.data"]
+    assert await env.leftovers() == NOTHING
+
+
+async def test_message_over_the_max_message_size(env: Env) -> None:
+    # Bigger than the server accepts at all: gRPC itself refuses it.
+    huge = pb.UploadRequest(chunk=pb.UploadChunk(data=b"\0" * (9 * MiB)))
+    with pytest.raises(aio.AioRpcError) as raised:
+        await upload_call(env, [header(size=9 * MiB), huge])
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # The server learns of it by its handler being cancelled, just after the client hears: give it a moment.
+    for _ in range(50):
+        if await env.leftovers() == NOTHING:
+            break
+        await asyncio.sleep(0.1)
+    assert await env.leftovers() == NOTHING
+
+
+async def test_crc_mismatch(env: Env) -> None:
+    good = list(chunk_messages(os.urandom(MiB)))
+    bad = pb.UploadRequest(chunk=pb.UploadChunk(data=b"abc", crc32c=12345))
+    error = await fails(upload_call(env, [header(size=MiB + 3), *good, bad]), grpc.StatusCode.DATA_LOSS,
+                        "CHECKSUM_MISMATCH")
+    assert error_info(error)[1]["offset"] == str(MiB)
+    assert await env.leftovers() == NOTHING
+
+
+async def test_size_overrun(env: Env) -> None:
+    await fails(upload_call(env, [header(size=10), *chunk_messages(b"x" * 11)]), grpc.StatusCode.OUT_OF_RANGE,
+                "SIZE_EXCEEDED")
+    assert await env.leftovers() == NOTHING
+
+
+async def test_short_at_finish(env: Env) -> None:
+    messages = [header(size=10), *chunk_messages(b"x" * 9), pb.UploadRequest(finish=pb.UploadFinish())]
+    error = await fails(upload_call(env, messages), grpc.StatusCode.FAILED_PRECONDITION, "SIZE_SHORT")
+    assert error_info(error)[1]["declared_size"] == "10"
+    assert await env.leftovers() == NOTHING
+
+
+@pytest.mark.parametrize("name", ["Upper", "", "-dash-first", "a" * 64, "has space", "slash/inside", "ünï"])
+async def test_invalid_dataset_name(env: Env, name: str) -> None:
+    error = await fails(env.api.uploads.CreateUpload(create_request(name, "f.bin")),
+                        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_DATASET_NAME")
+    assert field_violations(error) == ["upload.dataset"]
+    await fails(upload_call(env, [header(dataset=name), *chunk_messages(b"x")]), grpc.StatusCode.INVALID_ARGUMENT,
+                "INVALID_DATASET_NAME")
+    assert await env.leftovers() == NOTHING
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../../x", "/abs", "", "nul\x00byte", "x" * 1025, "a//b", "./a", "dir/",
+                                  "back\\slash"])
+async def test_invalid_path(env: Env, path: str) -> None:
+    error = await fails(env.api.uploads.CreateUpload(create_request("ds", path)),
+                        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PATH")
+    assert field_violations(error) == ["upload.path"]
+    await fails(upload_call(env, [header(path=path), *chunk_messages(b"x")]), grpc.StatusCode.INVALID_ARGUMENT,
+                "INVALID_PATH")
+    assert await env.leftovers() == NOTHING
+
+
+async def test_header_missing(env: Env) -> None:
+    await fails(upload_call(env, chunk_messages(b"data")), grpc.StatusCode.INVALID_ARGUMENT, "HEADER_MISSING")
+    await fails(upload_call(env, []), grpc.StatusCode.INVALID_ARGUMENT, "HEADER_MISSING")
+    await fails(upload_call(env, [pb.UploadRequest(header=pb.UploadHeader())]), grpc.StatusCode.INVALID_ARGUMENT,
+                "HEADER_MISSING")
+    twice = [header(size=2), *chunk_messages(b"a"), header(size=2)]
+    await fails(upload_call(env, twice), grpc.StatusCode.INVALID_ARGUMENT, "HEADER_REPEATED")
+    assert await env.leftovers() == NOTHING
+
+
+async def test_message_after_finish(env: Env) -> None:
+    messages = [header(size=2), *chunk_messages(b"ab"), pb.UploadRequest(finish=pb.UploadFinish()),
+                *chunk_messages(b"c")]
+    await fails(upload_call(env, messages), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert await env.leftovers() == NOTHING
+
+
+async def test_bad_declarations(env: Env) -> None:
+    await fails(env.api.uploads.CreateUpload(create_request("ds", "f", 10, "XYZ")),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SHA256")
+    await fails(env.api.uploads.CreateUpload(create_request("ds", "f", -1)), grpc.StatusCode.INVALID_ARGUMENT,
+                "INVALID_ARGUMENT")
+    await fails(env.api.uploads.CreateUpload(create_request("ds", "f", 2 << 40)), grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "UPLOAD_TOO_LARGE")
+    data = b"payload"
+    wrong = hashlib.sha256(b"other").hexdigest()
+    messages = [header(size=len(data), sha=hashlib.sha256(data).hexdigest()), *chunk_messages(data),
+                pb.UploadRequest(finish=pb.UploadFinish(sha256=wrong))]
+    await fails(upload_call(env, messages), grpc.StatusCode.DATA_LOSS, "CHECKSUM_MISMATCH")
+    assert await env.leftovers() == NOTHING
+
+
+async def test_another_namespace_is_refused(env: Env) -> None:
+    request = create_request("ds", "f.bin")
+    request.parent = "namespaces/someone-else"
+    await fails(env.api.uploads.CreateUpload(request), grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_MISMATCH")
+    mine = (await env.api.uploads.CreateUpload(create_request("ds", "f.bin"))).upload
+    stranger = open_api(env.server.address)
+    await fails(stranger.uploads.GetUpload(pb.GetUploadRequest(name=mine.name)), grpc.StatusCode.PERMISSION_DENIED,
+                "NAMESPACE_MISMATCH")
+    await stranger.channel.close()
+
+
+async def test_complete_with_missing_parts(env: Env) -> None:
+    size = 40 * MiB
+    opened = (await env.api.uploads.CreateUpload(create_request("gap", "g.bin", size))).upload
+    part = opened.part_size_bytes
+    await env.api.uploads.Upload(stream_of(resume_messages(opened.name, part, b"\1" * part, finish=False)))
+    error = await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=opened.name)),
+                        grpc.StatusCode.FAILED_PRECONDITION, "INCOMPLETE_UPLOAD")
+    assert error_info(error)[1]["missing_part"] == "1"
+    # Writing part 2 again is refused: it is already there.
+    await fails(upload_call(env, resume_messages(opened.name, part, b"\1" * part)),
+                grpc.StatusCode.FAILED_PRECONDITION, "WRONG_OFFSET")
+
+
+async def test_bad_list_requests(env: Env) -> None:
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(filter="colour = red")),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER")
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(filter="state = SHINY")),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER")
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(filter="state >")),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER")
+    for _ in range(3):
+        await env.api.uploads.CreateUpload(create_request("ds", "f.bin"))
+    page = await env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1))
+    token = page.next_page_token
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1, page_token=tampered)),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1, page_token="garbage!")),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1, page_token=token,
+                                                                  filter="state = OPEN")),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+    await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=-1)),
+                grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_SIZE")
+
+
+@pytest.fixture(scope="module")
+def limited_server(stack_envs: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    env = dict(stack_envs["file"], QUARRY_MAX_OPEN_UPLOADS="3", QUARRY_UPLOAD_EXPIRY_SECONDS="2",
+               QUARRY_MAX_UPLOAD_BYTES=str(20 * MiB))
+    handle = start_server(env, tmp_path_factory.mktemp("limited"), "limited", "file")
+    yield handle
+    handle.process.stop()
+
+
+async def test_limits(limited_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    api = open_api(limited_server.address)
+    try:
+        opened = [(await api.uploads.CreateUpload(create_request("lim", f"{i}.bin", 5))).upload for i in range(3)]
+        with pytest.raises(aio.AioRpcError) as raised:
+            await api.uploads.CreateUpload(create_request("lim", "x.bin", 5))
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(raised.value)[0] == "TOO_MANY_OPEN_UPLOADS"
+        # An upload past its expiry takes no more bytes.
+        await asyncio.sleep(2.5)
+        with pytest.raises(aio.AioRpcError) as raised:
+            await api.uploads.Upload(stream_of(resume_messages(opened[0].name, 0, b"12345")))
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(raised.value)[0] == "UPLOAD_EXPIRED"
+        for upload in opened:
+            await api.uploads.CancelUpload(pb.CancelUploadRequest(name=upload.name))
+        # Without a declared size the limit applies as the bytes arrive.
+        messages = one_call_messages("lim", "big.bin", b"\0" * (21 * MiB), declare=False)
+        with pytest.raises(aio.AioRpcError) as raised:
+            await api.uploads.Upload(stream_of(messages))
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_info(raised.value)[0] == "UPLOAD_TOO_LARGE"
+        # It can never finish: it is FAILED, with the reason, and its bytes are gone.
+        listed = await api.uploads.ListUploads(pb.ListUploadsRequest(filter="state = FAILED"))
+        assert [u.failure.reason for u in listed.uploads] == ["UPLOAD_TOO_LARGE"]
+        assert listed.uploads[0].failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        store = LocalStore(Path(limited_server.env["QUARRY_STORAGE_URL"].removeprefix("file://")))
+        assert [o async for o in store.list_objects(f"staging/{api.namespace}/")] == []
+        assert [m async for m in store.list_multipart(f"staging/{api.namespace}/")] == []
+        assert (await api.uploads.ListUploads(pb.ListUploadsRequest(filter="state = OPEN"))).uploads == []
+    finally:
+        await api.channel.close()
+
+
+async def test_a_creating_stream_that_commits_nothing_keeps_nothing(env: Env) -> None:
+    # Header and a few bytes, then the client half-closes without finish: there is nothing to resume.
+    error = await fails(upload_call(env, [header(size=10 * MiB), *chunk_messages(b"x" * MiB)]),
+                        grpc.StatusCode.FAILED_PRECONDITION, "NOTHING_COMMITTED")
+    assert "nothing was kept" in (error.details() or "")
+    assert await env.leftovers() == NOTHING
