@@ -164,3 +164,25 @@ async def test_presigned_urls(store: ObjectStore, prefix: str) -> None:
 
 async def test_ping(store: ObjectStore) -> None:
     await store.ping()
+
+
+async def test_part_writers_take_pieces(store: ObjectStore, prefix: str) -> None:
+    part_size = 20 * MiB  # on S3: two streamed S3 parts of 10 MiB each
+    data = os.urandom(part_size + 3 * MiB)
+    key = prefix + "streamed"
+    upload_id = await store.create_multipart(key)
+    etags = []
+    for number, offset in ((2, part_size), (1, 0)):
+        writer = store.open_part(key, upload_id, number, offset, part_size, part_count=2)
+        piece = data[offset:offset + part_size]
+        for start in range(0, len(piece), 3 * MiB + 1):
+            await writer.write(memoryview(piece)[start:start + 3 * MiB + 1])
+        assert writer.size == len(piece)
+        etags.append(CompletedPart(number, await writer.commit(), len(piece)))
+    # A discarded writer (a broken stream's part in flight) counts for nothing.
+    dropped = store.open_part(key, upload_id, 3, 2 * part_size, part_size, part_count=3)
+    await dropped.write(memoryview(os.urandom(MiB)))
+    await dropped.discard()
+    info = await store.complete_multipart(key, upload_id, sorted(etags, key=lambda p: p.number))
+    assert info.size == len(data)
+    assert await read_all(store, key) == data

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import google_crc32c
 import grpc
 import pytest
 from grpc import aio
@@ -206,6 +207,13 @@ async def test_complete_with_missing_parts(env: Env) -> None:
     # Writing part 2 again is refused: it is already there.
     await fails(upload_call(env, resume_messages(opened.name, part, b"\1" * part)),
                 grpc.StatusCode.FAILED_PRECONDITION, "WRONG_OFFSET")
+    # A stream from 0 that runs into part 2 commits part 1, then stops rather than write over part 2.
+    error = await fails(upload_call(env, resume_messages(opened.name, 0, b"\2" * (2 * part), finish=False)),
+                        grpc.StatusCode.FAILED_PRECONDITION, "PART_ALREADY_WRITTEN")
+    assert error_info(error)[1]["part_number"] == "2"
+    current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert [p.part_number for p in current.parts] == [1, 2] and current.committed_bytes == 2 * part
+    assert {p.crc32c for p in current.parts if p.part_number == 2} == {google_crc32c.value(b"\1" * part)}
 
 
 async def test_bad_list_requests(env: Env) -> None:

@@ -195,7 +195,7 @@ class UploadStream:
                 metrics.UPLOAD_BYTES.inc(len(data))
                 for piece, piece_crc in zip(pieces, crcs, strict=True):
                     if part is None:
-                        part = self._open_part(upload, position)
+                        part = await self._open_part(upload, position)
                     await part.writer.write(piece)
                     part.crc = combine(part.crc, piece_crc, len(piece)) if part.size > len(piece) else piece_crc
                     position += len(piece)
@@ -228,14 +228,22 @@ class UploadStream:
             view = view[room:]
         return pieces
 
-    def _open_part(self, upload: Upload, position: int) -> _OpenPart:
+    async def _open_part(self, upload: Upload, position: int) -> _OpenPart:
         number = position // upload.part_size + 1
         if number > MAX_PARTS:
             raise ResourceExhausted(f"the file needs more than {MAX_PARTS} parts of {upload.part_size} bytes; "
                                     "declare its size when creating the upload", reason="TOO_MANY_PARTS")
+        # Another stream may have written this part since ours began: never write over committed bytes.
+        async with self.uploads.db.connection() as connection:
+            if await repo.part_exists(connection, upload.id, number):
+                raise FailedPrecondition(f"part {number} (offset {position}) is already written; a stream "
+                                         "must stop where another stream's parts begin",
+                                         reason="PART_ALREADY_WRITTEN", metadata={"part_number": str(number)})
         assert upload.store_upload_id is not None
+        part_count = MAX_PARTS if upload.declared_size is None else max(1, -(-upload.declared_size //
+                                                                               upload.part_size))
         writer = self.uploads.store.open_part(upload.staging_key, upload.store_upload_id, number, position,
-                                              upload.part_size)
+                                              upload.part_size, part_count)
         return _OpenPart(number, position, writer)
 
     async def _land(self, upload: Upload, part: _OpenPart, landing: list[asyncio.Future[int]]) -> int:

@@ -114,6 +114,12 @@ async def record_part(connection: asyncpg.Connection, upload_id: uuid.UUID, part
         return "conflict"
 
 
+async def part_exists(connection: asyncpg.Connection, upload_id: uuid.UUID, number: int) -> bool:
+    """Whether part `number` of the upload is recorded."""
+    return bool(await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM upload_parts WHERE upload_id = $1 AND number = $2)", upload_id, number))
+
+
 async def transition(connection: asyncpg.Connection, upload_id: uuid.UUID, expected: Iterable[UploadState],
                      state: UploadState, **fields: Any) -> bool:
     """Move to `state` if the upload is in one of `expected`, setting `fields`; False if it was not."""

@@ -69,35 +69,6 @@ class PartWriter(abc.ABC):
         """Drop the part's bytes (a broken stream): nothing of it counts."""
 
 
-class BufferedPartWriter(PartWriter):
-    """Hold the part in one preallocated buffer, then write it with one `upload_part` call (S3 needs the
-    whole part, with its length, up front). Memory: one part."""
-
-    def __init__(self, store: ObjectStore, key: str, upload_id: str, number: int, offset: int, capacity: int) -> None:
-        self._store = store
-        self._args = (key, upload_id, number, offset)
-        self._buffer: bytearray | None = bytearray(capacity)  # zero pages: resident only once written
-        self.size = 0
-
-    async def write(self, data: memoryview) -> None:
-        assert self._buffer is not None
-        end = self.size + len(data)
-        self._buffer[self.size:end] = data
-        self.size = end
-
-    async def commit(self) -> str:
-        assert self._buffer is not None
-        del self._buffer[self.size:]  # a short last part: trim in place
-        key, upload_id, number, offset = self._args
-        try:
-            return await self._store.upload_part(key, upload_id, number, offset, self._buffer)
-        finally:
-            self._buffer = None
-
-    async def discard(self) -> None:
-        self._buffer = None
-
-
 class ObjectStore(abc.ABC):
     """Bytes by key. Implementations: `S3Store` (aioboto3) and `LocalStore` (aiofiles)."""
 
@@ -145,9 +116,11 @@ class ObjectStore(abc.ABC):
                           data: bytes | bytearray | memoryview) -> str:
         """Durably write part `number` (whose first byte is at `offset`); return its etag."""
 
-    def open_part(self, key: str, upload_id: str, number: int, offset: int, capacity: int) -> PartWriter:
-        """A writer for part `number` (at most `capacity` bytes) that receives its bytes in pieces."""
-        return BufferedPartWriter(self, key, upload_id, number, offset, capacity)
+    @abc.abstractmethod
+    def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
+                  part_count: int) -> PartWriter:
+        """A writer for part `number` of a multipart write whose parts have `part_size` bytes (the last may be
+        shorter) and which will have at most `part_count` parts."""
 
     @abc.abstractmethod
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:

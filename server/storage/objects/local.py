@@ -172,7 +172,8 @@ class LocalStore(ObjectStore):
             await handle.close()
         return f"{number}-{offset}-{len(data)}"
 
-    def open_part(self, key: str, upload_id: str, number: int, offset: int, capacity: int) -> PartWriter:
+    def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
+                  part_count: int) -> PartWriter:
         return _WriteThroughPart(self._part_file(key, upload_id), upload_id, number, offset)
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:

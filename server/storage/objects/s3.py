@@ -23,8 +23,10 @@ from server.storage.objects.base import (
     MultipartInfo,
     ObjectInfo,
     ObjectStore,
+    PartWriter,
     check_key,
 )
+from server.storage.objects.s3parts import StreamedPart, s3_parts
 
 MULTIPART_THRESHOLD = 8 << 20
 MAX_SINGLE_COPY = 5 << 30
@@ -210,6 +212,10 @@ class S3Store(ObjectStore):
                 Body=bytes(data) if isinstance(data, memoryview) else data)
         return str(response["ETag"])
 
+    def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
+                  part_count: int) -> PartWriter:
+        return StreamedPart(self, key, upload_id, number, offset, part_size, part_count)
+
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         total = sum(part.size for part in parts)
         if not parts:
@@ -222,7 +228,8 @@ class S3Store(ObjectStore):
             with _boundary(f"multipart completion of {key}"):
                 await self._client.complete_multipart_upload(
                     Bucket=self._bucket, Key=self._key(key), UploadId=upload_id,
-                    MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]})
+                    MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag}
+                                               for number, etag in s3_parts(parts)]})
         except NotFound:
             done = await self.stat(key)
             if done is not None and done.size == total:

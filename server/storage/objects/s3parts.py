@@ -1,0 +1,108 @@
+"""Streaming a Quarry part into S3 as several smaller S3 parts.
+
+Holding a whole Quarry part (up to 128 MiB) per stream before sending it would cost memory and stall the
+stream while it uploads. Instead each Quarry part maps to `k` consecutive S3 part numbers of about 8 MiB:
+each is sent as soon as it is full, with at most two in flight, while the stream keeps receiving. Memory
+per stream is about three S3 parts. The part's etag records the S3 parts it became (JSON), so completion
+lists them all. S3 allows at most 10,000 parts, so `k` shrinks for files with many parts, down to 1 (the
+whole part buffered) when the part count is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+from server.storage.objects.base import CompletedPart, PartWriter
+
+S3_MAX_PARTS = 10_000
+SUB_PART_BYTES = 8 << 20
+IN_FLIGHT = 2
+
+
+class _PartUploader(Protocol):
+    async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
+                          data: bytes | bytearray | memoryview) -> str: ...
+
+
+def sub_parts(part_size: int, part_count: int) -> tuple[int, int]:
+    """(S3 parts per Quarry part, bytes per S3 part) for parts of `part_size` in a file of `part_count` parts."""
+    per_part = max(1, min(part_size // SUB_PART_BYTES, S3_MAX_PARTS // max(1, part_count)))
+    return per_part, -(-part_size // per_part)
+
+
+def s3_parts(parts: Sequence[CompletedPart]) -> list[tuple[int, str]]:
+    """The (S3 part number, etag) pairs that Quarry parts became, ascending."""
+    expanded: list[tuple[int, str]] = []
+    for part in parts:
+        if part.etag.startswith("["):
+            expanded.extend((int(number), str(etag)) for number, etag in json.loads(part.etag))
+        else:
+            expanded.append((part.number, part.etag))
+    return sorted(expanded)
+
+
+class StreamedPart(PartWriter):
+    """Sends each full S3 part while the next fills; `commit` waits for all and returns their etags."""
+
+    def __init__(self, uploader: _PartUploader, key: str, upload_id: str, number: int, offset: int,
+                 part_size: int, part_count: int) -> None:
+        per_part, self._sub_size = sub_parts(part_size, part_count)
+        self._uploader = uploader
+        self._key = key
+        self._upload_id = upload_id
+        self._next_number = (number - 1) * per_part + 1
+        self._offset = offset
+        self._buffer = bytearray(min(self._sub_size, part_size))
+        self._filled = 0
+        self._in_flight: dict[int, asyncio.Task[str]] = {}
+        self._etags: dict[int, str] = {}
+        self.size = 0
+
+    async def write(self, data: memoryview) -> None:
+        while data:
+            take = min(len(data), len(self._buffer) - self._filled)
+            self._buffer[self._filled:self._filled + take] = data[:take]
+            self._filled += take
+            self.size += take
+            data = data[take:]
+            if self._filled == len(self._buffer):
+                await self._send()
+
+    async def _send(self) -> None:
+        while len(self._in_flight) >= IN_FLIGHT:
+            await self._collect(asyncio.FIRST_COMPLETED)
+        body, self._buffer = self._buffer, bytearray(self._sub_size)
+        del body[self._filled:]
+        number, self._next_number = self._next_number, self._next_number + 1
+        offset = self._offset + self.size - self._filled
+        self._filled = 0
+        self._in_flight[number] = asyncio.create_task(
+            self._uploader.upload_part(self._key, self._upload_id, number, offset, body))
+
+    async def _collect(self, when: str) -> None:
+        done, _ = await asyncio.wait(self._in_flight.values(), return_when=when)
+        for number, task in list(self._in_flight.items()):
+            if task in done:
+                del self._in_flight[number]
+                self._etags[number] = task.result()  # raises the upload's error, if any
+
+    async def commit(self) -> str:
+        if self._filled or not self._etags and not self._in_flight:
+            await self._send()
+        if self._in_flight:
+            await self._collect(asyncio.ALL_COMPLETED)
+        self._buffer = bytearray()
+        return json.dumps(sorted(self._etags.items()), separators=(",", ":"))
+
+    async def discard(self) -> None:
+        for task in self._in_flight.values():
+            task.cancel()
+        for task in self._in_flight.values():
+            with contextlib.suppress(BaseException):
+                await task
+        self._in_flight.clear()
+        self._buffer = bytearray()
