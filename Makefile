@@ -40,7 +40,7 @@ proto: $(VENV)/.test-installed
 ## lint: buf lint, ruff and mypy (the test suite runs them too)
 lint: $(VENV)/.test-installed node_modules/.installed
 	node_modules/.bin/buf lint
-	$(BIN)/ruff check server workers tests scripts clients/python/src
+	$(BIN)/ruff check server workers tests scripts bench clients/python/src
 	$(BIN)/mypy
 
 clean:

@@ -107,8 +107,9 @@ def quarry_stack(store: str, extra_env: dict[str, str] | None = None) -> Iterato
             storage = f"file://{work / 'objects'}"
         address = f"127.0.0.1:{free_port()}"
         env.update(QUARRY_DATABASE_URL=postgres.url, QUARRY_REDIS_URL=redis.url, QUARRY_STORAGE_URL=storage,
-                   QUARRY_GRPC_ADDRESS=address, QUARRY_METRICS_PORT="0", QUARRY_LOG_LEVEL="WARNING",
-                   **(extra_env or {}))
+                   QUARRY_GRPC_ADDRESS=address, QUARRY_METRICS_PORT="0", QUARRY_LOG_LEVEL="WARNING")
+        env.update(extra_env or {})
+        storage = env["QUARRY_STORAGE_URL"]
         log = open(work / "server.log", "wb")  # noqa: SIM115
         server = subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=ROOT, stdout=log,
                                   stderr=subprocess.STDOUT)

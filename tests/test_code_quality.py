@@ -14,6 +14,6 @@ def test_mypy() -> None:
 
 
 def test_ruff() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "server", "workers", "tests", "scripts",
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "server", "workers", "tests", "scripts", "bench",
                              "clients/python/src"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-5000:]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from server import metrics
 from server.domain import names
@@ -77,6 +78,33 @@ class _OpenPart:
         return self.writer.size
 
 
+class _Landing:
+    """Commits of received parts: one may be landing (fsync or S3 upload, then the Postgres record) while the
+    stream receives the next part. Each commit runs shielded: a part that arrived whole lands even if the
+    stream breaks."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Future[int] | None = None
+        self.committed = 0
+
+    async def start(self, commit: Coroutine[Any, Any, int]) -> None:
+        """Wait for the previous part to land (its error surfaces here), then start landing this one."""
+        await self.wait()
+        self._task = asyncio.ensure_future(commit)
+
+    async def wait(self) -> None:
+        """Wait for the part in flight, if any."""
+        if self._task is not None:
+            task = self._task
+            self.committed += await asyncio.shield(task)
+            self._task = None
+
+    async def settle(self) -> None:
+        """After a failure: let the part in flight finish landing, whatever its outcome."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class UploadStream:
     """Writes the bytes of one stream into an upload."""
 
@@ -101,7 +129,7 @@ class UploadStream:
             self._check_writable(upload, write_offset)
         await on_open(upload)
         metrics.UPLOAD_STREAMS.inc()
-        landing: list[asyncio.Future[int]] = []
+        landing = _Landing()
         try:
             committed, finish = await self._write(upload, write_offset, messages, landing)
         except ResourceExhausted as exc:
@@ -111,8 +139,11 @@ class UploadStream:
         except BaseException:
             # A stream that created its upload and failed (bad input, a dropped connection, a message gRPC
             # refused) before committing a byte leaves nothing behind: resuming from 0 is starting over.
+            # Otherwise the part in flight lands before the caller hears, so GetUpload is current.
             if created:
                 await asyncio.shield(self._discard_if_empty(upload, landing))
+            else:
+                await asyncio.shield(landing.settle())
             raise
         finally:
             metrics.UPLOAD_STREAMS.dec()
@@ -129,13 +160,13 @@ class UploadStream:
         assert current is not None
         return WriteResult(current, committed)
 
-    async def _discard_if_empty(self, upload: Upload, landing: list[asyncio.Future[int]]) -> None:
+    async def _discard_if_empty(self, upload: Upload, landing: _Landing) -> None:
         # A part whose commit outlived the stream may still be landing: let it, then look.
-        await asyncio.gather(*landing, return_exceptions=True)
+        await landing.settle()
         await self.uploads.discard_new(upload)
 
-    async def _fail(self, upload: Upload, error: ResourceExhausted, landing: list[asyncio.Future[int]]) -> None:
-        await asyncio.gather(*landing, return_exceptions=True)
+    async def _fail(self, upload: Upload, error: ResourceExhausted, landing: _Landing) -> None:
+        await landing.settle()
         await self.uploads.fail_open(upload, error)
 
     def _check_writable(self, upload: Upload, write_offset: int) -> None:
@@ -157,11 +188,9 @@ class UploadStream:
                           expected_offset=committed)
 
     async def _write(self, upload: Upload, offset: int, messages: AsyncIterator[StreamMessage],
-                     landing: list[asyncio.Future[int]]) -> tuple[int, Finish | None]:
-        limits = self.uploads.limits
+                     landing: _Landing) -> tuple[int, Finish | None]:
         position = offset
         part: _OpenPart | None = None
-        committed = 0
         finish: Finish | None = None
         try:
             async for message in messages:
@@ -172,26 +201,7 @@ class UploadStream:
                     finish = message
                     continue
                 data = message.data
-                if len(data) > limits.max_chunk_bytes:
-                    raise InvalidArgument.field("chunk.data", f"chunk of {len(data)} bytes exceeds max_chunk_bytes "
-                                                              f"({limits.max_chunk_bytes})", reason="CHUNK_TOO_LARGE")
-                pieces = self._split(upload, position, data)
-                crcs = [crc32c(piece) if len(piece) < len(data) else crc32c(data) for piece in pieces]
-                chunk_crc = 0
-                for piece, piece_crc in zip(pieces, crcs, strict=True):
-                    chunk_crc = combine(chunk_crc, piece_crc, len(piece))
-                if message.crc32c is not None and message.crc32c != chunk_crc:
-                    raise ChecksumMismatch(f"crc32c of the chunk at offset {position} is {chunk_crc}, the client "
-                                           f"sent {message.crc32c}; the chunk was not committed",
-                                           metadata={"offset": str(position)})
-                end = position + len(data)
-                if upload.declared_size is not None and end > upload.declared_size:
-                    raise OutOfRange(f"write past the declared size: bytes {position}-{end} of a "
-                                     f"{upload.declared_size}-byte upload", reason="SIZE_EXCEEDED",
-                                     metadata={"declared_size": str(upload.declared_size)})
-                if end > limits.max_upload_bytes:
-                    raise ResourceExhausted(f"upload exceeds the limit of {limits.max_upload_bytes} bytes",
-                                            reason="UPLOAD_TOO_LARGE")
+                pieces, crcs = self._accept(upload, position, message)
                 metrics.UPLOAD_BYTES.inc(len(data))
                 for piece, piece_crc in zip(pieces, crcs, strict=True):
                     if part is None:
@@ -201,7 +211,7 @@ class UploadStream:
                     position += len(piece)
                     if part.size == upload.part_size:
                         full, part = part, None  # the commit owns it now, even if this stream is cancelled
-                        committed += await self._land(upload, full, landing)
+                        await landing.start(self._commit(upload, full))
             if finish is not None and upload.declared_size is not None and position != upload.declared_size:
                 raise FailedPrecondition(f"the stream ended at byte {position} of a {upload.declared_size}-byte "
                                          "upload", reason="SIZE_SHORT",
@@ -210,11 +220,39 @@ class UploadStream:
             at_end = upload.declared_size is not None and position == upload.declared_size
             if part is not None and (finish is not None or at_end):
                 last, part = part, None
-                committed += await self._land(upload, last, landing)
+                await landing.start(self._commit(upload, last))
+            await landing.wait()
         finally:
             if part is not None:
                 await part.writer.discard()
-        return committed, finish
+        return landing.committed, finish
+
+    def _accept(self, upload: Upload, position: int, chunk: Chunk) -> tuple[list[memoryview], list[int]]:
+        """Check a chunk (size, CRC32C, limits) before any of it is written; return it cut at part
+        boundaries, with the CRC32C of each piece."""
+        limits = self.uploads.limits
+        data = chunk.data
+        if len(data) > limits.max_chunk_bytes:
+            raise InvalidArgument.field("chunk.data", f"chunk of {len(data)} bytes exceeds max_chunk_bytes "
+                                                      f"({limits.max_chunk_bytes})", reason="CHUNK_TOO_LARGE")
+        pieces = self._split(upload, position, data)
+        crcs = [crc32c(piece) if len(piece) < len(data) else crc32c(data) for piece in pieces]
+        chunk_crc = 0
+        for piece, piece_crc in zip(pieces, crcs, strict=True):
+            chunk_crc = combine(chunk_crc, piece_crc, len(piece))
+        if chunk.crc32c is not None and chunk.crc32c != chunk_crc:
+            raise ChecksumMismatch(f"crc32c of the chunk at offset {position} is {chunk_crc}, the client "
+                                   f"sent {chunk.crc32c}; the chunk was not committed",
+                                   metadata={"offset": str(position)})
+        end = position + len(data)
+        if upload.declared_size is not None and end > upload.declared_size:
+            raise OutOfRange(f"write past the declared size: bytes {position}-{end} of a "
+                             f"{upload.declared_size}-byte upload", reason="SIZE_EXCEEDED",
+                             metadata={"declared_size": str(upload.declared_size)})
+        if end > limits.max_upload_bytes:
+            raise ResourceExhausted(f"upload exceeds the limit of {limits.max_upload_bytes} bytes",
+                                    reason="UPLOAD_TOO_LARGE")
+        return pieces, crcs
 
     @staticmethod
     def _split(upload: Upload, position: int, data: bytes) -> list[memoryview]:
@@ -245,12 +283,6 @@ class UploadStream:
         writer = self.uploads.store.open_part(upload.staging_key, upload.store_upload_id, number, position,
                                               upload.part_size, part_count)
         return _OpenPart(number, position, writer)
-
-    async def _land(self, upload: Upload, part: _OpenPart, landing: list[asyncio.Future[int]]) -> int:
-        """Commit a received part; shielded, so a part that arrived whole lands even if the stream breaks."""
-        task = asyncio.ensure_future(self._commit(upload, part))
-        landing[:] = [task]
-        return await asyncio.shield(task)
 
     async def _commit(self, upload: Upload, part: _OpenPart) -> int:
         started = time.perf_counter()

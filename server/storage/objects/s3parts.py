@@ -2,10 +2,10 @@
 
 Holding a whole Quarry part (up to 128 MiB) per stream before sending it would cost memory and stall the
 stream while it uploads. Instead each Quarry part maps to `k` consecutive S3 part numbers of about 8 MiB:
-each is sent as soon as it is full, with at most two in flight, while the stream keeps receiving. Memory
-per stream is about three S3 parts. The part's etag records the S3 parts it became (JSON), so completion
-lists them all. S3 allows at most 10,000 parts, so `k` shrinks for files with many parts, down to 1 (the
-whole part buffered) when the part count is unknown.
+each is sent as soon as it is full (one in flight per part; the previous part may still be landing) while
+the stream keeps receiving. Memory per stream is about three S3 parts. The part's etag records the S3
+parts it became (JSON), so completion lists them all. S3 allows at most 10,000 parts, so `k` shrinks for
+files with many parts, down to 1 (the whole part buffered) when the part count is unknown.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from server.storage.objects.base import CompletedPart, PartWriter
 
 S3_MAX_PARTS = 10_000
 SUB_PART_BYTES = 8 << 20
-IN_FLIGHT = 2
+IN_FLIGHT = 1
 
 
 class _PartUploader(Protocol):
