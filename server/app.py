@@ -29,6 +29,7 @@ from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.dependencies import Dependencies, open_dependencies
 from server.ports import ensure_ports_free
+from server.samplers import UploadStateSampler
 from server.services import Services, open_services
 from server.settings import ConfigError, Settings
 
@@ -96,6 +97,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await server.start()
         await health.refresh()
         health.start()
+        sampler = UploadStateSampler(services.db, max(5.0, settings.health_interval_seconds))
+        sampler.start()
         log.info("serving", extra={"address": settings.grpc_address, "metrics_port": settings.metrics_port,
                                    "storage": deps.store.kind})
         if ready is not None:
@@ -103,5 +106,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
         log.info("stopping", extra={"grace_seconds": settings.shutdown_grace_seconds})
         await health.stop()
+        await sampler.stop()
         await server.stop(settings.shutdown_grace_seconds)
         log.info("stopped")

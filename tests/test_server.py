@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from quarry.v1 import upload_pb2
+from quarry.v1 import upload_service_pb2 as pb
 
 from server.embedded import EmbeddedRedis
-from tests.support import ServerHandle, start_server
+from tests.support import ServerHandle, open_api, start_server
+from tests.uploading import MiB, create_request, one_call_messages, stream_of
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -47,12 +53,20 @@ def test_reflection_lists_every_service(server_file: ServerHandle) -> None:
         assert descriptor.name == "quarry/v1/upload_service.proto"
 
 
-def test_metrics_endpoint(server_file: ServerHandle) -> None:
-    health_of(server_file.address)
+async def test_metrics_endpoint(server_file: ServerHandle) -> None:
+    api = open_api(server_file.address)
+    await api.uploads.Upload(stream_of(one_call_messages("metrics", "m.bin", b"x" * 1000)))
+    await api.channel.close()
     with urllib.request.urlopen(f"http://127.0.0.1:{server_file.metrics_port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert 'quarry_dependency_up{dependency="postgres"} 1.0' in text
-    assert "quarry_grpc_handled_total" in text
+    assert 'quarry_grpc_handled_total{code="OK",method="/quarry.v1.UploadService/Upload"}' in text
+    received = [line for line in text.splitlines() if line.startswith("quarry_upload_bytes_received_total ")]
+    assert received and float(received[0].split()[1]) >= 1000
+    assert 'quarry_upload_parts_written_total{store="file"}' in text
+    assert "quarry_upload_part_write_seconds_bucket" in text
+    assert "quarry_upload_active_streams 0.0" in text
+    assert 'quarry_uploads{state="STAGED"}' in text
 
 
 @pytest.fixture
@@ -97,3 +111,36 @@ def test_sigterm_stops_gracefully(stack_envs: dict[str, dict[str, str]], tmp_pat
     assert handle.process.stop(timeout=30) == 0
     assert time.monotonic() - started < 15
     assert '"message": "stopped"' in handle.process.log()
+
+
+async def test_sigterm_lets_an_upload_in_flight_finish(stack_envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    handle = start_server(dict(stack_envs["file"], QUARRY_SHUTDOWN_GRACE_SECONDS="20"), tmp_path, "server-drain",
+                          "file")
+    api = open_api(handle.address)
+    block = os.urandom(MiB)
+    size = 20 * MiB
+    started = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.UploadRequest]:
+        yield pb.UploadRequest(header=pb.UploadHeader(create=create_request("drain", "d.bin", size)))
+        for index in range(20):
+            if index == 2:
+                started.set()
+            await asyncio.sleep(0.1)  # a slow client: the upload is still running at SIGTERM
+            yield pb.UploadRequest(chunk=pb.UploadChunk(data=block))
+        yield pb.UploadRequest(finish=pb.UploadFinish())
+
+    call = api.uploads.Upload(requests())
+    await started.wait()
+    handle.process.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    await asyncio.sleep(0.3)
+    # New calls are refused while the one in flight carries on.
+    latecomer = open_api(handle.address)
+    with pytest.raises(aio.AioRpcError) as refused:
+        await latecomer.uploads.CreateUpload(create_request("drain", "late.bin", 1), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    await latecomer.channel.close()
+    response = await call
+    assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED and response.upload.size_bytes == size
+    await api.channel.close()
+    assert await asyncio.to_thread(handle.process.stop, signal.SIGTERM, 30) == 0

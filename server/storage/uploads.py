@@ -138,6 +138,12 @@ async def transition(connection: asyncpg.Connection, upload_id: uuid.UUID, expec
     return changed is not None
 
 
+async def count_by_state(connection: asyncpg.Connection) -> dict[str, int]:
+    """How many uploads are in each state, across namespaces."""
+    rows = await connection.fetch("SELECT state, count(*) AS n FROM uploads GROUP BY state")
+    return {row["state"]: int(row["n"]) for row in rows}
+
+
 async def mark_purged(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
     """Note that the staged bytes of a cancelled or expired upload are gone."""
     await connection.execute("UPDATE uploads SET purge_time = now() WHERE id = $1", upload_id)

@@ -1,0 +1,100 @@
+"""A slow store slows the client down: the server reads no further than one part ahead of the store.
+
+The store is made slow by a gate in front of the real local store (a fault we cannot cause for real on
+demand); the server runs in this process on a real socket so the gate can be opened from the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from quarry.v1 import upload_pb2
+from quarry.v1 import upload_service_pb2 as pb
+
+from server.api.health import HealthReporter
+from server.app import QUARRY_SERVICES, build_grpc_server
+from server.dependencies import open_dependencies
+from server.ports import free_port
+from server.services import open_services
+from server.storage.objects import ObjectStore, PartWriter
+from tests.conftest import settings_of
+from tests.support import open_api
+from tests.uploading import MiB, create_request
+
+
+class _GatedWriter(PartWriter):
+    def __init__(self, inner: PartWriter, gate: asyncio.Event) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    @property  # type: ignore[override]
+    def size(self) -> int:
+        return self._inner.size
+
+    async def write(self, data: memoryview) -> None:
+        await self._gate.wait()
+        await self._inner.write(data)
+
+    async def commit(self) -> str:
+        return await self._inner.commit()
+
+    async def discard(self) -> None:
+        await self._inner.discard()
+
+
+class _GatedStore:
+    """The real store, except that part writes wait for a gate."""
+
+    def __init__(self, inner: ObjectStore, gate: asyncio.Event) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def open_part(self, *args: object, **kwargs: object) -> PartWriter:
+        return _GatedWriter(self._inner.open_part(*args, **kwargs), self._gate)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+async def test_a_blocked_store_stops_the_client(stack_envs: dict[str, dict[str, str]]) -> None:
+    settings = settings_of(dict(stack_envs["file"], QUARRY_GRPC_ADDRESS=f"127.0.0.1:{free_port()}"))
+    gate = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        deps = await stack.enter_async_context(open_dependencies(settings))
+        deps.store = _GatedStore(deps.store, gate)  # type: ignore[assignment]
+        services = await stack.enter_async_context(open_services(deps))
+        server = build_grpc_server(settings, deps, services, HealthReporter(deps.probe, QUARRY_SERVICES, 60))
+        server.add_insecure_port(settings.grpc_address)
+        await server.start()
+        stack.push_async_callback(server.stop, 0)
+        api = open_api(settings.grpc_address)
+        stack.push_async_callback(api.channel.close)
+
+        size = 200 * MiB
+        sent = 0
+        block = os.urandom(MiB)
+
+        async def requests() -> AsyncIterator[pb.UploadRequest]:
+            nonlocal sent
+            yield pb.UploadRequest(header=pb.UploadHeader(create=create_request("slow", "s.bin", size)))
+            while sent < size:
+                sent += len(block)
+                yield pb.UploadRequest(chunk=pb.UploadChunk(data=block))
+            yield pb.UploadRequest(finish=pb.UploadFinish())
+
+        call = api.uploads.Upload(requests())
+        await asyncio.sleep(3)
+        # The store has taken nothing: the client got no further than the transport's window plus a chunk.
+        assert sent < 48 * MiB, f"the client sent {sent / MiB:.0f} MiB into a blocked server"
+        held = sent
+        await asyncio.sleep(1)
+        assert sent == held  # and it stays there
+        gate.set()
+        response = await asyncio.wait_for(call, 60)
+        assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+        assert response.upload.size_bytes == size
