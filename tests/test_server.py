@@ -53,12 +53,16 @@ def test_reflection_lists_every_service(server_file: ServerHandle) -> None:
         assert descriptor.name == "quarry/v1/upload_service.proto"
 
 
+def read_metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 async def test_metrics_endpoint(server_file: ServerHandle) -> None:
     api = open_api(server_file.address)
     await api.uploads.Upload(stream_of(one_call_messages("metrics", "m.bin", b"x" * 1000)))
     await api.channel.close()
-    with urllib.request.urlopen(f"http://127.0.0.1:{server_file.metrics_port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = await asyncio.to_thread(read_metrics, server_file.metrics_port)
     assert 'quarry_dependency_up{dependency="postgres"} 1.0' in text
     assert 'quarry_grpc_handled_total{code="OK",method="/quarry.v1.UploadService/Upload"}' in text
     received = [line for line in text.splitlines() if line.startswith("quarry_upload_bytes_received_total ")]
