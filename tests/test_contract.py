@@ -81,3 +81,20 @@ def test_only_one_module_imports_arq() -> None:
 def test_generated_code_is_committed_not_ignored() -> None:
     generated = Path(ROOT / "clients/python/src/quarry/v1")
     assert (generated / "upload_service_pb2_grpc.py").exists()
+
+
+def test_every_rpc_in_the_contract_has_a_handler() -> None:
+    from quarry.v1 import capabilities_service_pb2, dataset_service_pb2, upload_service_pb2
+
+    from server.api.capabilities import CapabilitiesServicer
+    from server.api.servicers import DatasetServicer
+    from server.api.uploads import UploadServicer
+
+    servicers = {"DatasetService": DatasetServicer, "UploadService": UploadServicer,
+                 "CapabilitiesService": CapabilitiesServicer}
+    for module in (dataset_service_pb2, upload_service_pb2, capabilities_service_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            servicer = servicers[service.name]
+            for method in service.methods:
+                defined_in = next(k for k in servicer.__mro__ if method.name in vars(k))
+                assert defined_in.__module__.startswith("server."), f"{service.name}.{method.name} has no handler"

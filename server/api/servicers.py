@@ -6,20 +6,20 @@ from grpc import aio
 from quarry.v1 import dataset_service_pb2_grpc, upload_service_pb2_grpc
 
 from server.api.caller import CallerResolver
-from server.api.unimplemented import unimplemented
+from server.api.datasets import DatasetMethods
 from server.api.uploads import UploadServicer
+from server.api.versions import VersionMethods
 from server.services import Services
 from server.settings import Settings
 
-DATASET_METHODS = ["CreateDataset", "GetDataset", "ListDatasets", "UpdateDataset", "DeleteDataset",
-                   "ListVersions", "GetVersion", "CommitVersion", "DiffVersions", "PreviewFile", "GetFileStats",
-                   "ReadFile", "GetDownloadUrl"]
+
+class DatasetServicer(DatasetMethods, VersionMethods, dataset_service_pb2_grpc.DatasetServiceServicer):
+    """DatasetService: the dataset methods and the version methods."""
 
 
 def add_quarry_servicers(server: aio.Server, settings: Settings, services: Services) -> None:
     """Add DatasetService and UploadService."""
     caller = CallerResolver(settings.default_namespace)
-    dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(
-        unimplemented(dataset_service_pb2_grpc.DatasetServiceServicer, DATASET_METHODS), server)
+    dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(services, caller), server)
     upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
         UploadServicer(services.uploads, services.upload_stream, caller), server)
