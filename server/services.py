@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server.dependencies import Dependencies
+from server.domain.datasets import Datasets
 from server.domain.listing import PageTokens
 from server.domain.parts import UploadLimits
 from server.domain.upload_stream import UploadStream
@@ -25,6 +26,7 @@ class Services:
     hub: NotificationHub
     uploads: Uploads
     upload_stream: UploadStream
+    datasets: Datasets
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
@@ -51,6 +53,7 @@ async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
     try:
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), PageTokens(key),
                           settings.max_page_size)
-        yield Services(db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads))
+        datasets = Datasets(db, PageTokens(key), settings.max_page_size)
+        yield Services(db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets)
     finally:
         await hub.close()

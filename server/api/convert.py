@@ -6,10 +6,12 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2
-from quarry.v1 import common_pb2, upload_pb2
+from quarry.v1 import common_pb2, dataset_pb2, upload_pb2
 
 from server.api.errors import code_for_kind
-from server.domain.models import Failure, Upload
+from server.domain.errors import InvalidArgument
+from server.domain.models import Dataset, DatasetRules, Failure, FileFormat, Upload
+from server.domain.names import version_name
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -57,3 +59,51 @@ def upload(value: Upload) -> upload_pb2.Upload:
     if value.declared_size is not None:
         message.declared_size_bytes = value.declared_size
     return message
+
+
+def dataset_rules(value: DatasetRules) -> dataset_pb2.DatasetRules:
+    """The contract's DatasetRules."""
+    return dataset_pb2.DatasetRules(
+        max_file_bytes=value.max_file_bytes,
+        allowed_formats=[f"FILE_FORMAT_{f.value}" for f in value.allowed_formats],
+        min_rows=value.min_rows,
+        required_columns=list(value.required_columns),
+        allow_breaking_schema_changes=value.allow_breaking_schema_changes,
+    )
+
+
+def rules_from(message: dataset_pb2.DatasetRules, field: str = "dataset.rules") -> DatasetRules:
+    """Domain rules from the contract's; INVALID_ARGUMENT for a format that is UNSPECIFIED or unknown."""
+    formats = []
+    for number in message.allowed_formats:
+        try:
+            formats.append(FileFormat(common_pb2.FileFormat.Name(number).removeprefix("FILE_FORMAT_")))
+        except ValueError:
+            # UNSPECIFIED is no format, and a number this server does not know (a newer client) is none either.
+            raise InvalidArgument.field(f"{field}.allowed_formats", f"{number} is not a file format; use "
+                                        f"{', '.join('FILE_FORMAT_' + f.value for f in FileFormat)}",
+                                        reason="INVALID_RULES") from None
+    return DatasetRules(max_file_bytes=message.max_file_bytes, allowed_formats=tuple(formats),
+                        min_rows=message.min_rows, required_columns=tuple(message.required_columns),
+                        allow_breaking_schema_changes=message.allow_breaking_schema_changes)
+
+
+def dataset(value: Dataset) -> dataset_pb2.Dataset:
+    """The contract's Dataset."""
+    current = ""
+    if value.current_version_id is not None:
+        current = version_name(value.namespace, value.name, value.current_version_number, value.current_version_id)
+    return dataset_pb2.Dataset(
+        name=value.resource_name,
+        uid=str(value.id),
+        description=value.description,
+        labels=value.labels,
+        state=f"DATASET_STATE_{value.state.value}",
+        current_version=current,
+        current_version_number=value.current_version_number or 0,
+        rules=dataset_rules(value.rules),
+        create_time=timestamp(value.create_time),
+        update_time=timestamp(value.update_time),
+        delete_time=timestamp(value.delete_time),
+        etag=value.etag,
+    )

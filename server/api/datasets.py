@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from grpc import aio
+from quarry.v1 import dataset_pb2
 from quarry.v1 import dataset_service_pb2 as pb
 
+from server.api import convert
 from server.api.base import ServicerBase
-from server.domain.errors import NotSupported
+from server.domain.datasets import DatasetChanges, DatasetListing, NewDataset
+
+
+def new_dataset(request: pb.CreateDatasetRequest) -> NewDataset:
+    """The writable fields of a create request."""
+    fields: dataset_pb2.Dataset = request.dataset
+    return NewDataset(name=request.dataset_id, description=fields.description, labels=dict(fields.labels),
+                      rules=convert.rules_from(fields.rules), request_id=request.request_id or None)
+
+
+def dataset_changes(request: pb.UpdateDatasetRequest) -> DatasetChanges:
+    """The new values and the mask of an update request."""
+    fields: dataset_pb2.Dataset = request.dataset
+    paths = tuple(request.update_mask.paths)
+    # Rules outside the mask are ignored (AIP-134), so a bad format there must not fail the conversion.
+    wanted = not paths or "rules" in paths or "*" in paths
+    return DatasetChanges(description=fields.description, labels=dict(fields.labels),
+                          rules=convert.rules_from(fields.rules) if fields.HasField("rules") and wanted else None,
+                          paths=paths)
 
 
 class DatasetMethods(ServicerBase):
@@ -14,19 +34,27 @@ class DatasetMethods(ServicerBase):
 
     async def CreateDataset(self, request: pb.CreateDatasetRequest,
                             context: aio.ServicerContext) -> pb.CreateDatasetResponse:
-        raise NotSupported("CreateDataset is not implemented yet", reason="NOT_IMPLEMENTED")
+        dataset = await self.services.datasets.create(self.caller(context), request.parent, new_dataset(request))
+        return pb.CreateDatasetResponse(dataset=convert.dataset(dataset))
 
     async def GetDataset(self, request: pb.GetDatasetRequest, context: aio.ServicerContext) -> pb.GetDatasetResponse:
-        raise NotSupported("GetDataset is not implemented yet", reason="NOT_IMPLEMENTED")
+        dataset = await self.services.datasets.get(self.caller(context), request.name)
+        return pb.GetDatasetResponse(dataset=convert.dataset(dataset))
 
     async def ListDatasets(self, request: pb.ListDatasetsRequest,
                            context: aio.ServicerContext) -> pb.ListDatasetsResponse:
-        raise NotSupported("ListDatasets is not implemented yet", reason="NOT_IMPLEMENTED")
+        listing = DatasetListing(parent=request.parent, page_size=request.page_size, page_token=request.page_token,
+                                 filter=request.filter, order_by=request.order_by, show_deleted=request.show_deleted)
+        page, token = await self.services.datasets.list(self.caller(context), listing)
+        return pb.ListDatasetsResponse(datasets=[convert.dataset(d) for d in page], next_page_token=token)
 
     async def UpdateDataset(self, request: pb.UpdateDatasetRequest,
                             context: aio.ServicerContext) -> pb.UpdateDatasetResponse:
-        raise NotSupported("UpdateDataset is not implemented yet", reason="NOT_IMPLEMENTED")
+        dataset = await self.services.datasets.update(self.caller(context), request.dataset.name,
+                                                      request.dataset.etag, dataset_changes(request))
+        return pb.UpdateDatasetResponse(dataset=convert.dataset(dataset))
 
     async def DeleteDataset(self, request: pb.DeleteDatasetRequest,
                             context: aio.ServicerContext) -> pb.DeleteDatasetResponse:
-        raise NotSupported("DeleteDataset is not implemented yet", reason="NOT_IMPLEMENTED")
+        dataset = await self.services.datasets.delete(self.caller(context), request.name, request.etag)
+        return pb.DeleteDatasetResponse(dataset=convert.dataset(dataset))
