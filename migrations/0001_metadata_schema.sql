@@ -158,10 +158,11 @@ CREATE TABLE server_secrets (
 INSERT INTO server_secrets (name, value)
 VALUES ('page_token_key', encode(sha256(convert_to(gen_random_uuid()::text || clock_timestamp()::text, 'UTF8')), 'hex'));
 
--- Every state change is announced, so WatchUpload works across server replicas.
+-- Every state change is announced ("{id}:{state}"), so WatchUpload works across server replicas and sees
+-- every state, even when several changes land between two reads.
 CREATE FUNCTION notify_upload_state() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('quarry_upload_state', NEW.id::text);
+    PERFORM pg_notify('quarry_upload_state', NEW.id::text || ':' || NEW.state);
     RETURN NULL;
 END $$;
 
@@ -172,7 +173,7 @@ CREATE TRIGGER uploads_state_update AFTER UPDATE OF state ON uploads
 
 CREATE FUNCTION notify_version_state() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('quarry_version_state', NEW.id::text);
+    PERFORM pg_notify('quarry_version_state', NEW.id::text || ':' || NEW.state);
     RETURN NULL;
 END $$;
 

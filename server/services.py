@@ -10,8 +10,11 @@ from server.dependencies import Dependencies
 from server.domain.datasets import Datasets
 from server.domain.listing import PageTokens
 from server.domain.parts import UploadLimits
+from server.domain.pipeline import Pipeline
+from server.domain.sweep import Sweeper
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
+from server.domain.versions import Versions
 from server.settings import Settings
 from server.storage import namespaces
 from server.storage.db import Database
@@ -27,6 +30,9 @@ class Services:
     uploads: Uploads
     upload_stream: UploadStream
     datasets: Datasets
+    versions: Versions
+    pipeline: Pipeline
+    sweeper: Sweeper
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
@@ -54,6 +60,11 @@ async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), PageTokens(key),
                           settings.max_page_size)
         datasets = Datasets(db, PageTokens(key), settings.max_page_size)
-        yield Services(db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets)
+        versions = Versions(db, deps.queue, PageTokens(key), settings.max_page_size)
+        yield Services(
+            db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
+            versions=versions, pipeline=Pipeline(uploads, versions),
+            sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
+                            gc_grace=settings.gc_grace_seconds))
     finally:
         await hub.close()

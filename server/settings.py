@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(4, gt=0, description="jobs one worker runs at once")
     job_timeout_seconds: float = Field(7200, gt=0, description="longest a job may run")
     job_max_tries: int = Field(5, gt=0, description="tries of a job that fails transiently")
+    job_heartbeat_seconds: float = Field(30, gt=0, description="how soon another worker takes over a dead one's job")
     stuck_after_seconds: float = Field(600, gt=0, description="when the sweep re-enqueues work")
     sweep_interval_seconds: float = Field(60, gt=0, description="how often the sweep runs")
     gc_grace_seconds: float = Field(3600, gt=0, description="age before unreferenced objects are removed")

@@ -25,7 +25,7 @@ from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.ports import free_port
 from server.settings import Settings
 from server.storage.objects import ObjectStore, open_store
-from tests.support import Api, ServerHandle, clean_env, open_api, start_server
+from tests.support import Api, QuarryProcess, ServerHandle, clean_env, open_api, start_server
 
 BUCKET = "quarry-test"
 STORE_KINDS = ["file", "s3"]
@@ -148,6 +148,23 @@ def server_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator
     yield from _server("s3", stack_envs, tmp_root)
 
 
+def _worker(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[QuarryProcess]:
+    env = dict(envs[kind], QUARRY_JOB_HEARTBEAT_SECONDS="2")
+    process = QuarryProcess("workers", env, tmp_root / f"worker-{kind}.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_file(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[QuarryProcess]:
+    yield from _worker("file", stack_envs, tmp_root)
+
+
+@pytest.fixture(scope="session")
+def worker_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[QuarryProcess]:
+    yield from _worker("s3", stack_envs, tmp_root)
+
+
 @pytest.fixture(params=STORE_KINDS)
 def quarry(request: pytest.FixtureRequest) -> ServerHandle:
     """A running server, once per store kind."""
@@ -217,3 +234,10 @@ class Env:
 async def env(api: Api, quarry: ServerHandle, stores: dict[str, ObjectStore],
               pools: dict[str, asyncpg.Pool]) -> Env:
     return Env(api, quarry, stores[quarry.storage_kind], pools[quarry.storage_kind])
+
+
+@pytest.fixture
+async def pipeline_env(env: Env, request: pytest.FixtureRequest) -> Env:
+    """`env` with a worker running for its store kind."""
+    request.getfixturevalue(f"worker_{env.server.storage_kind}")
+    return env

@@ -146,9 +146,9 @@ async def test_upload_state_changes_are_notified(schema: asyncpg.Connection, fre
         upload = await schema.fetchval(
             """INSERT INTO uploads (namespace_id, dataset_id, path, part_size, staging_key, expire_time)
                VALUES ($1, $2, 'f.csv', 5242880, 'k', now()) RETURNING id""", ns, ds)
-        assert await asyncio.wait_for(heard.get(), 5) == str(upload)
+        assert await asyncio.wait_for(heard.get(), 5) == f"{upload}:OPEN"
         await schema.execute("UPDATE uploads SET state = 'CANCELLED' WHERE id = $1", upload)
-        assert await asyncio.wait_for(heard.get(), 5) == str(upload)
+        assert await asyncio.wait_for(heard.get(), 5) == f"{upload}:CANCELLED"
         await schema.execute("UPDATE uploads SET content_type = 'x' WHERE id = $1", upload)  # not a state change
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(heard.get(), 0.5)

@@ -66,6 +66,15 @@ async def test_range_reads(store: ObjectStore, prefix: str) -> None:
     assert await read_all(store, prefix + "r", 5, 20_000, chunk_bytes=4096) == data[5:20_005]
 
 
+async def test_modified_time(store: ObjectStore, prefix: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await store.put(prefix + "m", chunks_of(b"x"))
+    modified = await store.modified(prefix + "m")
+    assert modified is not None and abs(datetime.now(UTC) - modified) < timedelta(minutes=1)
+    assert await store.modified(prefix + "none") is None
+
+
 async def test_missing_objects(store: ObjectStore, prefix: str) -> None:
     assert await store.stat(prefix + "nope") is None
     assert not await store.exists(prefix + "nope")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from server import metrics
+from server.domain.errors import QuarryError
+from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +31,35 @@ class _Timed:
         metrics.JOB_SECONDS.labels(job=self.job).observe(time.perf_counter() - self.started)
 
 
+def _services(ctx: dict[str, Any]) -> Services:
+    return ctx["services"]
+
+
 async def validate_upload(ctx: dict[str, Any], upload_id: str) -> None:
-    """Validate a STAGED upload (body arrives with the workers issue)."""
+    """Validate a STAGED upload, then promote or auto-commit it."""
     with _Timed("validate_upload"):
-        log.info("validate_upload has no body yet", extra={"upload_id": upload_id})
+        await _services(ctx).pipeline.validate_upload(uuid.UUID(upload_id))
+
+
+async def validation_gave_up(ctx: dict[str, Any], args: tuple[Any, ...], error: BaseException) -> None:
+    """validate_upload will not be tried again: the upload is FAILED with the reason."""
+    assert isinstance(error, QuarryError)
+    await _services(ctx).pipeline.validation_gave_up(uuid.UUID(args[0]), error)
 
 
 async def promote_version(ctx: dict[str, Any], version_id: str) -> None:
-    """Promote a version's validated uploads into fresh storage (body arrives with the workers issue)."""
+    """Copy a version's files into fresh storage and make it READY."""
     with _Timed("promote_version"):
-        log.info("promote_version has no body yet", extra={"version_id": version_id})
+        await _services(ctx).pipeline.promote_version(uuid.UUID(version_id))
+
+
+async def promotion_gave_up(ctx: dict[str, Any], args: tuple[Any, ...], error: BaseException) -> None:
+    """promote_version will not be tried again: the version is FAILED with the reason."""
+    assert isinstance(error, QuarryError)
+    await _services(ctx).pipeline.promotion_gave_up(uuid.UUID(args[0]), error)
 
 
 async def sweep(ctx: dict[str, Any]) -> None:
-    """Re-enqueue stuck work, expire abandoned uploads, collect garbage (body arrives with the workers issue)."""
+    """Re-enqueue stuck work, expire abandoned uploads, delete what nothing owns."""
     with _Timed("sweep"):
-        log.debug("sweep has no body yet")
+        await _services(ctx).sweeper.sweep()

@@ -7,13 +7,14 @@ from typing import Any
 
 from server import metrics
 from server.dependencies import open_dependencies
+from server.services import open_services
 from server.settings import Settings
 from server.storage.jobqueue import CronSpec, JobSpec, build_worker, run_worker_until_stopped
 from workers import jobs
 
 JOBS = [
-    JobSpec("validate_upload", jobs.validate_upload),
-    JobSpec("promote_version", jobs.promote_version),
+    JobSpec("validate_upload", jobs.validate_upload, jobs.validation_gave_up),
+    JobSpec("promote_version", jobs.promote_version, jobs.promotion_gave_up),
 ]
 
 
@@ -27,10 +28,11 @@ async def run(settings: Settings, *, burst: bool = False) -> None:
     stack = contextlib.AsyncExitStack()
     # Connect before starting arq, so a bad setting fails at once with the variable's name.
     deps = await stack.enter_async_context(open_dependencies(settings))
+    services = await stack.enter_async_context(open_services(deps))
     metrics.serve_metrics("0.0.0.0", settings.worker_metrics_port, "QUARRY_WORKER_METRICS_PORT")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["deps"] = deps
+        ctx["services"] = services
         ctx["settings"] = settings
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -40,7 +42,8 @@ async def run(settings: Settings, *, burst: bool = False) -> None:
         settings.redis_url, JOBS, crons(settings),
         on_startup=on_startup, on_shutdown=on_shutdown,
         max_jobs=settings.worker_concurrency, job_timeout=settings.job_timeout_seconds,
-        max_tries=settings.job_max_tries, shutdown_grace=settings.shutdown_grace_seconds, burst=burst)
+        max_tries=settings.job_max_tries, heartbeat=settings.job_heartbeat_seconds,
+        shutdown_grace=settings.shutdown_grace_seconds, burst=burst)
     try:
         await run_worker_until_stopped(worker)
     finally:

@@ -6,12 +6,14 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2
-from quarry.v1 import common_pb2, dataset_pb2, upload_pb2
+from quarry.v1 import common_pb2, dataset_pb2, upload_pb2, version_pb2
 
 from server.api.errors import code_for_kind
 from server.domain.errors import InvalidArgument
 from server.domain.models import Dataset, DatasetRules, Failure, FileFormat, Upload
 from server.domain.names import version_name
+from server.domain.validation.report import ColumnInfo, Issue
+from server.domain.version_models import Version, VersionFile
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -107,3 +109,38 @@ def dataset(value: Dataset) -> dataset_pb2.Dataset:
         delete_time=timestamp(value.delete_time),
         etag=value.etag,
     )
+
+
+def _file_format(value: FileFormat) -> str:
+    return f"FILE_FORMAT_{value.value}"
+
+
+def _issue(value: Issue) -> version_pb2.ValidationIssue:
+    return version_pb2.ValidationIssue(code=value.code, message=value.message, line=value.line, column=value.column)
+
+
+def column(value: ColumnInfo) -> version_pb2.Column:
+    """The contract's Column."""
+    return version_pb2.Column(name=value.name, type=value.type, nullable=value.nullable)
+
+
+def version_file(value: VersionFile) -> version_pb2.VersionFile:
+    """The contract's VersionFile, with its validation report."""
+    report = value.report
+    return version_pb2.VersionFile(
+        path=value.path, size_bytes=value.size, sha256=value.sha256, format=_file_format(value.format),
+        columns=[column(c) for c in value.columns], row_count=value.row_count, content_type=value.content_type,
+        report=version_pb2.ValidationReport(
+            format=_file_format(report.format), detected_by=report.detected_by, row_count=report.row_count,
+            warnings=[_issue(w) for w in report.warnings], errors=[_issue(e) for e in report.errors],
+            arrow_schema=value.arrow_schema or b"", row_groups=report.row_groups, bytes_read=report.bytes_read))
+
+
+def version(value: Version) -> version_pb2.Version:
+    """The contract's Version (its files when the model carries them)."""
+    return version_pb2.Version(
+        name=value.name, uid=str(value.id), dataset=value.dataset_name, number=value.number or 0,
+        parent=value.parent_name, message=value.message, state=f"VERSION_STATE_{value.state.value}",
+        failure=failure(value.failure), author=value.author, create_time=timestamp(value.create_time),
+        ready_time=timestamp(value.ready_time), file_count=value.file_count, total_bytes=value.total_bytes,
+        total_rows=value.total_rows, files=[version_file(f) for f in value.files])

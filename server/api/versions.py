@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from grpc import aio
 from quarry.v1 import dataset_service_pb2 as pb
 
+from server.api import convert
 from server.api.base import ServicerBase
 from server.domain.errors import NotSupported
 
@@ -20,14 +21,20 @@ class VersionMethods(ServicerBase):
 
     async def ListVersions(self, request: pb.ListVersionsRequest,
                            context: aio.ServicerContext) -> pb.ListVersionsResponse:
-        raise _todo("ListVersions")
+        versions, token = await self.services.versions.history(self.caller(context), request.parent,
+                                                               request.page_size, request.page_token)
+        return pb.ListVersionsResponse(versions=[convert.version(v) for v in versions], next_page_token=token)
 
     async def GetVersion(self, request: pb.GetVersionRequest, context: aio.ServicerContext) -> pb.GetVersionResponse:
-        raise _todo("GetVersion")
+        version = await self.services.versions.get(self.caller(context), request.name)
+        return pb.GetVersionResponse(version=convert.version(version))
 
     async def CommitVersion(self, request: pb.CommitVersionRequest,
                             context: aio.ServicerContext) -> pb.CommitVersionResponse:
-        raise _todo("CommitVersion")
+        version = await self.services.versions.commit(
+            self.caller(context), request.parent, request.base_version, list(request.uploads),
+            list(request.delete_paths), request.message, request.request_id)
+        return pb.CommitVersionResponse(version=convert.version(version))
 
     async def DiffVersions(self, request: pb.DiffVersionsRequest,
                            context: aio.ServicerContext) -> pb.DiffVersionsResponse:

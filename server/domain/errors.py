@@ -2,13 +2,15 @@
 
     QuarryError                      reason
     ├── InvalidArgument              INVALID_ARGUMENT (+ field violations)
+    │   └── InvalidFile              (the issue's code: RAGGED_ROW, INVALID_JSON, …) a file failed validation
     ├── NotFound                     NOT_FOUND
     ├── AlreadyExists                ALREADY_EXISTS
     ├── PermissionDenied             PERMISSION_DENIED
     ├── FailedPrecondition           FAILED_PRECONDITION
     │   ├── WrongOffset              WRONG_OFFSET (metadata: expected_offset)
     │   ├── WrongState               WRONG_STATE (metadata: state)
-    │   └── BaseMoved                BASE_MOVED (metadata: paths)
+    │   ├── BaseMoved                BASE_MOVED (metadata: paths)
+    │   └── RuleViolation            (the rule: FORMAT_NOT_ALLOWED, COLUMN_REMOVED, …) a dataset rule failed
     ├── OutOfRange                   OUT_OF_RANGE
     ├── DataLoss                     DATA_LOSS
     │   └── ChecksumMismatch         CHECKSUM_MISMATCH
@@ -71,6 +73,12 @@ class InvalidArgument(QuarryError):
         return cls(f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)])
 
 
+class InvalidFile(InvalidArgument):
+    """A file's content is not valid for its format (its reason is the first issue's code)."""
+
+    reason = "INVALID_FILE"
+
+
 class NotFound(QuarryError):
     """The named resource does not exist (in the caller's namespace)."""
 
@@ -119,6 +127,12 @@ class BaseMoved(FailedPrecondition):
     """A commit's base version is not current and the same paths changed since."""
 
     reason = "BASE_MOVED"
+
+
+class RuleViolation(FailedPrecondition):
+    """A file breaks one of its dataset's rules (its reason is the rule's code)."""
+
+    reason = "RULE_VIOLATION"
 
 
 class OutOfRange(QuarryError):

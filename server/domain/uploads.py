@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -20,9 +21,9 @@ from server.domain import names
 from server.domain.caller import Caller
 from server.domain.errors import (
     ChecksumMismatch,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
-    NotSupported,
     QuarryError,
     ResourceExhausted,
     WrongState,
@@ -30,8 +31,10 @@ from server.domain.errors import (
 from server.domain.listing import PageTokens, page_size, parse_filter
 from server.domain.models import UPLOAD_CANCELLABLE_STATES, Failure, Upload, UploadState
 from server.domain.parts import UploadLimits, assemble, choose_part_size
+from server.domain.version_models import VersionState
 from server.storage import namespaces
 from server.storage import uploads as repo
+from server.storage import versions as versions_repo
 from server.storage.db import Database
 from server.storage.jobqueue import JobQueue
 from server.storage.notifications import RESYNC, UPLOAD_CHANNEL, NotificationHub
@@ -294,9 +297,31 @@ class Uploads:
             await repo.mark_purged(connection, upload.id)
 
     async def retry(self, caller: Caller, name: str) -> Upload:
-        """Re-run a FAILED validation or promotion whose cause was transient."""
+        """Re-run a FAILED validation or promotion whose cause was transient (a dependency was down)."""
         upload = await self.load(caller, name)
-        raise NotSupported(f"retrying {upload.name} arrives with the workers", reason="NOT_IMPLEMENTED")
+        async with self.db.transaction() as connection:
+            current = await repo.get(connection, upload.id, for_update=True)
+            assert current is not None
+            if current.state != UploadState.FAILED:
+                raise WrongState(f"upload {name} is {current.state}, not FAILED", state=current.state.value,
+                                 reason="UPLOAD_NOT_FAILED")
+            if current.failure is None or not current.failure.retryable:
+                reason = current.failure.reason if current.failure else "UNKNOWN"
+                raise FailedPrecondition(f"upload {name} failed for good ({reason}); fix the file and upload it "
+                                         "again", reason="NOT_RETRYABLE", metadata={"failure_reason": reason})
+            validated = (await repo.validated_content(connection, current.id))["format"] is not None
+            state = UploadState.VALIDATED if validated else UploadState.STAGED
+            await repo.transition(connection, current.id, [UploadState.FAILED], state)
+            if current.version_id is not None:
+                await versions_repo.transition(connection, current.version_id, [VersionState.FAILED],
+                                               VersionState.PENDING)
+            retried = await repo.get(connection, current.id)
+        assert retried is not None
+        metrics.UPLOAD_TRANSITIONS.labels(state=state.value).inc()
+        log.info("upload retried", extra={"upload_id": str(upload.id), "state": state.value})
+        # validate_upload validates a STAGED upload, and for a VALIDATED one re-runs what follows.
+        await self.enqueue_validation(retried)
+        return retried
 
     # --- following -----------------------------------------------------------------------------------
 
@@ -309,17 +334,18 @@ class Uploads:
                 current = await repo.get(connection, upload.id)
             assert current is not None
             yield current
-            last = current.state
-            while current.state not in _WATCH_END:
-                payload = await changes.get()
+            seen = current.state
+            while seen not in _WATCH_END:
+                announced = await changes.get()
                 async with self.db.connection() as connection:
                     current = await repo.get(connection, upload.id)
                 if current is None:
                     return
-                if current.state != last or payload == RESYNC:
-                    if current.state != last:
-                        yield current
-                    last = current.state
+                # Each state is reported as it was announced, even if the row has moved on since.
+                state = current.state if announced == RESYNC else UploadState(announced)
+                if state != seen:
+                    seen = state
+                    yield dataclasses.replace(current, state=state)
 
 
 _WATCH_END = frozenset({UploadState.PROMOTED, UploadState.FAILED, UploadState.CANCELLED, UploadState.EXPIRED})

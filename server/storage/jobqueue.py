@@ -12,6 +12,7 @@ once its tries are exhausted its `give_up` hook runs, which marks the row FAILED
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,9 +21,10 @@ from typing import Any, cast
 
 from arq import Retry, create_pool, cron
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 
-from server.domain.errors import QuarryError, Unavailable
+from server.domain.errors import Internal, QuarryError, Unavailable
 from server.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,19 @@ def _backoff(job_try: int) -> float:
     return float(min(60, 2 ** job_try))
 
 
-def _wrap(spec: JobSpec, max_tries: int) -> JobFunction:
+async def _heartbeat(ctx: JobContext, ttl: float) -> None:
+    """Keep this job's in-progress mark alive for `ttl` at a time: if the worker dies, the mark lapses and
+    another worker picks the job up within `ttl` (arq alone would wait for the whole job timeout)."""
+    key = in_progress_key_prefix + str(ctx["job_id"])
+    while True:
+        with contextlib.suppress(Exception):  # a missed beat only delays recovery
+            await ctx["redis"].pexpire(key, int(ttl * 1000))
+        await asyncio.sleep(ttl / 3)
+
+
+def _wrap(spec: JobSpec, max_tries: int, heartbeat: float | None = None) -> JobFunction:
     async def job(ctx: JobContext, *args: Any) -> Any:
+        beat = asyncio.create_task(_heartbeat(ctx, heartbeat)) if heartbeat else None
         try:
             return await spec.run(ctx, *args)
         except QuarryError as exc:
@@ -122,6 +135,15 @@ def _wrap(spec: JobSpec, max_tries: int) -> JobFunction:
             if spec.give_up is not None:
                 await spec.give_up(ctx, args, exc)
             raise
+        except Exception as exc:
+            # A bug, not the data's fault: give up at once (retrying would only repeat it), with the detail logged.
+            log.exception("job %s crashed", spec.name, extra={"job": spec.name, "job_args": [str(a) for a in args]})
+            if spec.give_up is not None:
+                await spec.give_up(ctx, args, Internal(f"{spec.name} crashed: {type(exc).__name__}"))
+            raise
+        finally:
+            if beat is not None:
+                beat.cancel()
 
     job.__qualname__ = spec.name
     job.__name__ = spec.name
@@ -145,6 +167,7 @@ def build_worker(
     max_jobs: int,
     job_timeout: float,
     max_tries: int,
+    heartbeat: float = 30.0,
     shutdown_grace: float = 10.0,
     burst: bool = False,
 ) -> Worker:
@@ -156,7 +179,7 @@ def build_worker(
         cron_jobs.append(cron(cast(Any, _wrap(JobSpec(spec.name, spec.run), 1)), name=spec.name, second=seconds or {0},
                               minute=minutes, unique=True, run_at_startup=True, job_id=f"cron:{spec.name}"))
     return Worker(
-        functions=[_arq_function(_wrap(spec, max_tries), spec.name) for spec in jobs],
+        functions=[_arq_function(_wrap(spec, max_tries, heartbeat), spec.name) for spec in jobs],
         cron_jobs=cron_jobs,
         redis_settings=redis_settings(redis_url),
         on_startup=cast(Any, on_startup),

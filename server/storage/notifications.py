@@ -1,7 +1,7 @@
 """Postgres LISTEN/NOTIFY fan-out: one listening connection per process, any number of subscribers.
 
-Triggers NOTIFY `quarry_upload_state` / `quarry_version_state` with the row id on every state change
-(see the first migration), so a subscriber in any server replica hears every change. If the listening
+Triggers NOTIFY `quarry_upload_state` / `quarry_version_state` with "{row id}:{new state}" on every state
+change (see the first migration), so a subscriber in any server replica hears every change, in order. If the listening
 connection drops, it reconnects and wakes every subscriber with RESYNC, since changes may have been missed.
 """
 
@@ -62,12 +62,13 @@ class NotificationHub:
                     queue.put_nowait(RESYNC)
 
     def _on_notify(self, connection: object, pid: int, channel: str, payload: str) -> None:
-        for queue in self._subscribers.get((channel, payload), ()):
-            queue.put_nowait(payload)
+        key, _, state = payload.partition(":")
+        for queue in self._subscribers.get((channel, key), ()):
+            queue.put_nowait(state)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str, key: str) -> AsyncIterator[asyncio.Queue[str]]:
-        """A queue that receives `key` whenever it is notified on `channel` (and RESYNC after a reconnect)."""
+        """A queue that receives the new state whenever row `key` changes state (RESYNC after a reconnect)."""
         queue: asyncio.Queue[str] = asyncio.Queue()
         self._subscribers[(channel, key)].add(queue)
         try:

@@ -173,3 +173,85 @@ async def page(connection: asyncpg.Connection, namespace_id: uuid.UUID, *, state
         _SELECT + f" WHERE {' AND '.join(conditions)} ORDER BY u.create_time DESC, u.id DESC LIMIT ${len(values)}",
         *values)
     return [_upload(row) for row in rows]
+
+
+async def by_version(connection: asyncpg.Connection, version_id: uuid.UUID) -> list[Upload]:
+    """The uploads a version is made of, by path."""
+    rows = await connection.fetch(_SELECT + " WHERE u.version_id = $1 ORDER BY u.path", version_id)
+    return [_upload(row) for row in rows]
+
+
+async def lock_for_commit(connection: asyncpg.Connection, upload_ids: Sequence[uuid.UUID]) -> list[Upload]:
+    """The named uploads, locked until the transaction ends."""
+    await connection.execute("SELECT 1 FROM uploads WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+                             list(upload_ids))
+    rows = await connection.fetch(_SELECT + " WHERE u.id = ANY($1::uuid[])", list(upload_ids))
+    return [_upload(row) for row in rows]
+
+
+async def bind(connection: asyncpg.Connection, version_id: uuid.UUID, upload_ids: Sequence[uuid.UUID]) -> int:
+    """Make uploads part of a version (only those not part of one already); how many were bound."""
+    result = await connection.execute(
+        "UPDATE uploads SET version_id = $1 WHERE id = ANY($2::uuid[]) AND version_id IS NULL",
+        version_id, list(upload_ids))
+    return int(result.split()[-1])
+
+
+async def unbind(connection: asyncpg.Connection, version_id: uuid.UUID) -> None:
+    """Free the still-valid uploads of a failed version, so another commit can use them."""
+    await connection.execute(
+        "UPDATE uploads SET version_id = NULL WHERE version_id = $1 AND state IN ('STAGED', 'VALIDATING', 'VALIDATED')",
+        version_id)
+
+
+async def set_validated(connection: asyncpg.Connection, upload_id: uuid.UUID, *, sha256: str, size: int,
+                        format: str, columns: list[dict[str, Any]], arrow_schema: bytes | None, row_count: int,
+                        report: dict[str, Any], stats: list[dict[str, Any]]) -> bool:
+    """VALIDATING → VALIDATED, with what validation found."""
+    changed = await connection.fetchval(
+        """UPDATE uploads SET state = 'VALIDATED', sha256 = $2, size_bytes = $3, format = $4, columns = $5,
+                              arrow_schema = $6, row_count = $7, report = $8, stats = $9, failure = NULL,
+                              update_time = now()
+           WHERE id = $1 AND state = 'VALIDATING' RETURNING id""",
+        upload_id, sha256, size, format, columns, arrow_schema, row_count, report, stats)
+    return changed is not None
+
+
+async def validated_content(connection: asyncpg.Connection, upload_id: uuid.UUID) -> asyncpg.Record:
+    """What validation stored for an upload (for its version file)."""
+    return await connection.fetchrow(
+        """SELECT path, size_bytes, sha256, format, content_type, columns, arrow_schema, row_count, report, stats
+           FROM uploads WHERE id = $1""", upload_id)
+
+
+async def ids_in_states_before(connection: asyncpg.Connection, states: Sequence[str],
+                               seconds: float) -> list[uuid.UUID]:
+    """Uploads in one of `states` whose last change is older than `seconds`."""
+    rows = await connection.fetch(
+        """SELECT id FROM uploads WHERE state = ANY($1::text[])
+           AND update_time < now() - make_interval(secs => $2)""", list(states), seconds)
+    return [row["id"] for row in rows]
+
+
+async def expired_open(connection: asyncpg.Connection, limit: int = 500) -> list[Upload]:
+    """OPEN uploads past their expiry."""
+    rows = await connection.fetch(_SELECT + " WHERE u.state = 'OPEN' AND u.expire_time < now() LIMIT $1", limit)
+    return [_upload(row) for row in rows]
+
+
+async def unpurged(connection: asyncpg.Connection, limit: int = 500) -> list[Upload]:
+    """Uploads whose staged bytes should be gone but are not known to be: cancelled, expired, failed for
+    good, or promoted."""
+    rows = await connection.fetch(
+        _SELECT + """ WHERE u.purge_time IS NULL AND (u.state IN ('CANCELLED', 'EXPIRED', 'PROMOTED')
+                      OR (u.state = 'FAILED' AND NOT coalesce((u.failure->>'retryable')::boolean, false)))
+                      LIMIT $1""", limit)
+    return [_upload(row) for row in rows]
+
+
+async def owns_staging(connection: asyncpg.Connection, upload_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these uploads still own their staged bytes (or multipart write)."""
+    rows = await connection.fetch(
+        """SELECT id FROM uploads WHERE id = ANY($1::uuid[]) AND (state IN ('OPEN', 'STAGED', 'VALIDATING', 'VALIDATED')
+           OR (state = 'FAILED' AND coalesce((failure->>'retryable')::boolean, false)))""", list(upload_ids))
+    return {row["id"] for row in rows}

@@ -11,6 +11,7 @@ import abc
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from server.domain.errors import InvalidArgument
 
@@ -91,6 +92,10 @@ class ObjectStore(abc.ABC):
     async def stat(self, key: str) -> ObjectInfo | None:
         """Size of an object, or None when it does not exist."""
 
+    @abc.abstractmethod
+    async def modified(self, key: str) -> datetime | None:
+        """When the object was last written (UTC), or None when it does not exist."""
+
     async def exists(self, key: str) -> bool:
         """Whether the object exists."""
         return await self.stat(key) is not None
@@ -137,6 +142,10 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         """A URL that GETs the object without credentials; NotSupported where the store cannot."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's file on this machine, when the store is a local directory (else None)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -121,6 +121,12 @@ class LocalStore(ObjectStore):
         except FileNotFoundError:
             return None
 
+    async def modified(self, key: str) -> datetime | None:
+        try:
+            return datetime.fromtimestamp((await aiofiles.os.stat(self._path(key))).st_mtime, UTC)
+        except FileNotFoundError:
+            return None
+
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
 
@@ -207,6 +213,9 @@ class LocalStore(ObjectStore):
             if key.startswith(prefix):
                 stat = await aiofiles.os.stat(self._multipart / relative)
                 yield MultipartInfo(key, upload_id, datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
 
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         raise NotSupported("the local object store cannot presign URLs; use ReadFile to download",

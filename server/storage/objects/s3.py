@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import aioboto3
@@ -158,6 +159,14 @@ class S3Store(ObjectStore):
         except NotFound:
             return None
         return ObjectInfo(key, int(head["ContentLength"]))
+
+    async def modified(self, key: str) -> datetime | None:
+        try:
+            with _boundary(f"object {key}"):
+                head = await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+        except NotFound:
+            return None
+        return head["LastModified"]
 
     async def delete(self, key: str) -> None:
         with _boundary(f"object {key}"):

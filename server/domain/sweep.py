@@ -1,0 +1,139 @@
+"""The sweep: the periodic job that repairs what a crash, a lost enqueue or an abandoned client left.
+
+- re-enqueues uploads and versions stuck in a working state past `stuck_after` (jobs are idempotent, and a
+  job already queued or running under the same id is not queued twice);
+- expires OPEN uploads past their expiry and deletes their bytes;
+- deletes staged bytes still held by cancelled, expired, promoted or invalid uploads;
+- aborts multipart writes and deletes staging objects that no upload owns (older than the grace period);
+- drops the files of datasets deleted longer than the grace period ago, and collects fresh objects that no
+  version references, each deleted while its row is locked so a promotion can never reuse it mid-delete.
+Every step is safe to run twice, on several workers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from server import metrics
+from server.domain.errors import QuarryError
+from server.domain.models import UploadState
+from server.domain.uploads import Uploads
+from server.domain.versions import Versions
+from server.storage import sweeping
+from server.storage import uploads as uploads_repo
+from server.storage import versions as versions_repo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    requeued_uploads: int = 0
+    requeued_versions: int = 0
+    expired: int = 0
+    purged: int = 0
+    orphans_removed: int = 0
+    datasets_purged: int = 0
+    objects_collected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Sweeper:
+    """One sweep over everything."""
+
+    def __init__(self, uploads: Uploads, versions: Versions, *, stuck_after: float, gc_grace: float) -> None:
+        self.uploads = uploads
+        self.versions = versions
+        self.db = uploads.db
+        self.store = uploads.store
+        self.stuck_after = stuck_after
+        self.gc_grace = gc_grace
+
+    async def sweep(self) -> SweepReport:
+        """Run every step; a failing step is logged and does not stop the others."""
+        report = SweepReport()
+        for step in (self._requeue, self._expire, self._purge, self._orphans, self._purge_deleted_datasets,
+                     self._collect):
+            try:
+                await step(report)
+            except QuarryError as exc:
+                report.errors.append(f"{step.__name__}: {exc}")
+                log.warning("sweep step failed", extra={"step": step.__name__, "error": str(exc)})
+        log.info("sweep", extra={k: v for k, v in vars(report).items() if v})
+        return report
+
+    async def _requeue(self, report: SweepReport) -> None:
+        async with self.db.connection() as connection:
+            stuck = await uploads_repo.ids_in_states_before(
+                connection, [UploadState.STAGED.value, UploadState.VALIDATING.value], self.stuck_after)
+            versions = await versions_repo.pending_before(connection, self.stuck_after)
+        for upload_id in stuck:
+            await self.uploads.queue.enqueue("validate_upload", str(upload_id), job_id=f"validate_upload:{upload_id}")
+        for version_id in versions:
+            await self.versions.enqueue_promotion(version_id)
+        report.requeued_uploads, report.requeued_versions = len(stuck), len(versions)
+
+    async def _expire(self, report: SweepReport) -> None:
+        async with self.db.connection() as connection:
+            expired = await uploads_repo.expired_open(connection)
+        for upload in expired:
+            async with self.db.transaction() as connection:
+                moved = await uploads_repo.transition(connection, upload.id, [UploadState.OPEN], UploadState.EXPIRED)
+            if moved:
+                metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.EXPIRED.value).inc()
+                report.expired += 1
+                await self.uploads.purge(upload)
+
+    async def _purge(self, report: SweepReport) -> None:
+        async with self.db.connection() as connection:
+            leftovers = await uploads_repo.unpurged(connection)
+        for upload in leftovers:
+            await self.uploads.purge(upload)
+            report.purged += 1
+
+    async def _orphans(self, report: SweepReport) -> None:
+        """Staging bytes with no upload owning them: a crash between the store and Postgres."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.gc_grace)
+        multipart = [m async for m in self.store.list_multipart("staging/") if m.initiated < cutoff]
+        objects = [o async for o in self.store.list_objects("staging/")]
+        owners = {key: _upload_id(key) for key in [m.key for m in multipart] + [o.key for o in objects]}
+        async with self.db.connection() as connection:
+            owned = await uploads_repo.owns_staging(connection, [i for i in owners.values() if i is not None])
+            open_multipart = await sweeping.open_multipart_ids(connection)
+        for item in multipart:
+            if owners[item.key] not in owned or item.upload_id not in open_multipart:
+                await self.store.abort_multipart(item.key, item.upload_id)
+                report.orphans_removed += 1
+        for obj in objects:
+            if owners[obj.key] not in owned and await sweeping.older_than(self.store, obj.key, cutoff):
+                await self.store.delete(obj.key)
+                report.orphans_removed += 1
+
+    async def _purge_deleted_datasets(self, report: SweepReport) -> None:
+        async with self.db.transaction() as connection:
+            report.datasets_purged = await sweeping.drop_files_of_deleted_datasets(connection, self.gc_grace)
+
+    async def _collect(self, report: SweepReport) -> None:
+        async with self.db.connection() as connection:
+            candidates = await sweeping.unreferenced_objects(connection, self.gc_grace)
+        for key in candidates:
+            async with self.db.transaction() as connection:
+                # Locked while the object goes: a promotion touching this key waits, then copies it again.
+                if not await sweeping.lock_if_unreferenced(connection, key, self.gc_grace):
+                    continue
+                await self.store.delete(key)
+                await sweeping.forget_object(connection, key)
+            report.objects_collected += 1
+
+
+def _upload_id(key: str) -> uuid.UUID | None:
+    """The upload a staging key belongs to (`staging/{namespace}/{upload id}`)."""
+    try:
+        return uuid.UUID(key.rsplit("/", 1)[-1])
+    except ValueError:
+        return None

@@ -1,0 +1,96 @@
+"""A staged object as a blocking, forward-only file, for pyarrow running in a worker thread.
+
+The validation thread pulls chunks from the store's async stream on the event loop (one hop per chunk,
+so the store is read at the pace of the parser, never ahead of it). Every chunk is also handed to a
+second thread that hashes it and counts its newlines, so SHA-256 costs no time on the parsing thread.
+The last few chunks stay in a window, so an error can be traced back to its line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import hashlib
+import io
+from collections.abc import AsyncIterator
+
+WINDOW_BYTES = 8 << 20
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes:
+    return await anext(chunks)
+
+
+class StreamedObject(io.RawIOBase):
+    """Read-only, forward-only bytes of an object; `sha256()` and `line_of()` once read."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._loop = loop
+        self._current = memoryview(b"")
+        self._done = False
+        self._hash = hashlib.sha256()
+        self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._counts: collections.deque[tuple[int, int, concurrent.futures.Future[int]]] = collections.deque()
+        self._window: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._window_bytes = 0
+        self._lines_before_window = 0
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_chunk(self) -> bool:
+        if self._done:
+            return False
+        try:
+            chunk: bytes = asyncio.run_coroutine_threadsafe(_next(self._chunks), self._loop).result()
+        except StopAsyncIteration:
+            self._done = True
+            return False
+        offset = self.bytes_read
+        self.bytes_read += len(chunk)
+        self._counts.append((offset, len(chunk), self._hasher.submit(self._digest, chunk)))
+        self._window.append((offset, chunk))
+        self._window_bytes += len(chunk)
+        while self._window_bytes > WINDOW_BYTES and len(self._window) > 2:
+            _, old = self._window.popleft()
+            self._window_bytes -= len(old)
+            self._lines_before_window += self._counts.popleft()[2].result()
+        self._current = memoryview(chunk)
+        return True
+
+    def _digest(self, chunk: bytes) -> int:
+        self._hash.update(chunk)  # releases the GIL for large buffers: runs beside the parser
+        return chunk.count(b"\n")
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._current:
+            if not self._next_chunk():
+                return 0
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+    def drain(self) -> None:
+        """Read whatever the parser left unread (the hash covers every byte)."""
+        self._current = memoryview(b"")
+        while self._next_chunk():
+            self._current = memoryview(b"")
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of every byte read so far (call after `drain`)."""
+        for _, _, future in self._counts:
+            future.result()
+        return self._hash.hexdigest()
+
+    def window(self) -> tuple[int, bytes]:
+        """(1-based line number of the window's first byte, the window's bytes): the most recent data."""
+        return self._lines_before_window + 1, b"".join(chunk for _, chunk in self._window)
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=True)
+        super().close()

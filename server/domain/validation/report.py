@@ -1,0 +1,112 @@
+"""What validation finds: columns, statistics, issues and the report stored with a file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.domain.models import FileFormat
+
+MAX_ISSUES = 20
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in a file; `line` is 1-based (0 when not about a line)."""
+
+    code: str
+    message: str
+    line: int = 0
+    column: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The jsonb form."""
+        return {"code": self.code, "message": self.message, "line": self.line, "column": self.column}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Issue:
+        """Read the jsonb form."""
+        return cls(value["code"], value["message"], int(value.get("line", 0)), value.get("column", ""))
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """A column of a tabular file: name, Arrow type as text, nullability."""
+
+    name: str
+    type: str
+    nullable: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The jsonb form."""
+        return {"name": self.name, "type": self.type, "nullable": self.nullable}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ColumnInfo:
+        """Read the jsonb form."""
+        return cls(value["name"], value["type"], bool(value.get("nullable", True)))
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Per-column statistics: nulls, min, max (as text) and a distinct estimate."""
+
+    name: str
+    type: str
+    null_count: int
+    min: str
+    max: str
+    distinct_estimate: int
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The jsonb form."""
+        return {"name": self.name, "type": self.type, "null_count": self.null_count, "min": self.min,
+                "max": self.max, "distinct_estimate": self.distinct_estimate, "source": self.source}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ColumnStats:
+        """Read the jsonb form."""
+        return cls(value["name"], value["type"], int(value["null_count"]), value["min"], value["max"],
+                   int(value["distinct_estimate"]), value["source"])
+
+
+@dataclass
+class Report:
+    """The validation report of one file, built up as the file streams by."""
+
+    format: FileFormat = FileFormat.BINARY
+    detected_by: str = ""
+    row_count: int = 0
+    row_groups: int = 0
+    bytes_read: int = 0
+    sha256: str = ""
+    columns: list[ColumnInfo] = field(default_factory=list)
+    arrow_schema: bytes | None = None
+    stats: list[ColumnStats] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    errors: list[Issue] = field(default_factory=list)
+    error_count: int = 0
+
+    def error(self, issue: Issue) -> None:
+        """Record an error (only the first few are kept; all are counted)."""
+        self.error_count += 1
+        if len(self.errors) < MAX_ISSUES:
+            self.errors.append(issue)
+
+    def warn(self, issue: Issue) -> None:
+        """Record a warning (only the first few are kept)."""
+        if len(self.warnings) < MAX_ISSUES:
+            self.warnings.append(issue)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file passed."""
+        return self.error_count == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The jsonb form stored with the upload and its version file."""
+        return {"format": self.format.value, "detected_by": self.detected_by, "row_count": self.row_count,
+                "row_groups": self.row_groups, "bytes_read": self.bytes_read,
+                "warnings": [w.to_json() for w in self.warnings], "errors": [e.to_json() for e in self.errors],
+                "error_count": self.error_count}

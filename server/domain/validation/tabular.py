@@ -1,0 +1,132 @@
+"""CSV and JSON Lines, parsed with pyarrow's streaming readers: rows, schema, statistics, first errors.
+
+Runs in a worker thread. Ragged CSV rows are reported by line through pyarrow's invalid-row handler and
+skipped, so one pass finds the first few. Errors pyarrow reports without a line (a value that does not
+fit the type inferred from the first block, a broken JSON line) are traced to their line by scanning
+the most recent bytes the reader kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+
+from server.domain.validation.reader import StreamedObject
+from server.domain.validation.report import ColumnInfo, Issue, Report
+from server.domain.validation.stats import StatsAccumulator
+
+BLOCK_BYTES = 4 << 20
+_CSV_CONVERSION = re.compile(
+    r"In CSV column #(\d+): (?:Row #(\d+): )?CSV conversion error to ([^:]+): invalid value '(.*)'", re.S)
+_JSON_ROW = re.compile(r"in row (\d+)")
+
+
+def _describe_schema(schema: pa.Schema, report: Report) -> StatsAccumulator:
+    report.columns = [ColumnInfo(f.name, str(f.type), f.nullable) for f in schema]
+    report.arrow_schema = schema.serialize().to_pybytes()
+    return StatsAccumulator(schema)
+
+
+def validate_csv(source: StreamedObject, report: Report) -> None:
+    """Stream a CSV file through pyarrow; fill the report."""
+
+    def invalid_row(row: pa_csv.InvalidRow) -> str:
+        report.error(Issue("RAGGED_ROW", f"line {row.number} has {row.actual_columns} fields; the header has "
+                                         f"{row.expected_columns}", line=row.number or 0))
+        return "skip"
+
+    try:
+        reader = pa_csv.open_csv(
+            source, read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=invalid_row))
+    except pa.ArrowInvalid as exc:
+        report.error(Issue("INVALID_CSV", _first_line(exc)))
+        return
+    stats = _describe_schema(reader.schema, report)
+    try:
+        for batch in reader:
+            report.row_count += batch.num_rows
+            stats.add(batch)
+    except pa.ArrowInvalid as exc:
+        report.error(_locate_csv_error(exc, source, report))
+    report.stats = stats.result()
+
+
+def _locate_csv_error(exc: pa.ArrowInvalid, source: StreamedObject, report: Report) -> Issue:
+    message = _first_line(exc)
+    match = _CSV_CONVERSION.search(str(exc))
+    if not match:
+        return Issue("INVALID_CSV", message)
+    index, row, type_name, value = int(match.group(1)), match.group(2), match.group(3), match.group(4)
+    column = report.columns[index].name if index < len(report.columns) else f"#{index}"
+    if row is not None:  # pyarrow knows the line when it parses without threads
+        return Issue("TYPE_MISMATCH", f"line {row}: value {value!r} of column {column!r} is not {type_name} (the "
+                                      "type inferred from the first rows)", line=int(row), column=column)
+    first_line, window = source.window()
+    text = window.decode("utf-8", errors="replace")
+    start = text.find("\n") + 1 if first_line > 1 else 0  # the window may begin mid-line
+    line_number = first_line + (1 if first_line > 1 else 0)
+    for offset, fields in enumerate(csv.reader(io.StringIO(text[start:]))):
+        if len(fields) > index and fields[index] == value:
+            return Issue("TYPE_MISMATCH", f"line {line_number + offset}: value {value!r} of column {column!r} is "
+                                          f"not {type_name} (the type inferred from the first rows)",
+                         line=line_number + offset, column=column)
+    return Issue("TYPE_MISMATCH", f"value {value!r} of column {column!r} is not {type_name} (the type inferred "
+                                  "from the first rows)", column=column)
+
+
+def validate_jsonl(source: StreamedObject, report: Report) -> None:
+    """Stream a JSON Lines file through pyarrow; fill the report."""
+    rows_before = 0
+    try:
+        reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES,
+                                                                            use_threads=False))
+    except pa.ArrowInvalid as exc:
+        report.error(_locate_json_error(exc, source, 0))
+        return
+    stats = _describe_schema(reader.schema, report)
+    try:
+        for batch in reader:
+            report.row_count += batch.num_rows
+            rows_before += batch.num_rows
+            stats.add(batch)
+    except pa.ArrowInvalid as exc:
+        report.error(_locate_json_error(exc, source, rows_before))
+    report.stats = stats.result()
+
+
+def _locate_json_error(exc: pa.ArrowInvalid, source: StreamedObject, rows_before: int) -> Issue:
+    message = _first_line(exc)
+    first_line, window = source.window()
+    lines = window.split(b"\n")
+    skip = 1 if first_line > 1 else 0  # the window may begin mid-line
+    for offset, raw in enumerate(lines[skip:]):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            number = first_line + skip + offset
+            return Issue("INVALID_JSON", f"line {number} is not valid JSON: {error.msg}", line=number)
+        except UnicodeDecodeError:
+            number = first_line + skip + offset
+            return Issue("INVALID_JSON", f"line {number} is not UTF-8", line=number)
+        if not isinstance(value, dict):
+            number = first_line + skip + offset
+            return Issue("INVALID_JSON", f"line {number} is not a JSON object", line=number)
+    match = _JSON_ROW.search(str(exc))
+    if match:
+        number = rows_before + int(match.group(1)) + 1
+        return Issue("TYPE_MISMATCH", f"line {number}: {message}", line=number)
+    return Issue("INVALID_JSON", message)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,131 @@
+"""Versions and their files."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from server.domain.models import DatasetRules, Failure, FileFormat
+from server.domain.names import version_name
+from server.domain.validation.report import ColumnInfo, ColumnStats, Issue
+
+
+class VersionState(StrEnum):
+    """Lifecycle of a version."""
+
+    PENDING = "PENDING"
+    VALIDATING = "VALIDATING"
+    PROMOTING = "PROMOTING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+VERSION_FINAL_STATES = frozenset({VersionState.READY, VersionState.FAILED})
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """The stored validation report of a file."""
+
+    format: FileFormat
+    detected_by: str
+    row_count: int
+    row_groups: int
+    bytes_read: int
+    warnings: tuple[Issue, ...] = ()
+    errors: tuple[Issue, ...] = ()
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any] | None, fallback: FileFormat = FileFormat.BINARY) -> FileReport:
+        """Read the jsonb form written by `Report.to_json`."""
+        value = value or {}
+        return cls(
+            format=FileFormat(value.get("format", fallback.value)),
+            detected_by=value.get("detected_by", ""),
+            row_count=int(value.get("row_count", 0)),
+            row_groups=int(value.get("row_groups", 0)),
+            bytes_read=int(value.get("bytes_read", 0)),
+            warnings=tuple(Issue.from_json(w) for w in value.get("warnings", [])),
+            errors=tuple(Issue.from_json(e) for e in value.get("errors", [])),
+        )
+
+
+@dataclass(frozen=True)
+class VersionFile:
+    """One file of a version."""
+
+    path: str
+    object_key: str
+    size: int
+    sha256: str
+    format: FileFormat
+    content_type: str
+    columns: tuple[ColumnInfo, ...]
+    row_count: int
+    report: FileReport
+    stats: tuple[ColumnStats, ...]
+    arrow_schema: bytes | None
+    upload_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Version:
+    """An immutable snapshot of a dataset's files (once READY)."""
+
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    namespace: str
+    dataset: str
+    number: int | None
+    base_id: uuid.UUID | None
+    parent_id: uuid.UUID | None
+    parent_number: int | None
+    message: str
+    state: VersionState
+    failure: Failure | None
+    author: str
+    delete_paths: tuple[str, ...]
+    file_count: int
+    total_bytes: int
+    total_rows: int
+    create_time: datetime
+    ready_time: datetime | None
+    files: tuple[VersionFile, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        """Resource name: by number once READY, by uid before."""
+        return version_name(self.namespace, self.dataset, self.number, self.id)
+
+    @property
+    def dataset_name(self) -> str:
+        """Resource name of the dataset."""
+        return f"namespaces/{self.namespace}/datasets/{self.dataset}"
+
+    @property
+    def parent_name(self) -> str:
+        """Resource name of the parent version, or empty."""
+        if self.parent_id is None:
+            return ""
+        return version_name(self.namespace, self.dataset, self.parent_number, self.parent_id)
+
+    def file(self, path: str) -> VersionFile | None:
+        """The file at `path`, if the version has one."""
+        return next((f for f in self.files if f.path == path), None)
+
+
+@dataclass(frozen=True)
+class DatasetHead:
+    """What commits and promotion need of a dataset: its id, current version and rules."""
+
+    id: uuid.UUID
+    namespace: str
+    namespace_id: uuid.UUID
+    name: str
+    state: str
+    current_version_id: uuid.UUID | None
+    current_number: int | None
+    rules: DatasetRules

@@ -1,0 +1,56 @@
+"""SQL (and store probes) for the sweep: open multipart ids, unreferenced objects, deleted datasets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from server.storage.objects import ObjectStore
+
+
+async def open_multipart_ids(connection: asyncpg.Connection) -> set[str]:
+    """The store's multipart ids that OPEN uploads are still writing."""
+    rows = await connection.fetch(
+        "SELECT store_upload_id FROM uploads WHERE state = 'OPEN' AND store_upload_id IS NOT NULL")
+    return {row["store_upload_id"] for row in rows}
+
+
+async def older_than(store: ObjectStore, key: str, cutoff: datetime) -> bool:
+    """Whether an object was written before `cutoff` (a staging object younger than that may be mid-upload)."""
+    modified = await store.modified(key)
+    return modified is not None and modified < cutoff
+
+
+async def drop_files_of_deleted_datasets(connection: asyncpg.Connection, grace_seconds: float) -> int:
+    """Forget the file lists of datasets deleted longer ago than the grace period, so their objects can go."""
+    result = await connection.execute(
+        """DELETE FROM version_files vf USING versions v, datasets d
+           WHERE vf.version_id = v.id AND v.dataset_id = d.id AND d.state = 'DELETED'
+             AND d.delete_time < now() - make_interval(secs => $1)""", grace_seconds)
+    return int(result.split()[-1])
+
+
+async def unreferenced_objects(connection: asyncpg.Connection, grace_seconds: float, limit: int = 1000) -> list[str]:
+    """Fresh objects no version lists, untouched for the grace period."""
+    rows = await connection.fetch(
+        """SELECT o.key FROM fresh_objects o
+           WHERE o.touch_time < now() - make_interval(secs => $1)
+             AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.object_key = o.key)
+           LIMIT $2""", grace_seconds, limit)
+    return [row["key"] for row in rows]
+
+
+async def lock_if_unreferenced(connection: asyncpg.Connection, key: str, grace_seconds: float) -> bool:
+    """Lock an object's row if it is still unreferenced and stale (skip it if someone holds it)."""
+    found = await connection.fetchval(
+        """SELECT o.key FROM fresh_objects o
+           WHERE o.key = $1 AND o.touch_time < now() - make_interval(secs => $2)
+             AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.object_key = o.key)
+           FOR UPDATE SKIP LOCKED""", key, grace_seconds)
+    return found is not None
+
+
+async def forget_object(connection: asyncpg.Connection, key: str) -> None:
+    """Delete an object's row (its bytes are gone)."""
+    await connection.execute("DELETE FROM fresh_objects WHERE key = $1", key)

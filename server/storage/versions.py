@@ -1,0 +1,213 @@
+"""The versions repository: versions, their files, and the datasets' current version.
+
+Functions take the connection of the caller's transaction; rows leave as models.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from server.domain.models import DatasetRules, Failure, FileFormat
+from server.domain.validation.report import ColumnInfo, ColumnStats
+from server.domain.version_models import DatasetHead, FileReport, Version, VersionFile, VersionState
+
+_SELECT = """
+    SELECT v.*, n.name AS namespace_name, d.name AS dataset_name, p.number AS parent_number
+    FROM versions v
+    JOIN datasets d ON d.id = v.dataset_id
+    JOIN namespaces n ON n.id = d.namespace_id
+    LEFT JOIN versions p ON p.id = v.parent_id
+"""
+
+
+def _version(row: asyncpg.Record, files: Sequence[VersionFile] = ()) -> Version:
+    return Version(
+        id=row["id"], dataset_id=row["dataset_id"], namespace=row["namespace_name"], dataset=row["dataset_name"],
+        number=row["number"], base_id=row["base_id"], parent_id=row["parent_id"],
+        parent_number=row["parent_number"], message=row["message"], state=VersionState(row["state"]),
+        failure=Failure.from_json(row["failure"]), author=row["author"], delete_paths=tuple(row["delete_paths"]),
+        file_count=row["file_count"], total_bytes=row["total_bytes"], total_rows=row["total_rows"],
+        create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files))
+
+
+def _file(row: asyncpg.Record) -> VersionFile:
+    fmt = FileFormat(row["format"])
+    return VersionFile(
+        path=row["path"], object_key=row["object_key"], size=row["size_bytes"], sha256=row["sha256"], format=fmt,
+        content_type=row["content_type"], columns=tuple(ColumnInfo.from_json(c) for c in row["columns"]),
+        row_count=row["row_count"], report=FileReport.from_json(row["report"], fmt),
+        stats=tuple(ColumnStats.from_json(s) for s in row["stats"]), arrow_schema=row["arrow_schema"],
+        upload_id=row["upload_id"])
+
+
+_HEAD = """
+    SELECT d.id, d.name, d.state, d.rules, d.current_version_id, d.namespace_id, n.name AS namespace_name,
+           v.number AS current_number
+    FROM datasets d JOIN namespaces n ON n.id = d.namespace_id
+    LEFT JOIN versions v ON v.id = d.current_version_id
+"""
+
+
+async def dataset_head(connection: asyncpg.Connection, namespace: str, name: str, *,
+                       for_update: bool = False) -> DatasetHead | None:
+    """The live dataset `name` of a namespace (locked until the transaction ends with `for_update`)."""
+    dataset_id = await connection.fetchval(
+        """SELECT d.id FROM datasets d JOIN namespaces n ON n.id = d.namespace_id
+           WHERE n.name = $1 AND d.name = $2 AND d.state <> 'DELETED'""", namespace, name)
+    if dataset_id is None:
+        return None
+    return await dataset_head_by_id(connection, dataset_id, for_update=for_update)
+
+
+async def dataset_head_by_id(connection: asyncpg.Connection, dataset_id: uuid.UUID, *,
+                             for_update: bool = False) -> DatasetHead | None:
+    """A dataset by id (whatever its state)."""
+    if for_update:
+        # Lock first, then read in a new statement: a read joined to the lock would see the current version
+        # as it was before the lock was granted (Postgres re-checks only the locked row).
+        await connection.execute("SELECT 1 FROM datasets WHERE id = $1 FOR UPDATE", dataset_id)
+    row = await connection.fetchrow(_HEAD + " WHERE d.id = $1", dataset_id)
+    return None if row is None else _head(row)
+
+
+def _head(row: asyncpg.Record) -> DatasetHead:
+    return DatasetHead(id=row["id"], namespace=row["namespace_name"], namespace_id=row["namespace_id"],
+                       name=row["name"], state=row["state"], current_version_id=row["current_version_id"],
+                       current_number=row["current_number"], rules=DatasetRules.from_json(row["rules"]))
+
+
+async def insert(connection: asyncpg.Connection, *, dataset_id: uuid.UUID, base_id: uuid.UUID | None, message: str,
+                 author: str, request_id: str | None, delete_paths: Sequence[str]) -> uuid.UUID:
+    """A new PENDING version."""
+    return await connection.fetchval(
+        """INSERT INTO versions (dataset_id, base_id, message, author, request_id, delete_paths)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+        dataset_id, base_id, message, author, request_id, list(delete_paths))
+
+
+async def find_by_request_id(connection: asyncpg.Connection, dataset_id: uuid.UUID,
+                             request_id: str) -> uuid.UUID | None:
+    """The version an earlier commit with this request_id created."""
+    return await connection.fetchval(
+        "SELECT id FROM versions WHERE dataset_id = $1 AND request_id = $2", dataset_id, request_id)
+
+
+async def get(connection: asyncpg.Connection, version_id: uuid.UUID, *, with_files: bool = False,
+              for_update: bool = False) -> Version | None:
+    """One version (and its files)."""
+    if for_update:
+        await connection.execute("SELECT 1 FROM versions WHERE id = $1 FOR UPDATE", version_id)
+    row = await connection.fetchrow(_SELECT + " WHERE v.id = $1", version_id)
+    if row is None:
+        return None
+    return _version(row, await files(connection, version_id) if with_files else ())
+
+
+async def id_by_number(connection: asyncpg.Connection, dataset_id: uuid.UUID, number: int) -> uuid.UUID | None:
+    """The id of READY version `number` of a dataset."""
+    return await connection.fetchval(
+        "SELECT id FROM versions WHERE dataset_id = $1 AND number = $2", dataset_id, number)
+
+
+async def page(connection: asyncpg.Connection, dataset_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None,
+               limit: int) -> list[Version]:
+    """Versions of a dataset, newest first, after a keyset position."""
+    if after is None:
+        rows = await connection.fetch(
+            _SELECT + " WHERE v.dataset_id = $1 ORDER BY v.create_time DESC, v.id DESC LIMIT $2", dataset_id, limit)
+    else:
+        rows = await connection.fetch(
+            _SELECT + """ WHERE v.dataset_id = $1 AND (v.create_time, v.id) < ($2, $3)
+                          ORDER BY v.create_time DESC, v.id DESC LIMIT $4""", dataset_id, *after, limit)
+    return [_version(row) for row in rows]
+
+
+async def files(connection: asyncpg.Connection, version_id: uuid.UUID) -> list[VersionFile]:
+    """The files of a version, by path."""
+    rows = await connection.fetch("SELECT * FROM version_files WHERE version_id = $1 ORDER BY path", version_id)
+    return [_file(row) for row in rows]
+
+
+async def file(connection: asyncpg.Connection, version_id: uuid.UUID, path: str) -> VersionFile | None:
+    """One file of a version."""
+    row = await connection.fetchrow("SELECT * FROM version_files WHERE version_id = $1 AND path = $2",
+                                    version_id, path)
+    return None if row is None else _file(row)
+
+
+async def changed_paths(connection: asyncpg.Connection, base_id: uuid.UUID | None,
+                        current_id: uuid.UUID | None) -> set[str]:
+    """Paths added, removed or changed between two versions (either may be None: no files)."""
+    rows = await connection.fetch(
+        """SELECT coalesce(b.path, c.path) AS path
+           FROM (SELECT path, object_key FROM version_files WHERE version_id = $1) b
+           FULL OUTER JOIN (SELECT path, object_key FROM version_files WHERE version_id = $2) c ON c.path = b.path
+           WHERE b.object_key IS DISTINCT FROM c.object_key""", base_id, current_id)
+    return {row["path"] for row in rows}
+
+
+async def transition(connection: asyncpg.Connection, version_id: uuid.UUID, expected: Iterable[VersionState],
+                     state: VersionState, failure: Failure | None = None) -> bool:
+    """Move to `state` if the version is in one of `expected`; False if it was not."""
+    changed = await connection.fetchval(
+        """UPDATE versions SET state = $3, failure = $4, update_time = now()
+           WHERE id = $1 AND state = ANY($2::text[]) RETURNING id""",
+        version_id, [s.value for s in expected], state.value, None if failure is None else failure.to_json())
+    return changed is not None
+
+
+async def insert_files(connection: asyncpg.Connection, version_id: uuid.UUID, entries: Sequence[VersionFile]) -> None:
+    """Write a version's file list."""
+    await connection.executemany(
+        """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
+                                      content_type, columns, arrow_schema, row_count, report, stats)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+        [(version_id, f.path, f.object_key, f.upload_id, f.size, f.sha256, f.format.value, f.content_type,
+          [c.to_json() for c in f.columns], f.arrow_schema, f.row_count, _report_json(f.report),
+          [s.to_json() for s in f.stats]) for f in entries])
+
+
+def _report_json(report: FileReport) -> dict[str, Any]:
+    return {"format": report.format.value, "detected_by": report.detected_by, "row_count": report.row_count,
+            "row_groups": report.row_groups, "bytes_read": report.bytes_read,
+            "warnings": [w.to_json() for w in report.warnings], "errors": [e.to_json() for e in report.errors]}
+
+
+async def make_ready(connection: asyncpg.Connection, version_id: uuid.UUID, *, number: int,
+                     parent_id: uuid.UUID | None, file_count: int, total_bytes: int, total_rows: int) -> bool:
+    """PROMOTING → READY with its number and totals."""
+    changed = await connection.fetchval(
+        """UPDATE versions SET state = 'READY', number = $2, parent_id = $3, file_count = $4, total_bytes = $5,
+                               total_rows = $6, ready_time = now(), update_time = now(), failure = NULL
+           WHERE id = $1 AND state = 'PROMOTING' RETURNING id""",
+        version_id, number, parent_id, file_count, total_bytes, total_rows)
+    return changed is not None
+
+
+async def set_current(connection: asyncpg.Connection, dataset_id: uuid.UUID, version_id: uuid.UUID) -> None:
+    """Make a READY version the dataset's current one (the dataset becomes ACTIVE)."""
+    await connection.execute(
+        """UPDATE datasets SET current_version_id = $2, state = 'ACTIVE', update_time = now(),
+                               revision = revision + 1
+           WHERE id = $1""", dataset_id, version_id)
+
+
+async def touch_object(connection: asyncpg.Connection, *, key: str, namespace_id: uuid.UUID, dataset_id: uuid.UUID,
+                       sha256: str, size: int) -> None:
+    """Record (or refresh) a fresh object before it is copied, so the garbage collector leaves it alone."""
+    await connection.execute(
+        """INSERT INTO fresh_objects (key, namespace_id, dataset_id, sha256, size_bytes) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (key) DO UPDATE SET touch_time = now()""", key, namespace_id, dataset_id, sha256, size)
+
+
+async def pending_before(connection: asyncpg.Connection, seconds: float) -> list[uuid.UUID]:
+    """Versions not yet READY or FAILED whose last change is older than `seconds`."""
+    rows = await connection.fetch(
+        """SELECT id FROM versions WHERE state IN ('PENDING', 'VALIDATING', 'PROMOTING')
+           AND update_time < now() - make_interval(secs => $1)""", seconds)
+    return [row["id"] for row in rows]
