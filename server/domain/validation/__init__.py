@@ -39,7 +39,11 @@ async def validate_object(store: ObjectStore, key: str, size: int, path: str, co
     check_before_reading(rules, report, size)
     if not report.ok:
         return report
-    source = StreamedObject(store.read(key, chunk_bytes=READ_CHUNK), asyncio.get_running_loop())
+    local = store.local_path(key)
+    if local is not None:
+        source = StreamedObject(None, None, await asyncio.to_thread(open, local, "rb"))
+    else:
+        source = StreamedObject(store.read(key, chunk_bytes=READ_CHUNK), asyncio.get_running_loop())
     try:
         if report.format == FileFormat.PARQUET:
             await _parquet(store, key, source, report, spool_dir)
@@ -86,8 +90,8 @@ async def _parquet(store: ObjectStore, key: str, source: StreamedObject, report:
                    spool_dir: Path | None) -> None:
     local = store.local_path(key)
     if local is not None:
-        await asyncio.to_thread(source.drain)  # hash it; pyarrow reads the file itself
-        await asyncio.to_thread(validate_parquet, local, report)
+        # pyarrow reads the file itself; the hash is taken at the same time, in another thread.
+        await asyncio.gather(asyncio.to_thread(source.drain), asyncio.to_thread(validate_parquet, local, report))
         return
     # Parquet needs random access: keep the one streamed read in a temporary file.
     with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="quarry-validate-", suffix=".parquet") as spool:

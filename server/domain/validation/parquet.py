@@ -1,18 +1,21 @@
 """Parquet: the footer (schema, row groups, column statistics), then every page decoded, batch by batch.
 
 Needs random access, so it reads a local file: the local store's own file, or a copy the worker spooled
-while hashing. Never materialises the table: `iter_batches` holds one batch at a time.
+while hashing. Never materialises the table: `iter_batches` holds one batch at a time. Null counts, minima
+and maxima come from the footer wherever every row group has them; the distinct estimate of those columns
+comes from the first row group; other columns' statistics are computed from every batch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from server.domain.validation.report import ColumnInfo, ColumnStats, Issue, Report
-from server.domain.validation.stats import StatsAccumulator
+from server.domain.validation.stats import BackgroundStats, StatsAccumulator
 
 BATCH_ROWS = 64 * 1024
 
@@ -31,41 +34,64 @@ def validate_parquet(path: Path, report: Report) -> None:
         report.columns = [ColumnInfo(f.name, str(f.type), f.nullable) for f in schema]
         report.arrow_schema = schema.serialize().to_pybytes()
         report.row_groups = metadata.num_row_groups
-        stats = StatsAccumulator(schema)
+        footer = _footer_statistics(metadata, len(schema))
+        computed = [i for i in range(len(schema)) if i not in footer]
+        full = BackgroundStats(StatsAccumulator(pa.schema([schema.field(i) for i in computed])))
+        sampled = BackgroundStats(StatsAccumulator(pa.schema([schema.field(i) for i in footer])))
+        first_group = metadata.row_group(0).num_rows if metadata.num_row_groups else 0
         decoded = 0
         try:
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+                if computed:
+                    full.add(batch.select(computed))
+                if footer and decoded < first_group:
+                    sampled.add(batch.select(list(footer)))
                 decoded += batch.num_rows
-                stats.add(batch)
+            full_stats, sample_stats = full.result(), sampled.result("parquet statistics")
         except (pa.ArrowInvalid, OSError) as exc:
             report.error(Issue("CORRUPT_PAGE", f"a page does not decode after row {decoded}: {_first_line(exc)}"))
-        if decoded != metadata.num_rows and report.ok:
+            return
+        finally:
+            full.close()
+            sampled.close()
+        if decoded != metadata.num_rows:
             report.error(Issue("ROW_COUNT_MISMATCH", f"the footer says {metadata.num_rows} rows; the pages hold "
                                                      f"{decoded}"))
         report.row_count = metadata.num_rows
-        report.stats = _with_footer_statistics(stats.result(), metadata)
+        by_index = dict(zip(computed, full_stats, strict=True))
+        for index, stats in zip(footer, sample_stats, strict=True):
+            nulls, low, high = footer[index]
+            by_index[index] = ColumnStats(stats.name, stats.type, nulls, _text(low), _text(high),
+                                          stats.distinct_estimate,
+                                          "parquet statistics; distinct estimated from the first row group")
+        report.stats = [by_index[i] for i in range(len(schema))]
 
 
-def _with_footer_statistics(computed: list[ColumnStats], metadata: pq.FileMetaData) -> list[ColumnStats]:
-    """Prefer the footer's null counts and min/max where every row group has them."""
-    merged = []
-    for index, column in enumerate(computed):
-        nulls = 0
-        complete = metadata.num_row_groups > 0
+def _footer_statistics(metadata: pq.FileMetaData, columns: int) -> dict[int, tuple[int, Any, Any]]:
+    """(nulls, min, max) of each top-level column whose statistics every row group has."""
+    found: dict[int, tuple[int, Any, Any]] = {}
+    if metadata.num_row_groups == 0 or metadata.num_columns != columns:
+        return found  # nested columns: leaves do not map one to one onto top-level columns
+    for index in range(columns):
+        nulls, low, high = 0, None, None
         for group in range(metadata.num_row_groups):
-            if index >= metadata.row_group(group).num_columns:
-                complete = False
-                break
             statistics = metadata.row_group(group).column(index).statistics
-            if statistics is None or not statistics.has_null_count:
-                complete = False
+            if statistics is None or not statistics.has_null_count or not statistics.has_min_max:
                 break
             nulls += statistics.null_count
-        if complete and nulls == column.null_count:
-            column = ColumnStats(column.name, column.type, nulls, column.min, column.max,
-                                 column.distinct_estimate, "parquet statistics; distinct computed")
-        merged.append(column)
-    return merged
+            low = statistics.min if low is None or statistics.min < low else low
+            high = statistics.max if high is None or statistics.max > high else high
+        else:
+            found[index] = (nulls, low, high)
+    return found
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
 
 
 def _first_line(exc: BaseException) -> str:

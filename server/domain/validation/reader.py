@@ -1,7 +1,8 @@
 """A staged object as a blocking, forward-only file, for pyarrow running in a worker thread.
 
 The validation thread pulls chunks from the store's async stream on the event loop (one hop per chunk,
-so the store is read at the pace of the parser, never ahead of it). Every chunk is also handed to a
+so the store is read at the pace of the parser, never ahead of it), or, for a local store, reads the file
+itself (no hop at all). Every chunk is also handed to a
 second thread that hashes it and counts its newlines, so SHA-256 costs no time on the parsing thread.
 The last few chunks stay in a window, so an error can be traced back to its line.
 """
@@ -14,8 +15,10 @@ import concurrent.futures
 import hashlib
 import io
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 WINDOW_BYTES = 8 << 20
+CHUNK_BYTES = 1 << 20
 
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:
@@ -25,10 +28,13 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 class StreamedObject(io.RawIOBase):
     """Read-only, forward-only bytes of an object; `sha256()` and `line_of()` once read."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes] | None, loop: asyncio.AbstractEventLoop | None,
+                 local: BinaryIO | None = None) -> None:
+        """Read from the store's async stream via `loop`, or (for the local store) straight from a file."""
         super().__init__()
         self._chunks = chunks
         self._loop = loop
+        self._local = local
         self._current = memoryview(b"")
         self._done = False
         self._hash = hashlib.sha256()
@@ -45,11 +51,18 @@ class StreamedObject(io.RawIOBase):
     def _next_chunk(self) -> bool:
         if self._done:
             return False
-        try:
-            chunk: bytes = asyncio.run_coroutine_threadsafe(_next(self._chunks), self._loop).result()
-        except StopAsyncIteration:
-            self._done = True
-            return False
+        if self._local is not None:
+            chunk = self._local.read(CHUNK_BYTES)
+            if not chunk:
+                self._done = True
+                return False
+        else:
+            assert self._chunks is not None and self._loop is not None
+            try:
+                chunk = asyncio.run_coroutine_threadsafe(_next(self._chunks), self._loop).result()
+            except StopAsyncIteration:
+                self._done = True
+                return False
         offset = self.bytes_read
         self.bytes_read += len(chunk)
         self._counts.append((offset, len(chunk), self._hasher.submit(self._digest, chunk)))
@@ -93,4 +106,6 @@ class StreamedObject(io.RawIOBase):
 
     def close(self) -> None:
         self._hasher.shutdown(wait=True)
+        if self._local is not None:
+            self._local.close()
         super().close()

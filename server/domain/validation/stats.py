@@ -7,6 +7,8 @@ first SAMPLE_ROWS rows feed the sketch; their estimate then says so in `source`.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +22,16 @@ REGISTERS = 1 << PRECISION
 SAMPLE_ROWS = 1_000_000
 _MIX_1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
+
+
+def _rank_table() -> np.ndarray:
+    table = np.full(1 << 16, 17, dtype=np.uint8)
+    for value in range(1, 1 << 16):
+        table[value] = (value & -value).bit_length()
+    return table
+
+
+_RANK = _rank_table()
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -44,12 +56,15 @@ class HyperLogLog:
         """Fold 64-bit hashes into the sketch."""
         if hashes.size == 0:
             return
-        index = (hashes >> np.uint64(64 - PRECISION)).astype(np.int64)
-        rest = (hashes << np.uint64(PRECISION)) | np.uint64(1 << (PRECISION - 1))
-        # Leading zeros of `rest` plus one, from the float exponent (precise enough for a rank up to 52).
-        _, exponent = np.frexp(rest.astype(np.float64))
-        rank = (65 - exponent).astype(np.uint8)
-        np.maximum.at(self.registers, index, rank)
+        # The top bits pick the register; the rank is one plus the trailing zeros of the low 16 bits, looked
+        # up in a table (ranks cap at 17: enough for about 5e8 distinct values).
+        index = (hashes >> np.uint64(64 - PRECISION)).astype(np.intp)
+        rank = _RANK[(hashes & np.uint64(0xFFFF)).astype(np.intp)]
+        # Only values that beat their register matter; once the registers fill, those are rare, and the
+        # slow unbuffered maximum runs on a handful of them.
+        raises = rank > self.registers[index]
+        if raises.any():
+            np.maximum.at(self.registers, index[raises], rank[raises])
 
     def estimate(self) -> int:
         """The estimated number of distinct hashes seen."""
@@ -66,7 +81,7 @@ def _numeric_view(column: pa.Array) -> np.ndarray | None:
     if pa.types.is_boolean(kind):
         return np.asarray(column.drop_null().cast(pa.uint8()).to_numpy(zero_copy_only=False), dtype=np.uint64)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind):
-        values = column.drop_null().to_numpy(zero_copy_only=False)
+        values = (column if column.null_count == 0 else column.drop_null()).to_numpy(zero_copy_only=False)
         if values.dtype.kind == "f":
             return values.astype(np.float64).view(np.uint64)
         if values.dtype.kind in "mM":
@@ -147,3 +162,32 @@ class StatsAccumulator:
             distinct_estimate=c.sketch.estimate() if c.hashable else 0,
             source=f"{source}; distinct from the first {c.sampled_rows} rows" if c.sampled else source,
         ) for c in self.columns]
+
+
+class BackgroundStats:
+    """Feed a StatsAccumulator from a thread of its own, so statistics cost the parser no time (at most
+    `depth` batches wait, which bounds the memory)."""
+
+    def __init__(self, accumulator: StatsAccumulator, depth: int = 4) -> None:
+        self._accumulator = accumulator
+        self._depth = depth
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats")
+        self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Queue a batch (waits only when `depth` batches are already queued)."""
+        self._pending.append(self._executor.submit(self._accumulator.add, batch))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+
+    def result(self, source: str = "computed") -> list[ColumnStats]:
+        """Wait for the queued batches; the statistics."""
+        while self._pending:
+            self._pending.popleft().result()
+        return self._accumulator.result(source)
+
+    def close(self) -> None:
+        """Stop the thread (queued batches are dropped)."""
+        for future in self._pending:
+            future.cancel()
+        self._executor.shutdown(wait=True)

@@ -19,7 +19,7 @@ import pyarrow.json as pa_json
 
 from server.domain.validation.reader import StreamedObject
 from server.domain.validation.report import ColumnInfo, Issue, Report
-from server.domain.validation.stats import StatsAccumulator
+from server.domain.validation.stats import BackgroundStats, StatsAccumulator
 
 BLOCK_BYTES = 4 << 20
 _CSV_CONVERSION = re.compile(
@@ -27,10 +27,10 @@ _CSV_CONVERSION = re.compile(
 _JSON_ROW = re.compile(r"in row (\d+)")
 
 
-def _describe_schema(schema: pa.Schema, report: Report) -> StatsAccumulator:
+def _describe_schema(schema: pa.Schema, report: Report) -> BackgroundStats:
     report.columns = [ColumnInfo(f.name, str(f.type), f.nullable) for f in schema]
     report.arrow_schema = schema.serialize().to_pybytes()
-    return StatsAccumulator(schema)
+    return BackgroundStats(StatsAccumulator(schema))
 
 
 def validate_csv(source: StreamedObject, report: Report) -> None:
@@ -53,9 +53,11 @@ def validate_csv(source: StreamedObject, report: Report) -> None:
         for batch in reader:
             report.row_count += batch.num_rows
             stats.add(batch)
+        report.stats = stats.result()
     except pa.ArrowInvalid as exc:
         report.error(_locate_csv_error(exc, source, report))
-    report.stats = stats.result()
+    finally:
+        stats.close()
 
 
 def _locate_csv_error(exc: pa.ArrowInvalid, source: StreamedObject, report: Report) -> Issue:
@@ -96,9 +98,11 @@ def validate_jsonl(source: StreamedObject, report: Report) -> None:
             report.row_count += batch.num_rows
             rows_before += batch.num_rows
             stats.add(batch)
+        report.stats = stats.result()
     except pa.ArrowInvalid as exc:
         report.error(_locate_json_error(exc, source, rows_before))
-    report.stats = stats.result()
+    finally:
+        stats.close()
 
 
 def _locate_json_error(exc: pa.ArrowInvalid, source: StreamedObject, rows_before: int) -> Issue:

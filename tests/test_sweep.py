@@ -1,0 +1,121 @@
+"""The sweep: expiry, lost enqueues, orphaned bytes and garbage collection, each safe to run twice.
+
+Runs the domain services in this process on a database, queue and store of its own, with short deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.domain.caller import Caller
+from server.domain.models import UploadState
+from server.domain.upload_stream import Chunk, Finish, StreamMessage
+from server.domain.uploads import NewUpload
+from server.domain.version_models import VersionState
+from server.embedded import EmbeddedRedis
+from server.services import Services
+from server.storage import uploads as uploads_repo
+from tests.conftest import create_database, redis_url
+from tests.inprocess import in_process
+from tests.samples import csv_sample
+
+CALLER = Caller("sweeping")
+
+
+@pytest.fixture
+async def services(stack_envs: dict[str, dict[str, str]], postgres: object, redis_server: EmbeddedRedis,
+                   tmp_path: Path) -> AsyncIterator[Services]:
+    env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "sweep"),  # type: ignore[arg-type]
+               QUARRY_REDIS_URL=redis_url(redis_server, 9), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
+    async with in_process(env, QUARRY_STUCK_AFTER_SECONDS="0.2", QUARRY_GC_GRACE_SECONDS="0.5",
+                          QUARRY_UPLOAD_EXPIRY_SECONDS="1") as built:
+        yield built
+
+
+async def messages(data: bytes, finish: bool = True) -> AsyncIterator[StreamMessage]:
+    for start in range(0, len(data), 1 << 20):
+        yield Chunk(data[start:start + (1 << 20)])
+    if finish:
+        yield Finish()
+
+
+async def nothing(_: object) -> None:
+    return None
+
+
+async def test_expired_uploads_lose_their_bytes(services: Services) -> None:
+    upload, _ = await services.uploads.create(CALLER, "", NewUpload("ds", "big.bin", declared_size=40 << 20))
+    await services.upload_stream.write(CALLER, upload.name, 0, messages(os.urandom(16 << 20), finish=False),
+                                       nothing)
+    assert [m async for m in services.uploads.store.list_multipart(upload.staging_key)]
+    await asyncio.sleep(1.1)
+    first = await services.sweeper.sweep()
+    assert first.expired == 1 and not first.errors
+    expired = await services.uploads.load(CALLER, upload.name)
+    assert expired.state == UploadState.EXPIRED
+    assert [m async for m in services.uploads.store.list_multipart(upload.staging_key)] == []
+    second = await services.sweeper.sweep()
+    assert second.expired == 0 and second.purged == 0
+
+
+async def test_a_lost_enqueue_is_queued_again(services: Services) -> None:
+    sample = csv_sample(10)
+    upload, _ = await services.uploads.create(CALLER, "", NewUpload("ds", sample.path, len(sample.data)))
+    await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
+    await services.uploads.queue._redis.flushdb()  # the enqueue after STAGED was lost
+    await asyncio.sleep(0.3)
+    report = await services.sweeper.sweep()
+    assert report.requeued_uploads == 1
+    assert f"validate_upload:{upload.id}" in await services.uploads.queue.queued_job_ids()
+    await services.sweeper.sweep()  # twice: still one job
+    assert (await services.uploads.queue.queued_job_ids()).count(f"validate_upload:{upload.id}") == 1
+
+
+async def test_orphaned_staging_bytes_are_removed(services: Services) -> None:
+    store = services.uploads.store
+    orphan = f"staging/{CALLER.namespace}/{uuid.uuid4()}"
+
+    async def one(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    await store.put(orphan, one(b"left behind by a crash"))
+    stray = await store.create_multipart(f"staging/{CALLER.namespace}/{uuid.uuid4()}")
+    kept, _ = await services.uploads.create(CALLER, "", NewUpload("ds", "open.bin"))
+    await asyncio.sleep(0.6)
+    report = await services.sweeper.sweep()
+    assert report.orphans_removed == 2
+    assert await store.stat(orphan) is None
+    remaining = {m.upload_id async for m in store.list_multipart("staging/")}
+    assert stray not in remaining and kept.store_upload_id in remaining  # an OPEN upload keeps its write
+
+
+async def test_unreferenced_objects_are_collected_after_the_grace(services: Services) -> None:
+    sample = csv_sample(20)
+    upload, _ = await services.uploads.create(CALLER, "", NewUpload("gc", sample.path, len(sample.data),
+                                                                     auto_commit=True))
+    await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
+    await services.pipeline.validate_upload(upload.id)
+    async with services.db.connection() as connection:
+        promoted = await uploads_repo.get(connection, upload.id)
+    assert promoted is not None and promoted.version_id is not None
+    await services.pipeline.promote_version(promoted.version_id)
+    version = await services.versions.get(CALLER, f"namespaces/{CALLER.namespace}/datasets/gc/versions/1")
+    assert version.state == VersionState.READY
+    key = version.files[0].object_key
+    store = services.uploads.store
+    await asyncio.sleep(0.6)
+    assert (await services.sweeper.sweep()).objects_collected == 0  # still referenced
+    assert await store.exists(key)
+    await services.datasets.delete(CALLER, f"namespaces/{CALLER.namespace}/datasets/gc", "")
+    await asyncio.sleep(0.6)
+    report = await services.sweeper.sweep()
+    assert report.datasets_purged == 1 and report.objects_collected == 1
+    assert not await store.exists(key)
+    again = await services.sweeper.sweep()
+    assert again.objects_collected == 0 and again.datasets_purged == 0
