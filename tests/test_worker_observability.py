@@ -1,0 +1,54 @@
+"""A worker reports what it does: Prometheus metrics by job and outcome, and structured logs with ids."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+
+from quarry.v1 import upload_pb2
+
+from server.embedded import EmbeddedRedis
+from server.ports import free_port
+from tests.samples import csv_sample
+from tests.support import QuarryProcess, open_api, start_server
+from tests.test_pipeline import upload_and_watch
+from tests.test_worker_recovery import _own_stack
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def metric(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def test_worker_metrics_and_logs(stack_envs: dict[str, dict[str, str]], postgres: object,
+                                       redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    env = await _own_stack(stack_envs, "file", postgres, redis_server, "observability", 10)
+    port = free_port()
+    server = await asyncio.to_thread(start_server, env, tmp_path, "server", "file")
+    worker = QuarryProcess("workers", dict(env, QUARRY_WORKER_METRICS_PORT=str(port), QUARRY_LOG_LEVEL="INFO"),
+                           tmp_path / "worker.log").start()
+    api = open_api(server.address)
+    try:
+        sample = csv_sample(1000)
+        upload, _ = await upload_and_watch(api, "observed", sample)
+        assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
+        text = await asyncio.to_thread(scrape, port)
+        assert metric(text, 'quarry_jobs_total{job="validate_upload",outcome="ok"}') >= 1
+        assert metric(text, 'quarry_jobs_total{job="promote_version",outcome="ok"}') >= 1
+        assert metric(text, 'quarry_job_seconds_count{job="validate_upload"}') >= 1
+        assert metric(text, "quarry_validated_bytes_total") >= len(sample.data)
+        records = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+        validated = [r for r in records if r.get("message") == "validated"]
+        assert validated and validated[0]["upload_id"] == upload.uid and validated[0]["state"] == "VALIDATED"
+        ready = [r for r in records if r.get("message") == "version ready"]
+        assert ready and ready[0]["version_id"] and ready[0]["number"] == 1
+    finally:
+        await api.channel.close()
+        await asyncio.to_thread(worker.stop)
+        await asyncio.to_thread(server.process.stop)
