@@ -119,13 +119,23 @@ class Pipeline:
             await self._auto_commit(upload)
 
     async def _auto_commit(self, upload: Upload) -> None:
+        version_id = None
         async with self.db.transaction() as connection:
             head = await versions_repo.dataset_head_by_id(connection, upload.dataset_id, for_update=True)
             assert head is not None
-            message = upload.commit_message or f"upload {upload.path}"
-            change = Change((upload.id,), (), message, f"auto:{upload.id}", "auto-commit")
-            version_id = await self.versions.commit_in(connection, head, head.current_version_id, change)
-        await self.versions.enqueue_promotion(version_id)
+            if head.state == "DELETED":
+                failure = Failure("NotFound", "DATASET_DELETED", f"{upload.path}: dataset {head.name!r} was deleted "
+                                  "before the upload could join it", upload.path)
+                await uploads_repo.transition(connection, upload.id, [UploadState.VALIDATED], UploadState.FAILED,
+                                              failure=failure)
+            else:
+                message = upload.commit_message or f"upload {upload.path}"
+                change = Change((upload.id,), (), message, f"auto:{upload.id}", "auto-commit")
+                version_id = await self.versions.commit_in(connection, head, head.current_version_id, change)
+        if version_id is None:
+            await self.uploads.purge(upload)
+        else:
+            await self.versions.enqueue_promotion(version_id)
 
     async def validation_gave_up(self, upload_id: uuid.UUID, error: QuarryError) -> None:
         """Retries are exhausted (or the error is final): the upload is FAILED with the reason."""
@@ -197,7 +207,10 @@ class Pipeline:
             if head is None or current is None or current.state != VersionState.PROMOTING:
                 return
             changed = {e.path for e in entries} | set(version.delete_paths)
-            if version.base_id != head.current_version_id:
+            if head.state == "DELETED":
+                conflict = Failure("NotFound", "DATASET_DELETED", f"dataset {head.name!r} was deleted before the "
+                                   "version was ready")
+            elif version.base_id != head.current_version_id:
                 moved = await versions_repo.changed_paths(connection, version.base_id, head.current_version_id)
                 if moved & changed:
                     path = sorted(moved & changed)[0]
