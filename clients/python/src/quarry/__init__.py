@@ -1,8 +1,95 @@
 """Quarry client: the Python SDK and the `quarry` command line.
 
-The generated stubs of the contract are in `quarry.v1`.
+    import quarry
+
+    with quarry.Client("127.0.0.1:50051", namespace="team") as client:
+        result = client.upload_file("sales.csv", "sales", wait=True)
+        for version in client.list_versions("sales"):
+            print(version.number, version.message)
+
+Everything public is named here; the generated stubs of the contract are in `quarry.v1`, and methods
+return its messages (`quarry.v1.dataset_pb2.Dataset`, `quarry.v1.upload_pb2.Upload`, ...).
 """
+
+from quarry._async_client import AsyncClient
+from quarry._client import Client
+from quarry._config import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
+from quarry._directory import Manifest, Selection, load_manifest, select_files
+from quarry._exceptions import (
+    Aborted,
+    AlreadyExists,
+    BaseMoved,
+    Cancelled,
+    ChecksumMismatch,
+    ConnectError,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    IntegrityError,
+    Internal,
+    InvalidArgument,
+    MissingDependency,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    QuarryError,
+    ResourceExhausted,
+    RpcError,
+    Unavailable,
+    Unimplemented,
+    UploadFailed,
+    UsageError,
+    WrongOffset,
+    WrongState,
+)
+from quarry._names import DatasetRef, parse_ref
+from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
+from quarry._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_NAMESPACE",
+    "Aborted",
+    "AlreadyExists",
+    "AsyncClient",
+    "BaseMoved",
+    "Cancelled",
+    "ChecksumMismatch",
+    "Client",
+    "ConnectError",
+    "DataLoss",
+    "DatasetRef",
+    "DeadlineExceeded",
+    "DirectoryUploadResult",
+    "DownloadResult",
+    "FailedPrecondition",
+    "FieldViolation",
+    "IntegrityError",
+    "Internal",
+    "InvalidArgument",
+    "Manifest",
+    "MissingDependency",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ProgressCallback",
+    "QuarryError",
+    "ResourceExhausted",
+    "RetryPolicy",
+    "RpcError",
+    "Selection",
+    "Unavailable",
+    "Unimplemented",
+    "UploadFailed",
+    "UploadResult",
+    "UsageError",
+    "WrongOffset",
+    "WrongState",
+    "__version__",
+    "load_manifest",
+    "parse_ref",
+    "select_files",
+]

@@ -6,13 +6,19 @@ from importlib.metadata import entry_points
 
 import typer
 
+from quarry.cli import _datasets, _files, _uploads
+from quarry.cli._options import EPILOG, add_global_options
+
 __all__ = ["build_app", "main"]
 
 
 def build_app() -> typer.Typer:
-    """The CLI application with every installed command group."""
+    """The CLI application with the client commands and every installed command group."""
     app = typer.Typer(name="quarry", no_args_is_help=True, add_completion=False,
-                      help="Quarry: a dataset store you stream files into.")
+                      help="Quarry: a dataset store you stream files into.", epilog=EPILOG)
+    add_global_options(app)
+    for module in (_datasets, _uploads, _files):
+        module.register(app)
     for entry in entry_points(group="quarry.commands"):
         entry.load()(app)
     return app

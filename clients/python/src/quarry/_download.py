@@ -1,0 +1,126 @@
+"""Downloads into a partial file that a later call continues, verified by sha256 before it is renamed.
+
+Bytes go to `OUT.partial`, and `OUT.partial.json` records where they come from (version, path) and the
+file's sha256 and size as ReadFile reported them. A later download of the same source continues at the
+partial file's size; if the server's sha256 differs (e.g. "latest" moved on), it starts over. ReadFile is
+called in windows of at most WINDOW bytes, so each call gets a deadline that fits its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from quarry._checksums import sha256_file
+from quarry._exceptions import IntegrityError
+from quarry._results import DownloadResult, ProgressCallback
+
+__all__ = ["WINDOW", "Download"]
+
+WINDOW = 256 << 20
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class Restart(Exception):
+    """The partial file holds other content than the server's: the read starts again at 0."""
+
+
+class Download:
+    """The state of one download: the partial file, its running sha256, and what the server said."""
+
+    def __init__(self, out: str | os.PathLike[str], source: str, progress: ProgressCallback | None) -> None:
+        self.out = Path(out)
+        self.source = source
+        self.progress = progress
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        self.meta = self.out.with_name(self.out.name + ".partial.json")
+        self.sha256 = ""
+        self.size: int | None = None
+        self.position = 0
+        self.resumed = 0
+        self.received = 0
+        self._digest = hashlib.sha256()
+        self._file: Any = None
+
+    def open(self) -> None:
+        """Open the partial file, keeping what an earlier download of the same source wrote."""
+        saved = self._saved()
+        if saved and self.partial.exists():
+            self.sha256, self.size = saved["sha256"], int(saved["size"])
+            self.position = min(self.partial.stat().st_size, self.size)
+            self._digest = sha256_file(self.partial, stop=self.position)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.partial, "r+b" if self.position else "wb")  # noqa: SIM115
+        self._file.truncate(self.position)
+        self._file.seek(self.position)
+        self.resumed = self.position
+
+    def _saved(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.meta.read_text())
+        except (OSError, ValueError):
+            return None
+        if data.get("source") != self.source or not isinstance(data.get("size"), int):
+            return None
+        return data
+
+    @property
+    def complete(self) -> bool:
+        """Whether every byte is here."""
+        return self.size is not None and self.position >= self.size
+
+    def request(self) -> tuple[int, int]:
+        """(offset, limit) of the next ReadFile window."""
+        return self.position, WINDOW
+
+    def accept(self, message: Any) -> None:
+        """Write one ReadFile message at the current position."""
+        if self.sha256 and message.sha256 != self.sha256:
+            self._restart()
+        if not self.sha256:
+            self.sha256, self.size = message.sha256, message.file_size_bytes
+            self.meta.write_text(json.dumps({"source": self.source, "sha256": self.sha256, "size": self.size}))
+        if message.offset != self.position:
+            raise IntegrityError(f"ReadFile sent bytes at offset {message.offset}; expected {self.position}")
+        self._file.write(message.data)
+        self._digest.update(message.data)
+        self.position += len(message.data)
+        self.received += len(message.data)
+        if self.progress is not None:
+            self.progress(self.position, self.size or 0)
+
+    def nothing_read(self) -> None:
+        """A window that sent no message: only an empty file from offset 0 does that."""
+        if self.position == 0 and self.size in (None, 0):
+            self.sha256, self.size = self.sha256 or EMPTY_SHA256, 0
+        elif not self.complete:
+            raise IntegrityError(f"ReadFile sent nothing at offset {self.position} of {self.size} bytes")
+
+    def _restart(self) -> None:
+        self._file.seek(0)
+        self._file.truncate(0)
+        self._digest = hashlib.sha256()
+        self.sha256, self.size, self.position, self.resumed = "", None, 0, 0
+        raise Restart()
+
+    def finish(self) -> DownloadResult:
+        """Check the sha256, then move the partial file to its name."""
+        self.close()
+        got = self._digest.hexdigest()
+        if got != self.sha256:
+            self.partial.unlink(missing_ok=True)
+            self.meta.unlink(missing_ok=True)
+            raise IntegrityError(f"downloaded {self.source} has sha256 {got}, the server said {self.sha256}; "
+                                 "the partial file was removed")
+        os.replace(self.partial, self.out)
+        self.meta.unlink(missing_ok=True)
+        return DownloadResult(self.out, self.position, self.sha256, self.received, self.resumed)
+
+    def close(self) -> None:
+        """Close the partial file (it stays for a later call to continue)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,68 @@
+"""`quarry preview NAME[@V] PATH` and `quarry download NAME[@V] PATH -o OUT`."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from quarry import Client, parse_ref
+from quarry.cli._options import JsonOpt, session_of
+from quarry.cli._output import Output, reported, run, size, to_dict
+from quarry.cli._uploads import ProgressOpt, progress_bar, show_progress
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the file commands."""
+
+    @app.command(rich_help_panel="Files")
+    def preview(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
+                path: Annotated[str, typer.Argument(help="Path of the file in the version.")],
+                rows: Annotated[int, typer.Option("--rows", "-r", help="Rows to show (0: the server's default).")]
+                = 20, json: JsonOpt = False) -> None:
+        """Show the first rows of a tabular file."""
+        out = Output(json)
+        with reported(out):
+            target = parse_ref(ref)
+
+        def command(client: Client) -> None:
+            answer = client.preview_file(target.dataset, path, version=target.version, row_limit=rows)
+            records = [jsonlib.loads(row) for row in answer.json_rows]
+            if json:
+                out.data({"columns": [to_dict(c) for c in answer.columns], "rows": records,
+                          "row_count": answer.row_count, "total_rows": answer.total_rows})
+                return
+            names = [c.name for c in answer.columns]
+            out.table([f"{c.name}\n{c.type}" for c in answer.columns],
+                      [["" if r.get(n) is None else r.get(n) for n in names] for r in records], empty="no rows")
+            out.note(f"{answer.row_count} of {answer.total_rows} rows")
+
+        run(session_of(ctx), out, command)
+
+    @app.command(rich_help_panel="Files")
+    def download(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
+                 path: Annotated[str, typer.Argument(help="Path of the file in the version.")],
+                 output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write (default: the "
+                                                                                   "file's name, here).")] = None,
+                 json: JsonOpt = False, progress: ProgressOpt = None) -> None:
+        """Download a file (continuing an interrupted download) and verify its sha256."""
+        out = Output(json)
+        with reported(out):
+            target = parse_ref(ref)
+        destination = output or Path(path.rsplit("/", 1)[-1])
+
+        def command(client: Client) -> None:
+            with progress_bar(show_progress(progress, json), destination.name) as callback:
+                result = client.download(target.dataset, path, destination, version=target.version,
+                                         progress=callback)
+            if json:
+                out.data(result.to_dict())
+            else:
+                kept = f", {size(result.bytes_resumed)} kept from an earlier try" if result.bytes_resumed else ""
+                out.note(f"downloaded {path} to {result.path} ({size(result.size)}, sha256 {result.sha256}{kept})")
+
+        run(session_of(ctx), out, command)

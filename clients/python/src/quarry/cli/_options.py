@@ -1,0 +1,37 @@
+"""Options shared by the client commands, and the session the global options make."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from quarry.cli._output import Session
+
+__all__ = ["EPILOG", "JsonOpt", "add_global_options", "session_of"]
+
+EPILOG = ("Exit codes: 0 ok, 1 error from the server, 2 usage or configuration, 3 cannot reach the server, "
+          "4 deadline passed, 5 upload or version FAILED or download did not verify, 130 interrupted.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+def session_of(ctx: typer.Context) -> Session:
+    """The Session the global options made (a default one when the app has no callback, e.g. in tests)."""
+    return ctx.obj if isinstance(ctx.obj, Session) else Session()
+
+
+def add_global_options(app: typer.Typer) -> None:
+    """`--address`, `--namespace` and `--timeout` before the command name."""
+
+    @app.callback()
+    def options(ctx: typer.Context,
+                address: Annotated[str | None, typer.Option(
+                    "--address", "-a", show_default=False,
+                    help="host:port of the server (env QUARRY_ADDRESS; default 127.0.0.1:50051)")] = None,
+                namespace: Annotated[str | None, typer.Option(
+                    "--namespace", "-n", show_default=False,
+                    help="namespace to act in (env QUARRY_NAMESPACE; default: default)")] = None,
+                timeout: Annotated[float, typer.Option(help="deadline of each call, in seconds")] = 30.0) -> None:
+        """Options of every client command."""
+        ctx.obj = Session(address, namespace, timeout)

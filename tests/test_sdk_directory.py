@@ -1,0 +1,106 @@
+"""Directory uploads: which files (gitignore rules), what the manifest adds, and one version for all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import quarry
+from quarry.v1 import upload_pb2
+
+from tests.conftest import Env
+from tests.sdk_support import require
+
+
+def make_tree(root: Path) -> Path:
+    """A directory with data, ignored files, a .gitignore and a manifest."""
+    (root / "b").mkdir(parents=True)
+    (root / "build").mkdir()
+    (root / ".git").mkdir()
+    (root / "a.csv").write_text("x,y\n1,2\n")
+    (root / "b" / "c.jsonl").write_text('{"x": 1}\n')
+    (root / "b" / "d.log").write_text("noise\n")
+    (root / "build" / "out.bin").write_bytes(b"\0" * 10)
+    (root / "notes.tmp").write_text("scratch")
+    (root / "keep.tmp").write_text("kept by a negated pattern")
+    (root / ".git" / "HEAD").write_text("ref")
+    (root / ".gitignore").write_text("build/\n*.log\n")
+    (root / "manifest.yaml").write_text(
+        "message: First drop\n"
+        "files:\n"
+        "  a.csv: Points of the first survey\n"
+        "  b/c.jsonl:\n"
+        "    description: Raw events\n"
+        "    content_type: application/x-ndjson\n")
+    return root
+
+
+def test_selection_honours_ignore_rules_and_the_manifest(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree")
+    manifest = quarry.load_manifest(root / "manifest.yaml")
+    chosen = quarry.select_files(root, ignore=["*.tmp", "!keep.tmp"], manifest=manifest,
+                                 manifest_path=root / "manifest.yaml")
+    assert [f.dest for f in chosen.files] == ["a.csv", "b/c.jsonl", "keep.tmp"]
+    assert chosen.ignored == [".git/", ".gitignore", "b/d.log", "build/", "manifest.yaml", "notes.tmp"]
+    described = {f.dest: (f.description, f.content_type) for f in chosen.files}
+    assert described["b/c.jsonl"] == ("Raw events", "application/x-ndjson")
+    assert chosen.message == "First drop\n\na.csv: Points of the first survey\nb/c.jsonl: Raw events"
+    # Without the directory's .gitignore, its patterns do not apply; a prefix moves every path.
+    bare = quarry.select_files(root, ignore=["*.tmp", "manifest.yaml"], use_gitignore=False, prefix="drop/1")
+    assert [f.dest for f in bare.files] == ["drop/1/a.csv", "drop/1/b/c.jsonl", "drop/1/b/d.log",
+                                            "drop/1/build/out.bin"]
+
+
+def test_json_manifest_and_bad_manifests(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree")
+    good = tmp_path / "m.json"
+    good.write_text(json.dumps({"a.csv": "A", "b/c.jsonl": {"description": "C"}}))
+    chosen = quarry.select_files(root, ignore=["*.tmp", "manifest.yaml"], manifest=quarry.load_manifest(good))
+    assert {f.dest: f.description for f in chosen.files} == {"a.csv": "A", "b/c.jsonl": "C"}
+    assert chosen.message.endswith("a.csv: A\nb/c.jsonl: C")
+    cases = {"list.json": "[1, 2]", "broken.yaml": "a: [", "escape.json": '{"../x": "no"}',
+             "kind.json": '{"a.csv": 3}'}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(quarry.UsageError):
+            quarry.load_manifest(tmp_path / name)
+    with pytest.raises(quarry.UsageError, match="missing.csv"):
+        quarry.select_files(root, manifest=quarry.Manifest(descriptions={"missing.csv": "?"}))
+    with pytest.raises(quarry.UsageError, match="no files"):
+        quarry.select_files(root, ignore=["*"])
+    with pytest.raises(quarry.UsageError, match="not a directory"):
+        quarry.select_files(root / "a.csv")
+
+
+async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree")
+    options = {"ignore": ["*.tmp"], "manifest": root / "manifest.yaml"}
+    with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
+        try:
+            result = client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
+            committed = True
+        except quarry.Unimplemented:
+            committed = False  # CommitVersion is not on the server yet: the files are staged, not committed
+        uploads = list(client.list_uploads(dataset="survey"))
+        assert sorted(u.path for u in uploads) == ["a.csv", "b/c.jsonl"]
+        assert all(u.state != upload_pb2.UPLOAD_STATE_OPEN for u in uploads)
+        assert {u.path: u.content_type for u in uploads}["b/c.jsonl"] == "application/x-ndjson"
+        if committed:
+            assert result.version is not None and len(result.files) == 2
+            return
+        # The resume state outlives the failed commit: running again re-uses the staged uploads.
+        with pytest.raises(quarry.Unimplemented):
+            client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
+        assert sorted(u.name for u in client.list_uploads(dataset="survey")) == sorted(u.name for u in uploads)
+
+
+async def test_directory_upload_is_one_version(env: Env, tmp_path: Path) -> None:
+    require(env.server.address, "CommitVersion", lambda c: c.commit_version("nope", ["nope"]))
+    root = make_tree(tmp_path / "tree")
+    with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
+        result = client.upload_dir(root, "survey", ignore=["*.tmp"], manifest=root / "manifest.yaml")
+        assert result.version.message == "First drop\n\na.csv: Points of the first survey\nb/c.jsonl: Raw events"
+        assert sorted(f.upload.path for f in result.files) == ["a.csv", "b/c.jsonl"]
+        versions = list(client.list_versions("survey"))
+        assert len(versions) == 1 and versions[0].uid == result.version.uid
