@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from server.dependencies import Dependencies
 from server.domain.datasets import Datasets
+from server.domain.files import Files
 from server.domain.listing import PageTokens
 from server.domain.parts import UploadLimits
 from server.domain.pipeline import Pipeline
@@ -31,6 +32,7 @@ class Services:
     upload_stream: UploadStream
     datasets: Datasets
     versions: Versions
+    files: Files
     pipeline: Pipeline
     sweeper: Sweeper
 
@@ -63,7 +65,8 @@ async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
         versions = Versions(db, deps.queue, PageTokens(key), settings.max_page_size)
         yield Services(
             db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
-            versions=versions, pipeline=Pipeline(uploads, versions),
+            versions=versions, files=Files(db, deps.store, versions, settings.max_preview_rows),
+            pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds))
     finally:

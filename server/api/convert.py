@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2
-from quarry.v1 import common_pb2, dataset_pb2, upload_pb2, version_pb2
+from quarry.v1 import common_pb2, dataset_pb2, dataset_service_pb2, upload_pb2, version_pb2
 
 from server.api.errors import code_for_kind
+from server.domain.diff import FileChange, SchemaChange, VersionDiff
 from server.domain.errors import InvalidArgument
+from server.domain.files import DownloadUrl, FileRead
 from server.domain.models import Dataset, DatasetRules, Failure, FileFormat, Upload
 from server.domain.names import version_name
-from server.domain.validation.report import ColumnInfo, Issue
+from server.domain.preview import Preview
+from server.domain.validation.report import ColumnInfo, ColumnStats, Issue
 from server.domain.version_models import Version, VersionFile
 
 
@@ -144,3 +147,61 @@ def version(value: Version) -> version_pb2.Version:
         failure=failure(value.failure), author=value.author, create_time=timestamp(value.create_time),
         ready_time=timestamp(value.ready_time), file_count=value.file_count, total_bytes=value.total_bytes,
         total_rows=value.total_rows, files=[version_file(f) for f in value.files])
+
+
+def _schema_change(value: SchemaChange) -> dataset_service_pb2.SchemaChange:
+    return dataset_service_pb2.SchemaChange(
+        added=[column(c) for c in value.added], removed=[column(c) for c in value.removed],
+        retyped=[dataset_service_pb2.ColumnTypeChange(name=c.name, base_type=c.base_type, target_type=c.target_type)
+                 for c in value.retyped],
+        base_row_count=value.base_row_count, target_row_count=value.target_row_count)
+
+
+def file_change(value: FileChange) -> dataset_service_pb2.FileChange:
+    """The contract's FileChange."""
+    return dataset_service_pb2.FileChange(
+        path=value.path, kind=f"CHANGE_KIND_{value.kind.value}",
+        base=version_file(value.base) if value.base is not None else None,
+        target=version_file(value.target) if value.target is not None else None,
+        schema_change=_schema_change(value.schema_change) if value.schema_change is not None else None)
+
+
+def version_diff(value: VersionDiff) -> dataset_service_pb2.DiffVersionsResponse:
+    """The contract's DiffVersionsResponse."""
+    return dataset_service_pb2.DiffVersionsResponse(changes=[file_change(c) for c in value.changes],
+                                                    unchanged_count=value.unchanged_count)
+
+
+def preview(value: Preview) -> dataset_service_pb2.PreviewFileResponse:
+    """The contract's PreviewFileResponse."""
+    return dataset_service_pb2.PreviewFileResponse(
+        arrow_ipc_stream=value.arrow_ipc, json_rows=list(value.json_rows), columns=[column(c) for c in value.columns],
+        row_count=value.row_count, total_rows=value.total_rows)
+
+
+def column_stats(value: ColumnStats) -> version_pb2.ColumnStats:
+    """The contract's ColumnStats."""
+    return version_pb2.ColumnStats(name=value.name, type=value.type, null_count=value.null_count, min=value.min,
+                                   max=value.max, distinct_estimate=value.distinct_estimate, source=value.source)
+
+
+def file_stats(value: VersionFile) -> dataset_service_pb2.GetFileStatsResponse:
+    """The contract's GetFileStatsResponse: the statistics stored with a file at validation."""
+    return dataset_service_pb2.GetFileStatsResponse(columns=[column_stats(s) for s in value.stats],
+                                                    row_count=value.row_count)
+
+
+def read_chunk(read: FileRead, offset: int, data: bytes) -> dataset_service_pb2.ReadFileResponse:
+    """One ReadFile message."""
+    return dataset_service_pb2.ReadFileResponse(data=data, offset=offset, file_size_bytes=read.file.size,
+                                                sha256=read.file.sha256)
+
+
+def duration_seconds(value: duration_pb2.Duration) -> float:
+    """Seconds of a Duration (0 when unset)."""
+    return value.ToNanoseconds() / 1e9
+
+
+def download_url(value: DownloadUrl) -> dataset_service_pb2.GetDownloadUrlResponse:
+    """The contract's GetDownloadUrlResponse."""
+    return dataset_service_pb2.GetDownloadUrlResponse(url=value.url, expire_time=timestamp(value.expire_time))

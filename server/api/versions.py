@@ -9,11 +9,6 @@ from quarry.v1 import dataset_service_pb2 as pb
 
 from server.api import convert
 from server.api.base import ServicerBase
-from server.domain.errors import NotSupported
-
-
-def _todo(method: str) -> NotSupported:
-    return NotSupported(f"{method} is not implemented yet", reason="NOT_IMPLEMENTED")
 
 
 class VersionMethods(ServicerBase):
@@ -38,21 +33,30 @@ class VersionMethods(ServicerBase):
 
     async def DiffVersions(self, request: pb.DiffVersionsRequest,
                            context: aio.ServicerContext) -> pb.DiffVersionsResponse:
-        raise _todo("DiffVersions")
+        diff = await self.services.files.diff(self.caller(context), request.base_version, request.target_version)
+        return convert.version_diff(diff)
 
     async def PreviewFile(self, request: pb.PreviewFileRequest,
                           context: aio.ServicerContext) -> pb.PreviewFileResponse:
-        raise _todo("PreviewFile")
+        preview = await self.services.files.preview(self.caller(context), request.version, request.path,
+                                                    request.row_limit)
+        return convert.preview(preview)
 
     async def GetFileStats(self, request: pb.GetFileStatsRequest,
                            context: aio.ServicerContext) -> pb.GetFileStatsResponse:
-        raise _todo("GetFileStats")
+        file = await self.services.files.stats(self.caller(context), request.version, request.path)
+        return convert.file_stats(file)
 
     async def ReadFile(self, request: pb.ReadFileRequest,
                        context: aio.ServicerContext) -> AsyncIterator[pb.ReadFileResponse]:
-        raise _todo("ReadFile")
-        yield pb.ReadFileResponse()  # pragma: no cover - makes this an async generator
+        read = await self.services.files.read(self.caller(context), request.version, request.path, request.offset,
+                                              request.limit)
+        # Each message is read from the store only when gRPC asks for the next one: a slow reader holds us back.
+        async for offset, data in read.chunks():
+            yield convert.read_chunk(read, offset, data)
 
     async def GetDownloadUrl(self, request: pb.GetDownloadUrlRequest,
                              context: aio.ServicerContext) -> pb.GetDownloadUrlResponse:
-        raise _todo("GetDownloadUrl")
+        url = await self.services.files.download_url(self.caller(context), request.version, request.path,
+                                                     convert.duration_seconds(request.ttl))
+        return convert.download_url(url)

@@ -74,15 +74,18 @@ def _footer_statistics(metadata: pq.FileMetaData, columns: int) -> dict[int, tup
         return found  # nested columns: leaves do not map one to one onto top-level columns
     for index in range(columns):
         nulls, low, high = 0, None, None
-        for group in range(metadata.num_row_groups):
-            statistics = metadata.row_group(group).column(index).statistics
-            if statistics is None or not statistics.has_null_count or not statistics.has_min_max:
-                break
-            nulls += statistics.null_count
-            low = statistics.min if low is None or statistics.min < low else low
-            high = statistics.max if high is None or statistics.max > high else high
-        else:
-            found[index] = (nulls, low, high)
+        try:
+            for group in range(metadata.num_row_groups):
+                statistics = metadata.row_group(group).column(index).statistics
+                if statistics is None or not statistics.has_null_count or not statistics.has_min_max:
+                    break
+                nulls += statistics.null_count
+                low = statistics.min if low is None or statistics.min < low else low
+                high = statistics.max if high is None or statistics.max > high else high
+            else:
+                found[index] = (nulls, low, high)
+        except (ValueError, TypeError, pa.ArrowException):
+            continue  # e.g. nanosecond timestamps have no exact Python value: computed from the pages instead
     return found
 
 

@@ -93,6 +93,13 @@ def _numeric_view(column: pa.Array) -> np.ndarray | None:
 def _text(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, pa.Scalar):
+        if pa.types.is_binary(value.type) or pa.types.is_large_binary(value.type):
+            return bytes(value.as_py()).hex()
+        try:
+            return str(value.cast(pa.string()).as_py())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            return str(value)
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
@@ -103,8 +110,8 @@ class _Column:
     name: str
     type: pa.DataType
     nulls: int = 0
-    minimum: object = None
-    maximum: object = None
+    minimum: pa.Scalar | None = None
+    maximum: pa.Scalar | None = None
     sketch: HyperLogLog = field(default_factory=HyperLogLog)
     sampled_rows: int = 0
     sampled: bool = False
@@ -125,14 +132,14 @@ class StatsAccumulator:
             if state.orderable:
                 try:
                     bounds = pc.min_max(column)
+                    # Kept as Arrow scalars (a nanosecond timestamp has no exact Python value) and compared by Arrow.
+                    low, high = bounds["min"], bounds["max"]
+                    if low.is_valid and (state.minimum is None or pc.less(low, state.minimum).as_py()):
+                        state.minimum = low
+                    if high.is_valid and (state.maximum is None or pc.greater(high, state.maximum).as_py()):
+                        state.maximum = high
                 except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid):
                     state.orderable = False
-                else:
-                    low, high = bounds["min"].as_py(), bounds["max"].as_py()
-                    if low is not None and (state.minimum is None or low < state.minimum):
-                        state.minimum = low
-                    if high is not None and (state.maximum is None or high > state.maximum):
-                        state.maximum = high
             self._sketch(state, column)
 
     @staticmethod

@@ -1,0 +1,112 @@
+"""How two versions of a dataset differ: paths added, removed and changed, and the schema changes of tables.
+
+Content decides: a path whose file has the same SHA-256 (hence the same content key) in both versions is
+unchanged, whatever else was recorded about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from server.domain.models import TABULAR_FORMATS
+from server.domain.validation.report import ColumnInfo
+from server.domain.version_models import Version, VersionFile
+
+
+class ChangeKind(StrEnum):
+    """How a path changed."""
+
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+    MODIFIED = "MODIFIED"
+
+
+@dataclass(frozen=True)
+class ColumnTypeChange:
+    """A column in both files whose Arrow type differs."""
+
+    name: str
+    base_type: str
+    target_type: str
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """Column differences of a tabular file present in both versions, and its row counts."""
+
+    added: tuple[ColumnInfo, ...]
+    removed: tuple[ColumnInfo, ...]
+    retyped: tuple[ColumnTypeChange, ...]
+    base_row_count: int
+    target_row_count: int
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path that differs; `base` is None when ADDED, `target` None when REMOVED."""
+
+    path: str
+    kind: ChangeKind
+    base: VersionFile | None
+    target: VersionFile | None
+    schema_change: SchemaChange | None = None
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """The differences between two versions, sorted by path, and how many paths are identical."""
+
+    base: Version
+    target: Version
+    changes: tuple[FileChange, ...]
+    unchanged_count: int
+
+
+def diff_versions(base: Version, target: Version) -> VersionDiff:
+    """Compare the files of two versions (both loaded with their files)."""
+    changes, unchanged = diff_files(base.files, target.files)
+    return VersionDiff(base, target, tuple(changes), unchanged)
+
+
+def diff_files(base: Sequence[VersionFile], target: Sequence[VersionFile]) -> tuple[list[FileChange], int]:
+    """The changes from `base` to `target`, sorted by path, and the number of unchanged paths."""
+    before = {f.path: f for f in base}
+    after = {f.path: f for f in target}
+    changes: list[FileChange] = []
+    unchanged = 0
+    for path in sorted(before.keys() | after.keys()):
+        old, new = before.get(path), after.get(path)
+        if old is None:
+            changes.append(FileChange(path, ChangeKind.ADDED, None, new))
+        elif new is None:
+            changes.append(FileChange(path, ChangeKind.REMOVED, old, None))
+        elif old.sha256 == new.sha256 and old.object_key == new.object_key:
+            unchanged += 1
+        else:
+            changes.append(FileChange(path, ChangeKind.MODIFIED, old, new, schema_change(old, new)))
+    return changes, unchanged
+
+
+def schema_change(base: VersionFile, target: VersionFile) -> SchemaChange | None:
+    """Columns added, removed and retyped between two tabular files (None unless both are tabular)."""
+    if base.format not in TABULAR_FORMATS or target.format not in TABULAR_FORMATS:
+        return None
+    old = {c.name: c for c in reversed(base.columns)}  # reversed: the first of duplicate names wins
+    new = {c.name: c for c in reversed(target.columns)}
+    added = tuple(c for c in target.columns if c.name not in old)
+    removed = tuple(c for c in base.columns if c.name not in new)
+    retyped = tuple(ColumnTypeChange(c.name, old[c.name].type, c.type) for c in _unique(target.columns)
+                    if c.name in old and old[c.name].type != c.type)
+    return SchemaChange(added, removed, retyped, base.row_count, target.row_count)
+
+
+def _unique(columns: Sequence[ColumnInfo]) -> list[ColumnInfo]:
+    seen: set[str] = set()
+    first = []
+    for column in columns:
+        if column.name not in seen:
+            seen.add(column.name)
+            first.append(column)
+    return first

@@ -1,0 +1,160 @@
+"""Reading versions: their differences, and the files in them (previews, statistics, bytes, download URLs).
+
+Every call acts in the caller's namespace: version names resolve through `Versions.resolve`, which checks it.
+A version's files exist once it is READY; asking for a file of a version still being built is
+FAILED_PRECONDITION (VERSION_NOT_READY), and a path the version does not have is NOT_FOUND (FILE_NOT_FOUND).
+
+ReadFile streams `store.read` in messages of READ_MESSAGE_BYTES, pulled one at a time by the gRPC
+layer, so a slow reader makes the server wait instead of buffering. An offset equal to the file's size
+reads nothing: the stream ends without a message (as does any read of an empty file).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from server.domain import names
+from server.domain.caller import Caller
+from server.domain.diff import VersionDiff, diff_versions
+from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, WrongState
+from server.domain.models import TABULAR_FORMATS
+from server.domain.preview import Preview, preview_file
+from server.domain.version_models import Version, VersionFile, VersionState
+from server.domain.versions import Versions
+from server.storage import versions as repo
+from server.storage.db import Database
+from server.storage.objects import ObjectStore
+
+DEFAULT_PREVIEW_ROWS = 100
+READ_MESSAGE_BYTES = 1 << 20
+DEFAULT_URL_TTL = 3600.0
+MAX_URL_TTL = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class DownloadUrl:
+    """A presigned URL and when it stops working."""
+
+    url: str
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """A validated read of a file: where it starts and how many bytes it covers."""
+
+    file: VersionFile
+    offset: int
+    length: int
+    store: ObjectStore
+
+    async def chunks(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(offset, bytes) in pieces of READ_MESSAGE_BYTES (the last may be shorter), read as they are consumed."""
+        if self.length == 0:
+            return
+        offset = self.offset
+        held = bytearray()
+        stream = self.store.read(self.file.object_key, self.offset, self.length, chunk_bytes=READ_MESSAGE_BYTES)
+        # A local file yields whole pieces, passed on as they are; an S3 body yields whatever the socket had
+        # (often a few KiB), gathered here into whole pieces.
+        async for chunk in stream:
+            if not held and len(chunk) == READ_MESSAGE_BYTES:
+                yield offset, chunk
+                offset += len(chunk)
+                continue
+            held += chunk
+            while len(held) >= READ_MESSAGE_BYTES:
+                yield offset, bytes(held[:READ_MESSAGE_BYTES])
+                del held[:READ_MESSAGE_BYTES]
+                offset += READ_MESSAGE_BYTES
+        if held:
+            yield offset, bytes(held)
+
+
+class Files:
+    """Version reads: diffs, and previews, statistics, bytes and download URLs of files."""
+
+    def __init__(self, db: Database, store: ObjectStore, versions: Versions, max_preview_rows: int) -> None:
+        self.db = db
+        self.store = store
+        self.versions = versions
+        self.max_preview_rows = max_preview_rows
+
+    async def diff(self, caller: Caller, base: str, target: str) -> VersionDiff:
+        """Paths added, removed and changed from `base` to `target`, two READY versions of one dataset."""
+        base_ref = names.parse_version(base, "base_version")
+        target_ref = names.parse_version(target, "target_version")
+        if base_ref.dataset != target_ref.dataset:
+            raise InvalidArgument.field("target_version", f"{target} is not a version of {base_ref.dataset.name}",
+                                        reason="DIFFERENT_DATASETS")
+        old = _ready(await self.versions.get(caller, base, "base_version"))
+        new = _ready(await self.versions.get(caller, target, "target_version"))
+        return diff_versions(old, new)
+
+    async def file(self, caller: Caller, version: str, path: str) -> VersionFile:
+        """One file of a READY version."""
+        names.parse_version(version, "version")
+        names.file_path(path, "path")
+        version_id = await self.versions.resolve(caller, version, "version")
+        async with self.db.connection() as connection:
+            found = await repo.file(connection, version_id, path)
+            if found is not None:
+                return found
+            held = await repo.get(connection, version_id)
+        if held is not None:
+            _ready(held)
+        raise NotFound(f"path {path!r} is not in version {version}", reason="FILE_NOT_FOUND",
+                       metadata={"path": path})
+
+    async def preview(self, caller: Caller, version: str, path: str, row_limit: int) -> Preview:
+        """The first rows of a tabular file (0 rows asked means DEFAULT_PREVIEW_ROWS)."""
+        if row_limit < 0 or row_limit > self.max_preview_rows:
+            raise InvalidArgument.field("row_limit", f"must be 0-{self.max_preview_rows} (0 means "
+                                        f"{DEFAULT_PREVIEW_ROWS}); got {row_limit}", reason="INVALID_ROW_LIMIT")
+        limit = row_limit or min(DEFAULT_PREVIEW_ROWS, self.max_preview_rows)
+        return await preview_file(self.store, _tabular(await self.file(caller, version, path)), limit)
+
+    async def stats(self, caller: Caller, version: str, path: str) -> VersionFile:
+        """A tabular file with the column statistics computed when it was validated."""
+        return _tabular(await self.file(caller, version, path))
+
+    async def read(self, caller: Caller, version: str, path: str, offset: int, limit: int) -> FileRead:
+        """A read of `limit` bytes (0: to the end) from `offset`; OUT_OF_RANGE past the end of the file."""
+        if offset < 0:
+            raise InvalidArgument.field("offset", f"must not be negative; got {offset}", reason="INVALID_OFFSET")
+        if limit < 0:
+            raise InvalidArgument.field("limit", f"must not be negative (0 reads to the end); got {limit}",
+                                        reason="INVALID_LIMIT")
+        file = await self.file(caller, version, path)
+        if offset > file.size:
+            raise OutOfRange(f"offset {offset} is past the end of {path!r} ({file.size} bytes)",
+                             reason="OFFSET_OUT_OF_RANGE", metadata={"size": str(file.size)})
+        available = file.size - offset
+        return FileRead(file, offset, available if limit == 0 else min(limit, available), self.store)
+
+    async def download_url(self, caller: Caller, version: str, path: str, ttl_seconds: float) -> DownloadUrl:
+        """A presigned GET URL valid for `ttl_seconds` (0: an hour); NotSupported on stores that cannot."""
+        if ttl_seconds < 0 or ttl_seconds > MAX_URL_TTL:
+            raise InvalidArgument.field("ttl", f"must be between 0 and 7 days (0 means 1 hour); got {ttl_seconds}s",
+                                        reason="INVALID_TTL")
+        seconds = max(1, math.floor(ttl_seconds or DEFAULT_URL_TTL))
+        file = await self.file(caller, version, path)
+        expire_time = datetime.now(UTC) + timedelta(seconds=seconds)
+        return DownloadUrl(await self.store.presign_get(file.object_key, seconds), expire_time)
+
+
+def _ready(version: Version) -> Version:
+    if version.state != VersionState.READY:
+        raise WrongState(f"version {version.name} is {version.state.value}; only READY versions have files",
+                         state=version.state.value, reason="VERSION_NOT_READY")
+    return version
+
+
+def _tabular(file: VersionFile) -> VersionFile:
+    if file.format not in TABULAR_FORMATS:
+        raise FailedPrecondition(f"{file.path!r} is {file.format.value}, not a table (CSV, JSONL or Parquet)",
+                                 reason="NOT_TABULAR", metadata={"format": file.format.value})
+    return file

@@ -1,0 +1,177 @@
+"""A stored object as a seekable, read-only file, for pyarrow running in a worker thread.
+
+Readers such as pyarrow's Parquet reader seek to the footer, then read column chunks, often in small
+pieces. Every read that misses fetches at least `read_ahead` bytes and the last few blocks stay cached, so
+those small reads do not each become a request to the store; a reader that knows which ranges it will need
+can `prefetch` them, fetched concurrently from a remote store (one round trip instead of one per range).
+An object in a remote store is fetched with range reads through the event loop (one hop per fetch, as
+`StreamedObject` does); a local store's file is read with `os.pread` on the calling thread, where prefetching
+would gain nothing. `bytes_fetched` and `fetches` count what was read from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from server.storage.objects.base import ObjectStore
+
+READ_AHEAD_BYTES = 256 << 10
+CACHE_BYTES = 16 << 20
+
+Fetch = Callable[[list[tuple[int, int]]], list[bytes]]
+
+
+async def _read_range(store: ObjectStore, key: str, offset: int, length: int) -> bytes:
+    return b"".join([chunk async for chunk in store.read(key, offset, length)])
+
+
+class RangeFile(io.RawIOBase):
+    """Read-only, seekable bytes of one object of known size, fetched by range with read-ahead."""
+
+    def __init__(self, fetch: Fetch, size: int, *, read_ahead: int = READ_AHEAD_BYTES,
+                 cache_bytes: int = CACHE_BYTES, remote: bool = True,
+                 on_close: Callable[[], None] | None = None) -> None:
+        """Read through `fetch([(offset, length), ...])`; `on_close` releases what `fetch` holds."""
+        super().__init__()
+        self._fetch = fetch
+        self.remote = remote
+        self._size = size
+        self._read_ahead = read_ahead
+        self._cache_bytes = cache_bytes
+        self._on_close = on_close
+        self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._cached_bytes = 0
+        self._position = 0
+        self.bytes_fetched = 0
+        self.fetches = 0
+
+    @classmethod
+    def of_object(cls, store: ObjectStore, key: str, size: int, loop: asyncio.AbstractEventLoop, *,
+                  read_ahead: int = READ_AHEAD_BYTES) -> RangeFile:
+        """The object at `key`, read by range from `store` through `loop` (call from a worker thread)."""
+
+        async def read_ranges(ranges: list[tuple[int, int]]) -> list[bytes]:
+            return list(await asyncio.gather(*(_read_range(store, key, offset, length) for offset, length in ranges)))
+
+        def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+            return asyncio.run_coroutine_threadsafe(read_ranges(ranges), loop).result()
+
+        return cls(fetch, size, read_ahead=read_ahead)
+
+    @classmethod
+    def of_path(cls, path: Path, *, read_ahead: int = READ_AHEAD_BYTES) -> RangeFile:
+        """A local file, read with pread."""
+        fd = os.open(path, os.O_RDONLY)
+
+        def pread(offset: int, length: int) -> bytes:
+            pieces = []
+            while length > 0:
+                piece = os.pread(fd, length, offset)
+                if not piece:
+                    break
+                pieces.append(piece)
+                offset += len(piece)
+                length -= len(piece)
+            return b"".join(pieces)
+
+        def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+            return [pread(offset, length) for offset, length in ranges]
+
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        return cls(fetch, size, read_ahead=read_ahead, remote=False, on_close=lambda: os.close(fd))
+
+    @property
+    def size(self) -> int:
+        """Size of the object in bytes."""
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(f"seek to {base + offset}, before the start")
+        self._position = base + offset
+        return self._position
+
+    def _cached(self, position: int) -> tuple[int, bytes] | None:
+        for start, block in reversed(self._blocks.items()):
+            if start <= position < start + len(block):
+                self._blocks.move_to_end(start)
+                return start, block
+        return None
+
+    def _load(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        blocks = self._fetch(ranges)
+        for (offset, length), block in zip(ranges, blocks, strict=True):
+            if len(block) != length:
+                raise OSError(f"the store returned {len(block)} bytes at {offset}; expected {length}")
+            self.fetches += 1
+            self.bytes_fetched += length
+            if length <= self._cache_bytes:
+                self._blocks[offset] = block
+                self._cached_bytes += length
+        while self._cached_bytes > self._cache_bytes:
+            _, old = self._blocks.popitem(last=False)
+            self._cached_bytes -= len(old)
+        return blocks
+
+    def _block(self, position: int, wanted: int) -> tuple[int, bytes]:
+        """A cached block holding `position`, or a fresh one of at least `wanted` bytes starting there."""
+        found = self._cached(position)
+        if found is not None:
+            return found
+        length = min(max(wanted, self._read_ahead), self._size - position)
+        return position, self._load([(position, length)])[0]
+
+    def prefetch(self, ranges: list[tuple[int, int]]) -> None:
+        """Fetch ranges that reads will soon need, all at once, into the cache (remote stores only)."""
+        wanted = [(offset, min(length, self._size - offset)) for offset, length in ranges
+                  if 0 <= offset < self._size and length > 0 and self._cached(offset) is None]
+        if self.remote and wanted:
+            self._load(wanted)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        target = memoryview(buffer).cast("B")
+        wanted = min(len(target), self._size - self._position)
+        done = 0
+        while done < wanted:
+            start, block = self._block(self._position, wanted - done)
+            piece = memoryview(block)[self._position - start:self._position - start + wanted - done]
+            target[done:done + len(piece)] = piece
+            done += len(piece)
+            self._position += len(piece)
+        return done
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._size - self._position
+        buffer = bytearray(max(0, min(size, self._size - self._position)))
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._blocks.clear()
+            if self._on_close is not None:
+                self._on_close()
+        super().close()
