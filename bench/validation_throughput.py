@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -74,16 +73,6 @@ def make_parquet(size: int) -> Path:
     return path
 
 
-def timed(run: Callable[[], None], repeat: int) -> float:
-    """Median seconds."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def pyarrow_open_csv(path: Path) -> None:
     for _ in pa_csv.open_csv(path):
         pass
@@ -99,46 +88,87 @@ def pyarrow_parquet(path: Path) -> None:
             pass
 
 
-def quarry_validate(path: Path) -> tuple[float, int, int]:
-    """(seconds, rows, peak RSS growth in bytes) of Quarry's validation of `path` from a local store."""
+def pyarrow_parquet_streaming(path: Path) -> None:
+    with pq.ParquetFile(path, pre_buffer=False) as parquet:
+        for _ in parquet.iter_batches():
+            pass
+
+
+def _peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def quarry_validate(path: Path) -> int:
+    """Quarry's validation of `path` from a local store; the rows it found."""
 
     size = path.stat().st_size
 
-    async def run() -> tuple[float, int]:
+    async def run() -> int:
         store = await LocalStore(path.parent).open()
-        started = time.perf_counter()
         report = await validate_object(store, path.name, size, path.name, "", DatasetRules(), None)
-        elapsed = time.perf_counter() - started
         assert report.ok, report.errors
-        return elapsed, report.row_count
+        return report.row_count
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    elapsed, rows = asyncio.run(run())
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return elapsed, rows, (after - before) * 1024
+    return asyncio.run(run())
+
+
+MEASURES: dict[str, Callable[[Path], object]] = {
+    "quarry": quarry_validate,
+    "open_csv": pyarrow_open_csv,
+    "read_csv": pyarrow_read_csv,
+    "parquet_defaults": pyarrow_parquet,
+    "parquet_streaming": pyarrow_parquet_streaming,
+}
+LABELS = {
+    "open_csv": "pyarrow open_csv (streaming)",
+    "read_csv": "pyarrow read_csv",
+    "parquet_defaults": "pyarrow iter_batches (defaults)",
+    "parquet_streaming": "pyarrow iter_batches, pre_buffer off",
+}
+
+
+def measure(name: str, path: Path) -> tuple[float, int]:
+    """(seconds, peak RSS) of one measure, in a fresh process so neither leaks into the other."""
+    result = subprocess.run([sys.executable, __file__, "--child", name, str(path)], capture_output=True, text=True,
+                            check=True)
+    seconds, peak = result.stdout.split()
+    return float(seconds), int(peak)
+
+
+def child(name: str, path: Path) -> None:
+    baseline = _peak_rss()
+    started = time.perf_counter()
+    MEASURES[name](path)
+    print(time.perf_counter() - started, _peak_rss() - baseline)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=parse_size, default=1 << 30)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    csv_path, parquet_path = make_csv(args.size), make_parquet(args.size)
-    # Quarry runs first, so this process's peak RSS growth is its own (pyarrow's read_csv holds a whole table).
-    cases = [("CSV", csv_path, {"pyarrow open_csv (streaming)": pyarrow_open_csv,
-                                "pyarrow read_csv": pyarrow_read_csv}),
-             ("Parquet", parquet_path, {"pyarrow iter_batches": pyarrow_parquet})]
-    runs = {label: [quarry_validate(path) for _ in range(args.repeat)] for label, path, _ in cases}
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    cases = [("CSV", make_csv(args.size), ["open_csv", "read_csv"]),
+             ("Parquet", make_parquet(args.size), ["parquet_defaults", "parquet_streaming"])]
     for label, path, baselines in cases:
         size = path.stat().st_size
-        figures = {name: size / timed(functools.partial(func, path), args.repeat) / 1e6
-                   for name, func in baselines.items()}
-        quarry = size / statistics.median(r[0] for r in runs[label]) / 1e6
-        grew = max(r[2] for r in runs[label]) / 2**20
-        print(f"{label}: {size / 1e6:.0f} MB, {runs[label][0][1]} rows")
-        print(f"  (a) Quarry validation              {quarry:8.1f} MB/s   (peak RSS grew {grew:.0f} MiB)")
-        for name, rate in figures.items():
-            print(f"  (b) {name:<30} {rate:8.1f} MB/s   a/b = {quarry / rate:.2f}")
+        runs: dict[str, list[tuple[float, int]]] = {name: [] for name in ["quarry", *baselines]}
+        for _ in range(args.repeat):  # interleaved, so a noisy moment hits every measure alike
+            for name in runs:
+                runs[name].append(measure(name, path))
+        rate = {name: size / statistics.median(r[0] for r in results) / 1e6 for name, results in runs.items()}
+        print(f"{label}: {size / 1e6:.0f} MB")
+        print(f"  (a) Quarry validation                  {rate['quarry']:8.1f} MB/s   "
+              f"(peak RSS +{max(r[1] for r in runs['quarry']) / 2**20:.0f} MiB)")
+        for name in baselines:
+            print(f"  (b) {LABELS[name]:<36} {rate[name]:8.1f} MB/s   a/b = {rate['quarry'] / rate[name]:.2f}   "
+                  f"(peak RSS +{max(r[1] for r in runs[name]) / 2**20:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -40,10 +40,12 @@ async def validate_object(store: ObjectStore, key: str, size: int, path: str, co
     if not report.ok:
         return report
     local = store.local_path(key)
+    count_lines = report.format == FileFormat.JSONL  # pyarrow gives CSV errors their row itself
     if local is not None:
-        source = StreamedObject(None, None, await asyncio.to_thread(open, local, "rb"))
+        source = StreamedObject(None, None, await asyncio.to_thread(open, local, "rb"), count_lines=count_lines)
     else:
-        source = StreamedObject(store.read(key, chunk_bytes=READ_CHUNK), asyncio.get_running_loop())
+        source = StreamedObject(store.read(key, chunk_bytes=READ_CHUNK), asyncio.get_running_loop(),
+                                count_lines=count_lines)
     try:
         if report.format == FileFormat.PARQUET:
             await _parquet(store, key, source, report, spool_dir)

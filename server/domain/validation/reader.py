@@ -29,9 +29,12 @@ class StreamedObject(io.RawIOBase):
     """Read-only, forward-only bytes of an object; `sha256()` and `line_of()` once read."""
 
     def __init__(self, chunks: AsyncIterator[bytes] | None, loop: asyncio.AbstractEventLoop | None,
-                 local: BinaryIO | None = None) -> None:
-        """Read from the store's async stream via `loop`, or (for the local store) straight from a file."""
+                 local: BinaryIO | None = None, *, count_lines: bool = True) -> None:
+        """Read from the store's async stream via `loop`, or (for the local store) straight from a file.
+        `count_lines` keeps `window()`'s line numbers right (only a format without its own line numbers
+        in errors needs them)."""
         super().__init__()
+        self._count_lines = count_lines
         self._chunks = chunks
         self._loop = loop
         self._local = local
@@ -77,7 +80,7 @@ class StreamedObject(io.RawIOBase):
 
     def _digest(self, chunk: bytes) -> int:
         self._hash.update(chunk)  # releases the GIL for large buffers: runs beside the parser
-        return chunk.count(b"\n")
+        return chunk.count(b"\n") if self._count_lines else 0
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._current:

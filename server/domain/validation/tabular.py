@@ -1,15 +1,13 @@
 """CSV and JSON Lines, parsed with pyarrow's streaming readers: rows, schema, statistics, first errors.
 
 Runs in a worker thread. Ragged CSV rows are reported by line through pyarrow's invalid-row handler and
-skipped, so one pass finds the first few. Errors pyarrow reports without a line (a value that does not
-fit the type inferred from the first block, a broken JSON line) are traced to their line by scanning
-the most recent bytes the reader kept.
+skipped, so one pass finds the first few. CSV conversion errors carry their row (pyarrow parses without
+threads here, so it knows it); a broken JSON line is traced to its line by scanning the most recent bytes
+the reader kept.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 
@@ -70,15 +68,6 @@ def _locate_csv_error(exc: pa.ArrowInvalid, source: StreamedObject, report: Repo
     if row is not None:  # pyarrow knows the line when it parses without threads
         return Issue("TYPE_MISMATCH", f"line {row}: value {value!r} of column {column!r} is not {type_name} (the "
                                       "type inferred from the first rows)", line=int(row), column=column)
-    first_line, window = source.window()
-    text = window.decode("utf-8", errors="replace")
-    start = text.find("\n") + 1 if first_line > 1 else 0  # the window may begin mid-line
-    line_number = first_line + (1 if first_line > 1 else 0)
-    for offset, fields in enumerate(csv.reader(io.StringIO(text[start:]))):
-        if len(fields) > index and fields[index] == value:
-            return Issue("TYPE_MISMATCH", f"line {line_number + offset}: value {value!r} of column {column!r} is "
-                                          f"not {type_name} (the type inferred from the first rows)",
-                         line=line_number + offset, column=column)
     return Issue("TYPE_MISMATCH", f"value {value!r} of column {column!r} is not {type_name} (the type inferred "
                                   "from the first rows)", column=column)
 

@@ -1,0 +1,122 @@
+"""The validation engine on its own: format detection, first errors with lines, statistics, rules."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from server.domain.models import DatasetRules, FileFormat
+from server.domain.validation import validate_object
+from server.domain.validation.report import ColumnInfo, Report
+from server.storage.objects.local import LocalStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> LocalStore:
+    return await LocalStore(tmp_path).open()
+
+
+async def validate(store: LocalStore, name: str, data: bytes, *, content_type: str = "",
+                   rules: DatasetRules | None = None, previous: list[ColumnInfo] | None = None) -> Report:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    key = f"k/{abs(hash((name, data)))}"
+    await store.put(key, chunks())
+    return await validate_object(store, key, len(data), name, content_type, rules or DatasetRules(), previous)
+
+
+def parquet_bytes(table: pa.Table, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, **options)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content_type, data, expected, how", [
+    ("t.csv", "", b"a,b\n1,2\n", FileFormat.CSV, "extension"),
+    ("t.ndjson", "", b'{"a": 1}\n', FileFormat.JSONL, "extension"),
+    ("noext", "text/csv", b"a,b\n1,2\n", FileFormat.CSV, "content_type"),
+    ("noext", "", b'{"a": 1}\n{"a": 2}\n', FileFormat.JSONL, "sniff"),
+    ("noext", "", "plain words\n".encode(), FileFormat.TEXT, "sniff"),
+    ("noext", "", b"\x00\x01\x02\xff" * 100, FileFormat.BINARY, "sniff"),
+    ("misnamed.csv", "", parquet_bytes(pa.table({"x": [1, 2]})), FileFormat.PARQUET, "magic"),
+])
+async def test_format_detection(store: LocalStore, name: str, content_type: str, data: bytes,
+                                expected: FileFormat, how: str) -> None:
+    report = await validate(store, name, data, content_type=content_type)
+    assert (report.format, report.detected_by) == (expected, how)
+    assert report.sha256 == hashlib.sha256(data).hexdigest() and report.bytes_read == len(data)
+
+
+async def test_ragged_rows_are_reported_by_line_and_counted(store: LocalStore) -> None:
+    data = b"a,b,c\n1,2,3\n4,5\n6,7,8\n9,10,11,12\n"
+    report = await validate(store, "r.csv", data)
+    assert [(e.code, e.line) for e in report.errors] == [("RAGGED_ROW", 3), ("RAGGED_ROW", 5)]
+    assert report.error_count == 2 and not report.ok
+
+
+async def test_a_late_type_change_is_reported_with_its_line(store: LocalStore) -> None:
+    rows = 600_000  # beyond the first block, where pyarrow infers the types
+    data = b"n,s\n" + b"".join(b"%d,x\n" % i for i in range(rows)) + b"oops,y\n"
+    report = await validate(store, "t.csv", data)
+    [error] = report.errors
+    assert (error.code, error.line, error.column) == ("TYPE_MISMATCH", rows + 2, "n")
+
+
+async def test_broken_json_line(store: LocalStore) -> None:
+    report = await validate(store, "e.jsonl", b'{"a": 1}\n{"a": 2}\n{"a": [\n{"a": 4}\n')
+    assert [(e.code, e.line) for e in report.errors] == [("INVALID_JSON", 3)]
+
+
+async def test_parquet_truncated_and_corrupt(store: LocalStore) -> None:
+    data = parquet_bytes(pa.table({"x": list(range(10_000))}), row_group_size=1000)
+    truncated = await validate(store, "t.parquet", data[: len(data) // 2])
+    assert truncated.errors[0].code == "INVALID_PARQUET"
+    assert (await validate(store, "ok.parquet", data)).row_count == 10_000
+
+
+async def test_text_must_be_utf8(store: LocalStore) -> None:
+    assert (await validate(store, "ok.txt", "é\nü\n".encode())).ok
+    bad = await validate(store, "bad.txt", b"one\ntwo\n\xc3\x28\n")
+    assert [(e.code, e.line) for e in bad.errors] == [("INVALID_UTF8", 3)]
+
+
+async def test_statistics(store: LocalStore) -> None:
+    rows = 50_000
+    csv = "k,v,n\n" + "".join(f"{i},v{i % 700},{'' if i % 10 == 0 else i % 3}\n" for i in range(rows))
+    report = await validate(store, "s.csv", csv.encode())
+    stats = {s.name: s for s in report.stats}
+    assert (stats["k"].min, stats["k"].max, stats["k"].null_count) == ("0", str(rows - 1), 0)
+    assert abs(stats["k"].distinct_estimate - rows) / rows < 0.05
+    assert abs(stats["v"].distinct_estimate - 700) / 700 < 0.05 and stats["v"].min == "v0"
+    assert stats["n"].null_count == rows // 10 and stats["n"].distinct_estimate == 3
+    nanos = pa.table({"t": pa.array([1_700_000_000_123_456_789, None], pa.timestamp("ns"))})
+    parquet = await validate(store, "n.parquet", parquet_bytes(nanos))
+    assert parquet.stats[0].min.endswith(".123456789") and parquet.stats[0].null_count == 1
+
+
+async def test_rules(store: LocalStore) -> None:
+    data = b"id,name\n1,a\n2,b\n"
+    rules = DatasetRules(max_file_bytes=5, allowed_formats=(FileFormat.PARQUET,))
+    assert {e.code for e in (await validate(store, "r.csv", data, rules=rules)).errors} == \
+        {"FILE_TOO_LARGE", "FORMAT_NOT_ALLOWED"}
+    rules = DatasetRules(min_rows=3, required_columns=("id", "email"))
+    assert {e.code for e in (await validate(store, "r.csv", data, rules=rules)).errors} == \
+        {"TOO_FEW_ROWS", "MISSING_COLUMN"}
+
+
+async def test_schema_compatibility(store: LocalStore) -> None:
+    previous = [ColumnInfo("id", "int32"), ColumnInfo("name", "string"), ColumnInfo("gone", "string")]
+    report = await validate(store, "c.parquet", parquet_bytes(pa.table({
+        "id": pa.array([1], pa.int64()), "name": pa.array([1.5]), "added": pa.array([1])})), previous=previous)
+    assert {(e.code, e.column) for e in report.errors} == {("COLUMN_REMOVED", "gone"), ("COLUMN_RETYPED", "name")}
+    # int32 -> int64 widens: not an error. And with breaking changes allowed, the rest are warnings only.
+    allowed = await validate(store, "c.parquet", parquet_bytes(pa.table({"id": pa.array([1], pa.int64())})),
+                             rules=DatasetRules(allow_breaking_schema_changes=True), previous=previous)
+    assert allowed.ok and {w.code for w in allowed.warnings} == {"COLUMN_REMOVED"}
