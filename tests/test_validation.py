@@ -43,7 +43,7 @@ def parquet_bytes(table: pa.Table, **options: object) -> bytes:
     ("t.ndjson", "", b'{"a": 1}\n', FileFormat.JSONL, "extension"),
     ("noext", "text/csv", b"a,b\n1,2\n", FileFormat.CSV, "content_type"),
     ("noext", "", b'{"a": 1}\n{"a": 2}\n', FileFormat.JSONL, "sniff"),
-    ("noext", "", "plain words\n".encode(), FileFormat.TEXT, "sniff"),
+    ("noext", "", b"plain words\n", FileFormat.TEXT, "sniff"),
     ("noext", "", b"\x00\x01\x02\xff" * 100, FileFormat.BINARY, "sniff"),
     ("misnamed.csv", "", parquet_bytes(pa.table({"x": [1, 2]})), FileFormat.PARQUET, "magic"),
 ])
