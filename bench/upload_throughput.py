@@ -6,13 +6,15 @@
 Prints MB/s of (a) the Quarry server, (b) the same bytes straight to the same store (aioboto3 multipart
 with the same S3 part size for S3, a plain file copy with fsync for the local store), and (c) a bare
 grpc.aio server that discards the bytes (the transport's ceiling), the ratios a/b and a/c, and the
-Quarry server's peak RSS. Each figure is the median of --repeat runs.
+Quarry server's peak RSS. Each figure is the median of --repeat runs, taken in turns.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import os
 import shutil
 import statistics
@@ -174,14 +176,11 @@ async def direct_file(stack: Stack, path: Path) -> None:
     target.unlink()
 
 
-async def timed(run: Callable[[], Coroutine[Any, Any, None]], size: int, repeat: int) -> float:
-    """Median MB/s over `repeat` runs."""
-    rates = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await run()
-        rates.append(size / (time.perf_counter() - started) / 1e6)
-    return statistics.median(rates)
+async def rate(run: Callable[[], Coroutine[Any, Any, None]], size: int) -> float:
+    """MB/s of one run."""
+    started = time.perf_counter()
+    await run()
+    return size / (time.perf_counter() - started) / 1e6
 
 
 def main() -> None:
@@ -198,26 +197,24 @@ def main() -> None:
     path = source_file(args.size)
     print(f"store={args.store} size={args.size / MiB:.0f} MiB chunk={args.chunk / MiB:g} MiB streams={streams} "
           f"part={part_size_for(args.size) / MiB:.0f} MiB repeat={args.repeat}", flush=True)
-    with quarry_stack(args.store) as stack:
-        figures: dict[str, float] = {}
+    with quarry_stack(args.store) as stack, contextlib.ExitStack() as cleanup:
+        measures: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         if not args.only_quarry:
             sink_address = f"127.0.0.1:{free_port()}"
             sink = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_sink.py"), sink_address,
                                      str(args.chunk + MiB)], stdout=subprocess.PIPE, text=True)
-            try:
-                assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-                figures["c"] = asyncio.run(timed(lambda: bare_upload(sink_address, path, args.size, args.chunk,
-                                                                     streams), args.size, args.repeat))
-            finally:
-                sink.terminate()
-                sink.wait()
-            if args.store == "s3":
-                figures["b"] = asyncio.run(timed(lambda: direct_s3(stack, path, args.size, args.in_flight),
-                                                 args.size, args.repeat))
-            else:
-                figures["b"] = asyncio.run(timed(lambda: direct_file(stack, path), args.size, args.repeat))
-        figures["a"] = asyncio.run(timed(lambda: quarry_upload(stack, path, args.size, args.chunk, streams),
-                                         args.size, args.repeat))
+            cleanup.callback(sink.wait)
+            cleanup.callback(sink.terminate)
+            assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+            measures["c"] = functools.partial(bare_upload, sink_address, path, args.size, args.chunk, streams)
+            measures["b"] = (functools.partial(direct_s3, stack, path, args.size, args.in_flight)
+                             if args.store == "s3" else functools.partial(direct_file, stack, path))
+        measures["a"] = functools.partial(quarry_upload, stack, path, args.size, args.chunk, streams)
+        runs: dict[str, list[float]] = {name: [] for name in measures}
+        for _ in range(args.repeat):  # interleaved: a noisy moment hits every measure alike
+            for name, measure in measures.items():
+                runs[name].append(asyncio.run(rate(measure, args.size)))
+        figures = {name: statistics.median(values) for name, values in runs.items()}
         rss = stack.server_peak_rss()
     print(f"(a) through Quarry      {figures['a']:8.1f} MB/s")
     if "b" in figures:

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     storage_url: str = Field("file://.quarry/objects", description="s3://bucket?endpoint=… or file:///path")
     s3_access_key_id: str | None = Field(None, description="S3 access key; default: the AWS credential chain")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key")
+    s3_parts_in_flight: int = Field(4, gt=0, le=256, description="S3 part uploads in flight across the server")
     grpc_address: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the server; 0 disables")
     worker_metrics_port: int = Field(9465, ge=0, le=65535, description="Prometheus port of the worker; 0 disables")

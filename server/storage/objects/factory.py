@@ -16,4 +16,5 @@ async def open_store(settings: Settings) -> ObjectStore:
     from server.storage.objects.s3 import S3Store
 
     secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
-    return await S3Store(location, settings.s3_access_key_id, secret).open()
+    return await S3Store(location, settings.s3_access_key_id, secret,
+                         parts_in_flight=settings.s3_parts_in_flight).open()

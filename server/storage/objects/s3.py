@@ -7,6 +7,7 @@ becomes Unavailable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
@@ -61,8 +62,9 @@ class S3Store(ObjectStore):
     kind = "s3"
 
     def __init__(self, location: S3Location, access_key_id: str | None = None,
-                 secret_access_key: str | None = None, max_connections: int = 64) -> None:
+                 secret_access_key: str | None = None, max_connections: int = 64, parts_in_flight: int = 4) -> None:
         self.location = location
+        self.part_slots = asyncio.Semaphore(parts_in_flight)
         self._session = aioboto3.Session(
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,

@@ -24,6 +24,8 @@ IN_FLIGHT = 1
 
 
 class _PartUploader(Protocol):
+    part_slots: asyncio.Semaphore
+
     async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
                           data: bytes | bytearray | memoryview) -> str: ...
 
@@ -75,13 +77,17 @@ class StreamedPart(PartWriter):
     async def _send(self) -> None:
         while len(self._in_flight) >= IN_FLIGHT:
             await self._collect(asyncio.FIRST_COMPLETED)
-        body, self._buffer = self._buffer, bytearray(self._sub_size)
-        del body[self._filled:]
+        # One copy into immutable bytes: the buffer is reused for the next S3 part, and HTTP layers below
+        # slice bytes for free (slicing a bytearray would copy it once more).
+        body = bytes(memoryview(self._buffer)[:self._filled])
         number, self._next_number = self._next_number, self._next_number + 1
         offset = self._offset + self.size - self._filled
         self._filled = 0
-        self._in_flight[number] = asyncio.create_task(
-            self._uploader.upload_part(self._key, self._upload_id, number, offset, body))
+        # A server-wide bound on S3 parts in flight: many streams share it, so memory stays bounded.
+        await self._uploader.part_slots.acquire()
+        task = asyncio.create_task(self._uploader.upload_part(self._key, self._upload_id, number, offset, body))
+        task.add_done_callback(lambda _: self._uploader.part_slots.release())
+        self._in_flight[number] = task
 
     async def _collect(self, when: str) -> None:
         done, _ = await asyncio.wait(self._in_flight.values(), return_when=when)
