@@ -15,8 +15,10 @@ import hashlib
 import hmac
 import json
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from server.domain.errors import InvalidArgument
@@ -104,3 +106,17 @@ class PageTokens:
                                                       "(parent, filter or order changed)",
                                         reason="INVALID_PAGE_TOKEN")
         return position
+
+    def decode_time_id(self, token: str, request: Sequence[Any]) -> tuple[datetime, uuid.UUID] | None:
+        """A (time, id) keyset position (newest-first lists), or None for the first page."""
+        position = self.decode(token, request)
+        if position is None:
+            return None
+        try:
+            return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
+        except (ValueError, IndexError, TypeError):
+            raise InvalidArgument.field("page_token", "invalid page token", reason="INVALID_PAGE_TOKEN") from None
+
+    def encode_time_id(self, time: datetime, item_id: uuid.UUID, request: Sequence[Any]) -> str:
+        """The token for the page after the item at (time, id)."""
+        return self.encode([time.isoformat(), str(item_id)], request)

@@ -14,7 +14,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 
 from server import metrics
 from server.domain import names
@@ -128,13 +127,7 @@ class Uploads:
             else:
                 dataset = names.dataset_name(term.value, "filter")
         request = (namespace, filter_text.strip())
-        position = self._tokens.decode(token, request)
-        after = None
-        if position is not None:
-            try:
-                after = (datetime.fromisoformat(position[0]), uuid.UUID(position[1]))
-            except (ValueError, IndexError, TypeError):
-                raise InvalidArgument.field("page_token", "invalid page token", reason="INVALID_PAGE_TOKEN") from None
+        after = self._tokens.decode_time_id(token, request)
         async with self.db.connection() as connection:
             namespace_id = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", namespace)
             if namespace_id is None:
@@ -145,7 +138,7 @@ class Uploads:
         next_token = ""
         if more:
             last = page[-1]
-            next_token = self._tokens.encode([last.create_time.isoformat(), str(last.id)], request)
+            next_token = self._tokens.encode_time_id(last.create_time, last.id, request)
         return page, next_token
 
     # --- opening -------------------------------------------------------------------------------------

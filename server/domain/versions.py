@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
@@ -102,17 +101,11 @@ class Versions:
         head = await self.dataset(caller, parent)
         limit = page_size(size, self._max_page_size)
         request = (str(head.id),)
-        position = self._tokens.decode(token, request)
-        after = None
-        if position is not None:
-            try:
-                after = (datetime.fromisoformat(position[0]), uuid.UUID(position[1]))
-            except (ValueError, IndexError, TypeError):
-                raise InvalidArgument.field("page_token", "invalid page token", reason="INVALID_PAGE_TOKEN") from None
+        after = self._tokens.decode_time_id(token, request)
         async with self.db.connection() as connection:
             found = await repo.page(connection, head.id, after, limit + 1)
         page, more = found[:limit], len(found) > limit
-        token_out = self._tokens.encode([page[-1].create_time.isoformat(), str(page[-1].id)], request) if more else ""
+        token_out = self._tokens.encode_time_id(page[-1].create_time, page[-1].id, request) if more else ""
         return page, token_out
 
     # --- committing ----------------------------------------------------------------------------------
