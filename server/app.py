@@ -24,6 +24,7 @@ from quarry.v1 import (
 )
 
 from server import metrics
+from server.allocator import map_large_blocks
 from server.api.capabilities import CapabilitiesServicer
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
@@ -58,6 +59,10 @@ def build_grpc_server(settings: Settings, deps: Dependencies, services: Services
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # A fixed read-ahead per stream instead of one grown by bandwidth probing, which on a fast link
+            # let each stream buffer tens of MiB in the transport while the store was slower.
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", settings.stream_window_bytes),
         ],
     )
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
@@ -81,6 +86,7 @@ def _bind(server: aio.Server, address: str) -> None:
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the server until a signal (or `stop` in tests) ends it."""
+    map_large_blocks()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(10, gt=0, description="time in-flight calls get at stop")
     health_interval_seconds: float = Field(2, gt=0, description="how often dependencies are probed")
     default_namespace: str = Field("default", description="namespace of callers that name none")
+    stream_window_bytes: int = Field(4 * MiB, ge=64 * 1024, le=64 * MiB,
+                                     description="bytes the server reads ahead on each stream")
     max_chunk_bytes: int = Field(8 * MiB, ge=64 * 1024, le=64 * MiB, description="largest upload chunk")
     min_part_bytes: int = Field(5 * MiB, ge=5 * MiB, description="smallest part size (S3's minimum is 5 MiB)")
     max_part_bytes: int = Field(128 * MiB, ge=5 * MiB, le=5 * GiB, description="largest part size")

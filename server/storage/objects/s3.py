@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -216,11 +217,13 @@ class S3Store(ObjectStore):
 
     async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
                           data: bytes | bytearray | memoryview) -> str:
+        return await self.upload_part_body(key, upload_id, number, io.BytesIO(data))
+
+    async def upload_part_body(self, key: str, upload_id: str, number: int, body: io.BytesIO) -> str:
+        """Like `upload_part`, for a body already in a BytesIO (no copy on the way to the socket)."""
         with _boundary(f"part {number} of {key}"):
             response = await self._client.upload_part(
-                Bucket=self._bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number,
-                # bytes and bytearray go out as they are; only a memoryview needs a copy.
-                Body=bytes(data) if isinstance(data, memoryview) else data)
+                Bucket=self._bucket, Key=self._key(key), UploadId=upload_id, PartNumber=number, Body=body)
         return str(response["ETag"])
 
     def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,

@@ -3,7 +3,8 @@
 Holding a whole Quarry part (up to 128 MiB) per stream before sending it would cost memory and stall the
 stream while it uploads. Instead each Quarry part maps to `k` consecutive S3 part numbers of about 8 MiB:
 each is sent as soon as it is full (one in flight per part; the previous part may still be landing) while
-the stream keeps receiving. Memory per stream is about three S3 parts. The part's etag records the S3
+the stream keeps receiving. Memory per stream is about one S3 part being filled, plus at most one in flight; the
+server-wide slot semaphore bounds parts in flight across all streams. The part's etag records the S3
 parts it became (JSON), so completion lists them all. S3 allows at most 10,000 parts, so `k` shrinks for
 files with many parts, down to 1 (the whole part buffered) when the part count is unknown.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 from collections.abc import Sequence
 from typing import Protocol
@@ -26,8 +28,7 @@ IN_FLIGHT = 1
 class _PartUploader(Protocol):
     part_slots: asyncio.Semaphore
 
-    async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
-                          data: bytes | bytearray | memoryview) -> str: ...
+    async def upload_part_body(self, key: str, upload_id: str, number: int, body: io.BytesIO) -> str: ...
 
 
 def sub_parts(part_size: int, part_count: int) -> tuple[int, int]:
@@ -58,34 +59,37 @@ class StreamedPart(PartWriter):
         self._upload_id = upload_id
         self._next_number = (number - 1) * per_part + 1
         self._offset = offset
-        self._buffer = bytearray(min(self._sub_size, part_size))
-        self._filled = 0
+        self._fill_size = min(self._sub_size, part_size)
+        # Filled in place and handed to the HTTP layer as it is: botocore turns a bytes body into a BytesIO
+        # and aiohttp then takes its buffer, which would copy a shared BytesIO once more.
+        self._buffer = io.BytesIO()
         self._in_flight: dict[int, asyncio.Task[str]] = {}
         self._etags: dict[int, str] = {}
         self.size = 0
 
+    @property
+    def _filled(self) -> int:
+        return self._buffer.tell()
+
     async def write(self, data: memoryview) -> None:
         while data:
-            take = min(len(data), len(self._buffer) - self._filled)
-            self._buffer[self._filled:self._filled + take] = data[:take]
-            self._filled += take
+            take = min(len(data), self._fill_size - self._filled)
+            self._buffer.write(data[:take])
             self.size += take
             data = data[take:]
-            if self._filled == len(self._buffer):
+            if self._filled == self._fill_size:
                 await self._send()
 
     async def _send(self) -> None:
         while len(self._in_flight) >= IN_FLIGHT:
             await self._collect(asyncio.FIRST_COMPLETED)
-        # One copy into immutable bytes: the buffer is reused for the next S3 part, and HTTP layers below
-        # slice bytes for free (slicing a bytearray would copy it once more).
-        body = bytes(memoryview(self._buffer)[:self._filled])
-        number, self._next_number = self._next_number, self._next_number + 1
-        offset = self._offset + self.size - self._filled
-        self._filled = 0
-        # A server-wide bound on S3 parts in flight: many streams share it, so memory stays bounded.
+        # A server-wide bound on S3 parts in flight: many streams share it, so memory stays bounded. The
+        # stream waits here with its buffer full, which is what slows its client down.
         await self._uploader.part_slots.acquire()
-        task = asyncio.create_task(self._uploader.upload_part(self._key, self._upload_id, number, offset, body))
+        body, self._buffer = self._buffer, io.BytesIO()
+        body.seek(0)
+        number, self._next_number = self._next_number, self._next_number + 1
+        task = asyncio.create_task(self._uploader.upload_part_body(self._key, self._upload_id, number, body))
         task.add_done_callback(lambda _: self._uploader.part_slots.release())
         self._in_flight[number] = task
 
@@ -99,9 +103,9 @@ class StreamedPart(PartWriter):
     async def commit(self) -> str:
         if self._filled or not self._etags and not self._in_flight:
             await self._send()
+        self._buffer = io.BytesIO()  # the stream may open its next part while this one lands
         if self._in_flight:
             await self._collect(asyncio.ALL_COMPLETED)
-        self._buffer = bytearray()
         return json.dumps(sorted(self._etags.items()), separators=(",", ":"))
 
     async def discard(self) -> None:
@@ -111,4 +115,4 @@ class StreamedPart(PartWriter):
             with contextlib.suppress(BaseException):
                 await task
         self._in_flight.clear()
-        self._buffer = bytearray()
+        self._buffer = io.BytesIO()
