@@ -216,12 +216,19 @@ def main() -> None:
                 runs[name].append(asyncio.run(rate(measure, args.size)))
         figures = {name: statistics.median(values) for name, values in runs.items()}
         rss = stack.server_peak_rss()
+    for name, values in runs.items():
+        print(f"runs of ({name}): " + " ".join(f"{value:.0f}" for value in values) + " MB/s")
     print(f"(a) through Quarry      {figures['a']:8.1f} MB/s")
     if "b" in figures:
         label = "aioboto3 multipart" if args.store == "s3" else "file copy + fsync"
         print(f"(b) direct, {label:<12} {figures['b']:8.1f} MB/s")
         print(f"(c) bare gRPC sink      {figures['c']:8.1f} MB/s")
-        print(f"a/b = {figures['a'] / figures['b']:.2f}   a/c = {figures['a'] / figures['c']:.2f}")
+        print(f"a/b = {figures['a'] / figures['b']:.2f}   a/c = {figures['a'] / figures['c']:.2f}   (medians' ratios)")
+        # Runs of one turn are seconds apart and share the machine's mood; their ratios vary less.
+        for base in ("b", "c"):
+            turns = [a / other for a, other in zip(runs["a"], runs[base], strict=True)]
+            print(f"a/{base} per turn: median {statistics.median(turns):.2f}, "
+                  f"range {min(turns):.2f}-{max(turns):.2f}")
     print(f"server peak RSS = {rss / MiB:.0f} MiB")
 
 

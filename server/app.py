@@ -62,7 +62,7 @@ def build_grpc_server(settings: Settings, deps: Dependencies, services: Services
             # A fixed read-ahead per stream instead of one grown by bandwidth probing, which on a fast link
             # let each stream buffer tens of MiB in the transport while the store was slower.
             ("grpc.http2.bdp_probe", 0),
-            ("grpc.http2.lookahead_bytes", settings.stream_window_bytes),
+            ("grpc.http2.lookahead_bytes", settings.stream_window),
         ],
     )
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(

@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(10, gt=0, description="time in-flight calls get at stop")
     health_interval_seconds: float = Field(2, gt=0, description="how often dependencies are probed")
     default_namespace: str = Field("default", description="namespace of callers that name none")
-    stream_window_bytes: int = Field(4 * MiB, ge=64 * 1024, le=64 * MiB,
-                                     description="bytes the server reads ahead on each stream")
+    stream_window_bytes: int | None = Field(None, ge=64 * 1024, le=64 * MiB,
+                                            description="bytes read ahead on each stream; default by store")
     max_chunk_bytes: int = Field(8 * MiB, ge=64 * 1024, le=64 * MiB, description="largest upload chunk")
     min_part_bytes: int = Field(5 * MiB, ge=5 * MiB, description="smallest part size (S3's minimum is 5 MiB)")
     max_part_bytes: int = Field(128 * MiB, ge=5 * MiB, le=5 * GiB, description="largest part size")
@@ -152,6 +152,14 @@ class Settings(BaseSettings):
     def storage(self) -> StorageLocation:
         """The parsed storage location."""
         return parse_storage_url(self.storage_url)
+
+    @property
+    def stream_window(self) -> int:
+        """Read-ahead per stream. S3 drains each stream at tens of MB/s, so a deep read-ahead there only holds
+        memory; a local disk drains at hundreds, and a deeper one carries the stream over part commits."""
+        if self.stream_window_bytes is not None:
+            return self.stream_window_bytes
+        return 4 * MiB if isinstance(self.storage, S3Location) else 16 * MiB
 
     @property
     def max_message_bytes(self) -> int:

@@ -86,6 +86,7 @@ def test_unknown_variable_is_named_with_a_suggestion() -> None:
     ("QUARRY_LOG_LEVEL", "LOUD", "DEBUG"),
     ("QUARRY_GRPC_ADDRESS", "nowhere", "host:port"),
     ("QUARRY_DATABASE_URL", "mysql://x", "postgresql://"),
+    ("QUARRY_STREAM_WINDOW_BYTES", "1024", "greater than or equal to 65536"),
 ])
 def test_bad_values(variable: str, value: str, words: str) -> None:
     assert_one_line_naming(run_module("server", clean_env(**{variable: value})), variable, words)
@@ -101,3 +102,11 @@ def test_client_variables_are_not_unknown(good_env: dict[str, str]) -> None:
     # QUARRY_ADDRESS belongs to the CLI; a server sharing the environment must not refuse it.
     env = dict(good_env, QUARRY_ADDRESS="127.0.0.1:1", QUARRY_DATABASE_URL="mysql://x")
     assert_one_line_naming(run_module("server", env), "QUARRY_DATABASE_URL", "postgresql://")
+
+
+def test_stream_window_follows_the_store_unless_set() -> None:
+    from server.settings import MiB, Settings
+
+    assert Settings(storage_url="file:///tmp/q").stream_window == 16 * MiB
+    assert Settings(storage_url="s3://bucket?endpoint=http://127.0.0.1:9000").stream_window == 4 * MiB
+    assert Settings(storage_url="file:///tmp/q", stream_window_bytes=MiB).stream_window == MiB

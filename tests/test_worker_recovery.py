@@ -21,6 +21,7 @@ from server.ports import free_port
 from tests.conftest import Env, create_database, redis_url
 from tests.inprocess import in_process
 from tests.samples import binary_sample, csv_sample
+from tests.sdk_support import Cli
 from tests.support import QuarryProcess, error_info, open_api, start_server
 from tests.test_pipeline import upload_and_watch, wait_version
 from tests.uploading import create_request, resume_messages, stream_of
@@ -227,8 +228,12 @@ async def test_retry_upload_after_a_transient_failure(stack_envs: dict[str, dict
         listed = await api.uploads.ListUploads(pb.ListUploadsRequest(filter="state = FAILED"))
         assert [u.name for u in listed.uploads] == [created.name]
         flaky_s3.up = True
-        retried = (await api.uploads.RetryUpload(pb.RetryUploadRequest(name=created.name))).upload
-        assert retried.state == upload_pb2.UPLOAD_STATE_STAGED
+        # The retry goes through the CLI, as an operator would do it.
+        cli = Cli(server.address, "default", tmp_path / "cli-cache")
+        failed_rows = await asyncio.to_thread(cli.json, "uploads", "ls", "--state", "failed")
+        assert [row["uid"] for row in failed_rows] == [created.uid]
+        retried = await asyncio.to_thread(cli.json, "uploads", "retry", created.uid)
+        assert retried["state"] == "UPLOAD_STATE_STAGED"
         await _wait_upload_state(api, created.name, upload_pb2.UPLOAD_STATE_PROMOTED, timeout=60)
         # A file that is simply invalid stays FAILED.
         broken = csv_sample(3, path="broken.csv")
