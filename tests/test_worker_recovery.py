@@ -229,7 +229,7 @@ async def test_retry_upload_after_a_transient_failure(stack_envs: dict[str, dict
         assert [u.name for u in listed.uploads] == [created.name]
         flaky_s3.up = True
         # The retry goes through the CLI, as an operator would do it.
-        cli = Cli(server.address, "default", tmp_path / "cli-cache")
+        cli = Cli(server.address, api.namespace, tmp_path / "cli-cache")
         failed_rows = await asyncio.to_thread(cli.json, "uploads", "ls", "--state", "failed")
         assert [row["uid"] for row in failed_rows] == [created.uid]
         retried = await asyncio.to_thread(cli.json, "uploads", "retry", created.uid)
