@@ -8,6 +8,7 @@ returns, and objects appear by an atomic rename, so a crash never leaves a half-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import mmap
 import os
@@ -350,5 +351,9 @@ class _WriteThroughPart(PartWriter):
             fd, self._fd = self._fd, None
             await asyncio.to_thread(os.close, fd)
         for buffer in self._buffers:
-            buffer.close()
+            # A view of the buffer may outlive its write (held by a finished task's traceback, or by an executor
+            # thread still writing when the stream was cancelled). Then the mapping cannot be closed now; it is
+            # unmapped when that last view goes, which is also the only safe moment.
+            with contextlib.suppress(BufferError):
+                buffer.close()
         self._buffers = []
