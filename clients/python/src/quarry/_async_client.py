@@ -216,11 +216,8 @@ class AsyncClient:
                     call.cancel()  # the file changed since the partial download: read it again from 0
                     continue
                 except grpc.RpcError as exc:
-                    error = from_grpc(exc)
                     attempt += 1
-                    delay = self._t.retry.next_delay(attempt, error, waited)
-                    if delay is None:
-                        raise error from exc
+                    delay = self._t.delay_after(exc, attempt, waited)
                     await asyncio.sleep(delay)
                     waited += delay
             return await asyncio.to_thread(state.finish)
@@ -287,11 +284,8 @@ class AsyncClient:
                     yield message.upload
                 return
             except grpc.RpcError as exc:
-                error = from_grpc(exc)
                 attempt += 1
-                delay = self._t.retry.next_delay(attempt, error, waited)
-                if delay is None:
-                    raise error from exc
+                delay = self._t.delay_after(exc, attempt, waited)
             await asyncio.sleep(delay)
             waited += delay
 

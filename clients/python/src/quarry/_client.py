@@ -217,11 +217,8 @@ class Client:
                     call.cancel()  # the file changed since the partial download: read it again from 0
                     continue
                 except grpc.RpcError as exc:
-                    error = from_grpc(exc)
                     attempt += 1
-                    delay = self._t.retry.next_delay(attempt, error, waited)
-                    if delay is None:
-                        raise error from exc
+                    delay = self._t.delay_after(exc, attempt, waited)
                     time.sleep(delay)
                     waited += delay
             return state.finish()
@@ -284,11 +281,8 @@ class Client:
                     yield message.upload
                 return
             except grpc.RpcError as exc:
-                error = from_grpc(exc)
                 attempt += 1
-                delay = self._t.retry.next_delay(attempt, error, waited)
-                if delay is None:
-                    raise error from exc
+                delay = self._t.delay_after(exc, attempt, waited)
             time.sleep(delay)
             waited += delay
 

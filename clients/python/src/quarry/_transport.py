@@ -53,6 +53,15 @@ class _Transport:
         self.retry = retry
         self.metadata: tuple[tuple[str, str], ...] = ((NAMESPACE_METADATA, config.namespace),)
 
+    def delay_after(self, exc: grpc.RpcError, attempt: int, waited: float, *, idempotent: bool = True) -> float:
+        """Seconds to wait before trying again after failed attempt `attempt`; raises the SDK error instead
+        when the call may not be repeated or the policy gives up."""
+        error = from_grpc(exc)
+        delay = self.retry.next_delay(attempt, error, waited) if idempotent else None
+        if delay is None:
+            raise error from exc
+        return delay
+
     def _stubs(self, channel: Any) -> None:
         self.datasets = dataset_service_pb2_grpc.DatasetServiceStub(channel)
         self.uploads = upload_service_pb2_grpc.UploadServiceStub(channel)
@@ -76,10 +85,7 @@ class SyncTransport(_Transport):
             try:
                 return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
             except grpc.RpcError as exc:
-                error = from_grpc(exc)
-                delay = self.retry.next_delay(attempt, error, waited) if idempotent else None
-                if delay is None:
-                    raise error from exc
+                delay = self.delay_after(exc, attempt, waited, idempotent=idempotent)
             time.sleep(delay)
             waited += delay
 
@@ -112,10 +118,7 @@ class AsyncTransport(_Transport):
             try:
                 return await method(request, timeout=timeout or self.timeout, metadata=self.metadata)
             except grpc.RpcError as exc:
-                error = from_grpc(exc)
-                delay = self.retry.next_delay(attempt, error, waited) if idempotent else None
-                if delay is None:
-                    raise error from exc
+                delay = self.delay_after(exc, attempt, waited, idempotent=idempotent)
             await asyncio.sleep(delay)
             waited += delay
 
