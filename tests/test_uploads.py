@@ -267,12 +267,15 @@ async def test_cancel_deletes_bytes_and_stops_writes(env: Env) -> None:
 
 
 async def test_watchers_here_and_on_another_server_see_every_change(
-        env: Env, server_file: ServerHandle, server_s3: ServerHandle) -> None:
+        env: Env, stack_envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
     data = os.urandom(100)
     opened = (await env.api.uploads.CreateUpload(create_request("watch", "w.bin", len(data)))).upload
-    other_server = server_s3 if env.server is server_file else server_file
-    # The other server uses another database, so start a second server on this one's.
-    watchers = [open_api(env.server.address, env.namespace) for _ in range(2)]
+    # A second server process on the same database and store: its watcher learns of changes made through
+    # the first one only by Postgres notifications.
+    kind = env.server.storage_kind
+    other = await asyncio.to_thread(start_server, stack_envs[kind], tmp_path, "watch-second", kind)
+    watchers = [open_api(env.server.address, env.namespace), open_api(env.server.address, env.namespace),
+                open_api(other.address, env.namespace)]
 
     async def watch(api) -> list[int]:  # type: ignore[no-untyped-def]
         states = []
@@ -280,18 +283,20 @@ async def test_watchers_here_and_on_another_server_see_every_change(
             states.append(message.upload.state)
         return states
 
-    tasks = [asyncio.ensure_future(watch(api)) for api in watchers]
-    await asyncio.sleep(0.5)
-    await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data)))
-    await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))
-    results = await asyncio.wait_for(asyncio.gather(*tasks), 20)
-    for states in results:
-        assert states[0] == upload_pb2.UPLOAD_STATE_OPEN
-        assert upload_pb2.UPLOAD_STATE_STAGED in states
-        assert states[-1] == upload_pb2.UPLOAD_STATE_CANCELLED
-    for api in watchers:
-        await api.channel.close()
-    assert other_server.address != env.server.address
+    try:
+        tasks = [asyncio.ensure_future(watch(api)) for api in watchers]
+        await asyncio.sleep(0.5)
+        await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data)))
+        await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        for states in results:
+            assert states[0] == upload_pb2.UPLOAD_STATE_OPEN
+            assert upload_pb2.UPLOAD_STATE_STAGED in states
+            assert states[-1] == upload_pb2.UPLOAD_STATE_CANCELLED
+    finally:
+        for api in watchers:
+            await api.channel.close()
+        await asyncio.to_thread(other.process.stop)
 
 
 async def test_list_uploads_filters_and_pages(env: Env) -> None:
