@@ -52,6 +52,13 @@ async def _messages(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[
             raise InvalidArgument.field("kind", "empty message: set header, chunk or finish")
 
 
+def _header(first: pb.UploadRequest | None) -> pb.UploadHeader:
+    if first is None or first.WhichOneof("kind") != "header":
+        raise InvalidArgument.field("header", "the first message of an Upload stream must be a header",
+                                    reason="HEADER_MISSING")
+    return first.header
+
+
 async def _drain(requests: AsyncIterator[pb.UploadRequest]) -> None:
     """Read (and drop) what the client is still sending before failing the call, for a while.
 
@@ -60,7 +67,7 @@ async def _drain(requests: AsyncIterator[pb.UploadRequest]) -> None:
     read the real status; the bound keeps a misbehaving client from holding the call open.
     """
     budget = DRAIN_BYTES
-    with contextlib.suppress(Exception, asyncio.TimeoutError):
+    with contextlib.suppress(Exception):
         async with asyncio.timeout(DRAIN_SECONDS):
             async for request in requests:
                 budget -= request.ByteSize()
@@ -84,30 +91,26 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
 
     async def Upload(self, request_iterator: AsyncIterator[pb.UploadRequest],
                      context: aio.ServicerContext) -> pb.UploadResponse:
-        caller = self._caller(context)
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("kind") != "header":
-            raise InvalidArgument.field("header", "the first message of an Upload stream must be a header",
-                                        reason="HEADER_MISSING")
-        header = first.header
-        target: NewUpload | str
-        if header.WhichOneof("target") == "create":
-            parent, target = new_upload(header.create)
-            caller.parent(parent)
-        elif header.WhichOneof("target") == "upload":
-            target = header.upload
-        else:
-            raise InvalidArgument.field("header.target", "set create (a new upload) or upload (an existing one)",
-                                        reason="HEADER_MISSING")
-
         async def announce(upload: Upload) -> None:
             # Sent before any byte is read, so a client whose stream breaks knows what to resume.
             await context.send_initial_metadata(((UPLOAD_METADATA, upload.name),))
 
         try:
+            caller = self._caller(context)
+            header = _header(await anext(aiter(request_iterator), None))
+            parent = ""
+            target: NewUpload | str
+            if header.WhichOneof("target") == "create":
+                parent, target = new_upload(header.create)
+            elif header.WhichOneof("target") == "upload":
+                target = header.upload
+            else:
+                raise InvalidArgument.field("header.target", "set create (a new upload) or upload (an existing one)",
+                                            reason="HEADER_MISSING")
             result = await self._stream.write(caller, target, header.write_offset, _messages(request_iterator),
-                                              announce)
+                                              announce, parent)
         except QuarryError:
+            # Every refusal, the header's included: a client still sending must get our status, not its own.
             await _drain(request_iterator)
             raise
         return pb.UploadResponse(upload=convert.upload(result.upload), committed_by_stream=result.committed)

@@ -113,12 +113,12 @@ class UploadStream:
 
     async def write(self, caller: Caller, target: NewUpload | str, write_offset: int,
                     messages: AsyncIterator[StreamMessage],
-                    on_open: Callable[[Upload], Awaitable[None]]) -> WriteResult:
-        """Open (or find) the upload, then write the stream's bytes into it."""
+                    on_open: Callable[[Upload], Awaitable[None]], parent: str = "") -> WriteResult:
+        """Open (under `parent`) or find the upload, then write the stream's bytes into it."""
         if isinstance(target, NewUpload):
             if write_offset != 0:
                 raise InvalidArgument.field("header.write_offset", "must be 0 when the header creates the upload")
-            upload, created = await self.uploads.create(caller, "", target)
+            upload, created = await self.uploads.create(caller, parent, target)
             if not created and upload.committed_bytes != write_offset:
                 # A retried one-call upload (same request_id): tell the client where to resume.
                 raise WrongOffset(f"upload {upload.name} exists with {upload.committed_bytes} bytes committed; "
