@@ -1,5 +1,5 @@
-"""Helpers for the SDK and CLI tests: the CLI as a subprocess, fresh namespaces, a proxy that breaks
-connections, and probes for server features that are not implemented yet."""
+"""Helpers for the SDK and CLI tests: the CLI as a subprocess, fresh namespaces, and a proxy that breaks
+connections."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import quarry
 
 from tests.support import ROOT, clean_env
@@ -66,24 +65,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, s
     if status is not None:
         assert lines[0].startswith(f"quarry: {status}: "), lines[0]
     return lines[0]
-
-
-def implemented(address: str, call: Any) -> bool:
-    """Whether the server implements an RPC: False when it answers UNIMPLEMENTED."""
-    with quarry.Client(address, namespace=new_namespace()) as client:
-        try:
-            call(client)
-        except quarry.Unimplemented:
-            return False
-        except quarry.RpcError:
-            return True
-    return True
-
-
-def require(address: str, what: str, call: Any) -> None:
-    """Skip the test when the server does not implement `what` yet."""
-    if not implemented(address, call):
-        pytest.skip(f"{what} is not implemented by the server yet")
 
 
 def write_random_file(path: Path, size: int, block: int = 16 << 20) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.ports import free_port
-from tests.sdk_support import Cli, assert_one_line_error, new_namespace, require
+from tests.sdk_support import Cli, assert_one_line_error, new_namespace
 from tests.support import QuarryProcess, ServerHandle
 
 
@@ -174,7 +174,6 @@ def test_upload_a_directory_as_one_version(piped: Cli, tmp_path: Path) -> None:
 
 def test_diff_preview_download(piped: Cli, tmp_path: Path) -> None:
     cli = piped
-    require(cli.address, "DiffVersions", lambda c: c.diff_versions("nope", 1, 2))
     first, second = tmp_path / "t.csv", tmp_path / "t2.csv"
     first.write_text("id,v\n1,a\n2,b\n")
     second.write_text("id,v,w\n1,a,x\n2,b,y\n3,c,z\n")

@@ -19,7 +19,6 @@ from quarry.v1 import (
 )
 
 from tests.conftest import Env
-from tests.sdk_support import require
 
 
 def snake(name: str) -> str:
@@ -152,9 +151,8 @@ async def test_async_directory_upload(pipeline_env: Env, tmp_path: Path) -> None
 
 
 async def test_reads_of_versions(pipeline_env: Env, tmp_path: Path) -> None:
-    """Diff, preview, stats, ReadFile and download URLs: run once the server has them."""
+    """Diff, preview, stats, ReadFile and download URLs."""
     env = pipeline_env
-    require(env.server.address, "PreviewFile", lambda c: c.preview_file("nope", "x"))
     first, second = tmp_path / "t.csv", tmp_path / "t2.csv"
     first.write_text("id,v\n1,a\n2,b\n")
     second.write_text("id,v,w\n1,a,x\n2,b,y\n3,c,z\n")
@@ -173,8 +171,11 @@ async def test_reads_of_versions(pipeline_env: Env, tmp_path: Path) -> None:
         assert result.sha256 == hashlib.sha256(first.read_bytes()).hexdigest()
         chunks = b"".join(m.data for m in client.read_file("tab", "t.csv", offset=1, limit=3))
         assert chunks == second.read_bytes()[1:4]
-        if client.get_capabilities().download_urls:
+        on_s3 = env.server.storage_kind == "s3"
+        assert client.get_capabilities().download_urls == on_s3
+        if on_s3:
             assert client.get_download_url("tab", "t.csv").url.startswith("http")
         else:
-            with pytest.raises(quarry.Unimplemented):
+            with pytest.raises(quarry.Unimplemented) as unsupported:
                 client.get_download_url("tab", "t.csv")
+            assert unsupported.value.reason == "DOWNLOAD_URL_UNSUPPORTED"

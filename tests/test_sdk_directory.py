@@ -10,7 +10,6 @@ import quarry
 from quarry.v1 import upload_pb2
 
 from tests.conftest import Env
-from tests.sdk_support import require
 
 
 def make_tree(root: Path) -> Path:
@@ -77,26 +76,15 @@ async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Pa
     root = make_tree(tmp_path / "tree")
     options = {"ignore": ["*.tmp"], "manifest": root / "manifest.yaml"}
     with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
-        try:
-            result = client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
-            committed = True
-        except quarry.Unimplemented:
-            committed = False  # CommitVersion is not on the server yet: the files are staged, not committed
+        result = client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
         uploads = list(client.list_uploads(dataset="survey"))
         assert sorted(u.path for u in uploads) == ["a.csv", "b/c.jsonl"]
         assert all(u.state != upload_pb2.UPLOAD_STATE_OPEN for u in uploads)
         assert {u.path: u.content_type for u in uploads}["b/c.jsonl"] == "application/x-ndjson"
-        if committed:
-            assert result.version is not None and len(result.files) == 2
-            return
-        # The resume state outlives the failed commit: running again re-uses the staged uploads.
-        with pytest.raises(quarry.Unimplemented):
-            client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
-        assert sorted(u.name for u in client.list_uploads(dataset="survey")) == sorted(u.name for u in uploads)
+        assert result.version is not None and len(result.files) == 2
 
 
 async def test_directory_upload_is_one_version(env: Env, tmp_path: Path) -> None:
-    require(env.server.address, "CommitVersion", lambda c: c.commit_version("nope", ["nope"]))
     root = make_tree(tmp_path / "tree")
     with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
         result = client.upload_dir(root, "survey", ignore=["*.tmp"], manifest=root / "manifest.yaml")

@@ -179,8 +179,9 @@ async def test_wait_gives_up_at_its_timeout(env: Env, tmp_path: Path) -> None:
 async def test_retry_upload_is_not_retried_blindly(env: Env, tmp_path: Path) -> None:
     with client_for(env, tmp_path) as client:
         opened = client.create_upload("retry", "r.bin", size=10)
-        with pytest.raises((quarry.Unimplemented, quarry.FailedPrecondition)):
+        with pytest.raises(quarry.WrongState) as wrong:
             client.retry_upload(opened.uid)
+        assert wrong.value.reason == "UPLOAD_NOT_FAILED"
 
 
 async def test_server_down_is_a_connect_error(tmp_path: Path) -> None:
