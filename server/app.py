@@ -29,7 +29,7 @@ from server.api.capabilities import CapabilitiesServicer
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.dependencies import Dependencies, open_dependencies
-from server.ports import ensure_ports_free
+from server.ports import ensure_ports_free, listen_host
 from server.samplers import UploadStateSampler
 from server.services import Services, open_services
 from server.settings import ConfigError, Settings
@@ -98,8 +98,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
         server = build_grpc_server(settings, deps, services, health)
         _bind(server, settings.grpc_address)
-        host = settings.grpc_address.rpartition(":")[0].strip("[]")
-        metrics.serve_metrics(host, settings.metrics_port, "QUARRY_METRICS_PORT")
+        metrics.serve_metrics(listen_host(settings.grpc_address), settings.metrics_port, "QUARRY_METRICS_PORT")
         await server.start()
         await health.refresh()
         health.start()

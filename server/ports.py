@@ -27,11 +27,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def listen_host(address: str) -> str:
+    """The host part of a `host:port` listening address, as a socket binds it (`*` or none: every interface)."""
+    host = address.rpartition(":")[0].strip("[]")
+    return "0.0.0.0" if host in ("", "*") else host
+
+
 def ensure_ports_free(settings: Settings, *, worker_metrics: bool = False) -> None:
     """Refuse busy listening ports up front, naming the variable (gRPC, metrics, worker metrics)."""
-    host, _, port = settings.grpc_address.rpartition(":")
-    host = host.strip("[]")
-    host = "0.0.0.0" if host in ("", "*") else host
+    host, port = listen_host(settings.grpc_address), settings.grpc_address.rpartition(":")[2]
     if not port_is_free(host, int(port)):
         raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {settings.grpc_address}: address already in use")
     checks = [("QUARRY_METRICS_PORT", settings.metrics_port)]

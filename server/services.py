@@ -27,7 +27,6 @@ class Services:
     """Every use case the API and the workers call."""
 
     db: Database
-    hub: NotificationHub
     uploads: Uploads
     upload_stream: UploadStream
     datasets: Datasets
@@ -59,12 +58,12 @@ async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
     hub = NotificationHub(settings.database_url)
     await hub.start()
     try:
-        uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), PageTokens(key),
-                          settings.max_page_size)
-        datasets = Datasets(db, PageTokens(key), settings.max_page_size)
-        versions = Versions(db, deps.queue, PageTokens(key), settings.max_page_size)
+        tokens = PageTokens(key)
+        uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
+        datasets = Datasets(db, tokens, settings.max_page_size)
+        versions = Versions(db, deps.queue, tokens, settings.max_page_size)
         yield Services(
-            db=db, hub=hub, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
+            db=db, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
             versions=versions, files=Files(db, deps.store, versions, settings.max_preview_rows),
             pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,

@@ -18,6 +18,4 @@ class CallerResolver:
     def __call__(self, context: aio.ServicerContext) -> Caller:
         metadata = dict(context.invocation_metadata() or ())
         namespace = metadata.get(NAMESPACE_METADATA) or self.default_namespace
-        if isinstance(namespace, bytes):
-            namespace = namespace.decode()
         return Caller(namespace=validate_namespace(namespace), identity=f"namespace:{namespace}")

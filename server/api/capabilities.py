@@ -9,6 +9,8 @@ from quarry.v1 import capabilities_service_pb2_grpc as pb_grpc
 from quarry.v1 import common_pb2
 
 from server import __version__
+from server.api import convert
+from server.domain.models import FileFormat
 from server.settings import Settings
 
 
@@ -36,8 +38,7 @@ def _capabilities(settings: Settings, storage_kind: str) -> pb.GetCapabilitiesRe
         max_open_uploads=settings.max_open_uploads,
         upload_expiry=expiry,
         checksum_algorithms=[common_pb2.CHECKSUM_ALGORITHM_CRC32C, common_pb2.CHECKSUM_ALGORITHM_SHA256],
-        formats=[common_pb2.FILE_FORMAT_CSV, common_pb2.FILE_FORMAT_JSONL, common_pb2.FILE_FORMAT_PARQUET,
-                 common_pb2.FILE_FORMAT_TEXT, common_pb2.FILE_FORMAT_BINARY],
+        formats=[convert.file_format(f) for f in FileFormat],
         max_page_size=settings.max_page_size,
         max_preview_rows=settings.max_preview_rows,
         download_urls=storage_kind == "s3",

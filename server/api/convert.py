@@ -70,14 +70,14 @@ def dataset_rules(value: DatasetRules) -> dataset_pb2.DatasetRules:
     """The contract's DatasetRules."""
     return dataset_pb2.DatasetRules(
         max_file_bytes=value.max_file_bytes,
-        allowed_formats=[f"FILE_FORMAT_{f.value}" for f in value.allowed_formats],
+        allowed_formats=[file_format(f) for f in value.allowed_formats],
         min_rows=value.min_rows,
         required_columns=list(value.required_columns),
         allow_breaking_schema_changes=value.allow_breaking_schema_changes,
     )
 
 
-def rules_from(message: dataset_pb2.DatasetRules, field: str = "dataset.rules") -> DatasetRules:
+def rules_from(message: dataset_pb2.DatasetRules) -> DatasetRules:
     """Domain rules from the contract's; INVALID_ARGUMENT for a format that is UNSPECIFIED or unknown."""
     formats = []
     for number in message.allowed_formats:
@@ -85,8 +85,8 @@ def rules_from(message: dataset_pb2.DatasetRules, field: str = "dataset.rules") 
             formats.append(FileFormat(common_pb2.FileFormat.Name(number).removeprefix("FILE_FORMAT_")))
         except ValueError:
             # UNSPECIFIED is no format, and a number this server does not know (a newer client) is none either.
-            raise InvalidArgument.field(f"{field}.allowed_formats", f"{number} is not a file format; use "
-                                        f"{', '.join('FILE_FORMAT_' + f.value for f in FileFormat)}",
+            raise InvalidArgument.field("dataset.rules.allowed_formats", f"{number} is not a file format; use "
+                                        f"{', '.join(file_format(f) for f in FileFormat)}",
                                         reason="INVALID_RULES") from None
     return DatasetRules(max_file_bytes=message.max_file_bytes, allowed_formats=tuple(formats),
                         min_rows=message.min_rows, required_columns=tuple(message.required_columns),
@@ -114,7 +114,8 @@ def dataset(value: Dataset) -> dataset_pb2.Dataset:
     )
 
 
-def _file_format(value: FileFormat) -> str:
+def file_format(value: FileFormat) -> str:
+    """The contract's name of a format (FILE_FORMAT_CSV, ...)."""
     return f"FILE_FORMAT_{value.value}"
 
 
@@ -131,10 +132,10 @@ def version_file(value: VersionFile) -> version_pb2.VersionFile:
     """The contract's VersionFile, with its validation report."""
     report = value.report
     return version_pb2.VersionFile(
-        path=value.path, size_bytes=value.size, sha256=value.sha256, format=_file_format(value.format),
+        path=value.path, size_bytes=value.size, sha256=value.sha256, format=file_format(value.format),
         columns=[column(c) for c in value.columns], row_count=value.row_count, content_type=value.content_type,
         report=version_pb2.ValidationReport(
-            format=_file_format(report.format), detected_by=report.detected_by, row_count=report.row_count,
+            format=file_format(report.format), detected_by=report.detected_by, row_count=report.row_count,
             warnings=[_issue(w) for w in report.warnings], errors=[_issue(e) for e in report.errors],
             arrow_schema=value.arrow_schema or b"", row_groups=report.row_groups, bytes_read=report.bytes_read))
 

@@ -15,10 +15,6 @@ from server import metrics
 from server.api.errors import status_for
 
 
-class _Abort(Exception):
-    pass
-
-
 async def _abort(context: aio.ServicerContext, exc: BaseException) -> None:
     status = status_for(exc)
     await context.abort(status.code, status.message, trailing_metadata=status.trailing_metadata)
