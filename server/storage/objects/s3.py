@@ -108,24 +108,25 @@ class S3Store(ObjectStore):
         buffer = bytearray()
         upload_id: str | None = None
         parts: list[CompletedPart] = []
+
+        async def send_part(upload_id: str) -> None:
+            etag = await self.upload_part(key, upload_id, len(parts) + 1, sum(p.size for p in parts), buffer)
+            parts.append(CompletedPart(len(parts) + 1, etag, len(buffer)))
+
         try:
             async for chunk in chunks:
                 buffer += chunk
                 if len(buffer) >= MULTIPART_THRESHOLD:
                     if upload_id is None:
                         upload_id = await self.create_multipart(key)
-                    offset = sum(p.size for p in parts)
-                    etag = await self.upload_part(key, upload_id, len(parts) + 1, offset, buffer)
-                    parts.append(CompletedPart(len(parts) + 1, etag, len(buffer)))
+                    await send_part(upload_id)
                     buffer = bytearray()
             if upload_id is None:
                 with _boundary(f"object {key}"):
                     await self._client.put_object(Bucket=self._bucket, Key=self._key(key), Body=bytes(buffer))
                 return ObjectInfo(key, len(buffer))
             if buffer:
-                offset = sum(p.size for p in parts)
-                etag = await self.upload_part(key, upload_id, len(parts) + 1, offset, buffer)
-                parts.append(CompletedPart(len(parts) + 1, etag, len(buffer)))
+                await send_part(upload_id)
             return await self.complete_multipart(key, upload_id, parts)
         except BaseException:
             if upload_id is not None:
@@ -155,21 +156,21 @@ class S3Store(ObjectStore):
             finally:
                 body.close()
 
-    async def stat(self, key: str) -> ObjectInfo | None:
+    async def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's HEAD response, or None when there is no such object."""
         try:
             with _boundary(f"object {key}"):
-                head = await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+                return dict(await self._client.head_object(Bucket=self._bucket, Key=self._key(key)))
         except NotFound:
             return None
-        return ObjectInfo(key, int(head["ContentLength"]))
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        head = await self._head(key)
+        return None if head is None else ObjectInfo(key, int(head["ContentLength"]))
 
     async def modified(self, key: str) -> datetime | None:
-        try:
-            with _boundary(f"object {key}"):
-                head = await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
-        except NotFound:
-            return None
-        return head["LastModified"]
+        head = await self._head(key)
+        return None if head is None else head["LastModified"]
 
     async def delete(self, key: str) -> None:
         with _boundary(f"object {key}"):
