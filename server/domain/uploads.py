@@ -129,7 +129,7 @@ class Uploads:
         request = (namespace, filter_text.strip())
         after = self._tokens.decode_time_id(token, request)
         async with self.db.connection() as connection:
-            namespace_id = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", namespace)
+            namespace_id = await namespaces.find_id(connection, namespace)
             if namespace_id is None:
                 return [], ""
             found = await repo.page(connection, namespace_id, states=states or None, dataset=dataset, after=after,
@@ -193,7 +193,7 @@ class Uploads:
 
     async def _by_request_id(self, namespace: str, request_id: str) -> Upload | None:
         async with self.db.connection() as connection:
-            namespace_id = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", namespace)
+            namespace_id = await namespaces.find_id(connection, namespace)
             if namespace_id is None:
                 return None
             return await repo.find_by_request_id(connection, namespace_id, request_id)
@@ -302,7 +302,7 @@ class Uploads:
                 reason = current.failure.reason if current.failure else "UNKNOWN"
                 raise FailedPrecondition(f"upload {name} failed for good ({reason}); fix the file and upload it "
                                          "again", reason="NOT_RETRYABLE", metadata={"failure_reason": reason})
-            validated = (await repo.validated_content(connection, current.id))["format"] is not None
+            validated = await repo.is_validated(connection, current.id)
             state = UploadState.VALIDATED if validated else UploadState.STAGED
             await repo.transition(connection, current.id, [UploadState.FAILED], state)
             if current.version_id is not None:

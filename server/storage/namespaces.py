@@ -7,13 +7,21 @@ import uuid
 import asyncpg
 
 
+async def find_id(connection: asyncpg.Connection, name: str) -> uuid.UUID | None:
+    """The id of namespace `name`, or None if it was never used."""
+    found: uuid.UUID | None = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", name)
+    return found
+
+
 async def ensure_namespace(connection: asyncpg.Connection, name: str) -> uuid.UUID:
     """The id of namespace `name`, created if new."""
-    found = await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", name)
+    found = await find_id(connection, name)
     if found is not None:
         return found
     await connection.execute("INSERT INTO namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", name)
-    return await connection.fetchval("SELECT id FROM namespaces WHERE name = $1", name)
+    created = await find_id(connection, name)
+    assert created is not None
+    return created
 
 
 async def lock_namespace(connection: asyncpg.Connection, namespace_id: uuid.UUID) -> None:

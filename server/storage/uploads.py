@@ -224,6 +224,11 @@ async def validated_content(connection: asyncpg.Connection, upload_id: uuid.UUID
            FROM uploads WHERE id = $1""", upload_id)
 
 
+async def is_validated(connection: asyncpg.Connection, upload_id: uuid.UUID) -> bool:
+    """Whether validation stored its findings for the upload (so a retry need not validate again)."""
+    return bool(await connection.fetchval("SELECT format IS NOT NULL FROM uploads WHERE id = $1", upload_id))
+
+
 async def ids_in_states_before(connection: asyncpg.Connection, states: Sequence[str],
                                seconds: float) -> list[uuid.UUID]:
     """Uploads in one of `states` whose last change is older than `seconds`."""
