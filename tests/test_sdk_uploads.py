@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -164,16 +165,31 @@ async def test_watch_follows_an_upload_to_its_end(env: Env, tmp_path: Path) -> N
     assert states == [upload_pb2.UPLOAD_STATE_OPEN, upload_pb2.UPLOAD_STATE_CANCELLED]
 
 
-async def test_wait_gives_up_at_its_timeout(env: Env, tmp_path: Path) -> None:
-    # Validation arrives with the workers; until then a STAGED upload never moves and --wait times out.
+async def test_wait_gives_up_at_its_timeout(pipeline_env: Env, tmp_path: Path) -> None:
+    env = pipeline_env
     source = tmp_path / "w.csv"
     source.write_text("a,b\n1,2\n")
+    timeout = 0.5
     with client_for(env, tmp_path) as client:
-        try:
-            result = client.upload_file(source, "waiting", wait=True, wait_timeout=2)
-        except quarry.DeadlineExceeded:
-            return
-    assert result.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
+        client.create_dataset("waiting")
+        # The worker commits a version under the dataset row's lock: while the test holds that row, the upload
+        # validates but cannot be PROMOTED, so the wait must end at its timeout. (NO KEY UPDATE leaves the
+        # upload's own inserts, which only share the key, free to go.)
+        async with env.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                """SELECT 1 FROM datasets d JOIN namespaces n ON n.id = d.namespace_id
+                   WHERE n.name = $1 AND d.name = 'waiting' FOR NO KEY UPDATE OF d""", env.namespace)
+            started = time.monotonic()
+            with pytest.raises(quarry.DeadlineExceeded):
+                client.upload_file(source, "waiting", wait=True, wait_timeout=timeout)
+            elapsed = time.monotonic() - started
+            [upload] = client.list_uploads(dataset="waiting")
+            assert upload.state != upload_pb2.UPLOAD_STATE_PROMOTED
+        assert timeout <= elapsed < timeout + 3
+        # Once the row is free the worker carries on, and waiting again (the same upload, resumed) sees it end.
+        again = client.upload_file(source, "waiting", wait=True, wait_timeout=60)
+    assert again.resumed and again.upload.name == upload.name
+    assert again.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
 
 
 async def test_retry_upload_is_not_retried_blindly(env: Env, tmp_path: Path) -> None:
