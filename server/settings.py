@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "QUARRY_"
@@ -138,6 +138,23 @@ class Settings(BaseSettings):
     def _redis_url_scheme(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("min_part_bytes", "max_part_bytes")
+    @classmethod
+    def _part_bytes_whole_mib(cls, value: int) -> int:
+        # Parts start at multiples of the part size; the local store writes them with O_DIRECT, which needs
+        # aligned offsets.
+        if value % MiB:
+            raise ValueError("must be a whole number of MiB")
+        return value
+
+    @field_validator("max_part_bytes")
+    @classmethod
+    def _max_part_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        smallest = info.data.get("min_part_bytes")
+        if smallest is not None and value < smallest:
+            raise ValueError(f"must be at least QUARRY_MIN_PART_BYTES ({smallest})")
         return value
 
     @field_validator("grpc_address")

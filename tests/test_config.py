@@ -87,6 +87,7 @@ def test_unknown_variable_is_named_with_a_suggestion() -> None:
     ("QUARRY_GRPC_ADDRESS", "nowhere", "host:port"),
     ("QUARRY_DATABASE_URL", "mysql://x", "postgresql://"),
     ("QUARRY_STREAM_WINDOW_BYTES", "1024", "greater than or equal to 65536"),
+    ("QUARRY_MAX_PART_BYTES", str(6 * 1024 * 1024 + 1), "whole number of MiB"),
 ])
 def test_bad_values(variable: str, value: str, words: str) -> None:
     assert_one_line_naming(run_module("server", clean_env(**{variable: value})), variable, words)
@@ -110,3 +111,8 @@ def test_stream_window_follows_the_store_unless_set() -> None:
     assert Settings(storage_url="file:///tmp/q").stream_window == 16 * MiB
     assert Settings(storage_url="s3://bucket?endpoint=http://127.0.0.1:9000").stream_window == 4 * MiB
     assert Settings(storage_url="file:///tmp/q", stream_window_bytes=MiB).stream_window == MiB
+
+
+def test_max_part_below_min_part_is_refused() -> None:
+    env = clean_env(QUARRY_MIN_PART_BYTES=str(64 << 20), QUARRY_MAX_PART_BYTES=str(32 << 20))
+    assert_one_line_naming(run_module("server", env), "QUARRY_MAX_PART_BYTES", "at least QUARRY_MIN_PART_BYTES")
