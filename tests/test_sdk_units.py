@@ -240,15 +240,20 @@ def test_resume_state_is_keyed_by_identity_and_target(tmp_path: Path) -> None:
     source.write_bytes(b"x" * 10)
     identity = FileIdentity.of(source)
     key = store.key(identity, "ns", "d", "f.bin")
-    assert key != store.key(identity, "ns", "d", "g.bin") != store.key(identity, "ns2", "d", "f.bin")
+    others = [store.key(identity, "ns", "d", "g.bin"), store.key(identity, "ns2", "d", "f.bin"),
+              store.key(identity, "ns", "e", "f.bin")]
+    assert len({key, *others}) == 4
     store.save(key, ResumeState(sha256="a" * 64, upload="namespaces/ns/uploads/u"))
     assert store.load(key).upload == "namespaces/ns/uploads/u"  # type: ignore[union-attr]
     source.write_bytes(b"y" * 11)
     assert FileIdentity.of(source) != identity  # a changed file is a new identity, hence a new upload
-    (store.directory / f"{key}.json").write_text("{not json")
+    saved = store.directory / f"{key}.json"
+    saved.write_text("{not json")
     assert store.load(key) is None
+    store.save(key, ResumeState(sha256="b" * 64, upload="namespaces/ns/uploads/v"))
+    assert store.load(key).upload == "namespaces/ns/uploads/v"  # type: ignore[union-attr]
     store.delete(key)
-    assert store.load(key) is None
+    assert not saved.exists() and store.load(key) is None
 
 
 def test_the_sdk_never_imports_server_code() -> None:
