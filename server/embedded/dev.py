@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from server.embedded.postgres import EmbeddedPostgres
-from server.embedded.process import die_with_parent, stop_process
+from server.embedded.process import die_with_parent, log_tail, stop_process
 from server.embedded.redis import EmbeddedRedis
 from server.ports import ensure_ports_free
 from server.settings import ConfigError, Settings
@@ -87,13 +87,6 @@ def _serving(address: str) -> bool:
         return False
 
 
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def run_dev(settings: Settings) -> int:
     """Run the embedded stack until Ctrl-C; return the exit status."""
     data_dir = settings.data_dir.expanduser().resolve()
@@ -131,7 +124,7 @@ def run_dev(settings: Settings) -> int:
                 for name, child in children.items():
                     if child.poll() is not None:
                         print(f"quarry: the {name} exited with status {child.returncode}; last lines of "
-                              f"{logs / (name + '.log')}:\n{_tail(logs / (name + '.log'))}", file=sys.stderr)
+                              f"{logs / (name + '.log')}:\n{log_tail(logs / (name + '.log'))}", file=sys.stderr)
                         return 1
                 if not announced:
                     if _serving(settings.grpc_address):

@@ -25,7 +25,7 @@ from pgserver.utils import (
     find_suitable_socket_dir,
 )
 
-from server.embedded.process import chown_to
+from server.embedded.process import chown_to, log_tail
 
 SYSTEM_USER = "pgserver"
 BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
@@ -79,17 +79,10 @@ class EmbeddedPostgres:
         done = self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-o", options,
                          "-l", str(self.pgdata / "server.log"), "start")
         if done.returncode != 0:
-            log_tail = _tail(self.pgdata / "server.log")
-            raise RuntimeError(f"postgres did not start: {done.stderr.strip()} {log_tail}")
+            tail = log_tail(self.pgdata / "server.log", 5, " | ")
+            raise RuntimeError(f"postgres did not start: {done.stderr.strip()} {tail}")
         return self.url
 
     def stop(self) -> None:
         """Fast shutdown (rolls back open transactions, keeps committed data)."""
         self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop")
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

