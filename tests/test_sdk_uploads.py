@@ -120,9 +120,14 @@ async def test_async_client_uploads_in_parallel_and_resumes(env: Env, tmp_path: 
             again = await client.get_upload(result.upload.uid)
     finally:
         proxy.close()
+    assert proxy.cuts == 1
     assert result.upload.state == upload_pb2.UPLOAD_STATE_STAGED and again.state != upload_pb2.UPLOAD_STATE_OPEN
     assert await env.staged_sha256(result.upload.uid) == sha
-    assert seen[-1] == source.stat().st_size
+    size = source.stat().st_size
+    assert seen[-1] == size
+    # The break cost every stream at most the part in flight plus what gRPC had buffered.
+    assert result.streams > 1
+    assert size < result.bytes_sent <= size + proxy.cuts * result.streams * (PART + 16 * MiB)
 
 
 async def test_upload_rpcs_through_the_client(env: Env, tmp_path: Path) -> None:
