@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from server.domain.errors import QuarryError
+from server.domain.names import upload_name
 
 
 class FileFormat(StrEnum):
@@ -185,7 +186,7 @@ class Upload:
     @property
     def name(self) -> str:
         """Resource name."""
-        return f"namespaces/{self.namespace}/uploads/{self.id}"
+        return upload_name(self.namespace, self.id)
 
     @property
     def committed_bytes(self) -> int:

@@ -28,7 +28,7 @@ from server.domain.errors import (
     WrongState,
 )
 from server.domain.listing import PageTokens, page_size, parse_filter
-from server.domain.models import UPLOAD_CANCELLABLE_STATES, Failure, Upload, UploadState
+from server.domain.models import UPLOAD_CANCELLABLE_STATES, UPLOAD_FINAL_STATES, Failure, Upload, UploadState
 from server.domain.parts import UploadLimits, assemble, choose_part_size
 from server.domain.version_models import VersionState
 from server.storage import namespaces
@@ -227,7 +227,7 @@ class Uploads:
                 if current.state in (UploadState.STAGED, UploadState.VALIDATING, UploadState.VALIDATED,
                                      UploadState.PROMOTED) and sha256 in (None, current.sha256):
                     return current  # completed before: completing again changes nothing
-                raise _not_open(current)
+                raise not_open(current)
             if current.declared_sha256 and sha256 and sha256 != current.declared_sha256:
                 raise ChecksumMismatch(f"sha256 {sha256} differs from the declared {current.declared_sha256}",
                                        metadata={"declared_sha256": current.declared_sha256})
@@ -328,7 +328,7 @@ class Uploads:
             assert current is not None
             yield current
             seen = current.state
-            while seen not in _WATCH_END:
+            while seen not in UPLOAD_FINAL_STATES:
                 announced = await changes.get()
                 async with self.db.connection() as connection:
                     current = await repo.get(connection, upload.id)
@@ -341,15 +341,8 @@ class Uploads:
                     yield dataclasses.replace(current, state=state)
 
 
-_WATCH_END = frozenset({UploadState.PROMOTED, UploadState.FAILED, UploadState.CANCELLED, UploadState.EXPIRED})
-
-
-def _not_open(upload: Upload) -> WrongState:
+def not_open(upload: Upload) -> WrongState:
+    """The error for writing to (or completing) an upload that is no longer OPEN."""
     reason = {UploadState.CANCELLED: "UPLOAD_CANCELLED", UploadState.EXPIRED: "UPLOAD_EXPIRED",
               UploadState.FAILED: "UPLOAD_FAILED"}.get(upload.state, "UPLOAD_FINISHED")
     return WrongState(f"upload {upload.name} is {upload.state}, not OPEN", state=upload.state.value, reason=reason)
-
-
-def not_open(upload: Upload) -> WrongState:
-    """The error for writing to an upload that is no longer OPEN."""
-    return _not_open(upload)

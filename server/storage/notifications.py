@@ -15,6 +15,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from server.settings import ConfigError
+from server.storage import db
+
 log = logging.getLogger(__name__)
 
 UPLOAD_CHANNEL = "quarry_upload_state"
@@ -25,13 +28,14 @@ RESYNC = "*"
 class NotificationHub:
     """Subscriptions to NOTIFY payloads on a few channels."""
 
-    def __init__(self, dsn: str, channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL)) -> None:
+    def __init__(self, dsn: str, channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL),
+                 connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._channels = channels
+        self._connect_timeout = connect_timeout
         self._subscribers: dict[tuple[str, str], set[asyncio.Queue[str]]] = defaultdict(set)
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
 
     async def start(self) -> None:
         """Connect and listen; keep reconnecting in the background."""
@@ -39,22 +43,19 @@ class NotificationHub:
         self._task = asyncio.create_task(self._watchdog(), name="notification-hub")
 
     async def _connect(self) -> None:
-        connection = await asyncpg.connect(self._dsn)
+        connection = await db.connect(self._dsn, self._connect_timeout)
         for channel in self._channels:
             await connection.add_listener(channel, self._on_notify)
-        connection.add_termination_listener(lambda _conn: self._connected.clear())
         self._connection = connection
-        self._connected.set()
 
     async def _watchdog(self) -> None:
         while True:
             await asyncio.sleep(1)
             if self._connection is not None and not self._connection.is_closed():
                 continue
-            self._connected.clear()
             try:
                 await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (ConfigError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("notification listener cannot reconnect: %s", exc)
                 continue
             for queues in self._subscribers.values():
