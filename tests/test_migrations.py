@@ -113,12 +113,36 @@ async def test_version_numbers_are_unique_per_dataset(schema: asyncpg.Connection
         await schema.execute("INSERT INTO versions (dataset_id, number, state) VALUES ($1, 2, 'PENDING')", ds)
 
 
-@pytest.mark.parametrize("table, column", [("uploads", "state"), ("versions", "state"), ("datasets", "state")])
-async def test_states_are_checked(schema: asyncpg.Connection, table: str, column: str) -> None:
-    constraint = await schema.fetchval(
-        """SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
-           WHERE t.relname = $1 AND pg_get_constraintdef(c.oid) LIKE '%' || $2 || ' = ANY%'""", table, column)
-    assert constraint is not None
+@pytest.mark.parametrize("table", ["uploads", "versions", "datasets"])
+async def test_states_are_checked(schema: asyncpg.Connection, table: str) -> None:
+    [constraint] = await schema.fetch(
+        """SELECT c.conname FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+           WHERE t.relname = $1 AND pg_get_constraintdef(c.oid) LIKE 'CHECK ((state = ANY %'""", table)
+    ns = await _namespace(schema)
+    ds = await schema.fetchval("INSERT INTO datasets (namespace_id, name) VALUES ($1, 'd') RETURNING id", ns)
+    rows = {
+        "datasets": ds,
+        "versions": await schema.fetchval("INSERT INTO versions (dataset_id) VALUES ($1) RETURNING id", ds),
+        "uploads": await schema.fetchval(
+            """INSERT INTO uploads (namespace_id, dataset_id, path, part_size, staging_key, expire_time, size_bytes)
+               VALUES ($1, $2, 'f.csv', 5242880, 'k', now(), 0) RETURNING id""", ns, ds),
+    }
+    # An unknown state is refused by the state's own constraint, whether a row changes to it or starts in it.
+    with pytest.raises(asyncpg.CheckViolationError) as updated:
+        await schema.execute(f"UPDATE {table} SET state = 'BOGUS' WHERE id = $1", rows[table])
+    assert updated.value.constraint_name == constraint["conname"]
+    inserts = {
+        "datasets": ("INSERT INTO datasets (namespace_id, name, state) VALUES ($1, 'e', 'BOGUS')", ns),
+        "versions": ("INSERT INTO versions (dataset_id, state) VALUES ($1, 'BOGUS')", ds),
+        "uploads": ("""INSERT INTO uploads (namespace_id, dataset_id, path, part_size, staging_key, expire_time,
+                                           size_bytes, state)
+                       VALUES ($1, $2, 'g.csv', 5242880, 'k2', now(), 0, 'BOGUS')""", ns, ds),
+    }
+    query, *args = inserts[table]
+    with pytest.raises(asyncpg.CheckViolationError) as inserted:
+        await schema.execute(query, *args)
+    assert inserted.value.constraint_name == constraint["conname"]
+    assert await schema.fetchval(f"SELECT state FROM {table} WHERE id = $1", rows[table]) != "BOGUS"
 
 
 @pytest.mark.parametrize("path", ["../x", "/abs", "a//b", "a/../b", "dir/", "a/./b", "x" * 1025])
