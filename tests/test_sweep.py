@@ -21,9 +21,11 @@ from server.domain.version_models import VersionState
 from server.embedded import EmbeddedRedis
 from server.services import Services
 from server.storage import uploads as uploads_repo
+from server.storage.jobqueue import JobContext, build_worker, run_worker_until_stopped
 from tests.conftest import create_database, redis_url
 from tests.inprocess import in_process
 from tests.samples import csv_sample
+from workers.worker import JOBS
 
 CALLER = Caller("sweeping")
 
@@ -75,6 +77,36 @@ async def test_a_lost_enqueue_is_queued_again(services: Services) -> None:
     assert f"validate_upload:{upload.id}" in await services.uploads.queue.queued_job_ids()
     await services.sweeper.sweep()  # twice: still one job
     assert (await services.uploads.queue.queued_job_ids()).count(f"validate_upload:{upload.id}") == 1
+
+
+async def test_a_crashed_job_keeps_the_bytes_for_a_retry(services: Services, redis_server: EmbeddedRedis) -> None:
+    queue = services.uploads.queue
+    await queue._redis.flushdb()  # only this test's job for the worker below
+    sample = csv_sample(10)
+    upload, _ = await services.uploads.create(CALLER, "", NewUpload("crash", sample.path, len(sample.data)))
+    await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
+    async with services.db.connection() as connection:
+        # A format no code knows: reading the rules raises ValueError, a crash (a bug), not a domain error.
+        await connection.execute("""UPDATE datasets SET rules = '{"allowed_formats": ["NOPE"]}' WHERE id = $1""",
+                                 upload.dataset_id)
+
+    async def on_startup(ctx: JobContext) -> None:
+        ctx["services"] = services
+
+    # The real job wrapper, in a burst-mode worker: it runs the queued validation and stops.
+    await run_worker_until_stopped(build_worker(redis_url(redis_server, 9), JOBS, [], on_startup=on_startup,
+                                                on_shutdown=nothing, max_jobs=1, job_timeout=30, max_tries=3,
+                                                burst=True))
+    failed = await services.uploads.load(CALLER, upload.name)
+    assert failed.state == UploadState.FAILED and failed.failure is not None
+    assert (failed.failure.reason, failed.failure.retryable) == ("JOB_CRASHED", True)
+    report = await services.sweeper.sweep()
+    assert report.purged == 0 and await services.uploads.store.exists(upload.staging_key)
+    async with services.db.connection() as connection:
+        await connection.execute("UPDATE datasets SET rules = '{}' WHERE id = $1", upload.dataset_id)
+    assert (await services.uploads.retry(CALLER, upload.name)).state == UploadState.STAGED
+    await services.pipeline.validate_upload(upload.id)
+    assert (await services.uploads.load(CALLER, upload.name)).state == UploadState.VALIDATED
 
 
 async def test_orphaned_staging_bytes_are_removed(services: Services) -> None:

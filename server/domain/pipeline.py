@@ -7,12 +7,13 @@ version in one transaction under the dataset's lock. Nothing is recorded before 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from pathlib import Path
 
 from server import metrics
-from server.domain.errors import ChecksumMismatch, DataLoss, InvalidFile, QuarryError, RuleViolation
+from server.domain.errors import ChecksumMismatch, DataLoss, Internal, InvalidFile, QuarryError, RuleViolation
 from server.domain.models import Failure, FileFormat, Upload, UploadState
 from server.domain.uploads import Uploads
 from server.domain.validation import Report, validate_object
@@ -40,6 +41,13 @@ def _failure_of(report: Report, path: str) -> Failure:
     kind = RuleViolation if issue.code in RULE_CODES else InvalidFile
     more = f" (and {report.error_count - 1} more)" if report.error_count > 1 else ""
     return Failure(kind.__name__, issue.code, f"{path}: {issue.message}{more}", path, False)
+
+
+def _gave_up(error: QuarryError) -> Failure:
+    """The failure of a job that will not run again. A crash (Internal) is our bug, not the file's: it stays
+    retryable, so the staged bytes are kept for RetryUpload once the bug is fixed."""
+    failure = Failure.of(error)
+    return dataclasses.replace(failure, retryable=True) if isinstance(error, Internal) else failure
 
 
 class Pipeline:
@@ -141,7 +149,7 @@ class Pipeline:
         """Retries are exhausted (or the error is final): the upload is FAILED with the reason."""
         async with self.db.transaction() as connection:
             moved = await uploads_repo.transition(connection, upload_id, [UploadState.STAGED, UploadState.VALIDATING],
-                                                  UploadState.FAILED, failure=Failure.of(error))
+                                                  UploadState.FAILED, failure=_gave_up(error))
             upload = await uploads_repo.get(connection, upload_id)
         if moved and upload is not None:
             metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.FAILED.value).inc()
@@ -258,7 +266,7 @@ class Pipeline:
 
     async def promotion_gave_up(self, version_id: uuid.UUID, error: QuarryError) -> None:
         """Retries are exhausted: the version and its uploads are FAILED; RetryUpload can run it again."""
-        failure = Failure.of(error)
+        failure = _gave_up(error)
         async with self.db.transaction() as connection:
             moved = await versions_repo.transition(
                 connection, version_id, [VersionState.PENDING, VersionState.VALIDATING, VersionState.PROMOTING],

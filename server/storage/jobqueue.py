@@ -6,7 +6,8 @@ once; results are not kept, so the same id can be enqueued again once the job ha
 relies on that, and every job checks state first, so a second run changes nothing).
 
 A job raises a retryable domain error (Unavailable, Aborted) to be retried with exponential backoff;
-once its tries are exhausted its `give_up` hook runs, which marks the row FAILED.
+once its tries are exhausted its `give_up` hook runs, which marks the row FAILED. Any other exception is
+a bug: the hook runs at once with Internal (reason JOB_CRASHED).
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def _wrap(spec: JobSpec, max_tries: int, heartbeat: float | None = None) -> JobF
             # A bug, not the data's fault: give up at once (retrying would only repeat it), with the detail logged.
             log.exception("job %s crashed", spec.name, extra={"job": spec.name, "job_args": [str(a) for a in args]})
             if spec.give_up is not None:
-                await spec.give_up(ctx, args, Internal(f"{spec.name} crashed: {type(exc).__name__}"))
+                await spec.give_up(ctx, args, Internal(f"{spec.name} crashed: {type(exc).__name__}",
+                                                       reason="JOB_CRASHED"))
             raise
         finally:
             if beat is not None:
