@@ -101,10 +101,6 @@ def _first_pages(group: pq.RowGroupMetaData) -> list[tuple[int, int]]:
     return ranges
 
 
-async def _read_range(store: ObjectStore, key: str, offset: int, length: int) -> bytes:
-    return b"".join([chunk async for chunk in store.read(key, offset, length)])
-
-
 async def _lines(store: ObjectStore, file: VersionFile, limit: int) -> tuple[pa.Table, int]:
     schema = pa.ipc.read_schema(pa.py_buffer(file.arrow_schema)) if file.arrow_schema else None
     wanted = limit + 1 if file.format == FileFormat.CSV else limit  # a CSV's first line is its header
@@ -113,7 +109,7 @@ async def _lines(store: ObjectStore, file: VersionFile, limit: int) -> tuple[pa.
     lines = 0
     window = FIRST_WINDOW
     while True:
-        chunk = await _read_range(store, file.object_key, len(buffer), min(window, end - len(buffer)))
+        chunk = await store.read_range(file.object_key, len(buffer), min(window, end - len(buffer)))
         buffer += chunk
         lines += chunk.count(b"\n")
         done = len(buffer) >= end or not chunk

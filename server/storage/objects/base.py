@@ -88,6 +88,10 @@ class ObjectStore(abc.ABC):
              chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
         """Stream `length` bytes (default: to the end) from `offset`; raise NotFound if missing."""
 
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset`, joined: for small ranges only (a footer, a page, a file's first block)."""
+        return b"".join([chunk async for chunk in self.read(key, offset, length)])
+
     @abc.abstractmethod
     async def stat(self, key: str) -> ObjectInfo | None:
         """Size of an object, or None when it does not exist."""

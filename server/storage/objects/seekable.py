@@ -1,12 +1,12 @@
 """A stored object as a seekable, read-only file, for pyarrow running in a worker thread.
 
 Readers such as pyarrow's Parquet reader seek to the footer, then read column chunks, often in small
-pieces. Every read that misses fetches at least `read_ahead` bytes and the last few blocks stay cached, so
+pieces. Every read that misses fetches at least READ_AHEAD_BYTES and the last few blocks stay cached, so
 those small reads do not each become a request to the store; a reader that knows which ranges it will need
 can `prefetch` them, fetched concurrently from a remote store (one round trip instead of one per range).
 An object in a remote store is fetched with range reads through the event loop (one hop per fetch, as
 `StreamedObject` does); a local store's file is read with `os.pread` on the calling thread, where prefetching
-would gain nothing. `bytes_fetched` and `fetches` count what was read from the store.
+would gain nothing. `bytes_fetched` counts what was read from the store.
 """
 
 from __future__ import annotations
@@ -26,45 +26,36 @@ CACHE_BYTES = 16 << 20
 Fetch = Callable[[list[tuple[int, int]]], list[bytes]]
 
 
-async def _read_range(store: ObjectStore, key: str, offset: int, length: int) -> bytes:
-    return b"".join([chunk async for chunk in store.read(key, offset, length)])
-
-
 class RangeFile(io.RawIOBase):
     """Read-only, seekable bytes of one object of known size, fetched by range with read-ahead."""
 
-    def __init__(self, fetch: Fetch, size: int, *, read_ahead: int = READ_AHEAD_BYTES,
-                 cache_bytes: int = CACHE_BYTES, remote: bool = True,
+    def __init__(self, fetch: Fetch, size: int, *, remote: bool = True,
                  on_close: Callable[[], None] | None = None) -> None:
         """Read through `fetch([(offset, length), ...])`; `on_close` releases what `fetch` holds."""
         super().__init__()
         self._fetch = fetch
         self.remote = remote
         self._size = size
-        self._read_ahead = read_ahead
-        self._cache_bytes = cache_bytes
         self._on_close = on_close
         self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._cached_bytes = 0
         self._position = 0
         self.bytes_fetched = 0
-        self.fetches = 0
 
     @classmethod
-    def of_object(cls, store: ObjectStore, key: str, size: int, loop: asyncio.AbstractEventLoop, *,
-                  read_ahead: int = READ_AHEAD_BYTES) -> RangeFile:
+    def of_object(cls, store: ObjectStore, key: str, size: int, loop: asyncio.AbstractEventLoop) -> RangeFile:
         """The object at `key`, read by range from `store` through `loop` (call from a worker thread)."""
 
         async def read_ranges(ranges: list[tuple[int, int]]) -> list[bytes]:
-            return list(await asyncio.gather(*(_read_range(store, key, offset, length) for offset, length in ranges)))
+            return list(await asyncio.gather(*(store.read_range(key, offset, length) for offset, length in ranges)))
 
         def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
             return asyncio.run_coroutine_threadsafe(read_ranges(ranges), loop).result()
 
-        return cls(fetch, size, read_ahead=read_ahead)
+        return cls(fetch, size)
 
     @classmethod
-    def of_path(cls, path: Path, *, read_ahead: int = READ_AHEAD_BYTES) -> RangeFile:
+    def of_path(cls, path: Path) -> RangeFile:
         """A local file, read with pread."""
         fd = os.open(path, os.O_RDONLY)
 
@@ -87,12 +78,7 @@ class RangeFile(io.RawIOBase):
         except OSError:
             os.close(fd)
             raise
-        return cls(fetch, size, read_ahead=read_ahead, remote=False, on_close=lambda: os.close(fd))
-
-    @property
-    def size(self) -> int:
-        """Size of the object in bytes."""
-        return self._size
+        return cls(fetch, size, remote=False, on_close=lambda: os.close(fd))
 
     def readable(self) -> bool:
         return True
@@ -122,12 +108,11 @@ class RangeFile(io.RawIOBase):
         for (offset, length), block in zip(ranges, blocks, strict=True):
             if len(block) != length:
                 raise OSError(f"the store returned {len(block)} bytes at {offset}; expected {length}")
-            self.fetches += 1
             self.bytes_fetched += length
-            if length <= self._cache_bytes:
+            if length <= CACHE_BYTES:
                 self._blocks[offset] = block
                 self._cached_bytes += length
-        while self._cached_bytes > self._cache_bytes:
+        while self._cached_bytes > CACHE_BYTES:
             _, old = self._blocks.popitem(last=False)
             self._cached_bytes -= len(old)
         return blocks
@@ -137,7 +122,7 @@ class RangeFile(io.RawIOBase):
         found = self._cached(position)
         if found is not None:
             return found
-        length = min(max(wanted, self._read_ahead), self._size - position)
+        length = min(max(wanted, READ_AHEAD_BYTES), self._size - position)
         return position, self._load([(position, length)])[0]
 
     def prefetch(self, ranges: list[tuple[int, int]]) -> None:
