@@ -6,7 +6,6 @@ import ast
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import grpc
 import pytest
@@ -79,8 +78,20 @@ def test_only_one_module_imports_arq() -> None:
 
 
 def test_generated_code_is_committed_not_ignored() -> None:
-    generated = Path(ROOT / "clients/python/src/quarry/v1")
-    assert (generated / "upload_service_pb2_grpc.py").exists()
+    generated = ROOT / "clients/python/src/quarry/v1"
+    protos = sorted(p.stem for p in (ROOT / "proto/quarry/v1").glob("*.proto"))
+    assert protos
+    expected = [f"{stem}{suffix}" for stem in protos for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
+    assert sorted(p.name for p in generated.glob("*_pb2*")) == sorted(expected)
+    paths = [(generated / name).relative_to(ROOT).as_posix() for name in ["__init__.py", *expected]]
+    # Tracked by git (fails naming the first untracked file), and no ignore rule would drop a regenerated one.
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "--", *paths], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert tracked.returncode == 0, tracked.stderr
+    assert sorted(tracked.stdout.split()) == sorted(paths)
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--", *paths], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout + ignored.stderr
 
 
 def test_every_rpc_in_the_contract_has_a_handler() -> None:
