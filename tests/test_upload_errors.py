@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -288,3 +290,11 @@ async def test_a_creating_stream_that_commits_nothing_keeps_nothing(env: Env) ->
                         grpc.StatusCode.FAILED_PRECONDITION, "NOTHING_COMMITTED")
     assert "nothing was kept" in (error.details() or "")
     assert await env.leftovers() == NOTHING
+
+
+def test_the_server_refuses_the_pure_python_crc32c() -> None:
+    # The pure-Python CRC32C would check each chunk for seconds on the event loop: better not to start.
+    pretend = "import google_crc32c; google_crc32c.implementation = 'python'; import server.app"
+    result = subprocess.run([sys.executable, "-c", pretend], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "google-crc32c is the pure-Python build" in result.stderr

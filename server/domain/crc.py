@@ -3,11 +3,19 @@
 `combine(crc_a, crc_b, len_b)` is the CRC of `a + b` from the CRCs of `a` and `b` (zlib's
 crc32_combine, over GF(2), with the operator for each power-of-two length precomputed once). The
 upload stream checks each chunk's CRC once and combines the chunk CRCs into the part's.
+
+The server needs google-crc32c's C build: the pure-Python fallback takes seconds per MiB, on the event
+loop, so importing this module without it fails and the server refuses to start.
 """
 
 from __future__ import annotations
 
 import google_crc32c
+
+if getattr(google_crc32c, "implementation", "") != "c":
+    raise ImportError("google-crc32c is the pure-Python build, too slow to check uploads on the event loop; "
+                      "install a google-crc32c wheel with its C extension for this platform "
+                      "(pip install --force-reinstall --only-binary=:all: google-crc32c)")
 
 _POLY = 0x82F63B78  # CRC32C, reflected
 
