@@ -182,13 +182,21 @@ def test_diff_preview_download(piped: Cli, tmp_path: Path) -> None:
     diff = cli.json("diff", "tab@1", "tab@2")
     assert [c["kind"] for c in diff["changes"]] == ["CHANGE_KIND_MODIFIED"]
     shown = cli.run("diff", "tab@1", "tab@2")
-    assert "MODIFIED" in shown.stdout and "+w" in shown.stdout
+    assert "MODIFIED" in shown.stdout and "+w" in shown.stdout and "1 changed, 0 unchanged" in shown.stdout
     preview = cli.json("preview", "tab@2", "t.csv", "--rows", "2")
     assert preview["rows"] == [{"id": 1, "v": "a", "w": "x"}, {"id": 2, "v": "b", "w": "y"}]
+    assert preview["row_count"] == 2 and preview["total_rows"] == 3
     assert "c" not in cli.run("preview", "tab@1", "t.csv").stdout.split()
+    table = cli.run("preview", "tab", "t.csv")  # the latest version, for people
+    assert table.returncode == 0 and "3 of 3 rows" in table.stdout and "w" in table.stdout.split()
     out = tmp_path / "copy.csv"
     got = cli.json("download", "tab@1", "t.csv", "-o", str(out))
     assert out.read_bytes() == first.read_bytes() and got["size"] == first.stat().st_size
+    here = tmp_path / "here"
+    here.mkdir()
+    people = cli.run("download", "tab@2", "t.csv", cwd=here)  # no -o: the file's name, in the working directory
+    assert people.returncode == 0 and "downloaded t.csv" in people.stdout, people.stderr
+    assert (here / "t.csv").read_bytes() == second.read_bytes()
     assert_one_line_error(cli.run("preview", "tab@9", "t.csv"), 1, "NOT_FOUND")
     assert_one_line_error(cli.run("download", "tab", "missing.csv", "-o", str(out)), 1, "NOT_FOUND")
 

@@ -162,8 +162,9 @@ async def test_reads_of_versions(pipeline_env: Env, tmp_path: Path) -> None:
         diff = client.diff_versions("tab", 1, 2)
         [change] = diff.changes
         assert change.path == "t.csv" and [c.name for c in change.schema_change.added] == ["w"]
+        assert diff.unchanged_count == 0
         table = client.preview("tab", "t.csv", rows=2)
-        assert table.num_rows == 2 and table.column_names == ["id", "v", "w"]
+        assert table.to_pydict() == {"id": [1, 2], "v": ["a", "b"], "w": ["x", "y"]}
         assert client.get_file_stats("tab", "t.csv").row_count == 3
         out = tmp_path / "copy.csv"
         result = client.download("tab", "t.csv", out, version=1)

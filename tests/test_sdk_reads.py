@@ -1,9 +1,8 @@
-"""Downloads, previews and diffs through the SDK and CLI, against a stand-in DatasetService.
+"""Downloads through the SDK against a stand-in DatasetService, for faults we cannot cause on demand in the
+real server: a stream that breaks part-way, a read that fails for good, a file that changed, bytes that arrive
+corrupted. The stand-in serves ReadFile (and PreviewFile) from memory, exactly as the contract describes them.
 
-The real server does not serve ReadFile, PreviewFile and DiffVersions yet (tests/test_sdk_datasets.py and
-tests/test_cli.py run them against it once it does). Until then these tests serve those RPCs from memory,
-exactly as the contract describes them, with faults we cannot cause on demand in the real server: a stream
-that breaks part-way, a file that changed, bytes that arrive corrupted.
+The same reads without faults run against the real server in tests/test_sdk_datasets.py and tests/test_cli.py.
 """
 
 from __future__ import annotations
@@ -26,12 +25,10 @@ from quarry.v1 import dataset_service_pb2 as pb
 from quarry.v1 import dataset_service_pb2_grpc as pb_grpc
 from quarry.v1 import version_pb2
 
-from tests.sdk_support import Cli, assert_one_line_error
-
 
 @dataclass
 class Files(pb_grpc.DatasetServiceServicer):
-    """ReadFile, PreviewFile and DiffVersions over files held in memory, with injectable faults."""
+    """ReadFile and PreviewFile over files held in memory, with injectable faults."""
 
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)
     chunk: int = 64 * 1024
@@ -69,15 +66,6 @@ class Files(pb_grpc.DatasetServiceServicer):
         return pb.PreviewFileResponse(arrow_ipc_stream=sink.getvalue(), json_rows=rows, row_count=table.num_rows,
                                       total_rows=3, columns=[version_pb2.Column(name="id", type="int64"),
                                                              version_pb2.Column(name="name", type="string")])
-
-    def DiffVersions(self, request: Any, context: Any) -> pb.DiffVersionsResponse:
-        change = pb.FileChange(path="t.csv", kind=pb.CHANGE_KIND_MODIFIED,
-                               base=version_pb2.VersionFile(path="t.csv", size_bytes=10),
-                               target=version_pb2.VersionFile(path="t.csv", size_bytes=20),
-                               schema_change=pb.SchemaChange(added=[version_pb2.Column(name="w", type="string")]))
-        added = pb.FileChange(path="new.csv", kind=pb.CHANGE_KIND_ADDED,
-                              target=version_pb2.VersionFile(path="new.csv", size_bytes=5))
-        return pb.DiffVersionsResponse(changes=[added, change], unchanged_count=4)
 
 
 @pytest.fixture
@@ -164,31 +152,3 @@ async def test_corrupted_bytes_are_refused_and_not_kept(stand_in: tuple[Files, s
             await c.download("tab", "missing.bin", tmp_path / "m.bin")
         table = await c.preview("tab", "t.csv", rows=2)
     assert table.num_rows == 2 and table.column_names == ["id", "name"]
-
-
-def test_preview_table_and_diff(stand_in: tuple[Files, str], tmp_path: Path) -> None:
-    _, address = stand_in
-    with client(address, tmp_path) as c:
-        table = c.preview("tab", "t.csv")
-        assert table.to_pydict() == {"id": [1, 2, 3], "name": ["a", "b", None]}
-        diff = c.diff_versions("tab", 1, 2)
-    assert [change.path for change in diff.changes] == ["new.csv", "t.csv"] and diff.unchanged_count == 4
-
-
-def test_cli_reads(stand_in: tuple[Files, str], tmp_path: Path) -> None:
-    files, address = stand_in
-    files.files[(V1, "data/t.csv")] = b"id,name\n1,a\n"
-    cli = Cli(address, "ns", tmp_path / "cache")
-    got = cli.json("download", "tab@1", "data/t.csv", "-o", str(tmp_path / "t.csv"))
-    assert (tmp_path / "t.csv").read_bytes() == b"id,name\n1,a\n" and got["size"] == 12
-    people = cli.run("download", "tab@1", "data/t.csv", cwd=tmp_path)
-    assert people.returncode == 0 and "downloaded data/t.csv" in people.stdout and (tmp_path / "t.csv").exists()
-    assert_one_line_error(cli.run("download", "tab", "data/t.csv", "-o", str(tmp_path / "x")), 1, "NOT_FOUND")
-    preview = cli.json("preview", "tab@1", "data/t.csv", "--rows", "2")
-    assert preview["rows"] == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}] and preview["total_rows"] == 3
-    table = cli.run("preview", "tab", "data/t.csv")
-    assert table.returncode == 0 and "3 of 3 rows" in table.stdout and "name" in table.stdout
-    diff = cli.json("diff", "tab@1", "tab@2")
-    assert [c["kind"] for c in diff["changes"]] == ["CHANGE_KIND_ADDED", "CHANGE_KIND_MODIFIED"]
-    shown = cli.run("diff", "tab@1", "tab@2")
-    assert shown.returncode == 0 and "+w" in shown.stdout and "2 changed, 4 unchanged" in shown.stdout
