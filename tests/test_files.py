@@ -357,6 +357,8 @@ class CountingStore:
             self.served += len(chunk)
             yield chunk
 
+    read_range = ObjectStore.read_range  # through the counting `read` above
+
 
 async def test_preview_reads_only_the_footer_and_first_row_group(corpus: Corpus) -> None:
     async with pool_of(corpus.server.env["QUARRY_DATABASE_URL"], 10, max_size=2) as pool:
