@@ -1,12 +1,13 @@
 """DatasetService's dataset methods through the real server: create, get, list, update, delete.
 
-Dataset CRUD never touches the object store, so these run against the file-store server only; each test
-acts in a namespace of its own.
+Dataset CRUD never touches the object store, so these run against the file-store server only (with its
+worker where a dataset needs a version); each test acts in a namespace of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -18,9 +19,10 @@ from google.protobuf import field_mask_pb2
 from grpc import aio
 from quarry.v1 import common_pb2, dataset_pb2
 from quarry.v1 import dataset_service_pb2 as pb
+from quarry.v1 import upload_service_pb2 as upload_pb
 
-from tests.support import Api, ServerHandle, error_info, field_violations, open_api
-from tests.uploading import create_request
+from tests.support import Api, QuarryProcess, ServerHandle, error_info, field_violations, open_api
+from tests.uploading import chunk_messages, create_request, stream_of
 
 DRAFT = dataset_pb2.DATASET_STATE_DRAFT
 DELETED = dataset_pb2.DATASET_STATE_DELETED
@@ -251,20 +253,22 @@ async def test_list_orders_and_pages(api: Api) -> None:
     assert [d.name.rsplit("/", 1)[1] for d in rest.datasets] == ["banana", "cherry", "date", "elder"]
 
 
-async def test_list_filters(api: Api, pool: asyncpg.Pool) -> None:
+async def test_list_filters(api: Api, worker_file: QuarryProcess) -> None:
     await create(api, "logs-web", labels={"team": "web", "env": "prod"})
     await create(api, "logs-db", labels={"team": "db", "env": "prod"})
     await create(api, "metrics", labels={"team": "web", "env": "dev"})
     await create(api, "logs_old", labels={"team": "web"})
-    # An ACTIVE dataset needs a version; none can be made through this API yet, so set the state directly.
-    await pool.execute(
-        """WITH d AS (SELECT d.id FROM datasets d JOIN namespaces n ON n.id = d.namespace_id
-                      WHERE n.name = $1 AND d.name = 'metrics'),
-                v AS (INSERT INTO versions (dataset_id, number, state, ready_time)
-                      SELECT id, 1, 'READY', now() FROM d RETURNING id, dataset_id)
-           UPDATE datasets SET state = 'ACTIVE', current_version_id = v.id FROM v WHERE datasets.id = v.dataset_id""",
-        api.namespace)
-    metrics = await get(api, "metrics")
+    # An ACTIVE dataset has a version: the file-store worker makes one from an auto-committed upload.
+    data = b"id,value\n1,2\n"
+    create_upload = create_request("metrics", "m.csv", len(data), hashlib.sha256(data).hexdigest(), auto_commit=True)
+    header = upload_pb.UploadRequest(header=upload_pb.UploadHeader(create=create_upload))
+    finish = upload_pb.UploadRequest(finish=upload_pb.UploadFinish())
+    await api.uploads.Upload(stream_of([header, *chunk_messages(data), finish]))
+    for _ in range(600):
+        metrics = await get(api, "metrics")
+        if metrics.state != DRAFT:
+            break
+        await asyncio.sleep(0.1)
     assert metrics.state == dataset_pb2.DATASET_STATE_ACTIVE and metrics.current_version_number == 1
     assert metrics.current_version == f"{api.parent}/datasets/metrics/versions/1"
     await api.datasets.DeleteDataset(pb.DeleteDatasetRequest(name=f"{api.parent}/datasets/logs_old"))
