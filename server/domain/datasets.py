@@ -46,16 +46,17 @@ CAS_ATTEMPTS = 5
 _NAME_PREFIX = re.compile(r"^[a-z0-9_.-]{0,62}$")
 
 
-def check_description(value: str, field: str = "dataset.description") -> str:
+def check_description(value: str) -> str:
     """A description: at most 16,384 characters."""
     if len(value) > MAX_DESCRIPTION:
-        raise InvalidArgument.field(field, f"has {len(value)} characters; at most {MAX_DESCRIPTION}",
+        raise InvalidArgument.field("dataset.description", f"has {len(value)} characters; at most {MAX_DESCRIPTION}",
                                     reason="INVALID_DESCRIPTION")
     return value
 
 
-def check_labels(labels: Mapping[str, str], field: str = "dataset.labels") -> dict[str, str]:
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """Labels: at most 64; keys like dataset names (so `labels.KEY` can filter on them), values at most 63 chars."""
+    field = "dataset.labels"
     if len(labels) > MAX_LABELS:
         raise InvalidArgument.field(field, f"has {len(labels)} labels; at most {MAX_LABELS}", reason="INVALID_LABELS")
     for key, value in labels.items():
@@ -68,8 +69,9 @@ def check_labels(labels: Mapping[str, str], field: str = "dataset.labels") -> di
     return dict(labels)
 
 
-def check_rules(rules: DatasetRules, field: str = "dataset.rules") -> DatasetRules:
+def check_rules(rules: DatasetRules) -> DatasetRules:
     """Rules with no negative limits and no empty column names; repeated formats and columns count once."""
+    field = "dataset.rules"
     if rules.max_file_bytes < 0:
         raise InvalidArgument.field(f"{field}.max_file_bytes", "must not be negative", reason="INVALID_RULES")
     if rules.min_rows < 0:
@@ -168,15 +170,11 @@ class Datasets:
         spec = spec.validated()
         async with self.db.transaction() as connection:
             namespace_id = await namespaces.ensure_namespace(connection, namespace)
-            if spec.request_id is not None:
-                earlier = await repo.find_by_request_id(connection, namespace_id, spec.request_id)
-                if earlier is not None:
-                    return _replayed(earlier, spec)
             created = await repo.insert(connection, namespace_id=namespace_id, name=spec.name,
                                         description=spec.description, labels=spec.labels, rules=spec.rules,
                                         request_id=spec.request_id)
             if created is None and spec.request_id is not None:
-                # A concurrent request with the same request_id may be the one that won.
+                # The request_id was used before (a replay, or a concurrent twin that won): its dataset stands.
                 earlier = await repo.find_by_request_id(connection, namespace_id, spec.request_id)
                 if earlier is not None:
                     return _replayed(earlier, spec)
