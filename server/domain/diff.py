@@ -93,20 +93,17 @@ def schema_change(base: VersionFile, target: VersionFile) -> SchemaChange | None
     """Columns added, removed and retyped between two tabular files (None unless both are tabular)."""
     if base.format not in TABULAR_FORMATS or target.format not in TABULAR_FORMATS:
         return None
-    old = {c.name: c for c in reversed(base.columns)}  # reversed: the first of duplicate names wins
-    new = {c.name: c for c in reversed(target.columns)}
+    old, new = _by_name(base.columns), _by_name(target.columns)
     added = tuple(c for c in target.columns if c.name not in old)
     removed = tuple(c for c in base.columns if c.name not in new)
-    retyped = tuple(ColumnTypeChange(c.name, old[c.name].type, c.type) for c in _unique(target.columns)
+    retyped = tuple(ColumnTypeChange(c.name, old[c.name].type, c.type) for c in new.values()
                     if c.name in old and old[c.name].type != c.type)
     return SchemaChange(added, removed, retyped, base.row_count, target.row_count)
 
 
-def _unique(columns: Sequence[ColumnInfo]) -> list[ColumnInfo]:
-    seen: set[str] = set()
-    first = []
+def _by_name(columns: Sequence[ColumnInfo]) -> dict[str, ColumnInfo]:
+    """Columns by name, in order; the first of duplicate names wins."""
+    named: dict[str, ColumnInfo] = {}
     for column in columns:
-        if column.name not in seen:
-            seen.add(column.name)
-            first.append(column)
-    return first
+        named.setdefault(column.name, column)
+    return named
