@@ -79,6 +79,28 @@ async def test_a_lost_enqueue_is_queued_again(services: Services) -> None:
     assert (await services.uploads.queue.queued_job_ids()).count(f"validate_upload:{upload.id}") == 1
 
 
+async def test_an_auto_commit_that_gave_up_is_committed_again(services: Services) -> None:
+    sample = csv_sample(10)
+    upload, _ = await services.uploads.create(CALLER, "", NewUpload("auto", sample.path, len(sample.data)))
+    await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
+    await services.pipeline.validate_upload(upload.id)
+    async with services.db.connection() as connection:
+        # What an auto-commit upload looks like when its commit exhausted its retries (Postgres went away
+        # between validation and commit, which this test cannot arrange): VALIDATED and in no version.
+        await connection.execute("UPDATE uploads SET auto_commit = true WHERE id = $1", upload.id)
+    await asyncio.sleep(0.3)
+    report = await services.sweeper.sweep()
+    assert report.requeued_uploads == 1
+    assert f"validate_upload:{upload.id}" in await services.uploads.queue.queued_job_ids()
+    await services.pipeline.validate_upload(upload.id)  # the job the sweep queued
+    committed = await services.uploads.load(CALLER, upload.name)
+    assert committed.version_id is not None
+    await services.pipeline.promote_version(committed.version_id)
+    assert (await services.uploads.load(CALLER, upload.name)).state == UploadState.PROMOTED
+    await asyncio.sleep(0.3)
+    assert (await services.sweeper.sweep()).requeued_uploads == 0
+
+
 async def test_a_crashed_job_keeps_the_bytes_for_a_retry(services: Services, redis_server: EmbeddedRedis) -> None:
     queue = services.uploads.queue
     await queue._redis.flushdb()  # only this test's job for the worker below

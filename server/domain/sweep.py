@@ -1,7 +1,8 @@
 """The sweep: the periodic job that repairs what a crash, a lost enqueue or an abandoned client left.
 
 - re-enqueues uploads and versions stuck in a working state past `stuck_after` (jobs are idempotent, and a
-  job already queued or running under the same id is not queued twice);
+  job already queued or running under the same id is not queued twice), and the validation of VALIDATED
+  auto-commit uploads whose commit gave up (a re-run of `validate_upload` commits them);
 - expires OPEN uploads past their expiry and deletes their bytes;
 - deletes staged bytes still held by cancelled, expired, promoted or invalid uploads;
 - aborts multipart writes and deletes staging objects that no upload owns (older than the grace period);
@@ -71,6 +72,7 @@ class Sweeper:
         async with self.db.connection() as connection:
             stuck = await uploads_repo.ids_in_states_before(
                 connection, [UploadState.STAGED.value, UploadState.VALIDATING.value], self.stuck_after)
+            stuck += await sweeping.uncommitted_auto_commits(connection, self.stuck_after)
             versions = await versions_repo.pending_before(connection, self.stuck_after)
         for upload_id in stuck:
             await self.uploads.queue.enqueue("validate_upload", str(upload_id), job_id=f"validate_upload:{upload_id}")

@@ -1,12 +1,28 @@
-"""SQL (and store probes) for the sweep: open multipart ids, unreferenced objects, deleted datasets."""
+"""SQL (and store probes) for the sweep: uncommitted auto-commits, open multipart ids, unreferenced objects,
+deleted datasets."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import asyncpg
 
 from server.storage.objects import ObjectStore
+
+
+async def uncommitted_auto_commits(connection: asyncpg.Connection, seconds: float) -> list[uuid.UUID]:
+    """VALIDATED uploads that asked to be committed and never were (their commit gave up), unchanged for
+    `seconds`. An upload freed by its failed auto-commit version is left alone: committing it again would
+    only find that version."""
+    rows = await connection.fetch(
+        """SELECT u.id FROM uploads u
+           WHERE u.state = 'VALIDATED' AND u.auto_commit AND u.version_id IS NULL
+             AND u.update_time < now() - make_interval(secs => $1)
+             AND NOT EXISTS (SELECT 1 FROM versions v
+                             WHERE v.dataset_id = u.dataset_id AND v.request_id = 'auto:' || u.id::text)""",
+        seconds)
+    return [row["id"] for row in rows]
 
 
 async def open_multipart_ids(connection: asyncpg.Connection) -> set[str]:
