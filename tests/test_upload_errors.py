@@ -15,6 +15,7 @@ import google_crc32c
 import grpc
 import pytest
 from grpc import aio
+from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from server.storage.objects.local import LocalStore
@@ -298,3 +299,24 @@ def test_the_server_refuses_the_pure_python_crc32c() -> None:
     result = subprocess.run([sys.executable, "-c", pretend], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "google-crc32c is the pure-Python build" in result.stderr
+
+
+async def test_a_store_failure_inside_a_transaction_is_the_store_s(env: Env) -> None:
+    if env.server.storage_kind != "file":
+        pytest.skip("a real file-system fault needs the local store")
+    opened = (await env.api.uploads.CreateUpload(create_request("disk", "d.bin", 5))).upload
+    await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, b"hello", finish=False)))
+    # A directory where the staged object must appear: publishing it fails with an OSError (EISDIR), inside
+    # the transaction that stages the upload. It is the store that failed, not the database.
+    destination = env.store.local_path(f"staging/{env.namespace}/{opened.name.rsplit('/', 1)[1]}")
+    assert destination is not None
+    destination.mkdir(parents=True)
+    error = await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=opened.name)),
+                        grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")
+    assert "IsADirectoryError" in (error.details() or "")
+    current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert current.state == upload_pb2.UPLOAD_STATE_OPEN and current.committed_bytes == 5
+    destination.rmdir()
+    staged = (await env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=opened.name))).upload
+    assert staged.state == upload_pb2.UPLOAD_STATE_STAGED
+    assert await env.read_object(f"staging/{env.namespace}/{opened.name.rsplit('/', 1)[1]}") == b"hello"

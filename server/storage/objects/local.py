@@ -3,6 +3,9 @@
 Layout under the root: objects at `<root>/<key>`, multipart writes in `<root>/.multipart/<key>/<id>` (one
 file, each part written at its offset), temporary files in `<root>/.tmp/`. Every write is fsynced before it
 returns, and objects appear by an atomic rename, so a crash never leaves a half-written object under a key.
+File-system errors (a full disk, an I/O error) are translated here, at the boundary, into Unavailable
+(STORE_UNAVAILABLE) as the S3 store does: untranslated, an OSError raised inside a database transaction
+would reach the client as "database unavailable".
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import mmap
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,15 @@ from server.storage.objects.base import (
     PartWriter,
     check_key,
 )
+
+
+@contextlib.contextmanager
+def _boundary(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise Unavailable(f"object store failed on {what}: {type(exc).__name__}: {exc.strerror or exc}",
+                          reason="STORE_UNAVAILABLE") from exc
 
 
 def _fsync_path(path: Path) -> None:
@@ -87,13 +99,14 @@ class LocalStore(ObjectStore):
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         self._path(key)
         temporary = self._tmp / uuid.uuid4().hex
-        try:
-            async with aiofiles.open(temporary, "wb") as out:
-                async for chunk in chunks:
-                    await out.write(chunk)
-            return await self._publish(temporary, key)
-        finally:
-            await asyncio.to_thread(temporary.unlink, missing_ok=True)
+        with _boundary(f"object {key}"):
+            try:
+                async with aiofiles.open(temporary, "wb") as out:
+                    async for chunk in chunks:
+                        await out.write(chunk)
+                return await self._publish(temporary, key)
+            finally:
+                await asyncio.to_thread(temporary.unlink, missing_ok=True)
 
     async def read(self, key: str, offset: int = 0, length: int | None = None,
                    chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
@@ -129,24 +142,27 @@ class LocalStore(ObjectStore):
             return None
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+        path = self._path(key)
+        with _boundary(f"object {key}"):
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def copy(self, source: str, destination: str) -> ObjectInfo:
         src = self._path(source)
         temporary = self._tmp / uuid.uuid4().hex
-        try:
+        with _boundary(f"copy of {source} to {destination}"):
             try:
-                # Objects never change once written, so a hard link is a safe, instant copy.
-                await asyncio.to_thread(os.link, src, temporary)
-            except FileNotFoundError:
-                raise NotFound(f"object {source} not found", reason="OBJECT_NOT_FOUND") from None
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                await asyncio.to_thread(shutil.copyfile, src, temporary)
-            return await self._publish(temporary, destination)
-        finally:
-            await asyncio.to_thread(temporary.unlink, missing_ok=True)
+                try:
+                    # Objects never change once written, so a hard link is a safe, instant copy.
+                    await asyncio.to_thread(os.link, src, temporary)
+                except FileNotFoundError:
+                    raise NotFound(f"object {source} not found", reason="OBJECT_NOT_FOUND") from None
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+                    await asyncio.to_thread(shutil.copyfile, src, temporary)
+                return await self._publish(temporary, destination)
+            finally:
+                await asyncio.to_thread(temporary.unlink, missing_ok=True)
 
     async def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -159,9 +175,10 @@ class LocalStore(ObjectStore):
     async def create_multipart(self, key: str) -> str:
         upload_id = uuid.uuid4().hex
         part_file = self._part_file(key, upload_id)
-        await aiofiles.os.makedirs(part_file.parent, exist_ok=True)
-        async with aiofiles.open(part_file, "xb"):
-            pass
+        with _boundary(f"multipart write of {key}"):
+            await aiofiles.os.makedirs(part_file.parent, exist_ok=True)
+            async with aiofiles.open(part_file, "xb"):
+                pass
         return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, offset: int,
@@ -171,41 +188,44 @@ class LocalStore(ObjectStore):
             handle = await aiofiles.open(part_file, "r+b")
         except FileNotFoundError:
             raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
-        try:
-            await handle.seek(offset)
-            await handle.write(data)
-            await handle.flush()
-            await asyncio.to_thread(os.fdatasync, handle.fileno())
-        finally:
-            await handle.close()
+        with _boundary(f"part {number} of {key}"):
+            try:
+                await handle.seek(offset)
+                await handle.write(data)
+                await handle.flush()
+                await asyncio.to_thread(os.fdatasync, handle.fileno())
+            finally:
+                await handle.close()
         return f"{number}-{offset}-{len(data)}"
 
     def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
                   part_count: int) -> PartWriter:
-        return _WriteThroughPart(self._part_file(key, upload_id), upload_id, number, offset)
+        return _WriteThroughPart(self._part_file(key, upload_id), key, upload_id, number, offset)
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         part_file = self._part_file(key, upload_id)
         total = sum(part.size for part in parts)
-        try:
-            size = (await aiofiles.os.stat(part_file)).st_size
-        except FileNotFoundError:
-            done = await self.stat(key)
-            if done is not None and done.size == total:
-                return done  # completed before: completing again is a no-op
-            raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
-        if size < total:
-            raise FailedPrecondition(f"multipart file holds {size} bytes, parts add up to {total}")
-        if size > total:
-            await asyncio.to_thread(os.truncate, part_file, total)
-        info = await self._publish(part_file, key)
-        await asyncio.to_thread(_remove_empty_dir, part_file.parent)
+        with _boundary(f"completing {key}"):
+            try:
+                size = (await aiofiles.os.stat(part_file)).st_size
+            except FileNotFoundError:
+                done = await self.stat(key)
+                if done is not None and done.size == total:
+                    return done  # completed before: completing again is a no-op
+                raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
+            if size < total:
+                raise FailedPrecondition(f"multipart file holds {size} bytes, parts add up to {total}")
+            if size > total:
+                await asyncio.to_thread(os.truncate, part_file, total)
+            info = await self._publish(part_file, key)
+            await asyncio.to_thread(_remove_empty_dir, part_file.parent)
         return info
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         part_file = self._part_file(key, upload_id)
-        await asyncio.to_thread(part_file.unlink, missing_ok=True)
-        await asyncio.to_thread(_remove_empty_dir, part_file.parent)
+        with _boundary(f"aborting the multipart write of {key}"):
+            await asyncio.to_thread(part_file.unlink, missing_ok=True)
+            await asyncio.to_thread(_remove_empty_dir, part_file.parent)
 
     async def list_multipart(self, prefix: str) -> AsyncIterator[MultipartInfo]:
         entries = await asyncio.to_thread(_walk_files, self._multipart, self._multipart)
@@ -268,8 +288,9 @@ class _WriteThroughPart(PartWriter):
     bytes stay in the file but count for nothing: a resumed write overwrites them.
     """
 
-    def __init__(self, part_file: Path, upload_id: str, number: int, offset: int) -> None:
+    def __init__(self, part_file: Path, key: str, upload_id: str, number: int, offset: int) -> None:
         self._part_file = part_file
+        self._what = f"part {number} of {key}"
         self._upload_id = upload_id
         self._number = number
         self._offset = offset
@@ -298,7 +319,8 @@ class _WriteThroughPart(PartWriter):
             self.size += take
             data = data[take:]
             if self._filled == _DIRECT_BUFFER:
-                await self._flush(_DIRECT_BUFFER)
+                with _boundary(self._what):
+                    await self._flush(_DIRECT_BUFFER)
 
     async def _flush(self, length: int) -> None:
         """Start writing the first `length` bytes of the filling buffer; swap buffers."""
@@ -319,19 +341,20 @@ class _WriteThroughPart(PartWriter):
             await pending
 
     async def commit(self) -> str:
-        try:
-            if self._filled:
-                await self._open()  # decides whether O_DIRECT applies, hence what is aligned enough
-            aligned = self._filled - self._filled % _ALIGN if self._direct else self._filled
-            if aligned:
-                await self._flush(aligned)
-            await self._settle()
-            if self._filled:
-                await asyncio.to_thread(self._write_tail)
-            if self._fd is not None:
-                await asyncio.to_thread(os.fdatasync, self._fd)
-        finally:
-            await self.discard()
+        with _boundary(self._what):
+            try:
+                if self._filled:
+                    await self._open()  # decides whether O_DIRECT applies, hence what is aligned enough
+                aligned = self._filled - self._filled % _ALIGN if self._direct else self._filled
+                if aligned:
+                    await self._flush(aligned)
+                await self._settle()
+                if self._filled:
+                    await asyncio.to_thread(self._write_tail)
+                if self._fd is not None:
+                    await asyncio.to_thread(os.fdatasync, self._fd)
+            finally:
+                await self.discard()
         return f"{self._number}-{self._offset}-{self.size}"
 
     def _write_tail(self) -> None:
