@@ -14,11 +14,11 @@ from pathlib import Path
 
 from server import metrics
 from server.domain.errors import ChecksumMismatch, DataLoss, Internal, InvalidFile, QuarryError, RuleViolation
-from server.domain.models import Failure, FileFormat, Upload, UploadState
+from server.domain.models import Failure, Upload, UploadState
 from server.domain.uploads import Uploads
 from server.domain.validation import Report, validate_object
-from server.domain.validation.report import ColumnInfo, ColumnStats
-from server.domain.version_models import FileReport, Version, VersionFile, VersionState
+from server.domain.validation.report import ColumnInfo
+from server.domain.version_models import Version, VersionFile, VersionState
 from server.domain.versions import Change, Versions
 from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo
@@ -187,24 +187,19 @@ class Pipeline:
     async def _land(self, version: Version, upload: Upload) -> VersionFile:
         """Copy one upload to its content key in fresh storage (skipped when the key exists)."""
         async with self.db.connection() as connection:
-            row = await uploads_repo.validated_content(connection, upload.id)
-            key = fresh_key(version.namespace, version.dataset_id, row["sha256"])
+            staged = await versions_repo.validated_file(connection, upload.id)
+            if staged is None:
+                raise Internal(f"upload {upload.id} of version {version.id} has no validation result")
+            key = fresh_key(version.namespace, version.dataset_id, staged.sha256)
             # Recorded first: the garbage collector never deletes an object whose row was touched recently.
             await versions_repo.touch_object(connection, key=key, namespace_id=upload.namespace_id,
-                                             dataset_id=version.dataset_id, sha256=row["sha256"],
-                                             size=row["size_bytes"])
+                                             dataset_id=version.dataset_id, sha256=staged.sha256, size=staged.size)
         if not await self.store.exists(key):
             if not await self.store.exists(upload.staging_key):
                 raise DataLoss(f"the staged bytes of {upload.path} are gone before promotion",
                                reason="STAGED_OBJECT_MISSING")
             await self.store.copy(upload.staging_key, key)
-        fmt = FileFormat(row["format"])
-        return VersionFile(
-            path=row["path"], object_key=key, size=row["size_bytes"], sha256=row["sha256"], format=fmt,
-            content_type=row["content_type"], columns=tuple(ColumnInfo.from_json(c) for c in row["columns"]),
-            row_count=row["row_count"], report=FileReport.from_json(row["report"], fmt),
-            stats=tuple(ColumnStats.from_json(s) for s in row["stats"]), arrow_schema=row["arrow_schema"],
-            upload_id=upload.id)
+        return dataclasses.replace(staged, object_key=key)
 
     async def _finish(self, version: Version, uploads: list[Upload], entries: list[VersionFile]) -> None:
         """One transaction: the version (next number), its files, and the dataset's current version."""

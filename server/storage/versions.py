@@ -140,6 +140,16 @@ async def file(connection: asyncpg.Connection, version_id: uuid.UUID, path: str)
     return None if row is None else _file(row)
 
 
+async def validated_file(connection: asyncpg.Connection, upload_id: uuid.UUID) -> VersionFile | None:
+    """What validation stored for an upload, as the version file it becomes; its object_key is still the
+    staging key (promotion moves it to fresh storage). None if the upload was never validated."""
+    row = await connection.fetchrow(
+        """SELECT path, staging_key AS object_key, size_bytes, sha256, format, content_type, columns, arrow_schema,
+                  row_count, report, stats, id AS upload_id
+           FROM uploads WHERE id = $1 AND format IS NOT NULL""", upload_id)
+    return None if row is None else _file(row)
+
+
 async def changed_paths(connection: asyncpg.Connection, base_id: uuid.UUID | None,
                         current_id: uuid.UUID | None) -> set[str]:
     """Paths added, removed or changed between two versions (either may be None: no files)."""
