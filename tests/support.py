@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,18 @@ from server.ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without QUARRY_* variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+def clean_env(*, without: Iterable[str] = (), **extra: str) -> dict[str, str]:
+    """The test process's environment without QUARRY_* variables (nor the names in `without`), plus `extra`."""
+    dropped = set(without)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_") and k not in dropped}
     env.update(extra)
     return env
+
+
+def read_metrics(port: int) -> str:
+    """The Prometheus text a server or worker serves on 127.0.0.1:`port`/metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, clean_env
 
 CHECK = textwrap.dedent("""
     import importlib.util, sys
@@ -35,14 +34,14 @@ CHECK = textwrap.dedent("""
 """)
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("QUARRY_")}
+# Variables that would point the new virtualenv's Python at this one's packages.
+OUTSIDE = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sdk_installs_alone_in_a_clean_virtualenv(tmp_path: Path) -> None:
+    env = clean_env(without=OUTSIDE)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
@@ -51,16 +50,16 @@ def test_sdk_installs_alone_in_a_clean_virtualenv(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "clients" / "python", source,
                     ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     installed = subprocess.run([python, "-m", "pip", "install", "--quiet", str(source)],
-                               capture_output=True, text=True, timeout=800, env=clean_env(), cwd=tmp_path)
+                               capture_output=True, text=True, timeout=800, env=env, cwd=tmp_path)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    checked = subprocess.run([python, "-c", CHECK], capture_output=True, text=True, timeout=120, env=clean_env(),
+    checked = subprocess.run([python, "-c", CHECK], capture_output=True, text=True, timeout=120, env=env,
                              cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith("OK ")
     # The `quarry` script works, without the server's commands (they come with the server package).
     helped = subprocess.run([str(venv / "bin" / "quarry"), "--help"], capture_output=True, text=True, timeout=60,
-                            env=clean_env(), cwd=tmp_path)
+                            env=env, cwd=tmp_path)
     assert helped.returncode == 0 and "upload" in helped.stdout and "Run the gRPC server" not in helped.stdout
     down = subprocess.run([str(venv / "bin" / "quarry"), "--address", "127.0.0.1:1", "datasets", "ls"],
-                          capture_output=True, text=True, timeout=60, env=clean_env(), cwd=tmp_path)
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert down.returncode == 3 and down.stderr.startswith("quarry: UNAVAILABLE: ")

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from server.embedded import EmbeddedRedis
-from tests.support import ServerHandle, open_api, start_server
+from tests.support import ServerHandle, open_api, read_metrics, start_server
 from tests.uploading import MiB, create_request, one_call_messages, stream_of
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -51,11 +50,6 @@ def test_reflection_lists_every_service(server_file: ServerHandle) -> None:
         assert QUARRY_SERVICES | {"grpc.health.v1.Health"} <= services
         descriptor = database.FindFileContainingSymbol("quarry.v1.UploadService")
         assert descriptor.name == "quarry/v1/upload_service.proto"
-
-
-def read_metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
 
 
 async def test_metrics_endpoint(server_file: ServerHandle) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from pathlib import Path
 
 from quarry.v1 import upload_pb2
@@ -12,14 +11,9 @@ from quarry.v1 import upload_pb2
 from server.embedded import EmbeddedRedis
 from server.ports import free_port
 from tests.samples import csv_sample
-from tests.support import QuarryProcess, open_api, start_server
+from tests.support import QuarryProcess, open_api, read_metrics, start_server
 from tests.test_pipeline import upload_and_watch
 from tests.test_worker_recovery import _own_stack
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
 
 
 def metric(text: str, prefix: str) -> float:
@@ -38,7 +32,7 @@ async def test_worker_metrics_and_logs(stack_envs: dict[str, dict[str, str]], po
         sample = csv_sample(1000)
         upload, _ = await upload_and_watch(api, "observed", sample)
         assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
-        text = await asyncio.to_thread(scrape, port)
+        text = await asyncio.to_thread(read_metrics, port)
         assert metric(text, 'quarry_jobs_total{job="validate_upload",outcome="ok"}') >= 1
         assert metric(text, 'quarry_jobs_total{job="promote_version",outcome="ok"}') >= 1
         assert metric(text, 'quarry_job_seconds_count{job="validate_upload"}') >= 1
