@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from server.domain.validation.report import ColumnInfo, ColumnStats, Issue, Report
-from server.domain.validation.stats import BackgroundStats, StatsAccumulator
+from server.domain.validation.report import ColumnStats, Issue, Report, first_line
+from server.domain.validation.stats import BackgroundStats, StatsAccumulator, text_of
 
 BATCH_ROWS = 64 * 1024
 
@@ -26,14 +26,13 @@ def validate_parquet(path: Path, report: Report) -> None:
         # pre_buffer would fetch every row group's column chunks ahead: the whole file in memory (measured).
         parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
-        report.error(Issue("INVALID_PARQUET", f"cannot read the Parquet footer: {_first_line(exc)} "
+        report.error(Issue("INVALID_PARQUET", f"cannot read the Parquet footer: {first_line(exc)} "
                                               "(a truncated or corrupt file)"))
         return
     with parquet:
         metadata = parquet.metadata
         schema = parquet.schema_arrow
-        report.columns = [ColumnInfo(f.name, str(f.type), f.nullable) for f in schema]
-        report.arrow_schema = schema.serialize().to_pybytes()
+        report.set_schema(schema)
         report.row_groups = metadata.num_row_groups
         footer = _footer_statistics(metadata, len(schema))
         computed = [i for i in range(len(schema)) if i not in footer]
@@ -50,7 +49,7 @@ def validate_parquet(path: Path, report: Report) -> None:
                 decoded += batch.num_rows
             full_stats, sample_stats = full.result(), sampled.result("parquet statistics")
         except (pa.ArrowInvalid, OSError) as exc:
-            report.error(Issue("CORRUPT_PAGE", f"a page does not decode after row {decoded}: {_first_line(exc)}"))
+            report.error(Issue("CORRUPT_PAGE", f"a page does not decode after row {decoded}: {first_line(exc)}"))
             return
         finally:
             full.close()
@@ -62,7 +61,7 @@ def validate_parquet(path: Path, report: Report) -> None:
         by_index = dict(zip(computed, full_stats, strict=True))
         for index, stats in zip(footer, sample_stats, strict=True):
             nulls, low, high = footer[index]
-            by_index[index] = ColumnStats(stats.name, stats.type, nulls, _text(low), _text(high),
+            by_index[index] = ColumnStats(stats.name, stats.type, nulls, text_of(low), text_of(high),
                                           stats.distinct_estimate,
                                           "parquet statistics; distinct estimated from the first row group")
         report.stats = [by_index[i] for i in range(len(schema))]
@@ -89,14 +88,3 @@ def _footer_statistics(metadata: pq.FileMetaData, columns: int) -> dict[int, tup
             continue  # e.g. nanosecond timestamps have no exact Python value: computed from the pages instead
     return found
 
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.domain.models import FileFormat
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_ISSUES = 20
 
@@ -88,6 +91,11 @@ class Report:
     errors: list[Issue] = field(default_factory=list)
     error_count: int = 0
 
+    def set_schema(self, schema: pa.Schema) -> None:
+        """Record the columns and the serialized Arrow schema of a tabular file."""
+        self.columns = [ColumnInfo(f.name, str(f.type), f.nullable) for f in schema]
+        self.arrow_schema = schema.serialize().to_pybytes()
+
     def error(self, issue: Issue) -> None:
         """Record an error (only the first few are kept; all are counted)."""
         self.error_count += 1
@@ -110,3 +118,8 @@ class Report:
                 "row_groups": self.row_groups, "bytes_read": self.bytes_read,
                 "warnings": [w.to_json() for w in self.warnings], "errors": [e.to_json() for e in self.errors],
                 "error_count": self.error_count}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (pyarrow's run on), or its class name when it has none."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

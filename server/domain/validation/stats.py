@@ -90,7 +90,8 @@ def _numeric_view(column: pa.Array) -> np.ndarray | None:
     return None
 
 
-def _text(value: object) -> str:
+def text_of(value: object) -> str:
+    """A statistic as text: Arrow scalars cast to string, binary values in hex, None as empty."""
     if value is None:
         return ""
     if isinstance(value, pa.Scalar):
@@ -159,13 +160,13 @@ class StatsAccumulator:
             state.hashable = False
             return
         state.sampled_rows += len(column)
-        hashes = np.fromiter((hash(_text(value)) for value in unique), dtype=np.int64, count=len(unique))
+        hashes = np.fromiter((hash(text_of(value)) for value in unique), dtype=np.int64, count=len(unique))
         state.sketch.add_hashes(_mix(hashes.astype(np.uint64)))
 
     def result(self, source: str = "computed") -> list[ColumnStats]:
         """The statistics so far."""
         return [ColumnStats(
-            name=c.name, type=str(c.type), null_count=c.nulls, min=_text(c.minimum), max=_text(c.maximum),
+            name=c.name, type=str(c.type), null_count=c.nulls, min=text_of(c.minimum), max=text_of(c.maximum),
             distinct_estimate=c.sketch.estimate() if c.hashable else 0,
             source=f"{source}; distinct from the first {c.sampled_rows} rows" if c.sampled else source,
         ) for c in self.columns]

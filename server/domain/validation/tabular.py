@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from server.domain.validation.reader import StreamedObject
-from server.domain.validation.report import ColumnInfo, Issue, Report
+from server.domain.validation.report import Issue, Report, first_line
 from server.domain.validation.stats import BackgroundStats, StatsAccumulator
 
 BLOCK_BYTES = 4 << 20
@@ -25,10 +26,20 @@ _CSV_CONVERSION = re.compile(
 _JSON_ROW = re.compile(r"in row (\d+)")
 
 
-def _describe_schema(schema: pa.Schema, report: Report) -> BackgroundStats:
-    report.columns = [ColumnInfo(f.name, str(f.type), f.nullable) for f in schema]
-    report.arrow_schema = schema.serialize().to_pybytes()
-    return BackgroundStats(StatsAccumulator(schema))
+def _read_batches(reader: pa.RecordBatchReader, report: Report, locate: Callable[[pa.ArrowInvalid], Issue]) -> None:
+    """Count the rows and gather the statistics of every batch; a batch that does not parse is reported
+    as `locate` describes it (the rows before it are in report.row_count)."""
+    report.set_schema(reader.schema)
+    stats = BackgroundStats(StatsAccumulator(reader.schema))
+    try:
+        for batch in reader:
+            report.row_count += batch.num_rows
+            stats.add(batch)
+        report.stats = stats.result()
+    except pa.ArrowInvalid as exc:
+        report.error(locate(exc))
+    finally:
+        stats.close()
 
 
 def validate_csv(source: StreamedObject, report: Report) -> None:
@@ -44,22 +55,13 @@ def validate_csv(source: StreamedObject, report: Report) -> None:
             source, read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=invalid_row))
     except pa.ArrowInvalid as exc:
-        report.error(Issue("INVALID_CSV", _first_line(exc)))
+        report.error(Issue("INVALID_CSV", first_line(exc)))
         return
-    stats = _describe_schema(reader.schema, report)
-    try:
-        for batch in reader:
-            report.row_count += batch.num_rows
-            stats.add(batch)
-        report.stats = stats.result()
-    except pa.ArrowInvalid as exc:
-        report.error(_locate_csv_error(exc, source, report))
-    finally:
-        stats.close()
+    _read_batches(reader, report, lambda exc: _locate_csv_error(exc, source, report))
 
 
 def _locate_csv_error(exc: pa.ArrowInvalid, source: StreamedObject, report: Report) -> Issue:
-    message = _first_line(exc)
+    message = first_line(exc)
     match = _CSV_CONVERSION.search(str(exc))
     if not match:
         return Issue("INVALID_CSV", message)
@@ -74,31 +76,20 @@ def _locate_csv_error(exc: pa.ArrowInvalid, source: StreamedObject, report: Repo
 
 def validate_jsonl(source: StreamedObject, report: Report) -> None:
     """Stream a JSON Lines file through pyarrow; fill the report."""
-    rows_before = 0
     try:
         reader = pa_json.open_json(source, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES,
                                                                             use_threads=False))
     except pa.ArrowInvalid as exc:
         report.error(_locate_json_error(exc, source, 0))
         return
-    stats = _describe_schema(reader.schema, report)
-    try:
-        for batch in reader:
-            report.row_count += batch.num_rows
-            rows_before += batch.num_rows
-            stats.add(batch)
-        report.stats = stats.result()
-    except pa.ArrowInvalid as exc:
-        report.error(_locate_json_error(exc, source, rows_before))
-    finally:
-        stats.close()
+    _read_batches(reader, report, lambda exc: _locate_json_error(exc, source, report.row_count))
 
 
 def _locate_json_error(exc: pa.ArrowInvalid, source: StreamedObject, rows_before: int) -> Issue:
-    message = _first_line(exc)
-    first_line, window = source.window()
+    message = first_line(exc)
+    start, window = source.window()
     lines = window.split(b"\n")
-    skip = 1 if first_line > 1 else 0  # the window may begin mid-line
+    skip = 1 if start > 1 else 0  # the window may begin mid-line
     for offset, raw in enumerate(lines[skip:]):
         line = raw.strip()
         if not line:
@@ -106,13 +97,13 @@ def _locate_json_error(exc: pa.ArrowInvalid, source: StreamedObject, rows_before
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            number = first_line + skip + offset
+            number = start + skip + offset
             return Issue("INVALID_JSON", f"line {number} is not valid JSON: {error.msg}", line=number)
         except UnicodeDecodeError:
-            number = first_line + skip + offset
+            number = start + skip + offset
             return Issue("INVALID_JSON", f"line {number} is not UTF-8", line=number)
         if not isinstance(value, dict):
-            number = first_line + skip + offset
+            number = start + skip + offset
             return Issue("INVALID_JSON", f"line {number} is not a JSON object", line=number)
     match = _JSON_ROW.search(str(exc))
     if match:
@@ -120,6 +111,3 @@ def _locate_json_error(exc: pa.ArrowInvalid, source: StreamedObject, rows_before
         return Issue("TYPE_MISMATCH", f"line {number}: {message}", line=number)
     return Issue("INVALID_JSON", message)
 
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
