@@ -321,3 +321,48 @@ async def test_list_uploads_filters_and_pages(env: Env) -> None:
     assert len(prefixed.uploads) == 3
     listb = await env.api.uploads.ListUploads(pb.ListUploadsRequest(filter='dataset = "listb"'))
     assert sorted(u.path for u in listb.uploads) == ["0.bin", "2.bin", "4.bin", "open3.bin"]
+
+
+def _fds_on(pid: int, directory: Path) -> list[str]:
+    """The files under `directory` that process `pid` holds open."""
+    held = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith(str(directory)):
+            held.append(target)
+    return held
+
+
+async def test_a_part_received_after_a_failed_commit_is_discarded(env: Env) -> None:
+    # Two streams race for part 1 with different bytes: one records it, the other's commit fails
+    # (PART_CONFLICT) while that stream receives part 2. Part 2 was never handed to a commit, so the stream
+    # still owns it and discards it: on the local store no descriptor of the multipart file stays open.
+    opened = (await env.api.uploads.CreateUpload(create_request("race", "r.bin", 3 * PART))).upload
+    gates = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    async def stream(gate: asyncio.Event, data: bytes):  # type: ignore[no-untyped-def]
+        messages = resume_messages(opened.name, 0, data, finish=False)
+        yield messages[0]
+        yield messages[1]  # the first MiB: the server opens part 1, which nobody has recorded yet
+        await gate.wait()
+        for message in messages[2:]:
+            yield message
+
+    first = asyncio.ensure_future(env.api.uploads.Upload(stream(gates["a"], b"\1" * PART)))
+    second = asyncio.ensure_future(env.api.uploads.Upload(stream(gates["b"], b"\2" * (2 * PART))))
+    await asyncio.sleep(2)  # both streams have opened part 1
+    gates["a"].set()
+    assert (await first).committed_by_stream == PART
+    gates["b"].set()
+    with pytest.raises(aio.AioRpcError) as raised:
+        await second
+    assert error_info(raised.value)[0] == "PART_CONFLICT", raised.value
+    current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert [p.part_number for p in current.parts] == [1]
+    if env.server.storage_kind == "file":
+        root = Path(env.server.env["QUARRY_STORAGE_URL"].removeprefix("file://"))
+        assert _fds_on(env.server.process.pid, root / ".multipart") == []
+    await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))

@@ -87,9 +87,10 @@ class _Landing:
         self._task: asyncio.Future[int] | None = None
         self.committed = 0
 
-    async def start(self, commit: Coroutine[Any, Any, int]) -> None:
-        """Wait for the previous part to land (its error surfaces here), then start landing this one."""
-        await self.wait()
+    def start(self, commit: Coroutine[Any, Any, int]) -> None:
+        """Start landing a part; the previous one must have landed (`wait`), so a stream that owns a part
+        hands it over only once nothing can fail between the hand-over and this call."""
+        assert self._task is None
         self._task = asyncio.ensure_future(commit)
 
     async def wait(self) -> None:
@@ -210,8 +211,11 @@ class UploadStream:
                     part.crc = combine(part.crc, piece_crc, len(piece)) if part.size > len(piece) else piece_crc
                     position += len(piece)
                     if part.size == upload.part_size:
+                        # The previous part's error (or a cancellation) surfaces here, while `part` is still
+                        # ours for the `finally` to discard.
+                        await landing.wait()
                         full, part = part, None  # the commit owns it now, even if this stream is cancelled
-                        await landing.start(self._commit(upload, full))
+                        landing.start(self._commit(upload, full))
             if finish is not None and upload.declared_size is not None and position != upload.declared_size:
                 raise FailedPrecondition(f"the stream ended at byte {position} of a {upload.declared_size}-byte "
                                          "upload", reason="SIZE_SHORT",
@@ -219,8 +223,9 @@ class UploadStream:
                                                    "declared_size": str(upload.declared_size)})
             at_end = upload.declared_size is not None and position == upload.declared_size
             if part is not None and (finish is not None or at_end):
+                await landing.wait()
                 last, part = part, None
-                await landing.start(self._commit(upload, last))
+                landing.start(self._commit(upload, last))
             await landing.wait()
         finally:
             if part is not None:
