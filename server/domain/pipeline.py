@@ -18,7 +18,13 @@ from server.domain.models import Failure, Upload, UploadState
 from server.domain.uploads import Uploads
 from server.domain.validation import Report, validate_object
 from server.domain.validation.report import ColumnInfo
-from server.domain.version_models import Version, VersionFile, VersionState
+from server.domain.version_models import (
+    VERSION_FINAL_STATES,
+    VERSION_WORKING_STATES,
+    Version,
+    VersionFile,
+    VersionState,
+)
 from server.domain.versions import Change, Versions
 from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo
@@ -164,14 +170,13 @@ class Pipeline:
         async with self.db.connection() as connection:
             version = await versions_repo.get(connection, version_id)
             uploads = await uploads_repo.by_version(connection, version_id) if version else []
-        if version is None or version.state in (VersionState.READY, VersionState.FAILED):
+        if version is None or version.state in VERSION_FINAL_STATES:
             return
         dead = next((u for u in uploads if u.state in DEAD), None)
         if dead is not None:
             failure = dead.failure or Failure("WrongState", "UPLOAD_" + dead.state.value,
                                               f"{dead.path}: the upload was {dead.state.value}", dead.path)
-            await self._fail(version, Failure(failure.kind, failure.reason, failure.message, dead.path,
-                                              failure.retryable))
+            await self._fail(version, dataclasses.replace(failure, path=dead.path))
             return
         if any(u.state in WAITING for u in uploads):
             async with self.db.transaction() as connection:
@@ -251,8 +256,7 @@ class Pipeline:
         """The version fails as a whole; its other uploads are freed for another commit."""
         async with self.db.transaction() as connection:
             moved = await versions_repo.transition(
-                connection, version.id, [VersionState.PENDING, VersionState.VALIDATING, VersionState.PROMOTING],
-                VersionState.FAILED, failure)
+                connection, version.id, VERSION_WORKING_STATES, VersionState.FAILED, failure)
             if moved:
                 await uploads_repo.unbind(connection, version.id)
         if moved:
@@ -264,11 +268,9 @@ class Pipeline:
         failure = _gave_up(error)
         async with self.db.transaction() as connection:
             moved = await versions_repo.transition(
-                connection, version_id, [VersionState.PENDING, VersionState.VALIDATING, VersionState.PROMOTING],
-                VersionState.FAILED, failure)
+                connection, version_id, VERSION_WORKING_STATES, VersionState.FAILED, failure)
             if moved:
                 for upload in await uploads_repo.by_version(connection, version_id):
                     await uploads_repo.transition(connection, upload.id, [UploadState.VALIDATED], UploadState.FAILED,
-                                                  failure=Failure(failure.kind, failure.reason, failure.message,
-                                                                  upload.path, failure.retryable))
+                                                  failure=dataclasses.replace(failure, path=upload.path))
         log.warning("promotion gave up", extra={"version_id": str(version_id), "reason": error.reason})

@@ -22,6 +22,7 @@ from server import metrics
 from server.domain.errors import QuarryError
 from server.domain.models import UploadState
 from server.domain.uploads import Uploads
+from server.domain.version_models import VERSION_WORKING_STATES
 from server.domain.versions import Versions
 from server.storage import sweeping
 from server.storage import uploads as uploads_repo
@@ -73,7 +74,7 @@ class Sweeper:
             stuck = await uploads_repo.ids_in_states_before(
                 connection, [UploadState.STAGED.value, UploadState.VALIDATING.value], self.stuck_after)
             stuck += await sweeping.uncommitted_auto_commits(connection, self.stuck_after)
-            versions = await versions_repo.pending_before(connection, self.stuck_after)
+            versions = await versions_repo.ids_in_states_before(connection, VERSION_WORKING_STATES, self.stuck_after)
         for upload_id in stuck:
             await self.uploads.queue.enqueue("validate_upload", str(upload_id), job_id=f"validate_upload:{upload_id}")
         for version_id in versions:

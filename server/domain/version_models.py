@@ -24,6 +24,7 @@ class VersionState(StrEnum):
 
 
 VERSION_FINAL_STATES = frozenset({VersionState.READY, VersionState.FAILED})
+VERSION_WORKING_STATES = frozenset({VersionState.PENDING, VersionState.VALIDATING, VersionState.PROMOTING})
 
 
 @dataclass(frozen=True)

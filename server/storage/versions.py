@@ -215,9 +215,10 @@ async def touch_object(connection: asyncpg.Connection, *, key: str, namespace_id
            ON CONFLICT (key) DO UPDATE SET touch_time = now()""", key, namespace_id, dataset_id, sha256, size)
 
 
-async def pending_before(connection: asyncpg.Connection, seconds: float) -> list[uuid.UUID]:
-    """Versions not yet READY or FAILED whose last change is older than `seconds`."""
+async def ids_in_states_before(connection: asyncpg.Connection, states: Iterable[VersionState],
+                               seconds: float) -> list[uuid.UUID]:
+    """Versions in one of `states` whose last change is older than `seconds`."""
     rows = await connection.fetch(
-        """SELECT id FROM versions WHERE state IN ('PENDING', 'VALIDATING', 'PROMOTING')
-           AND update_time < now() - make_interval(secs => $1)""", seconds)
+        """SELECT id FROM versions WHERE state = ANY($1::text[])
+           AND update_time < now() - make_interval(secs => $2)""", [s.value for s in states], seconds)
     return [row["id"] for row in rows]
