@@ -14,6 +14,7 @@ import pytest
 from server.domain.models import DatasetRules, FileFormat
 from server.domain.validation import validate_object
 from server.domain.validation.report import ColumnInfo, Report
+from server.domain.validation.rules import RULE_CODES
 from server.storage.objects.local import LocalStore
 
 
@@ -109,6 +110,7 @@ async def test_rules(store: LocalStore) -> None:
     rules = DatasetRules(min_rows=3, required_columns=("id", "email"))
     assert {e.code for e in (await validate(store, "r.csv", data, rules=rules)).errors} == \
         {"TOO_FEW_ROWS", "MISSING_COLUMN"}
+    assert {"FILE_TOO_LARGE", "FORMAT_NOT_ALLOWED", "TOO_FEW_ROWS", "MISSING_COLUMN"} <= RULE_CODES
 
 
 async def test_schema_compatibility(store: LocalStore) -> None:
@@ -116,6 +118,7 @@ async def test_schema_compatibility(store: LocalStore) -> None:
     report = await validate(store, "c.parquet", parquet_bytes(pa.table({
         "id": pa.array([1], pa.int64()), "name": pa.array([1.5]), "added": pa.array([1])})), previous=previous)
     assert {(e.code, e.column) for e in report.errors} == {("COLUMN_REMOVED", "gone"), ("COLUMN_RETYPED", "name")}
+    assert {e.code for e in report.errors} <= RULE_CODES  # so the pipeline fails them as RuleViolation
     # int32 -> int64 widens: not an error. And with breaking changes allowed, the rest are warnings only.
     allowed = await validate(store, "c.parquet", parquet_bytes(pa.table({"id": pa.array([1], pa.int64())})),
                              rules=DatasetRules(allow_breaking_schema_changes=True), previous=previous)

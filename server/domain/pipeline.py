@@ -18,6 +18,7 @@ from server.domain.models import Failure, Upload, UploadState
 from server.domain.uploads import Uploads
 from server.domain.validation import Report, validate_object
 from server.domain.validation.report import ColumnInfo
+from server.domain.validation.rules import RULE_CODES
 from server.domain.version_models import (
     VERSION_FINAL_STATES,
     VERSION_WORKING_STATES,
@@ -31,8 +32,6 @@ from server.storage import versions as versions_repo
 
 log = logging.getLogger(__name__)
 
-RULE_CODES = frozenset({"FILE_TOO_LARGE", "FORMAT_NOT_ALLOWED", "TOO_FEW_ROWS", "MISSING_COLUMN", "COLUMN_REMOVED",
-                        "COLUMN_RETYPED"})
 WAITING = frozenset({UploadState.STAGED, UploadState.VALIDATING})
 DEAD = frozenset({UploadState.FAILED, UploadState.CANCELLED, UploadState.EXPIRED})
 
