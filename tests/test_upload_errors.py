@@ -320,3 +320,36 @@ async def test_a_store_failure_inside_a_transaction_is_the_store_s(env: Env) -> 
     staged = (await env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=opened.name))).upload
     assert staged.state == upload_pb2.UPLOAD_STATE_STAGED
     assert await env.read_object(f"staging/{env.namespace}/{opened.name.rsplit('/', 1)[1]}") == b"hello"
+
+
+async def test_an_offset_past_the_last_possible_part_is_refused_before_anything_is_written(env: Env) -> None:
+    # Without a declared size any part boundary may start a stream, but not one past part 10,000: accepted,
+    # its first byte would be RESOURCE_EXHAUSTED and fail the upload, deleting what was committed.
+    opened = (await env.api.uploads.CreateUpload(create_request("far", "f.bin"))).upload
+    part = opened.part_size_bytes
+    await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, b"\1" * part, finish=False)))
+    error = await fails(upload_call(env, resume_messages(opened.name, 10_000 * part, b"x" * MiB)),
+                        grpc.StatusCode.FAILED_PRECONDITION, "WRONG_OFFSET")
+    assert error_info(error)[1]["expected_offset"] == str(part)
+    assert "10000 parts" in (error.details() or "")
+    current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert current.state == upload_pb2.UPLOAD_STATE_OPEN and current.committed_bytes == part
+    assert [p.part_number for p in current.parts] == [1]
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1}
+
+
+async def test_an_offset_past_max_upload_bytes_is_refused_before_anything_is_written(limited_server) -> None:  # type: ignore[no-untyped-def]
+    api = open_api(limited_server.address)
+    try:
+        opened = (await api.uploads.CreateUpload(create_request("far", "f.bin"))).upload
+        offset = 2 * opened.part_size_bytes  # a part boundary past the server's 20 MiB limit
+        with pytest.raises(aio.AioRpcError) as raised:
+            await api.uploads.Upload(stream_of(resume_messages(opened.name, offset, b"x" * MiB)))
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(raised.value) == ("WRONG_OFFSET", {"expected_offset": "0"})
+        assert "max_upload_bytes 20971520" in (raised.value.details() or "")
+        current = (await api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+        # Not FAILED (this server's uploads expire after 2 s, so the sweep may have moved it on since).
+        assert current.state in (upload_pb2.UPLOAD_STATE_OPEN, upload_pb2.UPLOAD_STATE_EXPIRED)
+    finally:
+        await api.channel.close()

@@ -181,7 +181,18 @@ class UploadStream:
             return
         at_boundary = write_offset % upload.part_size == 0
         number = write_offset // upload.part_size + 1
-        within = upload.declared_size is None or write_offset <= upload.declared_size
+        if upload.declared_size is None:
+            # No byte may be written at or past the limits: refused here, not as ResourceExhausted after the
+            # header, which would fail the upload and delete what other streams committed.
+            limit = min(self.uploads.limits.max_upload_bytes, MAX_PARTS * upload.part_size)
+            if write_offset >= limit:
+                raise WrongOffset(f"write_offset {write_offset} is past the largest upload possible ({limit} bytes:"
+                                  f" max_upload_bytes {self.uploads.limits.max_upload_bytes}, at most {MAX_PARTS} "
+                                  f"parts of {upload.part_size} bytes); expected {committed} (or the start of a "
+                                  "part not yet written)", expected_offset=committed)
+            within = True
+        else:
+            within = write_offset <= upload.declared_size
         if write_offset >= 0 and at_boundary and within and upload.part(number) is None:
             return  # a parallel stream starting at a part not yet written
         raise WrongOffset(f"write_offset {write_offset} is not where this upload continues: expected {committed}"
