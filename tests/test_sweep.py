@@ -117,7 +117,7 @@ async def test_a_crashed_job_keeps_the_bytes_for_a_retry(services: Services, red
 
     # The real job wrapper, in a burst-mode worker: it runs the queued validation and stops.
     await run_worker_until_stopped(build_worker(redis_url(redis_server, 9), JOBS, [], on_startup=on_startup,
-                                                on_shutdown=nothing, max_jobs=1, job_timeout=30, max_tries=3,
+                                                max_jobs=1, job_timeout=30, max_tries=3,
                                                 burst=True))
     failed = await services.uploads.load(CALLER, upload.name)
     assert failed.state == UploadState.FAILED and failed.failure is not None

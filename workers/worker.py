@@ -33,14 +33,10 @@ async def run(settings: Settings, *, burst: bool = False) -> None:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = services
-        ctx["settings"] = settings
-
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        await stack.aclose()
 
     worker = build_worker(
         settings.redis_url, JOBS, crons(settings),
-        on_startup=on_startup, on_shutdown=on_shutdown,
+        on_startup=on_startup,
         max_jobs=settings.worker_concurrency, job_timeout=settings.job_timeout_seconds,
         max_tries=settings.job_max_tries, heartbeat=settings.job_heartbeat_seconds,
         shutdown_grace=settings.shutdown_grace_seconds, burst=burst)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from pathlib import Path
 
 from server import metrics
 from server.domain.errors import ChecksumMismatch, DataLoss, Internal, InvalidFile, QuarryError, RuleViolation
@@ -58,12 +57,11 @@ def _gave_up(error: QuarryError) -> Failure:
 class Pipeline:
     """validate_upload and promote_version."""
 
-    def __init__(self, uploads: Uploads, versions: Versions, spool_dir: Path | None = None) -> None:
+    def __init__(self, uploads: Uploads, versions: Versions) -> None:
         self.uploads = uploads
         self.versions = versions
         self.db = uploads.db
         self.store = uploads.store
-        self.spool_dir = spool_dir
 
     # --- validation ----------------------------------------------------------------------------------
 
@@ -123,7 +121,7 @@ class Pipeline:
         if not await self.store.exists(upload.staging_key):
             raise DataLoss(f"the staged bytes of {upload.name} are missing", reason="STAGED_OBJECT_MISSING")
         return await validate_object(self.store, upload.staging_key, upload.size, upload.path, upload.content_type,
-                                     head.rules, previous, self.spool_dir)
+                                     head.rules, previous)
 
     async def _after_validation(self, upload: Upload) -> None:
         if upload.version_id is not None:

@@ -113,10 +113,6 @@ class Version:
             return ""
         return version_name(self.namespace, self.dataset, self.parent_number, self.parent_id)
 
-    def file(self, path: str) -> VersionFile | None:
-        """The file at `path`, if the version has one."""
-        return next((f for f in self.files if f.path == path), None)
-
 
 @dataclass(frozen=True)
 class DatasetHead:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from arq import Retry, create_pool, cron
@@ -105,7 +105,6 @@ class CronSpec:
     name: str
     run: JobFunction
     interval_seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _backoff(job_try: int) -> float:
@@ -165,7 +164,6 @@ def build_worker(
     crons: Sequence[CronSpec],
     *,
     on_startup: Callable[[JobContext], Awaitable[None]],
-    on_shutdown: Callable[[JobContext], Awaitable[None]],
     max_jobs: int,
     job_timeout: float,
     max_tries: int,
@@ -185,7 +183,6 @@ def build_worker(
         cron_jobs=cron_jobs,
         redis_settings=redis_settings(redis_url),
         on_startup=cast(Any, on_startup),
-        on_shutdown=cast(Any, on_shutdown),
         max_jobs=max_jobs,
         job_timeout=job_timeout,
         max_tries=max_tries + 1,  # our wrapper decides when to give up; arq must not drop the job first

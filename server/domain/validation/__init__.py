@@ -29,8 +29,7 @@ async def _read(store: ObjectStore, key: str, offset: int, length: int) -> bytes
 
 
 async def validate_object(store: ObjectStore, key: str, size: int, path: str, content_type: str,
-                          rules: DatasetRules, previous: Sequence[ColumnInfo] | None,
-                          spool_dir: Path | None = None) -> Report:
+                          rules: DatasetRules, previous: Sequence[ColumnInfo] | None) -> Report:
     """Validate the object at `key` (of `size` bytes) that will become `path` in a version."""
     report = Report()
     head = await _read(store, key, 0, min(size, SNIFF_BYTES)) if size else b""
@@ -48,7 +47,7 @@ async def validate_object(store: ObjectStore, key: str, size: int, path: str, co
                                 count_lines=count_lines)
     try:
         if report.format == FileFormat.PARQUET:
-            await _parquet(store, key, source, report, spool_dir)
+            await _parquet(store, key, source, report)
         else:
             await asyncio.to_thread(_stream, source, report)
         report.sha256 = await asyncio.to_thread(source.sha256)
@@ -88,15 +87,14 @@ def _validate_text(source: StreamedObject, report: Report) -> None:
         lines += chunk.count(b"\n")
 
 
-async def _parquet(store: ObjectStore, key: str, source: StreamedObject, report: Report,
-                   spool_dir: Path | None) -> None:
+async def _parquet(store: ObjectStore, key: str, source: StreamedObject, report: Report) -> None:
     local = store.local_path(key)
     if local is not None:
         # pyarrow reads the file itself; the hash is taken at the same time, in another thread.
         await asyncio.gather(asyncio.to_thread(source.drain), asyncio.to_thread(validate_parquet, local, report))
         return
     # Parquet needs random access: keep the one streamed read in a temporary file.
-    with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="quarry-validate-", suffix=".parquet") as spool:
+    with tempfile.NamedTemporaryFile(prefix="quarry-validate-", suffix=".parquet") as spool:
         await asyncio.to_thread(shutil.copyfileobj, source, spool, READ_CHUNK)
         await asyncio.to_thread(spool.flush)
         await asyncio.to_thread(validate_parquet, Path(spool.name), report)

@@ -26,7 +26,7 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 class StreamedObject(io.RawIOBase):
-    """Read-only, forward-only bytes of an object; `sha256()` and `line_of()` once read."""
+    """Read-only, forward-only bytes of an object; `sha256()` once read, `window()` for the latest bytes."""
 
     def __init__(self, chunks: AsyncIterator[bytes] | None, loop: asyncio.AbstractEventLoop | None,
                  local: BinaryIO | None = None, *, count_lines: bool = True) -> None:
