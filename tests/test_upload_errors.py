@@ -353,3 +353,22 @@ async def test_an_offset_past_max_upload_bytes_is_refused_before_anything_is_wri
         assert current.state in (upload_pb2.UPLOAD_STATE_OPEN, upload_pb2.UPLOAD_STATE_EXPIRED)
     finally:
         await api.channel.close()
+
+
+async def test_a_sha256_in_a_finish_that_keeps_the_upload_open_is_refused(env: Env) -> None:
+    # Kept open, the upload is completed later by CompleteUpload: a sha256 given here would be dropped.
+    data = b"payload"
+    sha = hashlib.sha256(data).hexdigest()
+    one_call = [header(size=len(data)), *chunk_messages(data),
+                pb.UploadRequest(finish=pb.UploadFinish(sha256=sha, keep_open=True))]
+    error = await fails(upload_call(env, one_call), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert field_violations(error) == ["finish.sha256"]
+    assert "CompleteUpload" in (error.details() or "")
+    assert await env.leftovers() == NOTHING
+    opened = (await env.api.uploads.CreateUpload(create_request("keep", "k.bin", len(data)))).upload
+    error = await fails(upload_call(env, resume_messages(opened.name, 0, data, sha256=sha, keep_open=True)),
+                        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert field_violations(error) == ["finish.sha256"]
+    current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert current.state == upload_pb2.UPLOAD_STATE_OPEN and current.committed_bytes == 0 and not current.parts
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1}

@@ -322,9 +322,14 @@ class UploadStream:
 
 
 def _check_finish(upload: Upload, finish: Finish) -> None:
-    """Refuse a finish whose sha256 is malformed or contradicts the declared one, before the last part lands."""
+    """Refuse a finish whose sha256 is malformed, contradicts the declared one, or would be dropped (keep_open),
+    before the last part lands."""
     if finish.sha256 is None:
         return
+    if finish.keep_open:
+        # Kept open, the upload is completed later by CompleteUpload, which is where the sha256 is recorded.
+        raise InvalidArgument.field("finish.sha256", "a finish with keep_open leaves the upload open: give the "
+                                                     "sha256 to CompleteUpload instead")
     names.sha256_hex(finish.sha256, "finish.sha256")
     if upload.declared_sha256 and finish.sha256 != upload.declared_sha256:
         raise ChecksumMismatch(f"sha256 {finish.sha256} at finish differs from the declared {upload.declared_sha256}",
