@@ -105,9 +105,10 @@ class Pipeline:
         metrics.UPLOAD_TRANSITIONS.labels(state=state.value).inc()
         log.info("validated", extra={"upload_id": str(upload.id), "state": state.value, "format": report.format.value,
                                      "rows": report.row_count, "reason": failure.reason if failure else ""})
+        await self._after_validation(current)  # first: a bound version learns of the failure even if the purge fails
         if failure is not None:
-            await self.uploads.purge(current)  # an invalid file is never retried: its bytes are of no use
-        await self._after_validation(current)
+            # An invalid file is never retried: its bytes are of no use (the sweep retries a failed purge).
+            await self.uploads.purge(current)
 
     async def _validate(self, upload: Upload) -> Report:
         assert upload.size is not None
