@@ -80,6 +80,15 @@ async def test_parquet_truncated_and_corrupt(store: LocalStore) -> None:
     truncated = await validate(store, "t.parquet", data[: len(data) // 2])
     assert truncated.errors[0].code == "INVALID_PARQUET"
     assert (await validate(store, "ok.parquet", data)).row_count == 10_000
+    # One byte flipped in the middle of a data page, the footer intact: the page's checksum catches it.
+    data = parquet_bytes(pa.table({"x": list(range(10_000))}), row_group_size=1000, write_page_checksum=True)
+    chunk = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(4).column(0)
+    end = (chunk.dictionary_page_offset or chunk.data_page_offset) + chunk.total_compressed_size
+    flipped = bytearray(data)
+    flipped[(chunk.data_page_offset + end) // 2] ^= 0xFF
+    corrupt = await validate(store, "c.parquet", bytes(flipped))
+    assert [e.code for e in corrupt.errors] == ["CORRUPT_PAGE"] and not corrupt.ok
+    assert (await validate(store, "ok.parquet", data)).row_count == 10_000
 
 
 async def test_text_must_be_utf8(store: LocalStore) -> None:
