@@ -128,10 +128,12 @@ class UploadStream:
             upload, created = await self.uploads.load(caller, target, "header.upload"), False
         if not created:
             self._check_writable(upload, write_offset)
-        await on_open(upload)
         metrics.UPLOAD_STREAMS.inc()
         landing = _Landing()
         try:
+            # Inside the try: if announcing the upload fails, or the call is cancelled meanwhile, an upload this
+            # stream created is discarded like any other that committed nothing.
+            await on_open(upload)
             committed, finish = await self._write(upload, write_offset, messages, landing)
         except ResourceExhausted as exc:
             # Past the size limit the upload can never finish: fail it and free its bytes.
