@@ -76,7 +76,7 @@ class Sweeper:
             stuck += await sweeping.uncommitted_auto_commits(connection, self.stuck_after)
             versions = await versions_repo.ids_in_states_before(connection, VERSION_WORKING_STATES, self.stuck_after)
         for upload_id in stuck:
-            await self.uploads.queue.enqueue("validate_upload", str(upload_id), job_id=f"validate_upload:{upload_id}")
+            await self.uploads.enqueue_validation(upload_id)
         for version_id in versions:
             await self.versions.enqueue_promotion(version_id)
         report.requeued_uploads, report.requeued_versions = len(stuck), len(versions)

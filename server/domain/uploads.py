@@ -242,15 +242,15 @@ class Uploads:
         assert staged is not None
         metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.STAGED.value).inc()
         log.info("upload staged", extra={"upload_id": str(staged.id), "size": size})
-        await self.enqueue_validation(staged)
+        await self.enqueue_validation(staged.id)
         return staged
 
-    async def enqueue_validation(self, upload: Upload) -> None:
+    async def enqueue_validation(self, upload_id: uuid.UUID) -> None:
         """Queue `validate_upload`; a lost enqueue is repaired by the sweep, so failure here is only logged."""
         try:
-            await self.queue.enqueue("validate_upload", str(upload.id), job_id=f"validate_upload:{upload.id}")
+            await self.queue.enqueue("validate_upload", str(upload_id), job_id=f"validate_upload:{upload_id}")
         except QuarryError as exc:
-            log.warning("could not enqueue validation; the sweep will", extra={"upload_id": str(upload.id),
+            log.warning("could not enqueue validation; the sweep will", extra={"upload_id": str(upload_id),
                                                                                 "error": str(exc)})
 
     async def cancel(self, caller: Caller, name: str) -> Upload:
@@ -313,7 +313,7 @@ class Uploads:
         metrics.UPLOAD_TRANSITIONS.labels(state=state.value).inc()
         log.info("upload retried", extra={"upload_id": str(upload.id), "state": state.value})
         # validate_upload validates a STAGED upload, and for a VALIDATED one re-runs what follows.
-        await self.enqueue_validation(retried)
+        await self.enqueue_validation(retried.id)
         return retried
 
     # --- following -----------------------------------------------------------------------------------

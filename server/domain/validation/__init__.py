@@ -24,16 +24,12 @@ __all__ = ["Report", "validate_object"]
 READ_CHUNK = 1 << 20
 
 
-async def _read(store: ObjectStore, key: str, offset: int, length: int) -> bytes:
-    return b"".join([chunk async for chunk in store.read(key, offset, length)])
-
-
 async def validate_object(store: ObjectStore, key: str, size: int, path: str, content_type: str,
                           rules: DatasetRules, previous: Sequence[ColumnInfo] | None) -> Report:
     """Validate the object at `key` (of `size` bytes) that will become `path` in a version."""
     report = Report()
-    head = await _read(store, key, 0, min(size, SNIFF_BYTES)) if size else b""
-    tail = await _read(store, key, size - 8, 8) if size >= 8 else head
+    head = await store.read_range(key, 0, min(size, SNIFF_BYTES)) if size else b""
+    tail = await store.read_range(key, size - 8, 8) if size >= 8 else head
     report.format, report.detected_by = detect(path, content_type, head, tail)
     check_before_reading(rules, report, size)
     if not report.ok:
