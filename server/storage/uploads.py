@@ -217,13 +217,6 @@ async def set_validated(connection: asyncpg.Connection, upload_id: uuid.UUID, *,
     return changed is not None
 
 
-async def validated_content(connection: asyncpg.Connection, upload_id: uuid.UUID) -> asyncpg.Record:
-    """What validation stored for an upload (for its version file)."""
-    return await connection.fetchrow(
-        """SELECT path, size_bytes, sha256, format, content_type, columns, arrow_schema, row_count, report, stats
-           FROM uploads WHERE id = $1""", upload_id)
-
-
 async def is_validated(connection: asyncpg.Connection, upload_id: uuid.UUID) -> bool:
     """Whether validation stored its findings for the upload (so a retry need not validate again)."""
     return bool(await connection.fetchval("SELECT format IS NOT NULL FROM uploads WHERE id = $1", upload_id))
