@@ -55,7 +55,7 @@ async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
     db = Database(deps.pool)
     async with db.connection() as connection:
         key = await namespaces.page_token_key(connection)
-    hub = NotificationHub(settings.database_url)
+    hub = NotificationHub(settings.database_url, connect_timeout=settings.startup_timeout_seconds)
     await hub.start()
     try:
         tokens = PageTokens(key)
