@@ -247,11 +247,7 @@ class Uploads:
 
     async def enqueue_validation(self, upload_id: uuid.UUID) -> None:
         """Queue `validate_upload`; a lost enqueue is repaired by the sweep, so failure here is only logged."""
-        try:
-            await self.queue.enqueue("validate_upload", str(upload_id), job_id=f"validate_upload:{upload_id}")
-        except QuarryError as exc:
-            log.warning("could not enqueue validation; the sweep will", extra={"upload_id": str(upload_id),
-                                                                                "error": str(exc)})
+        await self.queue.enqueue_for("validate_upload", str(upload_id), "upload_id")
 
     async def cancel(self, caller: Caller, name: str) -> Upload:
         """Cancel an upload that is not yet part of a version, and delete its staged bytes."""

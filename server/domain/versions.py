@@ -16,7 +16,7 @@ import asyncpg
 
 from server.domain import names
 from server.domain.caller import Caller
-from server.domain.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound, QuarryError
+from server.domain.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound
 from server.domain.listing import PageTokens, page_size
 from server.domain.models import Upload, UploadState
 from server.domain.version_models import DatasetHead, Version
@@ -176,11 +176,7 @@ class Versions:
 
     async def enqueue_promotion(self, version_id: uuid.UUID) -> None:
         """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged."""
-        try:
-            await self.queue.enqueue("promote_version", str(version_id), job_id=f"promote_version:{version_id}")
-        except QuarryError as exc:
-            log.warning("could not enqueue promotion; the sweep will", extra={"version_id": str(version_id),
-                                                                               "error": str(exc)})
+        await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
 
 
 def _check_change(change: Change) -> None:

@@ -73,6 +73,15 @@ class JobQueue:
             raise
         return job is not None
 
+    async def enqueue_for(self, function: str, subject: str, subject_field: str) -> None:
+        """Queue `function(subject)` under the deterministic id `function:subject`, so a repeat is a no-op.
+        A failure is only logged (with `subject_field` naming the id): the sweep re-enqueues lost work."""
+        try:
+            await self.enqueue(function, subject, job_id=f"{function}:{subject}")
+        except Unavailable as exc:
+            log.warning("could not enqueue %s; the sweep will", function,
+                        extra={subject_field: subject, "error": str(exc)})
+
     async def ping(self) -> None:
         """Return when Redis answers; raise Unavailable otherwise."""
         try:
