@@ -301,9 +301,8 @@ def test_the_server_refuses_the_pure_python_crc32c() -> None:
     assert "google-crc32c is the pure-Python build" in result.stderr
 
 
+@pytest.mark.parametrize("quarry", ["file"], indirect=True)  # a real file-system fault needs the local store
 async def test_a_store_failure_inside_a_transaction_is_the_store_s(env: Env) -> None:
-    if env.server.storage_kind != "file":
-        pytest.skip("a real file-system fault needs the local store")
     opened = (await env.api.uploads.CreateUpload(create_request("disk", "d.bin", 5))).upload
     await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, b"hello", finish=False)))
     # A directory where the staged object must appear: publishing it fails with an OSError (EISDIR), inside
