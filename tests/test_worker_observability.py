@@ -32,7 +32,13 @@ async def test_worker_metrics_and_logs(stack_envs: dict[str, dict[str, str]], po
         sample = csv_sample(1000)
         upload, _ = await upload_and_watch(api, "observed", sample)
         assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
-        text = await asyncio.to_thread(read_metrics, port)
+        # The upload shows PROMOTED once promotion's transaction commits; the job counts as done just after.
+        promoted = 'quarry_jobs_total{job="promote_version",outcome="ok"}'
+        for _ in range(50):
+            text = await asyncio.to_thread(read_metrics, port)
+            if metric(text, promoted) >= 1:
+                break
+            await asyncio.sleep(0.1)
         assert metric(text, 'quarry_jobs_total{job="validate_upload",outcome="ok"}') >= 1
         assert metric(text, 'quarry_jobs_total{job="promote_version",outcome="ok"}') >= 1
         assert metric(text, 'quarry_job_seconds_count{job="validate_upload"}') >= 1
