@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stack import BUCKET, moto_server  # noqa: E402
 from bench.upload_throughput import parse_size  # noqa: E402
-from server.domain.models import FileFormat  # noqa: E402
 from server.domain.preview import preview_file  # noqa: E402
-from server.domain.validation.report import ColumnInfo  # noqa: E402
-from server.domain.version_models import FileReport, VersionFile  # noqa: E402
-from server.settings import S3Location  # noqa: E402
-from server.storage.objects import ObjectStore  # noqa: E402
+from server.model.datasets import FileFormat  # noqa: E402
+from server.model.locations import S3Location  # noqa: E402
+from server.model.objects import ObjectStore  # noqa: E402
+from server.model.report import ColumnInfo  # noqa: E402
+from server.model.versions import FileReport, VersionFile  # noqa: E402
 from server.storage.objects.local import LocalStore  # noqa: E402
 from server.storage.objects.s3 import S3Store  # noqa: E402
 

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.ports import free_port
+from server.listen_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "bench"

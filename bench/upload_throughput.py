@@ -33,7 +33,7 @@ from quarry.v1 import upload_service_pb2 as pb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stack import BUCKET, Stack, quarry_stack  # noqa: E402
-from server.ports import free_port  # noqa: E402
+from server.listen_ports import free_port  # noqa: E402
 from server.storage.objects.s3parts import sub_parts  # noqa: E402
 
 MiB = 1 << 20

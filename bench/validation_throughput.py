@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.upload_throughput import parse_size  # noqa: E402
-from server.domain.models import DatasetRules  # noqa: E402
 from server.domain.validation import validate_object  # noqa: E402
+from server.model.datasets import DatasetRules  # noqa: E402
 from server.storage.objects.local import LocalStore  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import signal
 
@@ -24,17 +26,46 @@ from quarry.v1 import (
 )
 
 from server import metrics
-from server.allocator import map_large_blocks
 from server.api.capabilities import CapabilitiesServicer
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
-from server.dependencies import Dependencies, open_dependencies
-from server.ports import ensure_ports_free, listen_host
-from server.samplers import UploadStateSampler
-from server.services import Services, open_services
-from server.settings import ConfigError, Settings
+from server.composition import capabilities_of, open_services
+from server.connections import Connections, open_connections
+from server.domain.gauges import UploadStateSampler
+from server.domain.services import Services
+from server.listen_ports import ensure_ports_free, listen_host
+from server.model.errors import ConfigError
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Keep large buffers out of the C heap, so memory freed after an upload goes back to the system.
+#
+# Upload parts pass through buffers of a few MiB. glibc's malloc raises its mmap threshold each time such a
+# block is freed, after which equal blocks come from the heap, where freed space fragments and stays in the
+# process: with several S3 streams the server's resident size roughly doubled for the same live data. A
+# fixed threshold (which also turns off the adjustment) keeps every block of 1 MiB or more in its own
+# mapping, returned on free. Elsewhere than glibc this does nothing.
+M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def map_large_blocks() -> bool:
+    """Set glibc's mmap threshold to 1 MiB; False where that is not possible."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    if not done:
+        log.debug("mallopt(M_MMAP_THRESHOLD) refused")
+    return done
+
 
 QUARRY_SERVICES = (
     dataset_service_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
@@ -43,7 +74,7 @@ QUARRY_SERVICES = (
 )
 
 
-def build_grpc_server(settings: Settings, deps: Dependencies, services: Services,
+def build_grpc_server(settings: Settings, deps: Connections, services: Services,
                       health: HealthReporter) -> aio.Server:
     """The gRPC server with every servicer, health and reflection registered (not yet bound)."""
     from server.api.servicers import add_quarry_servicers
@@ -66,8 +97,8 @@ def build_grpc_server(settings: Settings, deps: Dependencies, services: Services
         ],
     )
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
-        CapabilitiesServicer(settings, deps.store.kind), server)
-    add_quarry_servicers(server, settings, services)
+        CapabilitiesServicer(capabilities_of(settings, deps.store.kind)), server)
+    add_quarry_servicers(server, services, settings.default_namespace)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
         [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -93,7 +124,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     ensure_ports_free(settings)
     async with contextlib.AsyncExitStack() as stack:
-        deps = await stack.enter_async_context(open_dependencies(settings))
+        deps = await stack.enter_async_context(open_connections(settings))
         services = await stack.enter_async_context(open_services(deps))
         health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
         server = build_grpc_server(settings, deps, services, health)

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from server.settings import ConfigError, Settings, load_settings
+from server.model.errors import ConfigError
+from server.settings import Settings, load_settings
 
 EXIT_CONFIG = 2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from server.settings import ConfigError
+from server.model.errors import ConfigError
 
 GRPC_HANDLED = Counter("quarry_grpc_handled_total", "gRPC calls completed", ["method", "code"])
 GRPC_LATENCY = Histogram("quarry_grpc_handling_seconds", "gRPC call duration", ["method"],

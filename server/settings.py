@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -16,41 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.model.errors import ConfigError
+from server.model.locations import LocalLocation, S3Location, StorageLocation
+
 PREFIX = "QUARRY_"
 MiB = 1 << 20
 GiB = 1 << 30
 
 # Variables read by the client SDK and CLI, not by the server; the server must not call them unknown.
 CLIENT_VARIABLES = frozenset({"QUARRY_ADDRESS", "QUARRY_NAMESPACE", "QUARRY_TIMEOUT", "QUARRY_CACHE_DIR"})
-
-
-class ConfigError(Exception):
-    """A setting is missing, malformed, or names something unusable (an unreachable host, a busy port)."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """An S3 bucket (and key prefix) reached through `endpoint`, or AWS when endpoint is None."""
-
-    bucket: str
-    prefix: str
-    endpoint: str | None
-    region: str
-
-
-@dataclass(frozen=True)
-class LocalLocation:
-    """A directory on local disk."""
-
-    path: Path
-
-
-StorageLocation = S3Location | LocalLocation
 
 
 def parse_storage_url(url: str) -> StorageLocation:

@@ -21,10 +21,11 @@ import asyncpg
 import boto3
 import pytest
 
+from server.connections import open_configured_store
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.ports import free_port
+from server.listen_ports import free_port
+from server.model.objects import ObjectStore
 from server.settings import Settings
-from server.storage.objects import ObjectStore, open_store
 from tests.support import Api, QuarryProcess, ServerHandle, clean_env, open_api, start_server
 
 BUCKET = "quarry-test"
@@ -182,7 +183,7 @@ async def api(quarry: ServerHandle) -> AsyncIterator[Api]:
 @pytest.fixture(scope="session")
 async def stores(stack_envs: dict[str, dict[str, str]]) -> AsyncIterator[dict[str, ObjectStore]]:
     """In-process stores pointing at what each server uses, to look at bytes directly."""
-    opened = {kind: await open_store(settings_of(env)) for kind, env in stack_envs.items()}
+    opened = {kind: await open_configured_store(settings_of(env)) for kind, env in stack_envs.items()}
     yield opened
     for store in opened.values():
         await store.close()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from server.dependencies import open_dependencies
-from server.services import Services, open_services
+from server.composition import open_services
+from server.connections import open_connections
+from server.domain.services import Services
 from tests.conftest import settings_of
 
 
@@ -14,5 +15,5 @@ from tests.conftest import settings_of
 async def in_process(env: dict[str, str], **overrides: str) -> AsyncIterator[Services]:
     """Services built from a server's environment (plus overrides), closed afterwards."""
     settings = settings_of(dict(env, **overrides))
-    async with open_dependencies(settings) as deps, open_services(deps) as services:
+    async with open_connections(settings) as deps, open_services(deps) as services:
         yield services

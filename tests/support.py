@@ -23,7 +23,7 @@ from quarry.v1 import (
     upload_service_pb2_grpc,
 )
 
-from server.ports import free_port
+from server.listen_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

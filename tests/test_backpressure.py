@@ -17,10 +17,10 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from server.api.health import HealthReporter
 from server.app import QUARRY_SERVICES, build_grpc_server
-from server.dependencies import open_dependencies
-from server.ports import free_port
-from server.services import open_services
-from server.storage.objects import ObjectStore, PartWriter
+from server.composition import open_services
+from server.connections import open_connections
+from server.listen_ports import free_port
+from server.model.objects import ObjectStore, PartWriter
 from tests.conftest import settings_of
 from tests.support import open_api
 from tests.uploading import MiB, create_request
@@ -65,7 +65,7 @@ async def test_a_blocked_store_stops_the_client(stack_envs: dict[str, dict[str, 
     settings = settings_of(dict(stack_envs["file"], QUARRY_GRPC_ADDRESS=f"127.0.0.1:{free_port()}"))
     gate = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        deps = await stack.enter_async_context(open_dependencies(settings))
+        deps = await stack.enter_async_context(open_connections(settings))
         deps.store = _GatedStore(deps.store, gate)  # type: ignore[assignment]
         services = await stack.enter_async_context(open_services(deps))
         server = build_grpc_server(settings, deps, services, HealthReporter(deps.probe, QUARRY_SERVICES, 60))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.ports import free_port
+from server.listen_ports import free_port
 from tests.sdk_support import Cli, assert_one_line_error, new_namespace
 from tests.support import QuarryProcess, ServerHandle
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.storage.objects import ObjectStore
+from server.model.objects import ObjectStore
 from tests.sdk_support import Cli, new_namespace, write_random_file
 from tests.support import ServerHandle
 

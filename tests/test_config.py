@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from server.ports import free_port
+from server.listen_ports import free_port
 from tests.support import ROOT, clean_env
 
 

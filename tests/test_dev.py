@@ -13,7 +13,7 @@ import asyncpg
 import psutil
 import pytest
 
-from server.ports import free_port
+from server.listen_ports import free_port
 from tests.support import ROOT, clean_env, wait_serving
 
 pytestmark = pytest.mark.slow

@@ -47,9 +47,9 @@ from server.domain.files import READ_MESSAGE_BYTES, Files
 from server.domain.jsonrows import json_rows
 from server.domain.listing import PageTokens
 from server.domain.versions import Versions
+from server.model.objects import ObjectStore, RandomReader
 from server.storage.db import Database, pool_of
-from server.storage.objects import ObjectStore
-from server.storage.objects.seekable import READ_AHEAD_BYTES
+from server.storage.objects.seekable import READ_AHEAD_BYTES, RangeFile
 from tests.conftest import STORE_KINDS
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample
 from tests.support import Api, ServerHandle, error_info, field_violations, open_api
@@ -358,6 +358,14 @@ class CountingStore:
             yield chunk
 
     read_range = ObjectStore.read_range  # through the counting `read` above
+
+    async def open_random(self, key: str, size: int) -> RandomReader:
+        """The real store's reader where reads are local; elsewhere the same range reads, through `read` above."""
+        reader = await self._inner.open_random(key, size)
+        if not reader.remote:
+            return reader
+        reader.close()
+        return RangeFile.of_object(self, key, size, asyncio.get_running_loop())  # type: ignore[arg-type]
 
 
 async def test_preview_reads_only_the_footer_and_first_row_group(corpus: Corpus) -> None:

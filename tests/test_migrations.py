@@ -178,3 +178,38 @@ async def test_upload_state_changes_are_notified(schema: asyncpg.Connection, fre
             await asyncio.wait_for(heard.get(), 0.5)
     finally:
         await listener.close()
+
+
+async def test_stored_failures_name_their_kind_not_a_class(fresh_db: str) -> None:
+    # Before 0002 a failure recorded the Python class that raised it; the migration turns each into its kind,
+    # and from then on only a known kind can be stored.
+    connection = await asyncpg.connect(fresh_db)
+    try:
+        await migrate(connection, up_to=1)
+        ns = await _namespace(connection)
+        ds = await connection.fetchval("INSERT INTO datasets (namespace_id, name) VALUES ($1, 'd') RETURNING id", ns)
+        legacy = {"ChecksumMismatch": "DATA_LOSS", "RuleViolation": "FAILED_PRECONDITION",
+                  "InvalidFile": "INVALID_ARGUMENT", "Unavailable": "UNAVAILABLE", "SomethingRenamed": "INTERNAL"}
+        uploads = {}
+        for index, kind in enumerate(legacy):
+            uploads[kind] = await connection.fetchval(
+                """INSERT INTO uploads (namespace_id, dataset_id, path, part_size, staging_key, expire_time,
+                                        size_bytes, state, failure)
+                   VALUES ($1, $2, $3, 5242880, $4, now(), 0, 'FAILED', $5::jsonb) RETURNING id""",
+                ns, ds, f"f{index}.csv", f"k{index}",
+                f'{{"kind": "{kind}", "reason": "R", "message": "m", "path": "", "retryable": false}}')
+        version = await connection.fetchval(
+            """INSERT INTO versions (dataset_id, state, failure)
+               VALUES ($1, 'FAILED', '{"kind": "BaseMoved", "reason": "BASE_MOVED", "message": "m"}') RETURNING id""",
+            ds)
+        assert await migrate(connection) == [m.name for m in discover()][1:]
+        for kind, expected in legacy.items():
+            stored = await connection.fetchval("SELECT failure->>'kind' FROM uploads WHERE id = $1", uploads[kind])
+            assert stored == expected, kind
+        assert await connection.fetchval("SELECT failure->>'kind' FROM versions WHERE id = $1",
+                                         version) == "FAILED_PRECONDITION"
+        with pytest.raises(asyncpg.CheckViolationError):
+            await connection.execute("""UPDATE uploads SET failure = jsonb_set(failure, '{kind}', '"DataLoss"')
+                                        WHERE id = $1""", uploads["ChecksumMismatch"])
+    finally:
+        await connection.close()

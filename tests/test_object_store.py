@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from server.domain.errors import InvalidArgument, NotFound, NotSupported, Unavailable
-from server.storage.objects import CompletedPart, ObjectStore
+from server.model.errors import InvalidArgument, NotFound, NotSupported, Unavailable
+from server.model.objects import CompletedPart, ObjectStore
 
 MiB = 1 << 20
 

@@ -206,7 +206,7 @@ async def test_retry_upload_is_not_retried_blindly(env: Env, tmp_path: Path) -> 
 
 
 async def test_server_down_is_a_connect_error(tmp_path: Path) -> None:
-    from server.ports import free_port
+    from server.listen_ports import free_port
 
     retry = quarry.RetryPolicy(max_attempts=2, initial_backoff=0.01)
     with quarry.Client(f"127.0.0.1:{free_port()}", namespace="x", cache_dir=tmp_path, retry=retry, timeout=5) as c:

@@ -145,10 +145,10 @@ async def test_sigterm_lets_an_upload_in_flight_finish(stack_envs: dict[str, dic
 
 
 def test_large_blocks_are_mapped_on_glibc() -> None:
-    """The server fixes glibc's mmap threshold so freed part buffers leave the process (see server.allocator)."""
+    """The server fixes glibc's mmap threshold so freed part buffers leave the process (see server.app)."""
     import platform
 
-    from server.allocator import map_large_blocks
+    from server.app import map_large_blocks
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")

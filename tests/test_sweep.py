@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from server.domain.caller import Caller
-from server.domain.models import UploadState
+from server.domain.services import Services
 from server.domain.upload_stream import Chunk, Finish, StreamMessage
 from server.domain.uploads import NewUpload
-from server.domain.version_models import VersionState
 from server.embedded import EmbeddedRedis
-from server.services import Services
+from server.model.uploads import UploadState
+from server.model.versions import VersionState
 from server.storage import uploads as uploads_repo
-from server.storage.jobqueue import JobContext, build_worker, run_worker_until_stopped
 from tests.conftest import create_database, redis_url
 from tests.inprocess import in_process
 from tests.samples import csv_sample
+from workers.runtime import JobContext, build_worker, run_worker_until_stopped
 from workers.worker import JOBS
 
 CALLER = Caller("sweeping")

@@ -312,8 +312,8 @@ async def test_a_store_failure_inside_a_transaction_is_the_store_s(env: Env) -> 
     await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, b"hello", finish=False)))
     # A directory where the staged object must appear: publishing it fails with an OSError (EISDIR), inside
     # the transaction that stages the upload. It is the store that failed, not the database.
-    destination = env.store.local_path(f"staging/{env.namespace}/{opened.name.rsplit('/', 1)[1]}")
-    assert destination is not None
+    assert isinstance(env.store, LocalStore)
+    destination = env.store.root / "staging" / env.namespace / opened.name.rsplit("/", 1)[1]
     destination.mkdir(parents=True)
     error = await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=opened.name)),
                         grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")

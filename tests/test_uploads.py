@@ -14,7 +14,7 @@ from grpc import aio
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
-from server.storage.objects import ObjectStore
+from server.model.objects import ObjectStore
 from tests.conftest import Env
 from tests.support import ServerHandle, error_info, open_api, start_server
 from tests.uploading import (

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from server.domain.models import DatasetRules, FileFormat
 from server.domain.validation import validate_object
-from server.domain.validation.report import ColumnInfo, Report
 from server.domain.validation.rules import RULE_CODES
+from server.model.datasets import DatasetRules, FileFormat
+from server.model.report import ColumnInfo, Report
 from server.storage.objects.local import LocalStore
 
 

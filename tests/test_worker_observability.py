@@ -9,7 +9,7 @@ from pathlib import Path
 from quarry.v1 import upload_pb2
 
 from server.embedded import EmbeddedRedis
-from server.ports import free_port
+from server.listen_ports import free_port
 from tests.samples import csv_sample
 from tests.support import QuarryProcess, open_api, read_metrics, start_server
 from tests.test_pipeline import upload_and_watch

@@ -17,7 +17,7 @@ from quarry.v1 import upload_pb2, version_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from server.embedded import EmbeddedRedis
-from server.ports import free_port
+from server.listen_ports import free_port
 from tests.conftest import Env, create_database, redis_url
 from tests.inprocess import in_process
 from tests.samples import binary_sample, csv_sample

@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 
 from server import metrics
-from server.domain.errors import QuarryError
-from server.services import Services
+from server.domain.services import Services
+from server.model.errors import QuarryError
 
 log = logging.getLogger(__name__)
 

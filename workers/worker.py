@@ -6,11 +6,11 @@ import contextlib
 from typing import Any
 
 from server import metrics
-from server.dependencies import open_dependencies
-from server.services import open_services
+from server.composition import open_services
+from server.connections import open_connections
 from server.settings import Settings
-from server.storage.jobqueue import CronSpec, JobSpec, build_worker, run_worker_until_stopped
 from workers import jobs
+from workers.runtime import CronSpec, JobSpec, build_worker, run_worker_until_stopped
 
 JOBS = [
     JobSpec("validate_upload", jobs.validate_upload, jobs.validation_gave_up),
@@ -27,7 +27,7 @@ async def run(settings: Settings, *, burst: bool = False) -> None:
     """Run a worker until SIGTERM/SIGINT (or until the queue is empty, in burst mode)."""
     stack = contextlib.AsyncExitStack()
     # Connect before starting arq, so a bad setting fails at once with the variable's name.
-    deps = await stack.enter_async_context(open_dependencies(settings))
+    deps = await stack.enter_async_context(open_connections(settings))
     services = await stack.enter_async_context(open_services(deps))
     metrics.serve_metrics("0.0.0.0", settings.worker_metrics_port, "QUARRY_WORKER_METRICS_PORT")
 

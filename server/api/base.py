@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.api.caller import CallerResolver
-from server.services import Services
+from server.domain.services import Services
 
 
 class ServicerBase:

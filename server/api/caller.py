@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from grpc import aio
 
-from server.domain.caller import Caller, validate_namespace
+from server.domain.caller import Caller
+from server.model.names import validate_namespace
 
 NAMESPACE_METADATA = "x-quarry-namespace"
 

@@ -10,22 +10,22 @@ from quarry.v1 import common_pb2
 
 from server import __version__
 from server.api import convert
-from server.domain.models import FileFormat
-from server.settings import Settings
+from server.domain.capabilities import Capabilities
+from server.model.datasets import FileFormat
 
 
 class CapabilitiesServicer(pb_grpc.CapabilitiesServiceServicer):
-    """Answers GetCapabilities from the settings."""
+    """Answers GetCapabilities."""
 
-    def __init__(self, settings: Settings, storage_kind: str) -> None:
-        self._response = _capabilities(settings, storage_kind)
+    def __init__(self, capabilities: Capabilities) -> None:
+        self._response = _capabilities(capabilities)
 
     async def GetCapabilities(self, request: pb.GetCapabilitiesRequest,
                               context: aio.ServicerContext) -> pb.GetCapabilitiesResponse:
         return self._response
 
 
-def _capabilities(settings: Settings, storage_kind: str) -> pb.GetCapabilitiesResponse:
+def _capabilities(settings: Capabilities) -> pb.GetCapabilitiesResponse:
     expiry = duration_pb2.Duration()
     expiry.FromNanoseconds(int(settings.upload_expiry_seconds * 1e9))
     return pb.GetCapabilitiesResponse(
@@ -41,6 +41,6 @@ def _capabilities(settings: Settings, storage_kind: str) -> pb.GetCapabilitiesRe
         formats=[convert.file_format(f) for f in FileFormat],
         max_page_size=settings.max_page_size,
         max_preview_rows=settings.max_preview_rows,
-        download_urls=storage_kind == "s3",
-        storage_kind=storage_kind,
+        download_urls=settings.download_urls,
+        storage_kind=settings.storage_kind,
     )

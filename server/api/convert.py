@@ -10,13 +10,15 @@ from quarry.v1 import common_pb2, dataset_pb2, dataset_service_pb2, upload_pb2, 
 
 from server.api.errors import code_for_kind
 from server.domain.diff import FileChange, SchemaChange, VersionDiff
-from server.domain.errors import InvalidArgument
 from server.domain.files import DownloadUrl, FileRead
-from server.domain.models import Dataset, DatasetRules, Failure, FileFormat, Upload
-from server.domain.names import version_name
 from server.domain.preview import Preview
-from server.domain.validation.report import ColumnInfo, ColumnStats, Issue
-from server.domain.version_models import Version, VersionFile
+from server.model.datasets import Dataset, DatasetRules, FileFormat
+from server.model.errors import InvalidArgument
+from server.model.failures import Failure
+from server.model.names import version_name
+from server.model.report import ColumnInfo, ColumnStats, Issue
+from server.model.uploads import Upload
+from server.model.versions import Version, VersionFile
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -1,9 +1,9 @@
 """The one table from domain errors to gRPC status codes, with google.rpc error details.
 
-`status_for(exc)` walks the exception's MRO to the first kind in `STATUS_BY_ERROR`. Every status carries
-an `ErrorInfo` whose `reason` is the error's stable reason; bad requests add `BadRequest` field violations
-and retryable errors add `RetryInfo`. An exception that is not a QuarryError becomes INTERNAL with a
-generic message; its detail goes to the log only.
+`status_for(exc)` maps the exception's kind (inherited down the error tree) through `STATUS_BY_KIND`.
+Every status carries an `ErrorInfo` whose `reason` is the error's stable reason; bad requests add
+`BadRequest` field violations and retryable errors add `RetryInfo`. An exception that is not a QuarryError
+becomes INTERNAL with a generic message; its detail goes to the log only.
 """
 
 from __future__ import annotations
@@ -15,26 +15,25 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from server.domain import errors
+from server.model import errors
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "quarry.v1"
 
-STATUS_BY_ERROR: dict[type[errors.QuarryError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
-    errors.DataLoss: grpc.StatusCode.DATA_LOSS,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Aborted: grpc.StatusCode.ABORTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.NotSupported: grpc.StatusCode.UNIMPLEMENTED,
-    errors.Internal: grpc.StatusCode.INTERNAL,
-    errors.QuarryError: grpc.StatusCode.INTERNAL,
+STATUS_BY_KIND: dict[errors.ErrorKind, grpc.StatusCode] = {
+    errors.ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    errors.ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    errors.ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ErrorKind.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
+    errors.ErrorKind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
+    errors.ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
+    errors.ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    errors.ErrorKind.NOT_SUPPORTED: grpc.StatusCode.UNIMPLEMENTED,
+    errors.ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
 
@@ -53,23 +52,13 @@ class RpcStatus:
 
 
 def code_for(exc: errors.QuarryError) -> grpc.StatusCode:
-    """The status code of a domain error: the first mapped class in its MRO."""
-    return _code_for_class(type(exc))
+    """The status code of a domain error: that of its kind (which subclasses inherit)."""
+    return code_for_kind(exc.kind)
 
 
-def _code_for_class(error_class: type) -> grpc.StatusCode:
-    for klass in error_class.__mro__:
-        if klass in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[klass]
-    return grpc.StatusCode.INTERNAL
-
-
-def code_for_kind(kind: str) -> grpc.StatusCode:
-    """The status code of an error kind stored by name (e.g. a Failure's "ChecksumMismatch")."""
-    error_class = getattr(errors, kind, None)
-    if isinstance(error_class, type) and issubclass(error_class, errors.QuarryError):
-        return _code_for_class(error_class)
-    return grpc.StatusCode.INTERNAL
+def code_for_kind(kind: errors.ErrorKind) -> grpc.StatusCode:
+    """The status code of an error kind (e.g. a stored Failure's)."""
+    return STATUS_BY_KIND.get(kind, grpc.StatusCode.INTERNAL)
 
 
 def _pack(message: object) -> any_pb2.Any:

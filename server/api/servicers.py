@@ -9,17 +9,16 @@ from server.api.caller import CallerResolver
 from server.api.datasets import DatasetMethods
 from server.api.uploads import UploadServicer
 from server.api.versions import VersionMethods
-from server.services import Services
-from server.settings import Settings
+from server.domain.services import Services
 
 
 class DatasetServicer(DatasetMethods, VersionMethods, dataset_service_pb2_grpc.DatasetServiceServicer):
     """DatasetService: the dataset methods and the version methods."""
 
 
-def add_quarry_servicers(server: aio.Server, settings: Settings, services: Services) -> None:
+def add_quarry_servicers(server: aio.Server, services: Services, default_namespace: str) -> None:
     """Add DatasetService and UploadService."""
-    caller = CallerResolver(settings.default_namespace)
+    caller = CallerResolver(default_namespace)
     dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(services, caller), server)
     upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
         UploadServicer(services.uploads, services.upload_stream, caller), server)

@@ -13,10 +13,10 @@ from quarry.v1 import upload_service_pb2_grpc as pb_grpc
 
 from server.api import convert
 from server.api.caller import CallerResolver
-from server.domain.errors import InvalidArgument, QuarryError
-from server.domain.models import Upload
 from server.domain.upload_stream import Chunk, Finish, StreamMessage, UploadStream
 from server.domain.uploads import NewUpload, Uploads
+from server.model.errors import InvalidArgument, QuarryError
+from server.model.uploads import Upload
 
 UPLOAD_METADATA = "x-quarry-upload"
 DRAIN_BYTES = 256 << 20

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from server.domain.errors import InvalidArgument, PermissionDenied
-
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+from server.model.errors import InvalidArgument, PermissionDenied
+from server.model.names import NAME_PATTERN
 
 
 @dataclass(frozen=True)
@@ -32,10 +30,3 @@ class Caller:
             raise PermissionDenied(f"caller of namespace {self.namespace!r} cannot act in {namespace!r}",
                                    reason="NAMESPACE_MISMATCH")
         return namespace
-
-
-def validate_namespace(name: str) -> str:
-    """A namespace name: 1-63 characters of lower-case letters, digits and "-_.", starting with a letter or digit."""
-    if not NAME_PATTERN.match(name):
-        raise InvalidArgument.field("namespace", f"invalid namespace name {name!r}", reason="INVALID_NAMESPACE")
-    return name

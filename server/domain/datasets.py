@@ -18,20 +18,18 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from server.domain import names
-from server.domain.caller import NAME_PATTERN, Caller
-from server.domain.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
+from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size, parse_filter
-from server.domain.models import Dataset, DatasetRules, DatasetState
+from server.model import names
+from server.model.datasets import Dataset, DatasetRules, DatasetState
+from server.model.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
+from server.model.names import NAME_PATTERN
 from server.storage import datasets as repo
 from server.storage import namespaces
 from server.storage.datasets import DatasetQuery
-from server.storage.db import Database
-
-if TYPE_CHECKING:
-    import asyncpg
+from server.storage.db import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -252,14 +250,14 @@ def _ref(caller: Caller, name: str, field: str) -> names.DatasetRef:
     return ref
 
 
-async def _live(connection: asyncpg.Connection, ref: names.DatasetRef) -> Dataset:
+async def _live(connection: Connection, ref: names.DatasetRef) -> Dataset:
     found = await repo.get_live(connection, ref.namespace, ref.dataset)
     if found is None:
         raise NotFound(f"dataset {ref.name} not found", reason="DATASET_NOT_FOUND")
     return found
 
 
-async def _reread(connection: asyncpg.Connection, dataset_id: uuid.UUID) -> Dataset:
+async def _reread(connection: Connection, dataset_id: uuid.UUID) -> Dataset:
     found = await repo.get(connection, dataset_id)
     assert found is not None  # just written in this transaction
     return found

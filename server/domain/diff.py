@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from server.domain.models import TABULAR_FORMATS
-from server.domain.validation.report import ColumnInfo
-from server.domain.version_models import Version, VersionFile
+from server.model.datasets import TABULAR_FORMATS
+from server.model.report import ColumnInfo
+from server.model.versions import Version, VersionFile
 
 
 class ChangeKind(StrEnum):

@@ -16,17 +16,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from server.domain import names
 from server.domain.caller import Caller
 from server.domain.diff import VersionDiff, diff_versions
-from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, WrongState
-from server.domain.models import TABULAR_FORMATS
 from server.domain.preview import Preview, preview_file
-from server.domain.version_models import Version, VersionFile, VersionState
 from server.domain.versions import Versions
+from server.model import names
+from server.model.datasets import TABULAR_FORMATS
+from server.model.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, WrongState
+from server.model.objects import ObjectStore
+from server.model.versions import Version, VersionFile, VersionState
 from server.storage import versions as repo
 from server.storage.db import Database
-from server.storage.objects import ObjectStore
 
 DEFAULT_PREVIEW_ROWS = 100
 READ_MESSAGE_BYTES = 1 << 20

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.domain.errors import InvalidArgument
+from server.model.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 _TERM = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_.\-]+)?)\s*(=|!=|<|>|<=|>=|:)\s*'

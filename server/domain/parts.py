@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.domain.errors import FailedPrecondition, ResourceExhausted
-from server.domain.models import UploadPart
+from server.model.errors import FailedPrecondition, ResourceExhausted
+from server.model.uploads import UploadPart
 
 MiB = 1 << 20
 MAX_PARTS = 10_000  # S3's limit, and ours on every store

@@ -12,20 +12,25 @@ import logging
 import uuid
 
 from server import metrics
-from server.domain.errors import ChecksumMismatch, DataLoss, Internal, InvalidFile, QuarryError, RuleViolation
-from server.domain.models import Failure, Upload, UploadState
 from server.domain.uploads import Uploads
 from server.domain.validation import Report, validate_object
-from server.domain.validation.report import ColumnInfo
 from server.domain.validation.rules import RULE_CODES
-from server.domain.version_models import (
-    VERSION_FINAL_STATES,
-    VERSION_WORKING_STATES,
-    Version,
-    VersionFile,
-    VersionState,
-)
 from server.domain.versions import Change, Versions
+from server.model.errors import (
+    BaseMoved,
+    ChecksumMismatch,
+    DataLoss,
+    Internal,
+    InvalidFile,
+    NotFound,
+    QuarryError,
+    RuleViolation,
+    WrongState,
+)
+from server.model.failures import Failure
+from server.model.report import ColumnInfo
+from server.model.uploads import Upload, UploadState
+from server.model.versions import VERSION_FINAL_STATES, VERSION_WORKING_STATES, Version, VersionFile, VersionState
 from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo
 
@@ -44,7 +49,7 @@ def _failure_of(report: Report, path: str) -> Failure:
     issue = report.errors[0]
     kind = RuleViolation if issue.code in RULE_CODES else InvalidFile
     more = f" (and {report.error_count - 1} more)" if report.error_count > 1 else ""
-    return Failure(kind.__name__, issue.code, f"{path}: {issue.message}{more}", path, False)
+    return Failure.of(kind(f"{path}: {issue.message}{more}", reason=issue.code), path)
 
 
 def _gave_up(error: QuarryError) -> Failure:
@@ -136,8 +141,8 @@ class Pipeline:
             head = await versions_repo.dataset_head_by_id(connection, upload.dataset_id, for_update=True)
             assert head is not None
             if head.state == "DELETED":
-                failure = Failure("NotFound", "DATASET_DELETED", f"{upload.path}: dataset {head.name!r} was deleted "
-                                  "before the upload could join it", upload.path)
+                failure = Failure.of(NotFound(f"{upload.path}: dataset {head.name!r} was deleted before the upload "
+                                              "could join it", reason="DATASET_DELETED"), upload.path)
                 await uploads_repo.transition(connection, upload.id, [UploadState.VALIDATED], UploadState.FAILED,
                                               failure=failure)
             else:
@@ -172,8 +177,9 @@ class Pipeline:
             return
         dead = next((u for u in uploads if u.state in DEAD), None)
         if dead is not None:
-            failure = dead.failure or Failure("WrongState", "UPLOAD_" + dead.state.value,
-                                              f"{dead.path}: the upload was {dead.state.value}", dead.path)
+            gone = WrongState(f"{dead.path}: the upload was {dead.state.value}", state=dead.state.value,
+                              reason="UPLOAD_" + dead.state.value)
+            failure = dead.failure or Failure.of(gone)
             await self._fail(version, dataclasses.replace(failure, path=dead.path))
             return
         if any(u.state in WAITING for u in uploads):
@@ -214,14 +220,14 @@ class Pipeline:
                 return
             changed = {e.path for e in entries} | set(version.delete_paths)
             if head.state == "DELETED":
-                conflict = Failure("NotFound", "DATASET_DELETED", f"dataset {head.name!r} was deleted before the "
-                                   "version was ready")
+                conflict = Failure.of(NotFound(f"dataset {head.name!r} was deleted before the version was ready",
+                                               reason="DATASET_DELETED"))
             elif version.base_id != head.current_version_id:
                 moved = await versions_repo.changed_paths(connection, version.base_id, head.current_version_id)
                 if moved & changed:
                     path = sorted(moved & changed)[0]
-                    conflict = Failure("BaseMoved", "BASE_MOVED", f"{path}: the dataset moved on since the base "
-                                       "version and this path changed there too", path)
+                    conflict = Failure.of(BaseMoved(f"{path}: the dataset moved on since the base version and this "
+                                                    "path changed there too"), path)
             if conflict is None:
                 parent_files = (await versions_repo.files(connection, head.current_version_id)
                                 if head.current_version_id else [])

@@ -1,7 +1,7 @@
 """The first rows of a tabular file, reading only the bytes they need.
 
 Parquet: pyarrow reads the footer, then only the pages of the first row group(s) that hold the rows,
-through a `RangeFile` (buffered range reads; never the whole object). From a remote store, the start of
+through the store's `RandomReader` (buffered range reads; never the whole object). From a remote store, the start of
 every column chunk of the first row group is fetched at once first, so the pages cost one round trip rather
 than a few per column. CSV and JSON Lines: a prefix of the
 file that grows (64 KiB, then doubling) until it holds enough whole lines, cut at its last newline. A
@@ -23,11 +23,10 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from server.domain.jsonrows import json_rows
-from server.domain.models import FileFormat
-from server.domain.validation.report import ColumnInfo
-from server.domain.version_models import VersionFile
-from server.storage.objects import ObjectStore
-from server.storage.objects.seekable import RangeFile
+from server.model.datasets import FileFormat
+from server.model.objects import ObjectStore, RandomReader
+from server.model.report import ColumnInfo
+from server.model.versions import VersionFile
 
 PREVIEW_BYTES = 3 << 20
 SCAN_BYTES = 64 << 20
@@ -61,19 +60,16 @@ async def preview_file(store: ObjectStore, file: VersionFile, limit: int) -> Pre
 
 
 async def _parquet(store: ObjectStore, file: VersionFile, limit: int) -> tuple[pa.Table, int]:
-    local = store.local_path(file.object_key)
-    loop = asyncio.get_running_loop()
+    source = await store.open_random(file.object_key, file.size)
 
     def read() -> tuple[pa.Table, int]:
-        source = (RangeFile.of_path(local) if local is not None
-                  else RangeFile.of_object(store, file.object_key, file.size, loop))
         with source:
             return first_parquet_rows(source, limit), source.bytes_fetched
 
     return await asyncio.to_thread(read)
 
 
-def first_parquet_rows(source: RangeFile, limit: int) -> pa.Table:
+def first_parquet_rows(source: RandomReader, limit: int) -> pa.Table:
     """The first `limit` rows of a Parquet file: the footer, then pages of the first row group(s) only."""
     # pre_buffer would fetch whole column chunks (a whole row group); a small buffer reads page by page.
     parquet = pq.ParquetFile(source, buffer_size=PARQUET_BUFFER, pre_buffer=False)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from server import metrics
-from server.domain.errors import QuarryError
-from server.domain.models import UploadState
 from server.domain.uploads import Uploads
-from server.domain.version_models import VERSION_WORKING_STATES
 from server.domain.versions import Versions
+from server.model.errors import QuarryError
+from server.model.uploads import UploadState
+from server.model.versions import VERSION_WORKING_STATES
 from server.storage import sweeping
 from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo

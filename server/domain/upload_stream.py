@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server import metrics
-from server.domain import names
 from server.domain.caller import Caller
 from server.domain.crc import combine, crc32c
-from server.domain.errors import (
+from server.domain.parts import MAX_PARTS
+from server.domain.uploads import NewUpload, Uploads, not_open
+from server.model import names
+from server.model.errors import (
     ChecksumMismatch,
     FailedPrecondition,
     InvalidArgument,
@@ -30,11 +32,9 @@ from server.domain.errors import (
     WrongOffset,
     WrongState,
 )
-from server.domain.models import Upload, UploadPart, UploadState
-from server.domain.parts import MAX_PARTS
-from server.domain.uploads import NewUpload, Uploads, not_open
+from server.model.objects import PartWriter
+from server.model.uploads import Upload, UploadPart, UploadState
 from server.storage import uploads as repo
-from server.storage.objects.base import PartWriter
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server import metrics
-from server.domain import names
 from server.domain.caller import Caller
-from server.domain.errors import (
+from server.domain.listing import PageTokens, page_size, parse_filter
+from server.domain.parts import UploadLimits, assemble, choose_part_size
+from server.model import names
+from server.model.errors import (
     ChecksumMismatch,
     FailedPrecondition,
     InvalidArgument,
@@ -27,17 +29,16 @@ from server.domain.errors import (
     ResourceExhausted,
     WrongState,
 )
-from server.domain.listing import PageTokens, page_size, parse_filter
-from server.domain.models import UPLOAD_CANCELLABLE_STATES, UPLOAD_FINAL_STATES, Failure, Upload, UploadState
-from server.domain.parts import UploadLimits, assemble, choose_part_size
-from server.domain.version_models import VersionState
+from server.model.failures import Failure
+from server.model.objects import CompletedPart, ObjectStore
+from server.model.uploads import UPLOAD_CANCELLABLE_STATES, UPLOAD_FINAL_STATES, Upload, UploadState
+from server.model.versions import VersionState
 from server.storage import namespaces
 from server.storage import uploads as repo
 from server.storage import versions as versions_repo
 from server.storage.db import Database
 from server.storage.jobqueue import JobQueue
 from server.storage.notifications import RESYNC, UPLOAD_CHANNEL, NotificationHub
-from server.storage.objects import CompletedPart, ObjectStore
 
 log = logging.getLogger(__name__)
 

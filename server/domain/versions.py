@@ -12,17 +12,15 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
-
-from server.domain import names
 from server.domain.caller import Caller
-from server.domain.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound
 from server.domain.listing import PageTokens, page_size
-from server.domain.models import Upload, UploadState
-from server.domain.version_models import DatasetHead, Version
+from server.model import names
+from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound
+from server.model.uploads import Upload, UploadState
+from server.model.versions import DatasetHead, Version
 from server.storage import uploads as uploads_repo
 from server.storage import versions as repo
-from server.storage.db import Database
+from server.storage.db import Connection, Database
 from server.storage.jobqueue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -71,7 +69,7 @@ class Versions:
         async with self.db.connection() as connection:
             return await self._resolve(connection, ref, name)
 
-    async def _resolve(self, connection: asyncpg.Connection, ref: names.VersionRef, name: str) -> uuid.UUID:
+    async def _resolve(self, connection: Connection, ref: names.VersionRef, name: str) -> uuid.UUID:
         head = await repo.dataset_head(connection, ref.dataset.namespace, ref.dataset.dataset)
         if head is None:
             raise NotFound(f"dataset {ref.dataset.name} not found", reason="DATASET_NOT_FOUND")
@@ -139,7 +137,7 @@ class Versions:
         assert version is not None
         return version
 
-    async def commit_in(self, connection: asyncpg.Connection, head: DatasetHead, base_id: uuid.UUID | None,
+    async def commit_in(self, connection: Connection, head: DatasetHead, base_id: uuid.UUID | None,
                         change: Change) -> uuid.UUID:
         """The commit itself, inside the caller's transaction holding the dataset's lock."""
         if change.request_id is not None:

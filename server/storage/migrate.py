@@ -56,9 +56,9 @@ def discover() -> list[Migration]:
     return found
 
 
-async def migrate(connection: asyncpg.Connection) -> list[str]:
-    """Apply every pending migration; return the names of those applied now."""
-    migrations = discover()
+async def migrate(connection: asyncpg.Connection, up_to: int | None = None) -> list[str]:
+    """Apply every pending migration (or those numbered up to `up_to`); return the names of those applied now."""
+    migrations = [m for m in discover() if up_to is None or m.version <= up_to]
     applied_now: list[str] = []
     await connection.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
     try:
@@ -82,7 +82,7 @@ async def migrate(connection: asyncpg.Connection) -> list[str]:
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version, migration.name, migration.checksum)
             applied_now.append(migration.name)
-        newer = sorted(set(recorded) - {m.version for m in migrations})
+        newer = sorted(set(recorded) - {m.version for m in discover()})
         if newer:
             # A newer release migrated this database (a rolling upgrade): its migrations are additive.
             log.warning("database has migrations newer than this code", extra={"versions": newer})

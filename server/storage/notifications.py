@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from server.settings import ConfigError
+from server.model.errors import ConfigError
 from server.storage import db
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from server.storage.objects import ObjectStore
+from server.model.objects import ObjectStore
 
 
 async def uncommitted_auto_commits(connection: asyncpg.Connection, seconds: float) -> list[uuid.UUID]:

@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 
-from server.domain.models import Failure, Upload, UploadPart, UploadState
-from server.domain.names import version_name
+from server.model.failures import Failure
+from server.model.names import version_name
+from server.model.uploads import Upload, UploadPart, UploadState
 
 _SELECT = """
     SELECT u.*, n.name AS namespace_name, d.name AS dataset_name, v.number AS version_number,

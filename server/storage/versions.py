@@ -12,9 +12,10 @@ from typing import Any
 
 import asyncpg
 
-from server.domain.models import DatasetRules, Failure, FileFormat
-from server.domain.validation.report import ColumnInfo, ColumnStats
-from server.domain.version_models import DatasetHead, FileReport, Version, VersionFile, VersionState
+from server.model.datasets import DatasetRules, FileFormat
+from server.model.failures import Failure
+from server.model.report import ColumnInfo, ColumnStats
+from server.model.versions import DatasetHead, FileReport, Version, VersionFile, VersionState
 
 _SELECT = """
     SELECT v.*, n.name AS namespace_name, d.name AS dataset_name, p.number AS parent_number

@@ -10,14 +10,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.domain.models import DatasetRules, FileFormat
 from server.domain.validation.detect import SNIFF_BYTES, detect
 from server.domain.validation.parquet import validate_parquet
 from server.domain.validation.reader import StreamedObject
-from server.domain.validation.report import ColumnInfo, Issue, Report
 from server.domain.validation.rules import check_after_reading, check_before_reading
 from server.domain.validation.tabular import validate_csv, validate_jsonl
-from server.storage.objects import ObjectStore
+from server.model.datasets import DatasetRules, FileFormat
+from server.model.objects import ObjectStore
+from server.model.report import ColumnInfo, Issue, Report
 
 __all__ = ["Report", "validate_object"]
 
@@ -34,16 +34,11 @@ async def validate_object(store: ObjectStore, key: str, size: int, path: str, co
     check_before_reading(rules, report, size)
     if not report.ok:
         return report
-    local = store.local_path(key)
     count_lines = report.format == FileFormat.JSONL  # pyarrow gives CSV errors their row itself
-    if local is not None:
-        source = StreamedObject(None, None, await asyncio.to_thread(open, local, "rb"), count_lines=count_lines)
-    else:
-        source = StreamedObject(store.read(key, chunk_bytes=READ_CHUNK), asyncio.get_running_loop(),
-                                count_lines=count_lines)
+    source = StreamedObject(await store.open_sequential(key, READ_CHUNK), count_lines=count_lines)
     try:
         if report.format == FileFormat.PARQUET:
-            await _parquet(store, key, source, report)
+            await _parquet(store, key, size, source, report)
         else:
             await asyncio.to_thread(_stream, source, report)
         report.sha256 = await asyncio.to_thread(source.sha256)
@@ -83,12 +78,15 @@ def _validate_text(source: StreamedObject, report: Report) -> None:
         lines += chunk.count(b"\n")
 
 
-async def _parquet(store: ObjectStore, key: str, source: StreamedObject, report: Report) -> None:
-    local = store.local_path(key)
-    if local is not None:
-        # pyarrow reads the file itself; the hash is taken at the same time, in another thread.
-        await asyncio.gather(asyncio.to_thread(source.drain), asyncio.to_thread(validate_parquet, local, report))
-        return
+async def _parquet(store: ObjectStore, key: str, size: int, source: StreamedObject, report: Report) -> None:
+    random = await store.open_random(key, size)
+    try:
+        if not random.remote:
+            # Range reads are cheap: pyarrow reads the object in place while the hash is taken in another thread.
+            await asyncio.gather(asyncio.to_thread(source.drain), asyncio.to_thread(validate_parquet, random, report))
+            return
+    finally:
+        await asyncio.to_thread(random.close)
     # Parquet needs random access: keep the one streamed read in a temporary file.
     with tempfile.NamedTemporaryFile(prefix="quarry-validate-", suffix=".parquet") as spool:
         await asyncio.to_thread(shutil.copyfileobj, source, spool, READ_CHUNK)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
-from server.domain.models import FileFormat
+from server.model.datasets import FileFormat
 
 PARQUET_MAGIC = b"PAR1"
 _EXTENSIONS = {

@@ -1,32 +1,34 @@
 """Parquet: the footer (schema, row groups, column statistics), then every page decoded, batch by batch.
 
-Needs random access, so it reads a local file: the local store's own file, or a copy the worker spooled
-while hashing. Never materialises the table: `iter_batches` holds one batch at a time. Null counts, minima
-and maxima come from the footer wherever every row group has them; the distinct estimate of those columns
-comes from the first row group; other columns' statistics are computed from every batch.
+Needs random access: a file over the object where range reads are cheap (the local store), else a copy
+the worker spooled while hashing. Never materialises the table: `iter_batches` holds one batch at a time.
+Null counts, minima and maxima come from the footer wherever every row group has them; the distinct
+estimate of those columns comes from the first row group; other columns' statistics are computed from
+every batch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from server.domain.validation.report import ColumnStats, Issue, Report, first_line
 from server.domain.validation.stats import BackgroundStats, StatsAccumulator, text_of
+from server.model.objects import RandomReader
+from server.model.report import ColumnStats, Issue, Report, first_line
 
 BATCH_ROWS = 64 * 1024
 
 
-def validate_parquet(path: Path, report: Report) -> None:
+def validate_parquet(source: Path | BinaryIO | RandomReader, report: Report) -> None:
     """Read the footer and decode every page of a Parquet file; fill the report."""
     try:
         # pre_buffer would fetch every row group's column chunks ahead: the whole file in memory (measured).
         # Page checksums, where the writer left them, are verified: a flipped byte in a page that still
         # decodes would otherwise pass as different data.
-        parquet = pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
+        parquet = pq.ParquetFile(source, pre_buffer=False, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as exc:
         report.error(Issue("INVALID_PARQUET", f"cannot read the Parquet footer: {first_line(exc)} "
                                               "(a truncated or corrupt file)"))

@@ -1,43 +1,33 @@
 """A staged object as a blocking, forward-only file, for pyarrow running in a worker thread.
 
-The validation thread pulls chunks from the store's async stream on the event loop (one hop per chunk,
-so the store is read at the pace of the parser, never ahead of it), or, for a local store, reads the file
-itself (no hop at all). Every chunk is also handed to a
+The validation thread pulls chunks from the store's `ChunkReader` (a local file read in place, or a remote
+stream fetched through the event loop at the pace of the parser). Every chunk is also handed to a
 second thread that hashes it and counts its newlines, so SHA-256 costs no time on the parsing thread.
 The last few chunks stay in a window, so an error can be traced back to its line.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import hashlib
 import io
-from collections.abc import AsyncIterator
-from typing import BinaryIO
+
+from server.model.objects import ChunkReader
 
 WINDOW_BYTES = 8 << 20
 CHUNK_BYTES = 1 << 20
 
 
-async def _next(chunks: AsyncIterator[bytes]) -> bytes:
-    return await anext(chunks)
-
-
 class StreamedObject(io.RawIOBase):
     """Read-only, forward-only bytes of an object; `sha256()` once read, `window()` for the latest bytes."""
 
-    def __init__(self, chunks: AsyncIterator[bytes] | None, loop: asyncio.AbstractEventLoop | None,
-                 local: BinaryIO | None = None, *, count_lines: bool = True) -> None:
-        """Read from the store's async stream via `loop`, or (for the local store) straight from a file.
-        `count_lines` keeps `window()`'s line numbers right (only a format without its own line numbers
-        in errors needs them)."""
+    def __init__(self, reader: ChunkReader, *, count_lines: bool = True) -> None:
+        """Read the store's chunks through `reader`. `count_lines` keeps `window()`'s line numbers right (only
+        a format without its own line numbers in errors needs them)."""
         super().__init__()
         self._count_lines = count_lines
-        self._chunks = chunks
-        self._loop = loop
-        self._local = local
+        self._reader = reader
         self._current = memoryview(b"")
         self._done = False
         self._hash = hashlib.sha256()
@@ -54,18 +44,10 @@ class StreamedObject(io.RawIOBase):
     def _next_chunk(self) -> bool:
         if self._done:
             return False
-        if self._local is not None:
-            chunk = self._local.read(CHUNK_BYTES)
-            if not chunk:
-                self._done = True
-                return False
-        else:
-            assert self._chunks is not None and self._loop is not None
-            try:
-                chunk = asyncio.run_coroutine_threadsafe(_next(self._chunks), self._loop).result()
-            except StopAsyncIteration:
-                self._done = True
-                return False
+        chunk = self._reader.next_chunk()
+        if not chunk:
+            self._done = True
+            return False
         offset = self.bytes_read
         self.bytes_read += len(chunk)
         self._counts.append((offset, len(chunk), self._hasher.submit(self._digest, chunk)))
@@ -109,6 +91,5 @@ class StreamedObject(io.RawIOBase):
 
     def close(self) -> None:
         self._hasher.shutdown(wait=True)
-        if self._local is not None:
-            self._local.close()
+        self._reader.close()
         super().close()

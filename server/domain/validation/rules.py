@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.domain.models import TABULAR_FORMATS, DatasetRules
-from server.domain.validation.report import ColumnInfo, Issue, Report
+from server.model.datasets import TABULAR_FORMATS, DatasetRules
+from server.model.report import ColumnInfo, Issue, Report
 
 # The codes of the issues below: a file failing one broke a dataset rule (RuleViolation), not its format.
 RULE_CODES = frozenset({"FILE_TOO_LARGE", "FORMAT_NOT_ALLOWED", "TOO_FEW_ROWS", "MISSING_COLUMN", "COLUMN_REMOVED",

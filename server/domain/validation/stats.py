@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from server.domain.validation.report import ColumnStats
+from server.model.report import ColumnStats
 
 PRECISION = 12
 REGISTERS = 1 << PRECISION

@@ -17,8 +17,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from server.domain.validation.reader import StreamedObject
-from server.domain.validation.report import Issue, Report, first_line
 from server.domain.validation.stats import BackgroundStats, StatsAccumulator
+from server.model.report import Issue, Report, first_line
 
 BLOCK_BYTES = 4 << 20
 _CSV_CONVERSION = re.compile(

@@ -11,47 +11,33 @@ would reach the client as "database unavailable".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import mmap
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiofiles
 import aiofiles.os
 
-from server.domain.errors import FailedPrecondition, InvalidArgument, NotFound, NotSupported, Unavailable
-from server.storage.objects.base import (
+from server.model.errors import FailedPrecondition, InvalidArgument, NotFound, NotSupported, Unavailable
+from server.model.objects import (
     READ_CHUNK_BYTES,
+    ChunkReader,
     CompletedPart,
     MultipartInfo,
     ObjectInfo,
     ObjectStore,
     PartWriter,
+    RandomReader,
     check_key,
 )
-
-
-@contextlib.contextmanager
-def _boundary(what: str) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise Unavailable(f"object store failed on {what}: {type(exc).__name__}: {exc.strerror or exc}",
-                          reason="STORE_UNAVAILABLE") from exc
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from server.storage.objects.chunk_readers import FileChunkReader
+from server.storage.objects.local_io import boundary, fsync_path
+from server.storage.objects.local_parts import WriteThroughPart
+from server.storage.objects.local_reader import LocalFileReader
 
 
 class LocalStore(ObjectStore):
@@ -89,17 +75,17 @@ class LocalStore(ObjectStore):
     async def _publish(self, temporary: Path, key: str) -> ObjectInfo:
         """fsync a finished temporary file and rename it into place."""
         destination = self._path(key)
-        await asyncio.to_thread(_fsync_path, temporary)
+        await asyncio.to_thread(fsync_path, temporary)
         await aiofiles.os.makedirs(destination.parent, exist_ok=True)
         await aiofiles.os.replace(temporary, destination)
-        await asyncio.to_thread(_fsync_path, destination.parent)
+        await asyncio.to_thread(fsync_path, destination.parent)
         size = (await aiofiles.os.stat(destination)).st_size
         return ObjectInfo(key, size)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         self._path(key)
         temporary = self._tmp / uuid.uuid4().hex
-        with _boundary(f"object {key}"):
+        with boundary(f"object {key}"):
             try:
                 async with aiofiles.open(temporary, "wb") as out:
                     async for chunk in chunks:
@@ -143,13 +129,13 @@ class LocalStore(ObjectStore):
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
-        with _boundary(f"object {key}"):
+        with boundary(f"object {key}"):
             await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def copy(self, source: str, destination: str) -> ObjectInfo:
         src = self._path(source)
         temporary = self._tmp / uuid.uuid4().hex
-        with _boundary(f"copy of {source} to {destination}"):
+        with boundary(f"copy of {source} to {destination}"):
             try:
                 try:
                     # Objects never change once written, so a hard link is a safe, instant copy.
@@ -175,7 +161,7 @@ class LocalStore(ObjectStore):
     async def create_multipart(self, key: str) -> str:
         upload_id = uuid.uuid4().hex
         part_file = self._part_file(key, upload_id)
-        with _boundary(f"multipart write of {key}"):
+        with boundary(f"multipart write of {key}"):
             await aiofiles.os.makedirs(part_file.parent, exist_ok=True)
             async with aiofiles.open(part_file, "xb"):
                 pass
@@ -188,7 +174,7 @@ class LocalStore(ObjectStore):
             handle = await aiofiles.open(part_file, "r+b")
         except FileNotFoundError:
             raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
-        with _boundary(f"part {number} of {key}"):
+        with boundary(f"part {number} of {key}"):
             try:
                 await handle.seek(offset)
                 await handle.write(data)
@@ -200,12 +186,12 @@ class LocalStore(ObjectStore):
 
     def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
                   part_count: int) -> PartWriter:
-        return _WriteThroughPart(self._part_file(key, upload_id), key, upload_id, number, offset)
+        return WriteThroughPart(self._part_file(key, upload_id), key, upload_id, number, offset)
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         part_file = self._part_file(key, upload_id)
         total = sum(part.size for part in parts)
-        with _boundary(f"completing {key}"):
+        with boundary(f"completing {key}"):
             try:
                 size = (await aiofiles.os.stat(part_file)).st_size
             except FileNotFoundError:
@@ -223,7 +209,7 @@ class LocalStore(ObjectStore):
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         part_file = self._part_file(key, upload_id)
-        with _boundary(f"aborting the multipart write of {key}"):
+        with boundary(f"aborting the multipart write of {key}"):
             await asyncio.to_thread(part_file.unlink, missing_ok=True)
             await asyncio.to_thread(_remove_empty_dir, part_file.parent)
 
@@ -235,8 +221,20 @@ class LocalStore(ObjectStore):
                 stat = await aiofiles.os.stat(self._multipart / relative)
                 yield MultipartInfo(key, upload_id, datetime.fromtimestamp(stat.st_mtime, UTC))
 
-    def local_path(self, key: str) -> Path | None:
-        return self._path(key)
+    async def open_sequential(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> ChunkReader:
+        path = self._path(key)
+        try:
+            file = await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"object {key} not found", reason="OBJECT_NOT_FOUND") from None
+        return FileChunkReader(file, chunk_bytes)
+
+    async def open_random(self, key: str, size: int) -> RandomReader:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(LocalFileReader, path)
+        except FileNotFoundError:
+            raise NotFound(f"object {key} not found", reason="OBJECT_NOT_FOUND") from None
 
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         raise NotSupported("the local object store cannot presign URLs; use ReadFile to download",
@@ -260,123 +258,3 @@ def _walk_files(top: Path, root: Path) -> list[tuple[str, int]]:
             except FileNotFoundError:
                 continue
     return sorted(found)
-
-
-_ALIGN = 4096
-_DIRECT_BUFFER = 8 << 20
-_pwrite = aiofiles.os.wrap(os.pwrite)
-
-
-def _open_for_parts(path: Path) -> tuple[int, bool]:
-    """Open a multipart file for O_DIRECT writes where the file system allows them (else buffered writes)."""
-    direct = getattr(os, "O_DIRECT", 0)
-    if direct:
-        try:
-            return os.open(path, os.O_WRONLY | direct), True
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: this file system (e.g. tmpfs) has no O_DIRECT
-                raise
-    return os.open(path, os.O_WRONLY), False
-
-
-class _WriteThroughPart(PartWriter):
-    """Write a part's bytes straight to their offset in the multipart file, then fdatasync on commit.
-
-    Bytes go out with O_DIRECT from two page-aligned 8 MiB buffers, one filling while the other is
-    written: buffered writes spend most of their time copying into the page cache (measured here: 4x
-    slower, and the CPU the stream needs to receive). Memory per stream: 16 MiB. A discarded part's
-    bytes stay in the file but count for nothing: a resumed write overwrites them.
-    """
-
-    def __init__(self, part_file: Path, key: str, upload_id: str, number: int, offset: int) -> None:
-        self._part_file = part_file
-        self._what = f"part {number} of {key}"
-        self._upload_id = upload_id
-        self._number = number
-        self._offset = offset
-        self._fd: int | None = None
-        self._direct = False
-        self._buffers = [mmap.mmap(-1, _DIRECT_BUFFER), mmap.mmap(-1, _DIRECT_BUFFER)]
-        self._filled = 0
-        self._flushed = 0  # bytes of the part already written out
-        self._pending: asyncio.Future[Any] | None = None
-        self.size = 0
-
-    async def _open(self) -> int:
-        if self._fd is None:
-            try:
-                self._fd, self._direct = await asyncio.to_thread(_open_for_parts, self._part_file)
-            except FileNotFoundError:
-                raise NotFound(f"multipart write {self._upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
-        assert self._fd is not None
-        return self._fd
-
-    async def write(self, data: memoryview) -> None:
-        while data:
-            take = min(len(data), _DIRECT_BUFFER - self._filled)
-            self._buffers[0][self._filled:self._filled + take] = data[:take]
-            self._filled += take
-            self.size += take
-            data = data[take:]
-            if self._filled == _DIRECT_BUFFER:
-                with _boundary(self._what):
-                    await self._flush(_DIRECT_BUFFER)
-
-    async def _flush(self, length: int) -> None:
-        """Start writing the first `length` bytes of the filling buffer; swap buffers."""
-        fd = await self._open()
-        await self._settle()
-        buffer = self._buffers[0]
-        self._buffers.reverse()
-        offset = self._offset + self._flushed
-        self._flushed += length
-        self._filled -= length
-        if self._filled:  # keep the unaligned tail for the buffered write at commit
-            self._buffers[0][:self._filled] = buffer[length:length + self._filled]
-        self._pending = asyncio.ensure_future(_pwrite(fd, memoryview(buffer)[:length], offset))
-
-    async def _settle(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-
-    async def commit(self) -> str:
-        with _boundary(self._what):
-            try:
-                if self._filled:
-                    await self._open()  # decides whether O_DIRECT applies, hence what is aligned enough
-                aligned = self._filled - self._filled % _ALIGN if self._direct else self._filled
-                if aligned:
-                    await self._flush(aligned)
-                await self._settle()
-                if self._filled:
-                    await asyncio.to_thread(self._write_tail)
-                if self._fd is not None:
-                    await asyncio.to_thread(os.fdatasync, self._fd)
-            finally:
-                await self.discard()
-        return f"{self._number}-{self._offset}-{self.size}"
-
-    def _write_tail(self) -> None:
-        """The last bytes of a short final part (not a multiple of 4 KiB): a plain buffered write."""
-        fd = os.open(self._part_file, os.O_WRONLY)
-        try:
-            os.pwrite(fd, memoryview(self._buffers[0])[:self._filled], self._offset + self._flushed)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-
-    async def discard(self) -> None:
-        if self._pending is not None:
-            await asyncio.gather(self._pending, return_exceptions=True)
-            self._pending = None
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            await asyncio.to_thread(os.close, fd)
-        for buffer in self._buffers:
-            # A view of the buffer may outlive its write (held by a finished task's traceback, or by an executor
-            # thread still writing when the stream was cancelled). Then the mapping cannot be closed now; it is
-            # unmapped when that last view goes, which is also the only safe moment.
-            with contextlib.suppress(BufferError):
-                buffer.close()
-        self._buffers = []

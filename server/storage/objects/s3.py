@@ -18,18 +18,22 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from server.domain.errors import NotFound, Unavailable
-from server.settings import S3Location
-from server.storage.objects.base import (
+from server.model.errors import NotFound, Unavailable
+from server.model.locations import S3Location
+from server.model.objects import (
     READ_CHUNK_BYTES,
+    ChunkReader,
     CompletedPart,
     MultipartInfo,
     ObjectInfo,
     ObjectStore,
     PartWriter,
+    RandomReader,
     check_key,
 )
+from server.storage.objects.chunk_readers import LoopChunkReader
 from server.storage.objects.s3parts import StreamedPart, s3_parts
+from server.storage.objects.seekable import RangeFile
 
 MULTIPART_THRESHOLD = 8 << 20
 MAX_SINGLE_COPY = 5 << 30
@@ -259,6 +263,12 @@ class S3Store(ObjectStore):
                                                           UploadId=upload_id)
         except NotFound:
             return
+
+    async def open_sequential(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> ChunkReader:
+        return LoopChunkReader(self.read(key, chunk_bytes=chunk_bytes), asyncio.get_running_loop())
+
+    async def open_random(self, key: str, size: int) -> RandomReader:
+        return RangeFile.of_object(self, key, size, asyncio.get_running_loop())
 
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         with _boundary(f"presign of {key}"):

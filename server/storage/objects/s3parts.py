@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
-from server.storage.objects.base import CompletedPart, PartWriter
+from server.model.objects import CompletedPart, PartWriter
 
 S3_MAX_PARTS = 10_000
 SUB_PART_BYTES = 8 << 20

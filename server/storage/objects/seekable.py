@@ -1,12 +1,11 @@
-"""A stored object as a seekable, read-only file, for pyarrow running in a worker thread.
+"""A remote object as a seekable, read-only file, for pyarrow running in a worker thread.
 
 Readers such as pyarrow's Parquet reader seek to the footer, then read column chunks, often in small
 pieces. Every read that misses fetches at least READ_AHEAD_BYTES and the last few blocks stay cached, so
 those small reads do not each become a request to the store; a reader that knows which ranges it will need
 can `prefetch` them, fetched concurrently from a remote store (one round trip instead of one per range).
-An object in a remote store is fetched with range reads through the event loop (one hop per fetch, as
-`StreamedObject` does); a local store's file is read with `os.pread` on the calling thread, where prefetching
-would gain nothing. `bytes_fetched` counts what was read from the store.
+The object is fetched with range reads through the event loop (one hop per fetch). A local store's file is
+read by `local_reader.LocalFileReader` instead. `bytes_fetched` counts what was read from the store.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
-import os
 from collections.abc import Callable
-from pathlib import Path
 
-from server.storage.objects.base import ObjectStore
+from server.model.objects import ObjectStore, RandomReader
 
 READ_AHEAD_BYTES = 256 << 10
 CACHE_BYTES = 16 << 20
@@ -26,15 +23,14 @@ CACHE_BYTES = 16 << 20
 Fetch = Callable[[list[tuple[int, int]]], list[bytes]]
 
 
-class RangeFile(io.RawIOBase):
+class RangeFile(RandomReader):
     """Read-only, seekable bytes of one object of known size, fetched by range with read-ahead."""
 
-    def __init__(self, fetch: Fetch, size: int, *, remote: bool = True,
+    def __init__(self, fetch: Fetch, size: int, *,
                  on_close: Callable[[], None] | None = None) -> None:
         """Read through `fetch([(offset, length), ...])`; `on_close` releases what `fetch` holds."""
         super().__init__()
         self._fetch = fetch
-        self.remote = remote
         self._size = size
         self._on_close = on_close
         self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
@@ -53,32 +49,6 @@ class RangeFile(io.RawIOBase):
             return asyncio.run_coroutine_threadsafe(read_ranges(ranges), loop).result()
 
         return cls(fetch, size)
-
-    @classmethod
-    def of_path(cls, path: Path) -> RangeFile:
-        """A local file, read with pread."""
-        fd = os.open(path, os.O_RDONLY)
-
-        def pread(offset: int, length: int) -> bytes:
-            pieces = []
-            while length > 0:
-                piece = os.pread(fd, length, offset)
-                if not piece:
-                    break
-                pieces.append(piece)
-                offset += len(piece)
-                length -= len(piece)
-            return b"".join(pieces)
-
-        def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
-            return [pread(offset, length) for offset, length in ranges]
-
-        try:
-            size = os.fstat(fd).st_size
-        except OSError:
-            os.close(fd)
-            raise
-        return cls(fetch, size, remote=False, on_close=lambda: os.close(fd))
 
     def readable(self) -> bool:
         return True
@@ -126,10 +96,10 @@ class RangeFile(io.RawIOBase):
         return position, self._load([(position, length)])[0]
 
     def prefetch(self, ranges: list[tuple[int, int]]) -> None:
-        """Fetch ranges that reads will soon need, all at once, into the cache (remote stores only)."""
+        """Fetch ranges that reads will soon need, all at once, into the cache."""
         wanted = [(offset, min(length, self._size - offset)) for offset, length in ranges
                   if 0 <= offset < self._size and length > 0 and self._cached(offset) is None]
-        if self.remote and wanted:
+        if wanted:
             self._load(wanted)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]

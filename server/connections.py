@@ -10,17 +10,18 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from server.domain.errors import QuarryError
-from server.settings import ConfigError, Settings
+from server.model.errors import ConfigError, QuarryError
+from server.model.objects import ObjectStore
+from server.settings import Settings
 from server.storage import db
 from server.storage.jobqueue import JobQueue
 from server.storage.migrate import migrate
-from server.storage.objects import ObjectStore, open_store
+from server.storage.objects import open_store
 
 log = logging.getLogger(__name__)
 
 @dataclass
-class Dependencies:
+class Connections:
     """Open connections to Postgres, Redis and the object store."""
 
     settings: Settings
@@ -43,7 +44,7 @@ class Dependencies:
 
 
 @contextlib.asynccontextmanager
-async def open_dependencies(settings: Settings) -> AsyncIterator[Dependencies]:
+async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
     """Connect to everything (migrating the schema first); ConfigError names the setting that failed."""
     async with contextlib.AsyncExitStack() as stack:
         timeout = settings.startup_timeout_seconds
@@ -60,12 +61,19 @@ async def open_dependencies(settings: Settings) -> AsyncIterator[Dependencies]:
         if applied:
             log.info("applied migrations", extra={"migrations": applied})
         pool = await stack.enter_async_context(db.pool_of(settings.database_url, timeout))
-        yield Dependencies(settings, pool, queue, store)
+        yield Connections(settings, pool, queue, store)
+
+
+async def open_configured_store(settings: Settings) -> ObjectStore:
+    """The object store the settings name (its connection not yet checked)."""
+    secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+    return await open_store(settings.storage, access_key_id=settings.s3_access_key_id, secret_access_key=secret,
+                            parts_in_flight=settings.s3_parts_in_flight)
 
 
 async def _open_store(settings: Settings) -> ObjectStore:
     try:
-        store = await open_store(settings)
+        store = await open_configured_store(settings)
     except OSError as exc:
         raise ConfigError("QUARRY_STORAGE_URL", f"cannot open {settings.storage_url}: {exc}") from None
     try:

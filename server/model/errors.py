@@ -20,14 +20,37 @@
     ├── NotSupported                 NOT_SUPPORTED
     └── Internal                     INTERNAL
 
-Each error carries a stable UPPER_SNAKE `reason` that clients switch on (subclasses and call sites may
-refine it), string `metadata` for `google.rpc.ErrorInfo`, and, for bad requests, field violations.
-The gRPC status code of each kind is chosen in one table, `server/api/errors.py`.
+Each error carries its `kind` (an ErrorKind, inherited by subclasses), a stable UPPER_SNAKE `reason` that
+clients switch on (subclasses and call sites may refine it), string `metadata` for `google.rpc.ErrorInfo`,
+and, for bad requests, field violations. The gRPC status code of each kind is chosen in one table,
+`server/api/errors.py`.
+
+ConfigError is the other root: a setting is unusable. It never reaches a caller; the entry points print
+it as one line naming the variable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """What kind of failure an error is: the API maps each kind to one status code, and a failure stored in
+    Postgres records its kind (never a class name, which a rename would silently turn into INTERNAL)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    DATA_LOSS = "DATA_LOSS"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    ABORTED = "ABORTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    NOT_SUPPORTED = "NOT_SUPPORTED"
+    INTERNAL = "INTERNAL"
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,7 @@ class FieldViolation:
 class QuarryError(Exception):
     """Root of every error a caller can see."""
 
+    kind = ErrorKind.INTERNAL
     reason = "QUARRY_ERROR"
     retryable = False
 
@@ -65,6 +89,7 @@ class QuarryError(Exception):
 class InvalidArgument(QuarryError):
     """The request is malformed: a bad name, path, size, page token, filter or mask."""
 
+    kind = ErrorKind.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
     @classmethod
@@ -82,24 +107,28 @@ class InvalidFile(InvalidArgument):
 class NotFound(QuarryError):
     """The named resource does not exist (in the caller's namespace)."""
 
+    kind = ErrorKind.NOT_FOUND
     reason = "NOT_FOUND"
 
 
 class AlreadyExists(QuarryError):
     """A resource with that name already exists."""
 
+    kind = ErrorKind.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
 
 
 class PermissionDenied(QuarryError):
     """The caller may not act on that resource (e.g. it is in another namespace)."""
 
+    kind = ErrorKind.PERMISSION_DENIED
     reason = "PERMISSION_DENIED"
 
 
 class FailedPrecondition(QuarryError):
     """The system is not in a state that allows the request."""
 
+    kind = ErrorKind.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
 
@@ -138,12 +167,14 @@ class RuleViolation(FailedPrecondition):
 class OutOfRange(QuarryError):
     """A read or write past the end of a file or past a declared size."""
 
+    kind = ErrorKind.OUT_OF_RANGE
     reason = "OUT_OF_RANGE"
 
 
 class DataLoss(QuarryError):
     """Bytes were corrupted or lost."""
 
+    kind = ErrorKind.DATA_LOSS
     reason = "DATA_LOSS"
 
 
@@ -156,12 +187,14 @@ class ChecksumMismatch(DataLoss):
 class ResourceExhausted(QuarryError):
     """A quota or size limit was reached."""
 
+    kind = ErrorKind.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
 
 
 class Aborted(QuarryError):
     """A concurrent change got in the way (stale etag, lost race); retrying may succeed."""
 
+    kind = ErrorKind.ABORTED
     reason = "ABORTED"
     retryable = True
 
@@ -169,6 +202,7 @@ class Aborted(QuarryError):
 class Unavailable(QuarryError):
     """A dependency (Postgres, Redis, the object store) did not answer; retrying may succeed."""
 
+    kind = ErrorKind.UNAVAILABLE
     reason = "UNAVAILABLE"
     retryable = True
 
@@ -176,10 +210,21 @@ class Unavailable(QuarryError):
 class NotSupported(QuarryError):
     """The request is valid but this deployment cannot serve it (e.g. presigned URLs on a local store)."""
 
+    kind = ErrorKind.NOT_SUPPORTED
     reason = "NOT_SUPPORTED"
 
 
 class Internal(QuarryError):
     """An invariant broke; the details are in the server log."""
 
+    kind = ErrorKind.INTERNAL
     reason = "INTERNAL"
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed, or names something unusable (an unreachable host, a busy port)."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem

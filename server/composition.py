@@ -1,17 +1,18 @@
-"""The composition root: domain services built once from the open dependencies and the settings."""
+"""The composition root: the use cases built once from the open connections and the settings."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from server.dependencies import Dependencies
+from server.connections import Connections
+from server.domain.capabilities import Capabilities
 from server.domain.datasets import Datasets
 from server.domain.files import Files
 from server.domain.listing import PageTokens
 from server.domain.parts import UploadLimits
 from server.domain.pipeline import Pipeline
+from server.domain.services import Services
 from server.domain.sweep import Sweeper
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
@@ -22,18 +23,14 @@ from server.storage.db import Database
 from server.storage.notifications import NotificationHub
 
 
-@dataclass
-class Services:
-    """Every use case the API and the workers call."""
-
-    db: Database
-    uploads: Uploads
-    upload_stream: UploadStream
-    datasets: Datasets
-    versions: Versions
-    files: Files
-    pipeline: Pipeline
-    sweeper: Sweeper
+def capabilities_of(settings: Settings, storage_kind: str) -> Capabilities:
+    """What GetCapabilities reports, from the settings."""
+    return Capabilities(
+        max_message_bytes=settings.max_message_bytes, max_chunk_bytes=settings.max_chunk_bytes,
+        min_part_bytes=settings.min_part_bytes, max_part_bytes=settings.max_part_bytes,
+        max_upload_bytes=settings.max_upload_bytes, max_open_uploads=settings.max_open_uploads,
+        upload_expiry_seconds=settings.upload_expiry_seconds, max_page_size=settings.max_page_size,
+        max_preview_rows=settings.max_preview_rows, storage_kind=storage_kind)
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
@@ -49,7 +46,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
 
 
 @contextlib.asynccontextmanager
-async def open_services(deps: Dependencies) -> AsyncIterator[Services]:
+async def open_services(deps: Connections) -> AsyncIterator[Services]:
     """Build the services (and start the notification listener they share)."""
     settings = deps.settings
     db = Database(deps.pool)

@@ -7,8 +7,8 @@ import contextlib
 import logging
 
 from server import metrics
-from server.domain.errors import QuarryError
-from server.domain.models import UploadState
+from server.model.errors import QuarryError
+from server.model.uploads import UploadState
 from server.storage import uploads
 from server.storage.db import Database
 

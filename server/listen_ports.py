@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from server.settings import ConfigError, Settings
+from server.model.errors import ConfigError
+from server.settings import Settings
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -12,9 +12,9 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from server.domain.caller import NAME_PATTERN
-from server.domain.errors import InvalidArgument
+from server.model.errors import InvalidArgument
 
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 MAX_PATH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -141,3 +141,10 @@ def upload_name(namespace: str, upload_id: uuid.UUID) -> str:
 def version_name(namespace: str, dataset: str, number: int | None, version_id: uuid.UUID) -> str:
     """The resource name of a version: by number once READY, by uid before."""
     return f"namespaces/{namespace}/datasets/{dataset}/versions/{number if number else version_id}"
+
+
+def validate_namespace(name: str) -> str:
+    """A namespace name: 1-63 characters of lower-case letters, digits and "-_.", starting with a letter or digit."""
+    if not NAME_PATTERN.match(name):
+        raise InvalidArgument.field("namespace", f"invalid namespace name {name!r}", reason="INVALID_NAMESPACE")
+    return name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from server.domain.models import FileFormat
+from server.model.datasets import FileFormat
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -8,9 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from server.domain.models import DatasetRules, Failure, FileFormat
-from server.domain.names import version_name
-from server.domain.validation.report import ColumnInfo, ColumnStats, Issue
+from server.model.datasets import DatasetRules, FileFormat
+from server.model.failures import Failure
+from server.model.names import version_name
+from server.model.report import ColumnInfo, ColumnStats, Issue
 
 
 class VersionState(StrEnum):

@@ -2,18 +2,18 @@
 
 Keys are "/"-separated relative paths such as `staging/{ns}/{upload}` or `fresh/{ns}/{ds}/objects/{sha}`.
 Nothing here returns a whole object as one value: reads are async iterators of chunks.
-Failures of the store itself raise `server.domain.errors.Unavailable`; a missing object raises `NotFound`.
+Failures of the store itself raise `server.model.errors.Unavailable`; a missing object raises `NotFound`.
 """
 
 from __future__ import annotations
 
 import abc
+import io
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
-from server.domain.errors import InvalidArgument
+from server.model.errors import InvalidArgument
 
 READ_CHUNK_BYTES = 1 << 20
 
@@ -50,6 +50,32 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
         raise InvalidArgument(f"invalid object key {key!r}", reason="INVALID_OBJECT_KEY")
     return key
+
+
+class ChunkReader(abc.ABC):
+    """An object's bytes in order, for code running in a worker thread (blocking calls)."""
+
+    @abc.abstractmethod
+    def next_chunk(self) -> bytes:
+        """The next chunk of the object; b"" at its end."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the file or stream behind the reader."""
+
+
+class RandomReader(io.RawIOBase):
+    """A seekable, read-only file over one object, for readers running in a worker thread (pyarrow).
+
+    `remote` says whether each fetch is a request to another machine (a reader that will read everything
+    should then stream it once instead); `bytes_fetched` counts what was read from the store.
+    """
+
+    remote: bool = True
+    bytes_fetched: int = 0
+
+    def prefetch(self, ranges: list[tuple[int, int]]) -> None:  # noqa: B027 - optional hint
+        """Fetch ranges that reads will soon need, all at once (a hint: stores where reads are cheap ignore it)."""
 
 
 class PartWriter(abc.ABC):
@@ -147,9 +173,13 @@ class ObjectStore(abc.ABC):
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         """A URL that GETs the object without credentials; NotSupported where the store cannot."""
 
-    def local_path(self, key: str) -> Path | None:
-        """The object's file on this machine, when the store is a local directory (else None)."""
-        return None
+    @abc.abstractmethod
+    async def open_sequential(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> ChunkReader:
+        """The object as chunks for a worker thread; NotFound if missing."""
+
+    @abc.abstractmethod
+    async def open_random(self, key: str, size: int) -> RandomReader:
+        """The object (of `size` bytes) as a seekable file for a worker thread; NotFound if missing."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -1,0 +1,28 @@
+"""The use cases, as one object the API and the workers are given (built by `server/composition.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.domain.datasets import Datasets
+from server.domain.files import Files
+from server.domain.pipeline import Pipeline
+from server.domain.sweep import Sweeper
+from server.domain.upload_stream import UploadStream
+from server.domain.uploads import Uploads
+from server.domain.versions import Versions
+from server.storage.db import Database
+
+
+@dataclass
+class Services:
+    """Every use case the API and the workers call."""
+
+    db: Database
+    uploads: Uploads
+    upload_stream: UploadStream
+    datasets: Datasets
+    versions: Versions
+    files: Files
+    pipeline: Pipeline
+    sweeper: Sweeper
