@@ -22,7 +22,7 @@ $(VENV)/.test-installed: pyproject.toml clients/python/pyproject.toml | $(BIN)/p
 	@touch $@ $(VENV)/.run-installed
 
 node_modules/.installed: package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 ## run: Quarry on its embedded default (Postgres, Redis, local store, server, worker); Ctrl-C stops it
