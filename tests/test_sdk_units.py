@@ -160,12 +160,15 @@ def test_retry_info_is_a_floor_and_budgets_end_retries() -> None:
     assert quarry.RetryPolicy.never().next_delay(1, rpc_error(grpc.StatusCode.UNAVAILABLE), 0) is None
 
 
-def test_unary_calls_retry_only_when_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unary_calls_retry_only_when_safe() -> None:
+    from types import SimpleNamespace
+
+    from quarry._calls import Unary
     from quarry._config import Config
     from quarry._transport import SyncTransport
 
     transport = SyncTransport(Config.resolve("127.0.0.1:1", "x", "/tmp"), 1.0,
-                              quarry.RetryPolicy(initial_backoff=0.001, max_attempts=4))
+                              quarry.RetryPolicy(initial_backoff=0.001))
     calls: list[float | None] = []
 
     def flaky(request: object, timeout: float | None = None, metadata: object = None) -> str:
@@ -174,10 +177,11 @@ def test_unary_calls_retry_only_when_safe(monkeypatch: pytest.MonkeyPatch) -> No
             raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")
         return "ok"
 
-    assert transport.unary(flaky, None, idempotent=True) == "ok" and calls == [1.0, 1.0, 1.0]
+    transport._services["stand-in"] = SimpleNamespace(Flaky=flaky)  # a server that is down twice, then answers
+    assert transport.call(Unary("stand-in", "Flaky", None)) == "ok" and calls == [1.0, 1.0, 1.0]
     calls.clear()
-    with pytest.raises(quarry.ConnectError):
-        transport.unary(flaky, None, idempotent=False)
+    with pytest.raises(quarry.ConnectError):  # translated, and not repeated
+        transport.call(Unary("stand-in", "Flaky", None, idempotent=False))
     assert len(calls) == 1
     transport.close()
 

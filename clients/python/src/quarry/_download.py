@@ -4,6 +4,8 @@ Bytes go to `OUT.partial`, and `OUT.partial.json` records where they come from (
 file's sha256 and size as ReadFile reported them. A later download of the same source continues at the
 partial file's size; if the server's sha256 differs (e.g. "latest" moved on), it starts over. ReadFile is
 called in windows of at most WINDOW bytes, so each call gets a deadline that fits its size.
+
+This module does the file I/O; the clients do the network I/O and feed it messages.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from quarry._calls import Stream, stream_timeout
 from quarry._checksums import sha256_file
 from quarry._exceptions import IntegrityError
 from quarry._results import DownloadResult, ProgressCallback
+from quarry.v1 import dataset_service_pb2 as dpb
 
 __all__ = ["WINDOW", "Download"]
 
@@ -24,17 +28,17 @@ WINDOW = 256 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-class Restart(Exception):
-    """The partial file holds other content than the server's: the read starts again at 0."""
-
-
 class Download:
     """The state of one download: the partial file, its running sha256, and what the server said."""
 
-    def __init__(self, out: str | os.PathLike[str], source: str, progress: ProgressCallback | None) -> None:
+    def __init__(self, out: str | os.PathLike[str], version: str, path: str, progress: ProgressCallback | None,
+                 timeout: float) -> None:
         self.out = Path(out)
-        self.source = source
+        self.version = version
+        self.path = path
+        self.source = f"{version}:{path}"
         self.progress = progress
+        self.timeout = timeout
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.meta = self.out.with_name(self.out.name + ".partial.json")
         self.sha256 = ""
@@ -42,11 +46,12 @@ class Download:
         self.position = 0
         self.resumed = 0
         self.received = 0
+        self._window_messages = 0
         self._digest = hashlib.sha256()
         self._file: Any = None
 
     def open(self) -> None:
-        """Open the partial file, keeping what an earlier download of the same source wrote."""
+        """Open the partial file, keeping what an earlier download of the same source wrote (blocking)."""
         saved = self._saved()
         if saved and self.partial.exists():
             self.sha256, self.size = saved["sha256"], int(saved["size"])
@@ -72,14 +77,18 @@ class Download:
         """Whether every byte is here."""
         return self.size is not None and self.position >= self.size
 
-    def request(self) -> tuple[int, int]:
-        """(offset, limit) of the next ReadFile window."""
-        return self.position, WINDOW
+    def read_call(self) -> Stream:
+        """The ReadFile stream of the next window, from the first byte not yet written."""
+        self._window_messages = 0
+        request = dpb.ReadFileRequest(version=self.version, path=self.path, offset=self.position, limit=WINDOW)
+        return Stream("datasets", "ReadFile", request, stream_timeout(WINDOW, self.timeout))
 
-    def accept(self, message: Any) -> None:
-        """Write one ReadFile message at the current position."""
+    def accept(self, message: Any) -> bool:
+        """Write one ReadFile message at the current position (blocking). False when the file changed since
+        the partial download began: it starts over, and the caller reads again from byte 0."""
         if self.sha256 and message.sha256 != self.sha256:
             self._restart()
+            return False
         if not self.sha256:
             self.sha256, self.size = message.sha256, message.file_size_bytes
             self.meta.write_text(json.dumps({"source": self.source, "sha256": self.sha256, "size": self.size}))
@@ -87,13 +96,17 @@ class Download:
             raise IntegrityError(f"ReadFile sent bytes at offset {message.offset}; expected {self.position}")
         self._file.write(message.data)
         self._digest.update(message.data)
+        self._window_messages += 1
         self.position += len(message.data)
         self.received += len(message.data)
         if self.progress is not None:
             self.progress(self.position, self.size or 0)
+        return True
 
-    def nothing_read(self) -> None:
-        """A window that sent no message: only an empty file from offset 0 does that."""
+    def window_done(self) -> None:
+        """A window's stream ended. One that sent no message: only an empty file from offset 0 does that."""
+        if self._window_messages:
+            return
         if self.position == 0 and self.size in (None, 0):
             self.sha256, self.size = self.sha256 or EMPTY_SHA256, 0
         elif not self.complete:
@@ -104,10 +117,9 @@ class Download:
         self._file.truncate(0)
         self._digest = hashlib.sha256()
         self.sha256, self.size, self.position, self.resumed = "", None, 0, 0
-        raise Restart()
 
     def finish(self) -> DownloadResult:
-        """Check the sha256, then move the partial file to its name."""
+        """Check the sha256, then move the partial file to its name (blocking)."""
         self.close()
         got = self._digest.hexdigest()
         if got != self.sha256:
