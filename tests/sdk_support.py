@@ -32,18 +32,19 @@ class Cli:
     namespace: str
     cache_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    options: tuple[str, ...] = ()  # global options, before the command
 
     def env(self) -> dict[str, str]:
         return clean_env(QUARRY_ADDRESS=self.address, QUARRY_NAMESPACE=self.namespace,
                          QUARRY_CACHE_DIR=str(self.cache_dir), **self.extra_env)
 
     def popen(self, *args: str, **options: Any) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "quarry.cli", *args], env=self.env(), cwd=ROOT, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+        return subprocess.Popen([sys.executable, "-m", "quarry.cli", *self.options, *args], env=self.env(), cwd=ROOT,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
     def run(self, *args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "quarry.cli", *args], env=self.env(), cwd=cwd or ROOT,
-                              text=True, capture_output=True, timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "quarry.cli", *self.options, *args], env=self.env(),
+                              cwd=cwd or ROOT, text=True, capture_output=True, timeout=timeout)
 
     def json(self, *args: str, timeout: float = 120) -> Any:
         """Run with --json and return the parsed output; fail with the stderr when the command failed."""

@@ -1,11 +1,12 @@
-"""When a failed call is tried again, and after how long.
+"""When a failed call is tried again, and after how long: a time budget, backoff with full jitter.
 
 Only calls that are safe to repeat are retried: reads, idempotent writes, and creates that carry a
 request_id (the server returns the first result to a repeat). Retried codes are UNAVAILABLE and ABORTED,
 and RESOURCE_EXHAUSTED only when the server said when to come back (RetryInfo). Delays grow
 exponentially up to a cap, with "full jitter" (a uniform draw below the cap, so many clients do not retry
-in step), never shorter than RetryInfo asks. Retries end after `max_attempts` tries, or `max_total`
-seconds since the call started (or since a stream last moved forward).
+in step), never shorter than RetryInfo asks. What ends the retries is time: `max_total` seconds since the
+call started, or since a stream last moved forward, so a server restart or a database outage of up to
+that long is ridden out; a count of attempts limits them only when one is given.
 
 `Budget` is the decision of one call and does no I/O; `attempts` and `async_attempts` are the one retry
 loop of each kind of client, for unary calls and streams alike:
@@ -37,9 +38,9 @@ _ALWAYS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 class RetryPolicy:
     """Exponential backoff with full jitter for calls that are safe to repeat, within a time budget."""
 
-    max_attempts: int | None = 5  # None: as many as fit in max_total
+    max_attempts: int | None = None  # None: as many as fit in max_total
     initial_backoff: float = 0.2
-    max_backoff: float = 10.0
+    max_backoff: float = 5.0
     multiplier: float = 2.0
     max_total: float = 60.0  # seconds a call may keep retrying (a stream: since it last moved forward)
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)

@@ -31,6 +31,7 @@ from quarry import (
     IntegrityError,
     MissingDependency,
     QuarryError,
+    RetryPolicy,
     RpcError,
     UploadFailed,
 )
@@ -163,10 +164,12 @@ class Session:
     address: str | None = None
     namespace: str | None = None
     timeout: float = 30.0
+    retry_for: float = RetryPolicy.max_total
 
     def client(self) -> Client:
         """A Client configured from the options and QUARRY_* variables."""
-        return Client(self.address, namespace=self.namespace, timeout=self.timeout)
+        return Client(self.address, namespace=self.namespace, timeout=self.timeout,
+                      retry=RetryPolicy(max_total=self.retry_for))
 
 
 @contextmanager
