@@ -84,16 +84,18 @@ def write_random_file(path: Path, size: int, block: int = 16 << 20) -> str:
 
 
 class BreakingProxy:
-    """A TCP proxy in front of the server that cuts every connection once `budget` bytes went upstream,
-    `breaks` times; afterwards it forwards faithfully. For broken-connection tests we cannot cause for real."""
+    """A TCP proxy in front of the server that cuts every connection once `budget` bytes went upstream (or,
+    with `downstream`, came back from the server), `breaks` times; afterwards it forwards faithfully. For
+    broken-connection tests we cannot cause for real."""
 
-    def __init__(self, target: str, budget: int, breaks: int = 1) -> None:
+    def __init__(self, target: str, budget: int, breaks: int = 1, *, downstream: bool = False) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.budget = budget
         self.breaks = breaks
+        self.downstream = downstream
         self.cuts = 0
-        self._upstream_bytes = 0
+        self._counted = 0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
@@ -119,7 +121,7 @@ class BreakingProxy:
                 data = source.recv(1 << 16)
                 if not data:
                     break
-                if upstream and self._count(len(data)):
+                if upstream != self.downstream and self._count(len(data)):
                     self.cut()
                     return
                 sink.sendall(data)
@@ -134,10 +136,10 @@ class BreakingProxy:
 
     def _count(self, nbytes: int) -> bool:
         with self._lock:
-            self._upstream_bytes += nbytes
-            if self.cuts < self.breaks and self._upstream_bytes >= self.budget:
+            self._counted += nbytes
+            if self.cuts < self.breaks and self._counted >= self.budget:
                 self.cuts += 1
-                self._upstream_bytes = 0
+                self._counted = 0
                 return True
         return False
 
