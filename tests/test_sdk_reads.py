@@ -9,8 +9,8 @@ Reads without faults (diff, preview, stats, ReadFile) run in tests/test_sdk_data
 from __future__ import annotations
 
 import hashlib
-import resource
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,13 +143,13 @@ def test_short_write_fails_the_download_and_is_not_renamed(published: Published,
     cli = Cli(published.server.address, published.namespace, published.cache)
     out = tmp_path / "out.bin"
     limit = SIZE - 100  # inside the last message: nothing is written after the short write
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes say EFBIG
-
-    process = cli.popen("download", "blobs@1", "big.bin", "-o", str(out), preexec_fn=limited)
-    stdout, stderr = process.communicate(timeout=120)
-    line = assert_one_line_error(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), 2)
+    # The limit is set by a small Python that then becomes the CLI (a preexec_fn would fork this threaded
+    # process); Python ignores SIGXFSZ, so a write past the limit fails with EFBIG.
+    limited = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'quarry.cli', *sys.argv[2:]])")
+    failed = subprocess.run([sys.executable, "-c", limited, str(limit), "download", "blobs@1", "big.bin", "-o",
+                             str(out)], env=cli.env(), text=True, capture_output=True, timeout=120)
+    line = assert_one_line_error(failed, 2)
     assert "File too large" in line and not out.exists()
     assert out.with_name("out.bin.partial").stat().st_size == limit
     result = cli.json("download", "blobs@1", "big.bin", "-o", str(out))
