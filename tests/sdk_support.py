@@ -32,18 +32,19 @@ class Cli:
     namespace: str
     cache_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    options: tuple[str, ...] = ()  # global options, before the command
 
     def env(self) -> dict[str, str]:
         return clean_env(QUARRY_ADDRESS=self.address, QUARRY_NAMESPACE=self.namespace,
                          QUARRY_CACHE_DIR=str(self.cache_dir), **self.extra_env)
 
     def popen(self, *args: str, **options: Any) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "quarry.cli", *args], env=self.env(), cwd=ROOT, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+        return subprocess.Popen([sys.executable, "-m", "quarry.cli", *self.options, *args], env=self.env(), cwd=ROOT,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
     def run(self, *args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "quarry.cli", *args], env=self.env(), cwd=cwd or ROOT,
-                              text=True, capture_output=True, timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "quarry.cli", *self.options, *args], env=self.env(),
+                              cwd=cwd or ROOT, text=True, capture_output=True, timeout=timeout)
 
     def json(self, *args: str, timeout: float = 120) -> Any:
         """Run with --json and return the parsed output; fail with the stderr when the command failed."""
@@ -83,16 +84,18 @@ def write_random_file(path: Path, size: int, block: int = 16 << 20) -> str:
 
 
 class BreakingProxy:
-    """A TCP proxy in front of the server that cuts every connection once `budget` bytes went upstream,
-    `breaks` times; afterwards it forwards faithfully. For broken-connection tests we cannot cause for real."""
+    """A TCP proxy in front of the server that cuts every connection once `budget` bytes went upstream (or,
+    with `downstream`, came back from the server), `breaks` times; afterwards it forwards faithfully. For
+    broken-connection tests we cannot cause for real."""
 
-    def __init__(self, target: str, budget: int, breaks: int = 1) -> None:
+    def __init__(self, target: str, budget: int, breaks: int = 1, *, downstream: bool = False) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.budget = budget
         self.breaks = breaks
+        self.downstream = downstream
         self.cuts = 0
-        self._upstream_bytes = 0
+        self._counted = 0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
@@ -118,7 +121,7 @@ class BreakingProxy:
                 data = source.recv(1 << 16)
                 if not data:
                     break
-                if upstream and self._count(len(data)):
+                if upstream != self.downstream and self._count(len(data)):
                     self.cut()
                     return
                 sink.sendall(data)
@@ -133,10 +136,10 @@ class BreakingProxy:
 
     def _count(self, nbytes: int) -> bool:
         with self._lock:
-            self._upstream_bytes += nbytes
-            if self.cuts < self.breaks and self._upstream_bytes >= self.budget:
+            self._counted += nbytes
+            if self.cuts < self.breaks and self._counted >= self.budget:
                 self.cuts += 1
-                self._upstream_bytes = 0
+                self._counted = 0
                 return True
         return False
 

@@ -219,8 +219,8 @@ COMMANDS = [
 
 @pytest.fixture
 def down(tmp_path: Path) -> Iterator[Cli]:
-    """The CLI pointed at a port where nothing listens."""
-    yield Cli(f"127.0.0.1:{free_port()}", new_namespace(), tmp_path / "cache")
+    """The CLI pointed at a port where nothing listens, retrying for a second (not the default minute)."""
+    yield Cli(f"127.0.0.1:{free_port()}", new_namespace(), tmp_path / "cache", options=("--retry-for", "1"))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c[:2]) for c in COMMANDS])

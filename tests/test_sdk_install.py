@@ -60,6 +60,7 @@ def test_sdk_installs_alone_in_a_clean_virtualenv(tmp_path: Path) -> None:
     helped = subprocess.run([str(venv / "bin" / "quarry"), "--help"], capture_output=True, text=True, timeout=60,
                             env=env, cwd=tmp_path)
     assert helped.returncode == 0 and "upload" in helped.stdout and "Run the gRPC server" not in helped.stdout
-    down = subprocess.run([str(venv / "bin" / "quarry"), "--address", "127.0.0.1:1", "datasets", "ls"],
+    down = subprocess.run([str(venv / "bin" / "quarry"), "--address", "127.0.0.1:1", "--retry-for", "1", "datasets",
+                           "ls"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert down.returncode == 3 and down.stderr.startswith("quarry: UNAVAILABLE: ")

@@ -1,154 +1,157 @@
-"""Downloads through the SDK against a stand-in DatasetService, for faults we cannot cause on demand in the
-real server: a stream that breaks part-way, a read that fails for good, a file that changed, bytes that arrive
-corrupted. The stand-in serves ReadFile (and PreviewFile) from memory, exactly as the contract describes them.
+"""Downloads through the SDK against the real server and worker, with real faults: a TCP proxy that cuts
+the connection mid-stream, a retry policy that gives up at the first break (leaving a partial file), a
+partial file damaged on disk, a version that moved on, and a file-size limit that makes the file system
+take only part of a write.
 
-The same reads without faults run against the real server in tests/test_sdk_datasets.py and tests/test_cli.py.
+Reads without faults (diff, preview, stats, ReadFile) run in tests/test_sdk_datasets.py and tests/test_cli.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import os
-from collections.abc import Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import grpc
-import pyarrow as pa
 import pytest
 import quarry
-from quarry.v1 import dataset_service_pb2 as pb
-from quarry.v1 import dataset_service_pb2_grpc as pb_grpc
-from quarry.v1 import version_pb2
+
+from tests.sdk_support import BreakingProxy, Cli, assert_one_line_error, new_namespace, write_random_file
+from tests.support import QuarryProcess, ServerHandle
+
+MiB = 1 << 20
+SIZE = 6 * MiB + 777  # ReadFile sends 1 MiB messages: the last one is 777 bytes
 
 
 @dataclass
-class Files(pb_grpc.DatasetServiceServicer):
-    """ReadFile and PreviewFile over files held in memory, with injectable faults."""
+class Published:
+    """A READY version 1 of dataset "blobs" (big.bin, empty.bin) in a namespace of the test's own."""
 
-    files: dict[tuple[str, str], bytes] = field(default_factory=dict)
-    chunk: int = 64 * 1024
-    break_after: list[int] = field(default_factory=list)  # per call, in order: fail UNAVAILABLE after n bytes
-    fatal_after: int | None = None  # fail INTERNAL after n bytes (the client gives up)
-    corrupt: bool = False
-    calls: list[tuple[int, int]] = field(default_factory=list)
+    server: ServerHandle
+    namespace: str
+    source: Path
+    sha256: str
+    cache: Path
 
-    def ReadFile(self, request: Any, context: Any) -> Iterator[pb.ReadFileResponse]:
-        data = self.files.get((request.version, request.path))
-        if data is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"{request.path} not found in {request.version}")
-        if request.offset > len(data):
-            context.abort(grpc.StatusCode.OUT_OF_RANGE, "offset past the end")
-        self.calls.append((request.offset, request.limit))
-        end = len(data) if not request.limit else min(len(data), request.offset + request.limit)
-        budget = self.break_after.pop(0) if self.break_after else None
-        sha = hashlib.sha256(data).hexdigest()
-        for start in range(request.offset, end, self.chunk):
-            piece = data[start:min(end, start + self.chunk)]
-            if budget is not None and start - request.offset >= budget:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "connection lost")
-            if self.fatal_after is not None and start >= self.fatal_after:
-                context.abort(grpc.StatusCode.INTERNAL, "disk on fire")
-            if self.corrupt:
-                piece = bytes(b ^ 1 for b in piece)
-            yield pb.ReadFileResponse(data=piece, offset=start, file_size_bytes=len(data), sha256=sha)
-
-    def PreviewFile(self, request: Any, context: Any) -> pb.PreviewFileResponse:
-        table = pa.table({"id": [1, 2, 3], "name": ["a", "b", None]}).slice(0, request.row_limit or 100)
-        sink = io.BytesIO()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        rows = [json.dumps(row) for row in table.to_pylist()]
-        return pb.PreviewFileResponse(arrow_ipc_stream=sink.getvalue(), json_rows=rows, row_count=table.num_rows,
-                                      total_rows=3, columns=[version_pb2.Column(name="id", type="int64"),
-                                                             version_pb2.Column(name="name", type="string")])
+    def client(self, address: str | None = None, **options: object) -> quarry.Client:
+        return quarry.Client(address or self.server.address, namespace=self.namespace, cache_dir=self.cache,
+                             **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def stand_in() -> Iterator[tuple[Files, str]]:
-    files = Files()
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    pb_grpc.add_DatasetServiceServicer_to_server(files, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield files, f"127.0.0.1:{port}"
-    server.stop(0)
+def published(server_file: ServerHandle, worker_file: QuarryProcess, tmp_path: Path) -> Published:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    sha = write_random_file(folder / "big.bin", SIZE)
+    (folder / "empty.bin").write_bytes(b"")
+    done = Published(server_file, new_namespace(), folder / "big.bin", sha, tmp_path / "cache")
+    with done.client() as client:
+        client.upload_dir(folder, "blobs", wait=True, wait_timeout=60)
+    return done
 
 
-V1 = "namespaces/ns/datasets/tab/versions/1"
-LATEST = "namespaces/ns/datasets/tab/versions/latest"
+def break_once(published: Published, out: Path, version: int | str = 1) -> int:
+    """Start a download through a proxy that cuts it after 3 MiB, with retries off: it fails and leaves a
+    partial file. Returns the partial file's size."""
+    proxy = BreakingProxy(published.server.address, budget=3 * MiB, downstream=True)
+    try:
+        with published.client(proxy.address, retry=quarry.RetryPolicy.never()) as client:
+            with pytest.raises(quarry.Unavailable):
+                client.download("blobs", "big.bin", out, version=version)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1 and not out.exists()
+    kept = out.with_name(out.name + ".partial").stat().st_size
+    assert 0 < kept < SIZE
+    return kept
 
 
-def client(address: str, tmp_path: Path) -> quarry.Client:
-    return quarry.Client(address, namespace="ns", cache_dir=tmp_path,
-                         retry=quarry.RetryPolicy(initial_backoff=0.01))
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
-def test_download_verifies_and_follows_broken_streams(stand_in: tuple[Files, str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    files, address = stand_in
-    data = os.urandom(3_000_000)
-    files.files[(V1, "big.bin")] = data
-    files.break_after = [8 * files.chunk, 11 * files.chunk]  # streams break after 8 and 11 chunks
-    monkeypatch.setattr("quarry._download.WINDOW", 1_000_000)  # several windows, each with its own deadline
+def test_download_resumes_within_the_call_through_broken_connections(published: Published, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("quarry._download.WINDOW", 2 * MiB)  # several windows, each with its own deadline
+    proxy = BreakingProxy(published.server.address, budget=5 * MiB // 2, breaks=2, downstream=True)
+    out = tmp_path / "out.bin"
     seen: list[tuple[int, int]] = []
-    with client(address, tmp_path) as c:
-        result = c.download("tab", "big.bin", tmp_path / "out.bin", version=1,
-                            progress=lambda done, total: seen.append((done, total)))
-    assert (tmp_path / "out.bin").read_bytes() == data
-    assert result.sha256 == hashlib.sha256(data).hexdigest() and result.bytes_received == len(data)
-    assert seen[-1] == (len(data), len(data))
-    broke = 8 * files.chunk + 11 * files.chunk
-    assert [offset for offset, _ in files.calls] == [0, 8 * files.chunk, broke, broke + 1_000_000]
-    assert all(limit == 1_000_000 for _, limit in files.calls)
+    try:
+        with published.client(proxy.address) as client:
+            result = client.download("blobs", "big.bin", out, version=1,
+                                     progress=lambda done, total: seen.append((done, total)))
+    finally:
+        proxy.close()
+    assert proxy.cuts == 2  # the stream was cut twice mid-download, and the call went on by itself
+    assert out.read_bytes() == published.source.read_bytes()
+    assert result.sha256 == published.sha256 and result.size == SIZE
+    assert result.bytes_received == SIZE and result.bytes_resumed == 0  # no byte was written twice
+    assert seen[-1] == (SIZE, SIZE) and [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert not list(tmp_path.glob("*.partial*"))
 
 
-def test_interrupted_download_continues_from_the_partial_file(stand_in: tuple[Files, str], tmp_path: Path) -> None:
-    files, address = stand_in
-    data = os.urandom(1_000_000)
-    files.files[(LATEST, "f.bin")] = data
-    files.fatal_after = kept = 6 * files.chunk
-    out = tmp_path / "f.bin"
-    with client(address, tmp_path) as c:
-        with pytest.raises(quarry.Internal):
-            c.download("tab", "f.bin", out)
-        assert not out.exists() and (tmp_path / "f.bin.partial").stat().st_size == kept
-        files.fatal_after = None
-        result = c.download("tab", "f.bin", out)
-    assert out.read_bytes() == data
-    assert (result.bytes_resumed, result.bytes_received) == (kept, len(data) - kept)
-    # A file that changed since (its sha256 differs) starts over instead of mixing old and new bytes.
-    files.fatal_after = 3 * files.chunk
-    with client(address, tmp_path) as c, pytest.raises(quarry.Internal):
-        c.download("tab", "f.bin", out)
-    files.fatal_after = None
-    files.files[(LATEST, "f.bin")] = changed = os.urandom(300_000)
-    with client(address, tmp_path) as c:
-        again = c.download("tab", "f.bin", out)
-    assert out.read_bytes() == changed and again.bytes_resumed == 0
+def test_interrupted_download_continues_from_the_partial_file(published: Published, tmp_path: Path) -> None:
+    out = tmp_path / "big.bin"
+    kept = break_once(published, out)
+    with published.client() as client:
+        result = client.download("blobs", "big.bin", out, version=1)
+    assert out.read_bytes() == published.source.read_bytes()
+    assert (result.bytes_resumed, result.bytes_received) == (kept, SIZE - kept)
+
+    # A file that changed since (a new latest version: its sha256 differs) starts over instead of mixing
+    # old and new bytes.
+    latest = tmp_path / "latest.bin"
+    break_once(published, latest, version="latest")
+    changed = tmp_path / "changed" / "big.bin"
+    changed.parent.mkdir()
+    new_sha = write_random_file(changed, 300_000)
+    with published.client() as client:
+        client.upload_file(changed, "blobs", "big.bin", wait=True, wait_timeout=60)
+        again = client.download("blobs", "big.bin", latest)
+    assert latest.read_bytes() == changed.read_bytes() and again.sha256 == new_sha
+    assert again.bytes_resumed == 0 and again.bytes_received == 300_000
 
 
-async def test_corrupted_bytes_are_refused_and_not_kept(stand_in: tuple[Files, str], tmp_path: Path) -> None:
-    files, address = stand_in
-    files.files[(LATEST, "x.bin")] = os.urandom(100_000)
-    files.files[(LATEST, "empty.bin")] = b""
-    files.corrupt = True
-    out = tmp_path / "x.bin"
-    async with quarry.AsyncClient(address, namespace="ns", cache_dir=tmp_path) as c:
-        with pytest.raises(quarry.IntegrityError):
-            await c.download("tab", "x.bin", out)
-        leftovers = [tmp_path / "x.bin", tmp_path / "x.bin.partial", tmp_path / "x.bin.partial.json"]
+async def test_damaged_partial_file_is_refused_and_not_kept(published: Published, tmp_path: Path) -> None:
+    out = tmp_path / "big.bin"
+    kept = break_once(published, out)
+    partial = out.with_name("big.bin.partial")
+    flip_byte(partial, kept // 2)  # a byte of the partial file goes bad on disk
+    async with quarry.AsyncClient(published.server.address, namespace=published.namespace,
+                                  cache_dir=published.cache) as client:
+        with pytest.raises(quarry.IntegrityError, match="sha256"):
+            await client.download("blobs", "big.bin", out, version=1)
+        leftovers = [out, partial, out.with_name("big.bin.partial.json")]
         assert not any(path.exists() for path in leftovers)
-        files.corrupt = False
-        assert (await c.download("tab", "x.bin", out)).size == 100_000
-        empty = await c.download("tab", "empty.bin", tmp_path / "empty.bin")
+        again = await client.download("blobs", "big.bin", out, version=1)
+        assert again.bytes_resumed == 0 and out.read_bytes() == published.source.read_bytes()
+        empty = await client.download("blobs", "empty.bin", tmp_path / "empty.bin")
         assert empty.size == 0 and empty.sha256 == hashlib.sha256(b"").hexdigest()
+        assert (tmp_path / "empty.bin").read_bytes() == b""
         with pytest.raises(quarry.NotFound):
-            await c.download("tab", "missing.bin", tmp_path / "m.bin")
-        table = await c.preview("tab", "t.csv", rows=2)
-    assert table.num_rows == 2 and table.column_names == ["id", "name"]
+            await client.download("blobs", "missing.bin", tmp_path / "missing.bin")
+    missing = [tmp_path / name for name in ("missing.bin", "missing.bin.partial", "missing.bin.partial.json")]
+    assert not any(path.exists() for path in missing)
+
+
+def test_short_write_fails_the_download_and_is_not_renamed(published: Published, tmp_path: Path) -> None:
+    """The file system takes only part of the last write (a file-size limit, as a full disk or tmpfs can
+    do): the download must fail, not rename a short file into place; run again, it finishes."""
+    cli = Cli(published.server.address, published.namespace, published.cache)
+    out = tmp_path / "out.bin"
+    limit = SIZE - 100  # inside the last message: nothing is written after the short write
+    # The limit is set by a small Python that then becomes the CLI (a preexec_fn would fork this threaded
+    # process); Python ignores SIGXFSZ, so a write past the limit fails with EFBIG.
+    limited = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'quarry.cli', *sys.argv[2:]])")
+    failed = subprocess.run([sys.executable, "-c", limited, str(limit), "download", "blobs@1", "big.bin", "-o",
+                             str(out)], env=cli.env(), text=True, capture_output=True, timeout=120)
+    line = assert_one_line_error(failed, 2)
+    assert "File too large" in line and not out.exists()
+    assert out.with_name("out.bin.partial").stat().st_size == limit
+    result = cli.json("download", "blobs@1", "big.bin", "-o", str(out))
+    assert result["bytes_resumed"] == limit and result["sha256"] == published.sha256
+    assert out.read_bytes() == published.source.read_bytes()

@@ -13,6 +13,7 @@ from google.rpc import error_details_pb2, status_pb2
 from quarry._exceptions import error_for, from_grpc
 from quarry._plan import plan_ranges
 from quarry._resume import FileIdentity, ResumeState, ResumeStore
+from quarry._retry import Budget
 
 MiB = 1 << 20
 
@@ -160,12 +161,50 @@ def test_retry_info_is_a_floor_and_budgets_end_retries() -> None:
     assert quarry.RetryPolicy.never().next_delay(1, rpc_error(grpc.StatusCode.UNAVAILABLE), 0) is None
 
 
-def test_unary_calls_retry_only_when_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+class Clock:
+    """Time that passes only when the retry loop would sleep."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_default_budget_is_time_not_attempts() -> None:
+    clock = Clock()
+    policy = quarry.RetryPolicy(rng=random.Random(3))
+    budget = Budget(policy, clock=clock)
+    down = rpc_error(grpc.StatusCode.UNAVAILABLE)
+    delays = []
+    while (delay := budget.delay_after(down)) is not None:
+        assert 0 <= delay <= policy.max_backoff
+        delays.append(delay)
+        clock.now += delay
+    # A server down for a minute is retried for that minute: many more tries than the old five, ending with
+    # the budget, neither before it nor after.
+    assert len(delays) > 10 and clock.now == pytest.approx(policy.max_total)
+    assert budget.delay_after(down) is None
+    # A stream that moved forward starts a new budget; RetryInfo is honoured, and never past the budget.
+    budget.progressed()
+    assert budget.delay_after(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after=7.0)) == 7.0
+    clock.now += 55
+    assert budget.delay_after(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after=7.0)) is None
+    assert Budget(quarry.RetryPolicy(max_attempts=2), clock=clock).delay_after(down) is not None
+    counted = Budget(quarry.RetryPolicy(max_attempts=2), clock=clock)
+    counted.delay_after(down)
+    assert counted.delay_after(down) is None  # a count, when given, still ends the retries
+
+
+def test_unary_calls_retry_only_when_safe() -> None:
+    from types import SimpleNamespace
+
+    from quarry._calls import Unary
     from quarry._config import Config
     from quarry._transport import SyncTransport
 
     transport = SyncTransport(Config.resolve("127.0.0.1:1", "x", "/tmp"), 1.0,
-                              quarry.RetryPolicy(initial_backoff=0.001, max_attempts=4))
+                              quarry.RetryPolicy(initial_backoff=0.001))
     calls: list[float | None] = []
 
     def flaky(request: object, timeout: float | None = None, metadata: object = None) -> str:
@@ -174,10 +213,11 @@ def test_unary_calls_retry_only_when_safe(monkeypatch: pytest.MonkeyPatch) -> No
             raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "down")
         return "ok"
 
-    assert transport.unary(flaky, None, idempotent=True) == "ok" and calls == [1.0, 1.0, 1.0]
+    transport._services["stand-in"] = SimpleNamespace(Flaky=flaky)  # a server that is down twice, then answers
+    assert transport.call(Unary("stand-in", "Flaky", None)) == "ok" and calls == [1.0, 1.0, 1.0]
     calls.clear()
-    with pytest.raises(quarry.ConnectError):
-        transport.unary(flaky, None, idempotent=False)
+    with pytest.raises(quarry.ConnectError):  # translated, and not repeated
+        transport.call(Unary("stand-in", "Flaky", None, idempotent=False))
     assert len(calls) == 1
     transport.close()
 

@@ -1,31 +1,30 @@
-"""`quarry.AsyncClient`: the same methods as Client, for asyncio (grpc.aio underneath)."""
+"""`quarry.AsyncClient`: the same methods as Client, for asyncio (grpc.aio underneath).
+
+Requests, answers and retry decisions come from the shared core (`BaseClient`, `Calls`, `Budget`); this
+module holds the asyncio I/O only. File work (hashing, writing downloads, walking directories) runs in
+threads, off the event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import grpc
-
-from quarry import _names, _requests
 from quarry._async_uploader import AsyncUploader
-from quarry._batch import Aggregate, check_version, commit_request_id, split_by_size, version_done, version_timeout
+from quarry._base import BaseClient
+from quarry._batch import VersionPoll, check_version, version_done
+from quarry._calls import WATCH_TIMEOUT
 from quarry._checksums import crc32c_function
-from quarry._client import WATCH_TIMEOUT
-from quarry._config import Config
-from quarry._directory import DirectoryFile, load_manifest, select_files
-from quarry._download import Download, Restart
-from quarry._exceptions import from_grpc
+from quarry._directory import DirectoryFile
 from quarry._preview import to_table
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
-from quarry._resume import ResumeStore
-from quarry._retry import RetryPolicy
-from quarry._transport import AsyncTransport, stream_timeout
-from quarry._uploads import MAX_CHUNK, UploadJob
+from quarry._retry import async_attempts
+from quarry._transport import AsyncTransport
+from quarry._uploads import UploadJob
 from quarry.v1 import capabilities_service_pb2 as cpb
+from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
@@ -35,27 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient:
+class AsyncClient(BaseClient[AsyncTransport]):
     """An asyncio client of one Quarry server, acting in one namespace."""
 
-    def __init__(self, address: str | None = None, *, namespace: str | None = None, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None, streams: int = 4,
-                 cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.config = Config.resolve(address, namespace, cache_dir)
-        self.streams = streams
-        self._t = AsyncTransport(self.config, timeout, retry or RetryPolicy())
-        self._resume = ResumeStore(self.config.cache_dir)
-        self._chunk: int | None = None
-
-    @property
-    def namespace(self) -> str:
-        """The namespace every call acts in."""
-        return self.config.namespace
-
-    @property
-    def parent(self) -> str:
-        """`namespaces/{namespace}`."""
-        return f"namespaces/{self.namespace}"
+    _transport = AsyncTransport
 
     async def close(self) -> None:
         """Close the channel."""
@@ -67,159 +49,112 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # --- plumbing --------------------------------------------------------------------------------------
-
-    async def _call(self, method: Any, request: Any, *, idempotent: bool = True) -> Any:
-        return await self._t.unary(method, request, idempotent=idempotent)
-
-    async def _pages(self, method: Any, request: Any, field: str) -> AsyncIterator[Any]:
-        while True:
-            response = await self._call(method, request)
-            for item in getattr(response, field):
-                yield item
-            if not response.next_page_token:
-                return
-            request.page_token = response.next_page_token
-
-    async def _stream(self, call: Any) -> AsyncIterator[Any]:
-        try:
-            async for message in call:
-                yield message
-        except grpc.RpcError as exc:
-            raise from_grpc(exc) from exc
-
     async def _chunk_size(self) -> int:
-        if self._chunk is None:
-            self._chunk = min(MAX_CHUNK, int((await self.get_capabilities()).max_chunk_bytes) or MAX_CHUNK)
-        return self._chunk
-
-    def _version(self, dataset: str, version: int | str) -> str:
-        return _names.version_name(self.namespace, dataset, version)
+        return self._chunk or self._chunk_of(await self.get_capabilities())
 
     # --- capabilities ----------------------------------------------------------------------------------
 
     async def get_capabilities(self) -> cpb.GetCapabilitiesResponse:
         """The server's limits and features."""
-        return await self._call(self._t.capabilities.GetCapabilities, cpb.GetCapabilitiesRequest())
+        return await self._t.call(self._calls.get_capabilities())
 
     # --- datasets --------------------------------------------------------------------------------------
 
     async def create_dataset(self, name: str, *, description: str = "", labels: Mapping[str, str] | None = None,
-                             rules: Any = None, request_id: str | None = None) -> Any:
+                             rules: dataset_pb2.DatasetRules | None = None,
+                             request_id: str | None = None) -> dataset_pb2.Dataset:
         """Create a dataset (retried safely: the request carries a request_id)."""
-        request = _requests.create_dataset(self.parent, name, description=description, labels=labels, rules=rules,
-                                           request_id_=request_id)
-        return (await self._call(self._t.datasets.CreateDataset, request)).dataset
+        call = self._calls.create_dataset(name, description=description, labels=labels, rules=rules,
+                                          request_id=request_id)
+        return await self._t.call(call)
 
-    async def get_dataset(self, name: str) -> Any:
+    async def get_dataset(self, name: str) -> dataset_pb2.Dataset:
         """One dataset."""
-        request = dpb.GetDatasetRequest(name=_names.dataset_name(self.namespace, name))
-        return (await self._call(self._t.datasets.GetDataset, request)).dataset
+        return await self._t.call(self._calls.get_dataset(name))
 
     def list_datasets(self, *, filter: str = "", order_by: str = "", show_deleted: bool = False,
-                      page_size: int = 0) -> AsyncIterator[Any]:
+                      page_size: int = 0) -> AsyncIterator[dataset_pb2.Dataset]:
         """Every dataset of the namespace (pages fetched as needed)."""
-        request = dpb.ListDatasetsRequest(parent=self.parent, filter=filter, order_by=order_by,
-                                          show_deleted=show_deleted, page_size=page_size)
-        return self._pages(self._t.datasets.ListDatasets, request, "datasets")
+        pages = self._calls.list_datasets(filter=filter, order_by=order_by, show_deleted=show_deleted,
+                                          page_size=page_size)
+        return self._t.pages(pages)
 
     async def update_dataset(self, name: str, *, description: str | None = None,
-                             labels: Mapping[str, str] | None = None, rules: Any = None, etag: str = "") -> Any:
+                             labels: Mapping[str, str] | None = None, rules: dataset_pb2.DatasetRules | None = None,
+                             etag: str = "") -> dataset_pb2.Dataset:
         """Change the given fields (not retried: a repeat after success would see a stale etag)."""
-        request = _requests.update_dataset(_names.dataset_name(self.namespace, name), description=description,
-                                           labels=labels, rules=rules, etag=etag)
-        return (await self._call(self._t.datasets.UpdateDataset, request, idempotent=False)).dataset
+        call = self._calls.update_dataset(name, description=description, labels=labels, rules=rules, etag=etag)
+        return await self._t.call(call)
 
-    async def delete_dataset(self, name: str, *, etag: str = "") -> Any:
+    async def delete_dataset(self, name: str, *, etag: str = "") -> dataset_pb2.Dataset:
         """Soft-delete a dataset."""
-        request = dpb.DeleteDatasetRequest(name=_names.dataset_name(self.namespace, name), etag=etag)
-        return (await self._call(self._t.datasets.DeleteDataset, request, idempotent=False)).dataset
+        return await self._t.call(self._calls.delete_dataset(name, etag=etag))
 
     # --- versions --------------------------------------------------------------------------------------
 
-    def list_versions(self, dataset: str, *, page_size: int = 0) -> AsyncIterator[Any]:
+    def list_versions(self, dataset: str, *, page_size: int = 0) -> AsyncIterator[version_pb2.Version]:
         """The dataset's versions, newest first."""
-        request = dpb.ListVersionsRequest(parent=_names.dataset_name(self.namespace, dataset), page_size=page_size)
-        return self._pages(self._t.datasets.ListVersions, request, "versions")
+        return self._t.pages(self._calls.list_versions(dataset, page_size=page_size))
 
-    async def get_version(self, dataset: str, version: int | str = "latest") -> Any:
+    async def get_version(self, dataset: str, version: int | str = "latest") -> version_pb2.Version:
         """One version with its files."""
-        request = dpb.GetVersionRequest(name=self._version(dataset, version))
-        return (await self._call(self._t.datasets.GetVersion, request)).version
+        return await self._t.call(self._calls.get_version(dataset, version))
 
     async def commit_version(self, dataset: str, uploads: Iterable[str], *, delete_paths: Iterable[str] = (),
-                             message: str = "", base_version: str = "", request_id: str | None = None) -> Any:
+                             message: str = "", base_version: str = "",
+                             request_id: str | None = None) -> version_pb2.Version:
         """Request a new version from uploads to add or replace and paths to delete."""
-        request = dpb.CommitVersionRequest(
-            parent=_names.dataset_name(self.namespace, dataset), base_version=base_version,
-            uploads=[_names.upload_name(self.namespace, u) for u in uploads], delete_paths=list(delete_paths),
-            message=message, request_id=_requests.request_id(request_id))
-        return (await self._call(self._t.datasets.CommitVersion, request)).version
+        call = self._calls.commit_version(dataset, uploads, delete_paths=delete_paths, message=message,
+                                          base_version=base_version, request_id=request_id)
+        return await self._t.call(call)
 
-    async def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest") -> Any:
+    async def diff_versions(self, dataset: str, base: int | str,
+                            target: int | str = "latest") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""
-        request = dpb.DiffVersionsRequest(base_version=self._version(dataset, base),
-                                          target_version=self._version(dataset, target))
-        return await self._call(self._t.datasets.DiffVersions, request)
+        return await self._t.call(self._calls.diff_versions(dataset, base, target))
 
     async def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
-                           row_limit: int = 0) -> Any:
+                           row_limit: int = 0) -> dpb.PreviewFileResponse:
         """The first rows of a tabular file (the raw response: Arrow IPC bytes and JSON rows)."""
-        request = dpb.PreviewFileRequest(version=self._version(dataset, version), path=path, row_limit=row_limit)
-        return await self._call(self._t.datasets.PreviewFile, request)
+        return await self._t.call(self._calls.preview_file(dataset, path, version=version, row_limit=row_limit))
 
     async def preview(self, dataset: str, path: str, *, version: int | str = "latest",
                       rows: int = 0) -> pyarrow.Table:
         """The first rows of a tabular file as a pyarrow.Table (needs the `arrow` extra)."""
         return to_table(await self.preview_file(dataset, path, version=version, row_limit=rows))
 
-    async def get_file_stats(self, dataset: str, path: str, *, version: int | str = "latest") -> Any:
+    async def get_file_stats(self, dataset: str, path: str, *,
+                             version: int | str = "latest") -> dpb.GetFileStatsResponse:
         """Per-column statistics of a tabular file."""
-        request = dpb.GetFileStatsRequest(version=self._version(dataset, version), path=path)
-        return await self._call(self._t.datasets.GetFileStats, request)
+        return await self._t.call(self._calls.get_file_stats(dataset, path, version=version))
 
     def read_file(self, dataset: str, path: str, *, version: int | str = "latest", offset: int = 0,
-                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> AsyncIterator[Any]:
+                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> AsyncIterator[dpb.ReadFileResponse]:
         """The raw ReadFile stream (see `download` for a resumable, verified copy)."""
-        request = dpb.ReadFileRequest(version=self._version(dataset, version), path=path, offset=offset, limit=limit)
-        return self._stream(self._t.datasets.ReadFile(request, timeout=timeout, metadata=self._t.metadata))
+        call = self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit, timeout=timeout)
+        return self._t.messages(call)
 
     async def get_download_url(self, dataset: str, path: str, *, version: int | str = "latest",
-                               ttl: float | None = None) -> Any:
+                               ttl: float | None = None) -> dpb.GetDownloadUrlResponse:
         """A presigned URL, where the server's store supports them."""
-        request = dpb.GetDownloadUrlRequest(version=self._version(dataset, version), path=path,
-                                            ttl=_requests.ttl(ttl))
-        return await self._call(self._t.datasets.GetDownloadUrl, request)
+        return await self._t.call(self._calls.get_download_url(dataset, path, version=version, ttl=ttl))
 
     async def download(self, dataset: str, path: str, out: str | os.PathLike[str], *,
                        version: int | str = "latest", progress: ProgressCallback | None = None) -> DownloadResult:
         """Copy a file to `out`, continuing an interrupted earlier download, and verify its sha256."""
-        name = self._version(dataset, version)
-        state = Download(out, f"{name}:{path}", progress)
+        state = self._download(dataset, path, out, version, progress)
         await asyncio.to_thread(state.open)
-        attempt, waited = 0, 0.0
         try:
+            budget = self._t.budget()
             while not state.complete:
-                offset, limit = state.request()
-                request = dpb.ReadFileRequest(version=name, path=path, offset=offset, limit=limit)
-                call = self._t.datasets.ReadFile(request, metadata=self._t.metadata,
-                                                 timeout=stream_timeout(limit, self._t.timeout))
-                try:
-                    got = False
-                    async for message in call:
-                        got = True
-                        await asyncio.to_thread(state.accept, message)
-                    if not got:
-                        state.nothing_read()
-                    attempt = 0
-                except Restart:
-                    call.cancel()  # the file changed since the partial download: read it again from 0
-                    continue
-                except grpc.RpcError as exc:
-                    attempt += 1
-                    delay = self._t.delay_after(exc, attempt, waited)
-                    await asyncio.sleep(delay)
-                    waited += delay
+                async for attempt in async_attempts(budget):
+                    with attempt, self._t.stream(state.read_call()) as messages:
+                        async for message in messages:
+                            if not await asyncio.to_thread(state.accept, message):
+                                break  # the file changed since the partial download: read it again from 0
+                            budget.progressed()
+                        else:
+                            state.window_done()
             return await asyncio.to_thread(state.finish)
         finally:
             state.close()
@@ -228,66 +163,50 @@ class AsyncClient:
 
     async def create_upload(self, dataset: str, path: str, *, size: int | None = None, sha256: str = "",
                             content_type: str = "", auto_commit: bool = False, commit_message: str = "",
-                            request_id: str | None = None) -> Any:
+                            request_id: str | None = None) -> upload_pb2.Upload:
         """Open an upload session."""
-        request = _requests.create_upload(self.parent, dataset, path, size=size, sha256=sha256,
-                                          content_type=content_type, auto_commit=auto_commit,
-                                          commit_message=commit_message, request_id_=request_id)
-        return (await self._call(self._t.uploads.CreateUpload, request)).upload
+        call = self._calls.create_upload(dataset, path, size=size, sha256=sha256, content_type=content_type,
+                                         auto_commit=auto_commit, commit_message=commit_message,
+                                         request_id=request_id)
+        return await self._t.call(call)
 
-    async def upload_stream(self, requests: AsyncIterator[upb.UploadRequest] | Iterable[upb.UploadRequest], *,
-                            timeout: float = WATCH_TIMEOUT) -> Any:
+    async def upload_stream(self, requests: AsyncIterable[upb.UploadRequest] | Iterable[upb.UploadRequest], *,
+                            timeout: float = WATCH_TIMEOUT) -> upb.UploadResponse:
         """The raw Upload call: header, chunks, finish (see `upload_file` for the resumable way)."""
-        try:
-            return await self._t.uploads.Upload(requests, timeout=timeout, metadata=self._t.metadata)
-        except grpc.RpcError as exc:
-            raise from_grpc(exc) from exc
+        return await self._t.upload(requests, timeout)
 
-    async def get_upload(self, name: str) -> Any:
+    async def get_upload(self, name: str) -> upload_pb2.Upload:
         """One upload, by uid or resource name."""
-        request = upb.GetUploadRequest(name=_names.upload_name(self.namespace, name))
-        return (await self._call(self._t.uploads.GetUpload, request)).upload
+        return await self._t.call(self._calls.get_upload(name))
 
     def list_uploads(self, *, state: str | None = None, dataset: str | None = None, filter: str = "",
-                     page_size: int = 0) -> AsyncIterator[Any]:
+                     page_size: int = 0) -> AsyncIterator[upload_pb2.Upload]:
         """The namespace's uploads, newest first, optionally by state (e.g. "failed") and dataset."""
-        request = upb.ListUploadsRequest(parent=self.parent, filter=_requests.uploads_filter(state, dataset, filter),
-                                         page_size=page_size)
-        return self._pages(self._t.uploads.ListUploads, request, "uploads")
+        pages = self._calls.list_uploads(state=state, dataset=dataset, filter=filter, page_size=page_size)
+        return self._t.pages(pages)
 
-    async def complete_upload(self, name: str, *, sha256: str = "") -> Any:
+    async def complete_upload(self, name: str, *, sha256: str = "") -> upload_pb2.Upload:
         """Assemble the parts of an upload written by parallel streams."""
-        request = upb.CompleteUploadRequest(name=_names.upload_name(self.namespace, name), sha256=sha256)
-        return (await self._call(self._t.uploads.CompleteUpload, request)).upload
+        return await self._t.call(self._calls.complete_upload(name, sha256=sha256))
 
-    async def cancel_upload(self, name: str) -> Any:
+    async def cancel_upload(self, name: str) -> upload_pb2.Upload:
         """Cancel an upload and delete its bytes (cancelling twice is harmless)."""
-        request = upb.CancelUploadRequest(name=_names.upload_name(self.namespace, name))
-        return (await self._call(self._t.uploads.CancelUpload, request)).upload
+        return await self._t.call(self._calls.cancel_upload(name))
 
-    async def retry_upload(self, name: str) -> Any:
+    async def retry_upload(self, name: str) -> upload_pb2.Upload:
         """Run a FAILED validation or promotion again."""
-        request = upb.RetryUploadRequest(name=_names.upload_name(self.namespace, name))
-        return (await self._call(self._t.uploads.RetryUpload, request, idempotent=False)).upload
+        return await self._t.call(self._calls.retry_upload(name))
 
-    async def watch_upload(self, name: str, *, timeout: float | None = WATCH_TIMEOUT) -> AsyncIterator[Any]:
+    async def watch_upload(self, name: str, *,
+                           timeout: float | None = WATCH_TIMEOUT) -> AsyncIterator[upload_pb2.Upload]:
         """The upload now, then at every state change until a final state; follows a broken stream."""
-        request = upb.WatchUploadRequest(name=_names.upload_name(self.namespace, name))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or WATCH_TIMEOUT)
-        attempt, waited = 0, 0.0
-        while True:
-            try:
-                async for message in self._t.uploads.WatchUpload(request, metadata=self._t.metadata,
-                                                                 timeout=max(0.001, deadline - loop.time())):
-                    attempt = 0
+        watch = self._calls.watch_upload(name, timeout=timeout)
+        budget = self._t.budget()
+        async for attempt in async_attempts(budget):
+            with attempt, self._t.stream(watch.call()) as messages:
+                async for message in messages:
+                    budget.progressed()
                     yield message.upload
-                return
-            except grpc.RpcError as exc:
-                attempt += 1
-                delay = self._t.delay_after(exc, attempt, waited)
-            await asyncio.sleep(delay)
-            waited += delay
 
     # --- uploads: files and directories ----------------------------------------------------------------
 
@@ -299,9 +218,10 @@ class AsyncClient:
 
         With `wait`, the upload commits a version by itself once valid, and the call returns when it is
         PROMOTED (or raises UploadFailed)."""
-        job = await asyncio.to_thread(UploadJob.prepare, self._resume, self.namespace, Path(path), dataset, dest,
-                                      content_type=content_type, auto_commit=wait, commit_message=commit_message)
-        uploader = AsyncUploader(self._t, streams or self.streams, await self._chunk_size(), crc32c_function())
+        job = await asyncio.to_thread(self._upload_job, path, dataset, dest, content_type=content_type,
+                                      auto_commit=wait, commit_message=commit_message)
+        uploader = AsyncUploader(self._t, self._calls, streams or self.streams, await self._chunk_size(),
+                                 crc32c_function())
         return await uploader.run(job, progress=progress, wait=wait, wait_timeout=wait_timeout,
                                   watch=lambda name, left: self.watch_upload(name, timeout=left))
 
@@ -311,45 +231,29 @@ class AsyncClient:
                          use_gitignore: bool = True,
                          wait_timeout: float | None = WATCH_TIMEOUT) -> DirectoryUploadResult:
         """Upload a directory's files (gitignore rules apply) and commit them as one version."""
-        loaded = load_manifest(manifest) if manifest else None
-        if loaded is not None and message:
-            loaded.message = message
-        selection = await asyncio.to_thread(select_files, directory, ignore=ignore, manifest=loaded,
-                                            manifest_path=manifest, prefix=prefix, use_gitignore=use_gitignore)
-        if loaded is None and message:
-            selection.message = message
-        total = Aggregate(sum(f.size for f in selection.files), progress)
-        big, small = split_by_size(selection.files)
+        batch = await asyncio.to_thread(self._batch, directory, prefix=prefix, ignore=ignore, manifest=manifest,
+                                        message=message, use_gitignore=use_gitignore, progress=progress)
         chunk = await self._chunk_size()
         limit = asyncio.Semaphore(self.streams)
 
         async def one(file: DirectoryFile, streams: int) -> tuple[UploadJob, UploadResult]:
             async with limit:
-                job = await asyncio.to_thread(UploadJob.prepare, self._resume, self.namespace, file.path, dataset,
-                                              file.dest, content_type=file.content_type)
-                uploader = AsyncUploader(self._t, streams, chunk, crc32c_function())
-                return job, await uploader.run(job, progress=total.callback(file.dest), keep_state=True)
+                job = await asyncio.to_thread(self._upload_job, file.path, dataset, file.dest,
+                                              content_type=file.content_type)
+                uploader = AsyncUploader(self._t, self._calls, streams, chunk, crc32c_function())
+                return job, await uploader.run(job, progress=batch.total.callback(file.dest), keep_state=True)
 
-        done = [await one(file, self.streams) for file in big]
-        done += await asyncio.gather(*(one(file, 1) for file in small))
-        names = [result.upload.name for _, result in done]
-        version = await self.commit_version(dataset, names, message=selection.message,
-                                            request_id=commit_request_id(self.namespace, dataset, names))
-        for job, _ in done:
-            job.forget()
+        batch.done = [await one(file, self.streams) for file in batch.big]
+        batch.done += await asyncio.gather(*(one(file, 1) for file in batch.small))
+        version = await self._t.call(batch.commit(self._calls, dataset))
+        batch.forget()
         if wait:
             version = await self._wait_version(version, wait_timeout)
-        return DirectoryUploadResult([result for _, result in done], version, selection.ignored)
+        return batch.result(version)
 
-    async def _wait_version(self, version: Any, timeout: float | None) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or WATCH_TIMEOUT)
-        delay = 0.2  # there is no WatchVersion: poll, slowing down
+    async def _wait_version(self, version: version_pb2.Version, timeout: float | None) -> version_pb2.Version:
+        poll = VersionPoll(version.name, timeout)
         while not version_done(version):
-            if loop.time() + delay > deadline:
-                raise version_timeout(version.name)
-            await asyncio.sleep(delay)
-            delay = min(2.0, delay * 1.5)
-            request = dpb.GetVersionRequest(name=version.name)
-            version = (await self._call(self._t.datasets.GetVersion, request)).version
+            await asyncio.sleep(poll.next_pause())
+            version = await self._t.call(self._calls.get_version(version.name))
         return check_version(version)

@@ -1,10 +1,8 @@
 """The asyncio uploader: the same plan as the blocking one, over grpc.aio.
 
-grpc.aio reports its own failed write (INTERNAL "Failed execute_batch") instead of the server's status
-when the server fails a call the client is still writing to. So each stream writes its header, then waits
-for the server's initial metadata (`x-quarry-upload`, sent once the header is accepted) before it sends a
-byte; a refused header is then read as the real status. Any INTERNAL without a Quarry reason is taken for
-such a transport failure and the stream is continued from the committed parts.
+Each stream writes its header and waits for the server to accept it before it sends a byte (see
+`AsyncTransport.upload_from`). Any INTERNAL without a Quarry reason is taken for grpc.aio's own failed
+write and the stream is continued from the committed parts.
 """
 
 from __future__ import annotations
@@ -14,48 +12,43 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
-
-from quarry._exceptions import NotFound, PermissionDenied, RpcError, from_grpc
-from quarry._plan import Range, plan_ranges
+from quarry._calls import Calls, stream_timeout
+from quarry._exceptions import NotFound, PermissionDenied, RpcError
+from quarry._plan import Range
 from quarry._results import ProgressCallback, UploadResult
-from quarry._transport import UPLOAD_METADATA, AsyncTransport, stream_timeout
-from quarry._uploader import log, resumable, retry_delay
+from quarry._retry import async_attempts
+from quarry._transport import AsyncTransport
 from quarry._uploads import (
     OPEN,
-    STAGED_OR_LATER,
+    RangeStream,
     Tally,
     UploadJob,
     check_waited,
     chunk_message,
-    committed_in,
     finish_message,
     header_message,
+    range_budget,
+    staged_in,
     wait_is_over,
 )
+from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 __all__ = ["AsyncUploader"]
 
-AsyncWatch = Callable[[str, float | None], AsyncIterator[Any]]
-
-
-def _resumable(error: RpcError) -> bool:
-    return resumable(error) or (error.code is grpc.StatusCode.INTERNAL and not error.reason)
+AsyncWatch = Callable[[str, float | None], AsyncIterator[upload_pb2.Upload]]
 
 
 class AsyncUploader:
     """Uploads files through an AsyncTransport."""
 
-    def __init__(self, transport: AsyncTransport, streams: int, chunk_size: int,
+    def __init__(self, transport: AsyncTransport, calls: Calls, streams: int, chunk_size: int,
                  crc: Callable[[bytes], int] | None) -> None:
         self.t = transport
+        self.calls = calls
         self.streams = max(1, streams)
         self.chunk_size = chunk_size
         self.crc = crc
-
-    async def _get(self, name: str) -> Any:
-        return (await self.t.unary(self.t.uploads.GetUpload, pb.GetUploadRequest(name=name), idempotent=True)).upload
 
     async def run(self, job: UploadJob, *, progress: ProgressCallback | None = None, wait: bool = False,
                   wait_timeout: float | None = None, watch: AsyncWatch | None = None,
@@ -75,24 +68,22 @@ class AsyncUploader:
             job.forget()
         return job.result(upload, tally, resumed)
 
-    async def _open(self, job: UploadJob) -> tuple[Any, bool]:
+    async def _open(self, job: UploadJob) -> tuple[upload_pb2.Upload, bool]:
         if job.state.upload:
             try:
-                upload = await self._get(job.state.upload)
+                saved = await self.t.call(self.calls.get_upload(job.state.upload))
             except (NotFound, PermissionDenied):
-                upload = None
-            if upload is not None and job.matches(upload):
-                return upload, True
-            job.forget()
-        upload = (await self.t.unary(self.t.uploads.CreateUpload, job.create_request(), idempotent=True)).upload
+                saved = None
+            if job.resumes(saved):
+                return saved, True
+        upload = await self.t.call(self.calls.created(job.create_request()))
         job.remember(upload)
         return upload, bool(upload.parts)
 
-    async def _send(self, job: UploadJob, upload: Any, tally: Tally) -> Any:
+    async def _send(self, job: UploadJob, upload: upload_pb2.Upload, tally: Tally) -> upload_pb2.Upload:
         tally.skip(sum(part.size_bytes for part in upload.parts))
-        ranges = deque(plan_ranges(job.size, upload.part_size_bytes, [p.part_number for p in upload.parts],
-                                   self.streams))
-        single = len(ranges) == 1 and ranges[0].last and ranges[0].start == upload.committed_bytes
+        planned, single = job.plan(upload, self.streams)
+        ranges = deque(planned)
         responses: list[Any] = []
 
         async def worker() -> None:
@@ -102,7 +93,7 @@ class AsyncUploader:
         tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.streams, len(ranges)))]
         if tasks:
             try:
-                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             finally:
                 for task in tasks:
                     task.cancel()  # a cancelled stream keeps the whole parts the server received
@@ -110,72 +101,44 @@ class AsyncUploader:
             for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-        staged = next((r.upload for r in responses if r is not None and r.upload.state in STAGED_OR_LATER), None)
+        staged = staged_in(responses)
         if staged is not None:
             return staged
         job.check_unchanged()
-        return (await self.t.unary(self.t.uploads.CompleteUpload, pb.CompleteUploadRequest(name=upload.name),
-                                   idempotent=True)).upload
+        return await self.t.call(self.calls.complete_upload(upload.name))
 
     async def _send_range(self, job: UploadJob, name: str, span: Range, keep_open: bool, tally: Tally) -> Any:
-        start, committed, attempt = span.start, 0, 0
-        while True:
-            attempt += 1
-            tally.opened()
-            sent = [0]
-            try:
-                return await self._stream(job, name, start, span, keep_open, tally, sent)
-            except grpc.RpcError as exc:
-                error = from_grpc(exc)
-                if not _resumable(error):
-                    raise error from exc
-            # Wait first: the part the broken stream had received whole is still landing on the server.
-            await asyncio.sleep(retry_delay(self.t.retry, attempt, error))
-            upload = await self._get(name)
-            if upload.state in STAGED_OR_LATER:
-                return None  # a finish that landed although its answer was lost
-            if upload.state != OPEN:
-                raise error
-            previous = start
-            now, start = committed_in(upload, span)
-            log.info("stream of %s from byte %d broke after %d bytes (%s); continuing at byte %d", name, previous,
-                     sent[0], error, start)
-            tally.rewind(sent[0] - (now - committed))
-            if now > committed:
-                attempt = 0  # progress was made: this is a new run of failures, not the same one
-            committed = now
-            if start >= span.stop and span.size > 0:
-                return None
-            if attempt >= self.t.retry.max_attempts:
-                raise error
+        stream = RangeStream(name, span, tally)
+        budget = range_budget(self.t.retry, aio=True)
+        async for attempt in async_attempts(budget):
+            with attempt:
+                # After a break, first wait (the loop did): the part the broken stream had received whole
+                # is still landing on the server. Then ask where to go on.
+                if stream.broken is not None and stream.resume(await self.t.call(self.calls.get_upload(name)),
+                                                               budget):
+                    return None
+                stream.opened()
+                timeout = stream_timeout(span.stop - stream.start, self.t.timeout)
+                try:
+                    response = await self.t.upload_from(header_message(name, stream.start),
+                                                        self._chunks(job, stream, keep_open), timeout)
+                except RpcError as error:
+                    stream.broke(error)
+                    raise
+        return response
 
-    async def _stream(self, job: UploadJob, name: str, start: int, span: Range, keep_open: bool, tally: Tally,
-                      sent: list[int]) -> Any:
-        call = self.t.uploads.Upload(metadata=self.t.metadata,
-                                     timeout=stream_timeout(span.stop - start, self.t.timeout))
-        try:
-            await call.write(header_message(name, start))
-            if UPLOAD_METADATA not in dict(await call.initial_metadata() or ()):
-                return await call  # the header was refused: this raises the server's status
-            position = start
-            while position < span.stop:
-                size = min(self.chunk_size, span.stop - position)
-                data = await asyncio.to_thread(job.read, position, size)
-                await call.write(chunk_message(data, self.crc))
-                sent[0] += size
-                tally.add(size)
-                position += size
-            if span.last:
-                await call.write(finish_message(keep_open))
-            await call.done_writing()
-        except asyncio.InvalidStateError:
-            pass  # the call ended while we wrote: its status, read below, says why
-        except BaseException:
-            call.cancel()
-            raise
-        return await call
+    async def _chunks(self, job: UploadJob, stream: RangeStream, keep_open: bool) -> AsyncIterator[pb.UploadRequest]:
+        span, position = stream.span, stream.start
+        while position < span.stop:
+            size = min(self.chunk_size, span.stop - position)
+            data = await asyncio.to_thread(job.read, position, size)
+            yield chunk_message(data, self.crc)
+            stream.add(size)
+            position += size
+        if span.last:
+            yield finish_message(keep_open)
 
-    async def _wait(self, upload: Any, watch: AsyncWatch, timeout: float | None) -> Any:
+    async def _wait(self, upload: upload_pb2.Upload, watch: AsyncWatch, timeout: float | None) -> upload_pb2.Upload:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not wait_is_over(upload):

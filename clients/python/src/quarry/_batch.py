@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
-from quarry._directory import DirectoryFile
+from quarry._calls import WATCH_TIMEOUT, Calls, Unary
+from quarry._directory import DirectoryFile, Selection
 from quarry._exceptions import DeadlineExceeded, UploadFailed
-from quarry._results import ProgressCallback
+from quarry._results import DirectoryUploadResult, ProgressCallback, UploadResult
+from quarry._uploads import UploadJob
 from quarry.v1 import version_pb2
 
-__all__ = ["Aggregate", "check_version", "commit_request_id", "split_by_size", "version_done", "version_timeout"]
+__all__ = ["Aggregate", "Batch", "VersionPoll", "check_version", "commit_request_id", "split_by_size", "version_done",
+           "version_timeout"]
 
 BIG = 64 << 20  # files from this size get every stream to themselves, one after another
 
@@ -55,12 +58,12 @@ def commit_request_id(namespace: str, dataset: str, uploads: Iterable[str]) -> s
     return "dir-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def version_done(version: Any) -> bool:
+def version_done(version: version_pb2.Version) -> bool:
     """Whether a version reached READY or FAILED."""
     return version.state in (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
 
 
-def check_version(version: Any) -> Any:
+def check_version(version: version_pb2.Version) -> version_pb2.Version:
     """The version, or UploadFailed when it FAILED."""
     if version.state == version_pb2.VERSION_STATE_FAILED:
         failure = version.failure
@@ -71,3 +74,48 @@ def check_version(version: Any) -> Any:
 def version_timeout(name: str) -> DeadlineExceeded:
     """The error for a version that did not finish in time."""
     return DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} did not become READY in time")
+
+
+class VersionPoll:
+    """The pauses between GetVersion calls while waiting for a version (there is no WatchVersion): longer
+    and longer, and none past the deadline."""
+
+    def __init__(self, name: str, timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._clock = clock
+        self.deadline = clock() + (timeout or WATCH_TIMEOUT)
+        self.pause = 0.2
+
+    def next_pause(self) -> float:
+        """Seconds to wait before asking again; DeadlineExceeded when the answer would come too late."""
+        if self._clock() + self.pause > self.deadline:
+            raise version_timeout(self.name)
+        pause, self.pause = self.pause, min(2.0, self.pause * 1.5)
+        return pause
+
+
+class Batch:
+    """A directory upload: its files (big ones one after another with every stream, small ones several at a
+    time), one progress over all, and the version that commits them."""
+
+    def __init__(self, selection: Selection, progress: ProgressCallback | None) -> None:
+        self.selection = selection
+        self.total = Aggregate(sum(f.size for f in selection.files), progress)
+        self.big, self.small = split_by_size(selection.files)
+        self.done: list[tuple[UploadJob, UploadResult]] = []
+
+    def commit(self, calls: Calls, dataset: str) -> Unary[version_pb2.Version]:
+        """CommitVersion of every uploaded file, with a request_id fixed by the uploads (a re-run after a
+        failed commit commits the same staged uploads once: their resume states stay until it succeeds)."""
+        names = [result.upload.name for _, result in self.done]
+        return calls.commit_version(dataset, names, delete_paths=(), message=self.selection.message,
+                                    base_version="", request_id=commit_request_id(calls.namespace, dataset, names))
+
+    def forget(self) -> None:
+        """Drop the uploads' resume states (once they are committed)."""
+        for job, _ in self.done:
+            job.forget()
+
+    def result(self, version: version_pb2.Version) -> DirectoryUploadResult:
+        """The result of the committed batch."""
+        return DirectoryUploadResult([result for _, result in self.done], version, self.selection.ignored)

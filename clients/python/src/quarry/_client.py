@@ -1,32 +1,30 @@
-"""`quarry.Client`: every RPC of the contract as a blocking method, plus uploads, downloads and previews."""
+"""`quarry.Client`: every RPC of the contract as a blocking method, plus uploads, downloads and previews.
+
+Requests, answers and retry decisions come from the shared core (`BaseClient`, `Calls`, `Budget`); this
+module holds the blocking I/O only.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import grpc
-
-from quarry import _names, _requests
-from quarry._batch import Aggregate, check_version, commit_request_id, split_by_size, version_done, version_timeout
+from quarry._base import BaseClient
+from quarry._batch import VersionPoll, check_version, version_done
+from quarry._calls import WATCH_TIMEOUT
 from quarry._checksums import crc32c_function
-from quarry._config import Config
-from quarry._directory import DirectoryFile, load_manifest, select_files
-from quarry._download import Download, Restart
-from quarry._exceptions import from_grpc
+from quarry._directory import DirectoryFile
 from quarry._preview import to_table
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
-from quarry._resume import ResumeStore
-from quarry._retry import RetryPolicy
-from quarry._transport import SyncTransport, stream_timeout
+from quarry._retry import attempts
+from quarry._transport import SyncTransport
 from quarry._uploader import SyncUploader
-from quarry._uploads import MAX_CHUNK, UploadJob
+from quarry._uploads import UploadJob
 from quarry.v1 import capabilities_service_pb2 as cpb
+from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
@@ -35,31 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
-WATCH_TIMEOUT = 3600.0
 
-
-class Client:
+class Client(BaseClient[SyncTransport]):
     """A blocking client of one Quarry server, acting in one namespace."""
 
-    def __init__(self, address: str | None = None, *, namespace: str | None = None, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None, streams: int = 4,
-                 cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.config = Config.resolve(address, namespace, cache_dir)
-        self.streams = streams
-        self._t = SyncTransport(self.config, timeout, retry or RetryPolicy())
-        self._resume = ResumeStore(self.config.cache_dir)
-        self._chunk: int | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def namespace(self) -> str:
-        """The namespace every call acts in."""
-        return self.config.namespace
-
-    @property
-    def parent(self) -> str:
-        """`namespaces/{namespace}`."""
-        return f"namespaces/{self.namespace}"
+    _transport = SyncTransport
 
     def close(self) -> None:
         """Close the channel."""
@@ -71,156 +49,106 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- plumbing --------------------------------------------------------------------------------------
-
-    def _call(self, method: Any, request: Any, *, idempotent: bool = True) -> Any:
-        return self._t.unary(method, request, idempotent=idempotent)
-
-    def _pages(self, method: Any, request: Any, field: str) -> Iterator[Any]:
-        while True:
-            response = self._call(method, request)
-            yield from getattr(response, field)
-            if not response.next_page_token:
-                return
-            request.page_token = response.next_page_token
-
-    def _stream(self, call: Any) -> Iterator[Any]:
-        try:
-            yield from call
-        except grpc.RpcError as exc:
-            raise from_grpc(exc) from exc
-
     def _chunk_size(self) -> int:
         with self._lock:
-            if self._chunk is None:
-                self._chunk = min(MAX_CHUNK, int(self.get_capabilities().max_chunk_bytes) or MAX_CHUNK)
-            return self._chunk
-
-    def _version(self, dataset: str, version: int | str) -> str:
-        return _names.version_name(self.namespace, dataset, version)
+            return self._chunk or self._chunk_of(self.get_capabilities())
 
     # --- capabilities ----------------------------------------------------------------------------------
 
     def get_capabilities(self) -> cpb.GetCapabilitiesResponse:
         """The server's limits and features."""
-        return self._call(self._t.capabilities.GetCapabilities, cpb.GetCapabilitiesRequest())
+        return self._t.call(self._calls.get_capabilities())
 
     # --- datasets --------------------------------------------------------------------------------------
 
     def create_dataset(self, name: str, *, description: str = "", labels: Mapping[str, str] | None = None,
-                       rules: Any = None, request_id: str | None = None) -> Any:
+                       rules: dataset_pb2.DatasetRules | None = None,
+                       request_id: str | None = None) -> dataset_pb2.Dataset:
         """Create a dataset (retried safely: the request carries a request_id)."""
-        request = _requests.create_dataset(self.parent, name, description=description, labels=labels, rules=rules,
-                                           request_id_=request_id)
-        return self._call(self._t.datasets.CreateDataset, request).dataset
+        return self._t.call(self._calls.create_dataset(name, description=description, labels=labels, rules=rules,
+                                                       request_id=request_id))
 
-    def get_dataset(self, name: str) -> Any:
+    def get_dataset(self, name: str) -> dataset_pb2.Dataset:
         """One dataset."""
-        return self._call(self._t.datasets.GetDataset,
-                          dpb.GetDatasetRequest(name=_names.dataset_name(self.namespace, name))).dataset
+        return self._t.call(self._calls.get_dataset(name))
 
     def list_datasets(self, *, filter: str = "", order_by: str = "", show_deleted: bool = False,
-                      page_size: int = 0) -> Iterator[Any]:
+                      page_size: int = 0) -> Iterator[dataset_pb2.Dataset]:
         """Every dataset of the namespace (pages fetched as needed)."""
-        request = dpb.ListDatasetsRequest(parent=self.parent, filter=filter, order_by=order_by,
-                                          show_deleted=show_deleted, page_size=page_size)
-        return self._pages(self._t.datasets.ListDatasets, request, "datasets")
+        return self._t.pages(self._calls.list_datasets(filter=filter, order_by=order_by, show_deleted=show_deleted,
+                                                       page_size=page_size))
 
     def update_dataset(self, name: str, *, description: str | None = None, labels: Mapping[str, str] | None = None,
-                       rules: Any = None, etag: str = "") -> Any:
+                       rules: dataset_pb2.DatasetRules | None = None, etag: str = "") -> dataset_pb2.Dataset:
         """Change the given fields (not retried: a repeat after success would see a stale etag)."""
-        request = _requests.update_dataset(_names.dataset_name(self.namespace, name), description=description,
-                                           labels=labels, rules=rules, etag=etag)
-        return self._call(self._t.datasets.UpdateDataset, request, idempotent=False).dataset
+        return self._t.call(self._calls.update_dataset(name, description=description, labels=labels, rules=rules,
+                                                       etag=etag))
 
-    def delete_dataset(self, name: str, *, etag: str = "") -> Any:
+    def delete_dataset(self, name: str, *, etag: str = "") -> dataset_pb2.Dataset:
         """Soft-delete a dataset."""
-        request = dpb.DeleteDatasetRequest(name=_names.dataset_name(self.namespace, name), etag=etag)
-        return self._call(self._t.datasets.DeleteDataset, request, idempotent=False).dataset
+        return self._t.call(self._calls.delete_dataset(name, etag=etag))
 
     # --- versions --------------------------------------------------------------------------------------
 
-    def list_versions(self, dataset: str, *, page_size: int = 0) -> Iterator[Any]:
+    def list_versions(self, dataset: str, *, page_size: int = 0) -> Iterator[version_pb2.Version]:
         """The dataset's versions, newest first."""
-        request = dpb.ListVersionsRequest(parent=_names.dataset_name(self.namespace, dataset), page_size=page_size)
-        return self._pages(self._t.datasets.ListVersions, request, "versions")
+        return self._t.pages(self._calls.list_versions(dataset, page_size=page_size))
 
-    def get_version(self, dataset: str, version: int | str = "latest") -> Any:
+    def get_version(self, dataset: str, version: int | str = "latest") -> version_pb2.Version:
         """One version with its files."""
-        return self._call(self._t.datasets.GetVersion,
-                          dpb.GetVersionRequest(name=self._version(dataset, version))).version
+        return self._t.call(self._calls.get_version(dataset, version))
 
     def commit_version(self, dataset: str, uploads: Iterable[str], *, delete_paths: Iterable[str] = (),
-                       message: str = "", base_version: str = "", request_id: str | None = None) -> Any:
+                       message: str = "", base_version: str = "",
+                       request_id: str | None = None) -> version_pb2.Version:
         """Request a new version from uploads to add or replace and paths to delete."""
-        request = dpb.CommitVersionRequest(
-            parent=_names.dataset_name(self.namespace, dataset), base_version=base_version,
-            uploads=[_names.upload_name(self.namespace, u) for u in uploads], delete_paths=list(delete_paths),
-            message=message, request_id=_requests.request_id(request_id))
-        return self._call(self._t.datasets.CommitVersion, request).version
+        return self._t.call(self._calls.commit_version(dataset, uploads, delete_paths=delete_paths, message=message,
+                                                       base_version=base_version, request_id=request_id))
 
-    def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest") -> Any:
+    def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""
-        request = dpb.DiffVersionsRequest(base_version=self._version(dataset, base),
-                                          target_version=self._version(dataset, target))
-        return self._call(self._t.datasets.DiffVersions, request)
+        return self._t.call(self._calls.diff_versions(dataset, base, target))
 
-    def preview_file(self, dataset: str, path: str, *, version: int | str = "latest", row_limit: int = 0) -> Any:
+    def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
+                     row_limit: int = 0) -> dpb.PreviewFileResponse:
         """The first rows of a tabular file (the raw response: Arrow IPC bytes and JSON rows)."""
-        request = dpb.PreviewFileRequest(version=self._version(dataset, version), path=path, row_limit=row_limit)
-        return self._call(self._t.datasets.PreviewFile, request)
+        return self._t.call(self._calls.preview_file(dataset, path, version=version, row_limit=row_limit))
 
     def preview(self, dataset: str, path: str, *, version: int | str = "latest", rows: int = 0) -> pyarrow.Table:
         """The first rows of a tabular file as a pyarrow.Table (needs the `arrow` extra)."""
         return to_table(self.preview_file(dataset, path, version=version, row_limit=rows))
 
-    def get_file_stats(self, dataset: str, path: str, *, version: int | str = "latest") -> Any:
+    def get_file_stats(self, dataset: str, path: str, *, version: int | str = "latest") -> dpb.GetFileStatsResponse:
         """Per-column statistics of a tabular file."""
-        request = dpb.GetFileStatsRequest(version=self._version(dataset, version), path=path)
-        return self._call(self._t.datasets.GetFileStats, request)
+        return self._t.call(self._calls.get_file_stats(dataset, path, version=version))
 
     def read_file(self, dataset: str, path: str, *, version: int | str = "latest", offset: int = 0,
-                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> Iterator[Any]:
+                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> Iterator[dpb.ReadFileResponse]:
         """The raw ReadFile stream (see `download` for a resumable, verified copy)."""
-        request = dpb.ReadFileRequest(version=self._version(dataset, version), path=path, offset=offset, limit=limit)
-        return self._stream(self._t.datasets.ReadFile(request, timeout=timeout, metadata=self._t.metadata))
+        return self._t.messages(self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit,
+                                                      timeout=timeout))
 
     def get_download_url(self, dataset: str, path: str, *, version: int | str = "latest",
-                         ttl: float | None = None) -> Any:
+                         ttl: float | None = None) -> dpb.GetDownloadUrlResponse:
         """A presigned URL, where the server's store supports them."""
-        request = dpb.GetDownloadUrlRequest(version=self._version(dataset, version), path=path,
-                                            ttl=_requests.ttl(ttl))
-        return self._call(self._t.datasets.GetDownloadUrl, request)
+        return self._t.call(self._calls.get_download_url(dataset, path, version=version, ttl=ttl))
 
     def download(self, dataset: str, path: str, out: str | os.PathLike[str], *, version: int | str = "latest",
                  progress: ProgressCallback | None = None) -> DownloadResult:
         """Copy a file to `out`, continuing an interrupted earlier download, and verify its sha256."""
-        name = self._version(dataset, version)
-        state = Download(out, f"{name}:{path}", progress)
+        state = self._download(dataset, path, out, version, progress)
         state.open()
-        attempt, waited = 0, 0.0
         try:
+            budget = self._t.budget()
             while not state.complete:
-                offset, limit = state.request()
-                request = dpb.ReadFileRequest(version=name, path=path, offset=offset, limit=limit)
-                call = self._t.datasets.ReadFile(request, metadata=self._t.metadata,
-                                                 timeout=stream_timeout(limit, self._t.timeout))
-                try:
-                    got = False
-                    for message in call:
-                        got = True
-                        state.accept(message)
-                    if not got:
-                        state.nothing_read()
-                    attempt = 0
-                except Restart:
-                    call.cancel()  # the file changed since the partial download: read it again from 0
-                    continue
-                except grpc.RpcError as exc:
-                    attempt += 1
-                    delay = self._t.delay_after(exc, attempt, waited)
-                    time.sleep(delay)
-                    waited += delay
+                for attempt in attempts(budget):
+                    with attempt, self._t.stream(state.read_call()) as messages:
+                        for message in messages:
+                            if not state.accept(message):
+                                break  # the file changed since the partial download: read it again from 0
+                            budget.progressed()
+                        else:
+                            state.window_done()
             return state.finish()
         finally:
             state.close()
@@ -229,62 +157,48 @@ class Client:
 
     def create_upload(self, dataset: str, path: str, *, size: int | None = None, sha256: str = "",
                       content_type: str = "", auto_commit: bool = False, commit_message: str = "",
-                      request_id: str | None = None) -> Any:
+                      request_id: str | None = None) -> upload_pb2.Upload:
         """Open an upload session."""
-        request = _requests.create_upload(self.parent, dataset, path, size=size, sha256=sha256,
-                                          content_type=content_type, auto_commit=auto_commit,
-                                          commit_message=commit_message, request_id_=request_id)
-        return self._call(self._t.uploads.CreateUpload, request).upload
+        return self._t.call(self._calls.create_upload(dataset, path, size=size, sha256=sha256,
+                                                      content_type=content_type, auto_commit=auto_commit,
+                                                      commit_message=commit_message, request_id=request_id))
 
-    def upload_stream(self, requests: Iterable[upb.UploadRequest], *, timeout: float = WATCH_TIMEOUT) -> Any:
+    def upload_stream(self, requests: Iterable[upb.UploadRequest], *,
+                      timeout: float = WATCH_TIMEOUT) -> upb.UploadResponse:
         """The raw Upload call: header, chunks, finish (see `upload_file` for the resumable way)."""
-        return self._t.call(lambda: self._t.uploads.Upload(iter(requests), timeout=timeout,
-                                                           metadata=self._t.metadata))
+        return self._t.upload(requests, timeout)
 
-    def get_upload(self, name: str) -> Any:
+    def get_upload(self, name: str) -> upload_pb2.Upload:
         """One upload, by uid or resource name."""
-        return self._call(self._t.uploads.GetUpload,
-                          upb.GetUploadRequest(name=_names.upload_name(self.namespace, name))).upload
+        return self._t.call(self._calls.get_upload(name))
 
     def list_uploads(self, *, state: str | None = None, dataset: str | None = None, filter: str = "",
-                     page_size: int = 0) -> Iterator[Any]:
+                     page_size: int = 0) -> Iterator[upload_pb2.Upload]:
         """The namespace's uploads, newest first, optionally by state (e.g. "failed") and dataset."""
-        request = upb.ListUploadsRequest(parent=self.parent, filter=_requests.uploads_filter(state, dataset, filter),
-                                         page_size=page_size)
-        return self._pages(self._t.uploads.ListUploads, request, "uploads")
+        return self._t.pages(self._calls.list_uploads(state=state, dataset=dataset, filter=filter,
+                                                      page_size=page_size))
 
-    def complete_upload(self, name: str, *, sha256: str = "") -> Any:
+    def complete_upload(self, name: str, *, sha256: str = "") -> upload_pb2.Upload:
         """Assemble the parts of an upload written by parallel streams."""
-        request = upb.CompleteUploadRequest(name=_names.upload_name(self.namespace, name), sha256=sha256)
-        return self._call(self._t.uploads.CompleteUpload, request).upload
+        return self._t.call(self._calls.complete_upload(name, sha256=sha256))
 
-    def cancel_upload(self, name: str) -> Any:
+    def cancel_upload(self, name: str) -> upload_pb2.Upload:
         """Cancel an upload and delete its bytes (cancelling twice is harmless)."""
-        request = upb.CancelUploadRequest(name=_names.upload_name(self.namespace, name))
-        return self._call(self._t.uploads.CancelUpload, request).upload
+        return self._t.call(self._calls.cancel_upload(name))
 
-    def retry_upload(self, name: str) -> Any:
+    def retry_upload(self, name: str) -> upload_pb2.Upload:
         """Run a FAILED validation or promotion again."""
-        request = upb.RetryUploadRequest(name=_names.upload_name(self.namespace, name))
-        return self._call(self._t.uploads.RetryUpload, request, idempotent=False).upload
+        return self._t.call(self._calls.retry_upload(name))
 
-    def watch_upload(self, name: str, *, timeout: float | None = WATCH_TIMEOUT) -> Iterator[Any]:
+    def watch_upload(self, name: str, *, timeout: float | None = WATCH_TIMEOUT) -> Iterator[upload_pb2.Upload]:
         """The upload now, then at every state change until a final state; follows a broken stream."""
-        request = upb.WatchUploadRequest(name=_names.upload_name(self.namespace, name))
-        deadline = time.monotonic() + (timeout or WATCH_TIMEOUT)
-        attempt, waited = 0, 0.0
-        while True:
-            try:
-                for message in self._t.uploads.WatchUpload(request, metadata=self._t.metadata,
-                                                           timeout=max(0.001, deadline - time.monotonic())):
-                    attempt = 0
+        watch = self._calls.watch_upload(name, timeout=timeout)
+        budget = self._t.budget()
+        for attempt in attempts(budget):
+            with attempt, self._t.stream(watch.call()) as messages:
+                for message in messages:
+                    budget.progressed()
                     yield message.upload
-                return
-            except grpc.RpcError as exc:
-                attempt += 1
-                delay = self._t.delay_after(exc, attempt, waited)
-            time.sleep(delay)
-            waited += delay
 
     # --- uploads: files and directories ----------------------------------------------------------------
 
@@ -296,54 +210,39 @@ class Client:
 
         With `wait`, the upload commits a version by itself once valid, and the call returns when it is
         PROMOTED (or raises UploadFailed)."""
-        job = UploadJob.prepare(self._resume, self.namespace, Path(path), dataset, dest, content_type=content_type,
-                                auto_commit=wait, commit_message=commit_message)
-        return self._uploader(streams).run(job, progress=progress, wait=wait, wait_timeout=wait_timeout,
-                                           watch=lambda name, left: self.watch_upload(name, timeout=left))
+        job = self._upload_job(path, dataset, dest, content_type=content_type, auto_commit=wait,
+                               commit_message=commit_message)
+        return self._uploader(streams or self.streams).run(
+            job, progress=progress, wait=wait, wait_timeout=wait_timeout,
+            watch=lambda name, left: self.watch_upload(name, timeout=left))
 
-    def _uploader(self, streams: int | None) -> SyncUploader:
-        return SyncUploader(self._t, streams or self.streams, self._chunk_size(), crc32c_function())
+    def _uploader(self, streams: int) -> SyncUploader:
+        return SyncUploader(self._t, self._calls, streams, self._chunk_size(), crc32c_function())
 
     def upload_dir(self, directory: str | os.PathLike[str], dataset: str, *, prefix: str = "",
                    ignore: Iterable[str] = (), manifest: str | os.PathLike[str] | None = None,
                    message: str | None = None, wait: bool = False, progress: ProgressCallback | None = None,
                    use_gitignore: bool = True, wait_timeout: float | None = WATCH_TIMEOUT) -> DirectoryUploadResult:
         """Upload a directory's files (gitignore rules apply) and commit them as one version."""
-        loaded = load_manifest(manifest) if manifest else None
-        if loaded is not None and message:
-            loaded.message = message
-        selection = select_files(directory, ignore=ignore, manifest=loaded, manifest_path=manifest, prefix=prefix,
-                                 use_gitignore=use_gitignore)
-        if loaded is None and message:
-            selection.message = message
-        total = Aggregate(sum(f.size for f in selection.files), progress)
-        big, small = split_by_size(selection.files)
+        batch = self._batch(directory, prefix=prefix, ignore=ignore, manifest=manifest, message=message,
+                            use_gitignore=use_gitignore, progress=progress)
 
         def one(file: DirectoryFile, streams: int) -> tuple[UploadJob, UploadResult]:
-            job = UploadJob.prepare(self._resume, self.namespace, file.path, dataset, file.dest,
-                                    content_type=file.content_type)
-            return job, self._uploader(streams).run(job, progress=total.callback(file.dest), keep_state=True)
+            job = self._upload_job(file.path, dataset, file.dest, content_type=file.content_type)
+            return job, self._uploader(streams).run(job, progress=batch.total.callback(file.dest), keep_state=True)
 
-        done = [one(file, self.streams) for file in big]
+        batch.done = [one(file, self.streams) for file in batch.big]
         with ThreadPoolExecutor(self.streams, thread_name_prefix="quarry-dir") as pool:
-            done += list(pool.map(lambda f: one(f, 1), small))
-        names = [result.upload.name for _, result in done]
-        # Resume states stay until the commit: a re-run after a failed commit re-uses the staged uploads.
-        version = self.commit_version(dataset, names, message=selection.message,
-                                      request_id=commit_request_id(self.namespace, dataset, names))
-        for job, _ in done:
-            job.forget()
+            batch.done += pool.map(lambda file: one(file, 1), batch.small)
+        version = self._t.call(batch.commit(self._calls, dataset))
+        batch.forget()
         if wait:
             version = self._wait_version(version, wait_timeout)
-        return DirectoryUploadResult([result for _, result in done], version, selection.ignored)
+        return batch.result(version)
 
-    def _wait_version(self, version: Any, timeout: float | None) -> Any:
-        deadline = time.monotonic() + (timeout or WATCH_TIMEOUT)
-        delay = 0.2  # there is no WatchVersion: poll, slowing down
+    def _wait_version(self, version: version_pb2.Version, timeout: float | None) -> version_pb2.Version:
+        poll = VersionPoll(version.name, timeout)
         while not version_done(version):
-            if time.monotonic() + delay > deadline:
-                raise version_timeout(version.name)
-            time.sleep(delay)
-            delay = min(2.0, delay * 1.5)
-            version = self._call(self._t.datasets.GetVersion, dpb.GetVersionRequest(name=version.name)).version
+            time.sleep(poll.next_pause())
+            version = self._t.call(self._calls.get_version(version.name))
         return check_version(version)

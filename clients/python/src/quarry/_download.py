@@ -1,22 +1,30 @@
 """Downloads into a partial file that a later call continues, verified by sha256 before it is renamed.
 
 Bytes go to `OUT.partial`, and `OUT.partial.json` records where they come from (version, path) and the
-file's sha256 and size as ReadFile reported them. A later download of the same source continues at the
-partial file's size; if the server's sha256 differs (e.g. "latest" moved on), it starts over. ReadFile is
-called in windows of at most WINDOW bytes, so each call gets a deadline that fits its size.
+file's sha256 and size as ReadFile reported them. A later download of the same source first reads one
+byte, to learn whether the file is still the same: if its sha256 differs (e.g. "latest" moved on, maybe to
+a shorter file), it starts over; if not, it continues at the partial file's size. ReadFile is called in
+windows of at most WINDOW bytes, so each call gets a deadline that fits its size.
+
+Every byte is written (a short write is continued, a write that makes no progress fails) and the file is
+fsynced before it is renamed into place: a download that reports success has its bytes on disk. This
+module does the file I/O; the clients do the network I/O and feed it messages.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from quarry._calls import Stream, stream_timeout
 from quarry._checksums import sha256_file
 from quarry._exceptions import IntegrityError
 from quarry._results import DownloadResult, ProgressCallback
+from quarry.v1 import dataset_service_pb2 as dpb
 
 __all__ = ["WINDOW", "Download"]
 
@@ -24,17 +32,17 @@ WINDOW = 256 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-class Restart(Exception):
-    """The partial file holds other content than the server's: the read starts again at 0."""
-
-
 class Download:
     """The state of one download: the partial file, its running sha256, and what the server said."""
 
-    def __init__(self, out: str | os.PathLike[str], source: str, progress: ProgressCallback | None) -> None:
+    def __init__(self, out: str | os.PathLike[str], version: str, path: str, progress: ProgressCallback | None,
+                 timeout: float) -> None:
         self.out = Path(out)
-        self.source = source
+        self.version = version
+        self.path = path
+        self.source = f"{version}:{path}"
         self.progress = progress
+        self.timeout = timeout
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.meta = self.out.with_name(self.out.name + ".partial.json")
         self.sha256 = ""
@@ -42,21 +50,25 @@ class Download:
         self.position = 0
         self.resumed = 0
         self.received = 0
+        self._window_messages = 0
+        self._checked = True  # whether the server's file is known to be the partial file's
         self._digest = hashlib.sha256()
         self._file: Any = None
 
     def open(self) -> None:
-        """Open the partial file, keeping what an earlier download of the same source wrote."""
+        """Open the partial file, keeping what an earlier download of the same source wrote (blocking)."""
         saved = self._saved()
         if saved and self.partial.exists():
             self.sha256, self.size = saved["sha256"], int(saved["size"])
             self.position = min(self.partial.stat().st_size, self.size)
             self._digest = sha256_file(self.partial, stop=self.position)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.partial, "r+b" if self.position else "wb")  # noqa: SIM115
+        descriptor = os.open(self.partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        self._file = open(descriptor, "r+b", buffering=0)  # noqa: SIM115  (unbuffered: write() says what it wrote)
         self._file.truncate(self.position)
         self._file.seek(self.position)
         self.resumed = self.position
+        self._checked = self.position == 0
 
     def _saved(self) -> dict[str, Any] | None:
         try:
@@ -72,28 +84,56 @@ class Download:
         """Whether every byte is here."""
         return self.size is not None and self.position >= self.size
 
-    def request(self) -> tuple[int, int]:
-        """(offset, limit) of the next ReadFile window."""
-        return self.position, WINDOW
+    def read_call(self) -> Stream:
+        """The ReadFile stream of the next window, from the first byte not yet written (or of the first byte
+        alone, while the partial file is not known to hold the server's file)."""
+        self._window_messages = 0
+        offset, limit = (self.position, WINDOW) if self._checked else (0, 1)
+        request = dpb.ReadFileRequest(version=self.version, path=self.path, offset=offset, limit=limit)
+        return Stream("datasets", "ReadFile", request, stream_timeout(limit, self.timeout))
 
-    def accept(self, message: Any) -> None:
-        """Write one ReadFile message at the current position."""
+    def accept(self, message: Any) -> bool:
+        """Write one ReadFile message at the current position (blocking). False when the file changed since
+        the partial download began: it starts over, and the caller reads again from byte 0."""
         if self.sha256 and message.sha256 != self.sha256:
             self._restart()
+            return False
+        if not self._checked:  # the first byte again: the same file, so the partial file stands
+            self._checked = True
+            self._window_messages += 1
+            return True
         if not self.sha256:
             self.sha256, self.size = message.sha256, message.file_size_bytes
             self.meta.write_text(json.dumps({"source": self.source, "sha256": self.sha256, "size": self.size}))
         if message.offset != self.position:
             raise IntegrityError(f"ReadFile sent bytes at offset {message.offset}; expected {self.position}")
-        self._file.write(message.data)
+        self._write(message.data)
         self._digest.update(message.data)
+        self._window_messages += 1
         self.position += len(message.data)
         self.received += len(message.data)
         if self.progress is not None:
             self.progress(self.position, self.size or 0)
+        return True
 
-    def nothing_read(self) -> None:
-        """A window that sent no message: only an empty file from offset 0 does that."""
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = self._file.write(view)
+                if not written:  # a regular file that takes no byte and says nothing: do not spin on it
+                    raise OSError(errno.EIO, "the file system took none of the bytes written")
+                view = view[written:]
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.partial)) from exc
+
+    def window_done(self) -> None:
+        """A window's stream ended. One that sent no message: only an empty file from offset 0 does that."""
+        if self._window_messages:
+            return
+        if not self._checked:  # not even a first byte: the file is empty now, the partial file is not
+            self._restart()
+            return
         if self.position == 0 and self.size in (None, 0):
             self.sha256, self.size = self.sha256 or EMPTY_SHA256, 0
         elif not self.complete:
@@ -103,24 +143,44 @@ class Download:
         self._file.seek(0)
         self._file.truncate(0)
         self._digest = hashlib.sha256()
-        self.sha256, self.size, self.position, self.resumed = "", None, 0, 0
-        raise Restart()
+        self.sha256, self.size, self.position, self.resumed, self._checked = "", None, 0, 0, True
 
     def finish(self) -> DownloadResult:
-        """Check the sha256, then move the partial file to its name."""
-        self.close()
+        """Check size and sha256, make the bytes durable, then move the partial file to its name (blocking)."""
         got = self._digest.hexdigest()
-        if got != self.sha256:
+        if got != self.sha256 or self.position != self.size:
+            self.close()
             self.partial.unlink(missing_ok=True)
             self.meta.unlink(missing_ok=True)
-            raise IntegrityError(f"downloaded {self.source} has sha256 {got}, the server said {self.sha256}; "
-                                 "the partial file was removed")
+            raise IntegrityError(f"downloaded {self.source} has sha256 {got} ({self.position} bytes), the server "
+                                 f"said {self.sha256} ({self.size} bytes); the partial file was removed")
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
         os.replace(self.partial, self.out)
+        _sync_directory(self.out.parent)
         self.meta.unlink(missing_ok=True)
         return DownloadResult(self.out, self.position, self.sha256, self.received, self.resumed)
 
     def close(self) -> None:
-        """Close the partial file (it stays for a later call to continue)."""
+        """Close the partial file: it stays for a later call to continue, unless it holds nothing."""
         if self._file is not None:
             self._file.close()
             self._file = None
+            if self.position == 0:
+                self.partial.unlink(missing_ok=True)
+                self.meta.unlink(missing_ok=True)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable, where the platform can (not on Windows)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -27,8 +27,8 @@
             └── ChecksumMismatch    reason CHECKSUM_MISMATCH
 
 The class of an RpcError is chosen by the status code and the `google.rpc.ErrorInfo` reason carried in
-the `grpc-status-details-bin` trailer, never by the message text. `from_grpc` is the one place where
-grpc's exceptions become ours.
+the `grpc-status-details-bin` trailer, never by the message text. `from_grpc` makes ours from grpc's,
+and `quarry._transport.translated` is the one place that catches grpc's exceptions to apply it.
 """
 
 from __future__ import annotations

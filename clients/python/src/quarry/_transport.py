@@ -1,26 +1,30 @@
-"""Channels, stubs and the call wrappers: the one boundary where grpc errors become SDK errors.
+"""Channels, stubs and the I/O of every kind of call: the one boundary where grpc errors become SDK errors.
 
-Every call gets a deadline and the namespace metadata; calls that are safe to repeat are retried by the
-RetryPolicy. Long streams rely on HTTP/2 keepalive pings (every 30 s while a call is active; the
-server accepts one every 10 s) to notice a dead connection instead of hanging.
+Every call gets a deadline and the namespace metadata. `call` sends a unary call, retried as its budget
+decides; `stream` opens a server stream; `upload` is the client-streaming Upload. Nothing else in the SDK
+touches a grpc call object or catches a grpc exception. Long streams rely on HTTP/2 keepalive pings
+(every 30 s while a call is active; the server accepts one every 10 s) to notice a dead connection
+instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
 
+from quarry._calls import Pages, Stream, Unary, stream_timeout
 from quarry._config import Config
 from quarry._exceptions import from_grpc
-from quarry._retry import RetryPolicy
+from quarry._retry import Budget, RetryPolicy, async_attempts, attempts
 from quarry.v1 import capabilities_service_pb2_grpc, dataset_service_pb2_grpc, upload_service_pb2_grpc
+from quarry.v1 import upload_service_pb2 as upb
 
-__all__ = ["AsyncTransport", "SyncTransport", "channel_options", "stream_timeout"]
+__all__ = ["AsyncTransport", "SyncTransport", "channel_options", "stream_timeout", "translated"]
 
 NAMESPACE_METADATA = "x-quarry-namespace"
 UPLOAD_METADATA = "x-quarry-upload"
@@ -41,60 +45,81 @@ def channel_options() -> list[tuple[str, Any]]:
     ]
 
 
-def stream_timeout(nbytes: int, base: float) -> float:
-    """A deadline for a stream moving `nbytes`: the unary deadline plus a second per MiB (1 MiB/s floor)."""
-    return base + nbytes / MiB
+@contextmanager
+def translated() -> Iterator[None]:
+    """The boundary: a grpc error raised in the block (sync or aio) leaves it as the SDK's RpcError."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise from_grpc(exc) from exc
 
 
 class _Transport:
-    def __init__(self, config: Config, timeout: float, retry: RetryPolicy) -> None:
+    def __init__(self, config: Config, timeout: float, retry: RetryPolicy, channel: Any) -> None:
         self.config = config
         self.timeout = timeout
         self.retry = retry
         self.metadata: tuple[tuple[str, str], ...] = ((NAMESPACE_METADATA, config.namespace),)
+        self.channel = channel
+        self._services = {
+            "datasets": dataset_service_pb2_grpc.DatasetServiceStub(channel),
+            "uploads": upload_service_pb2_grpc.UploadServiceStub(channel),
+            "capabilities": capabilities_service_pb2_grpc.CapabilitiesServiceStub(channel),
+        }
 
-    def delay_after(self, exc: grpc.RpcError, attempt: int, waited: float, *, idempotent: bool = True) -> float:
-        """Seconds to wait before trying again after failed attempt `attempt`; raises the SDK error instead
-        when the call may not be repeated or the policy gives up."""
-        error = from_grpc(exc)
-        delay = self.retry.next_delay(attempt, error, waited) if idempotent else None
-        if delay is None:
-            raise error from exc
-        return delay
+    def budget(self, idempotent: bool = True) -> Budget:
+        """The retry budget of one call under the client's policy (a call that may not be repeated: none)."""
+        return Budget(self.retry) if idempotent else Budget.once()
 
-    def _stubs(self, channel: Any) -> None:
-        self.datasets = dataset_service_pb2_grpc.DatasetServiceStub(channel)
-        self.uploads = upload_service_pb2_grpc.UploadServiceStub(channel)
-        self.capabilities = capabilities_service_pb2_grpc.CapabilitiesServiceStub(channel)
+    @contextmanager
+    def stream(self, call: Stream) -> Iterator[Any]:
+        """The messages of a server stream (an iterator, or an async one), read in the block; the call is
+        cancelled when the block ends."""
+        messages = self._method(call)(call.request, timeout=self._timeout(call), metadata=self.metadata)
+        try:
+            with translated():
+                yield messages
+        finally:
+            messages.cancel()
+
+    def _method(self, call: Unary[Any] | Stream) -> Any:
+        return getattr(self._services[call.service], call.method)
+
+    def _timeout(self, call: Unary[Any] | Stream) -> float:
+        return call.timeout or self.timeout
 
 
 class SyncTransport(_Transport):
     """A blocking channel with its stubs."""
 
     def __init__(self, config: Config, timeout: float, retry: RetryPolicy) -> None:
-        super().__init__(config, timeout, retry)
-        self.channel = grpc.insecure_channel(config.address, options=channel_options())
-        self._stubs(self.channel)
+        super().__init__(config, timeout, retry, grpc.insecure_channel(config.address, options=channel_options()))
 
-    def unary(self, method: Callable[..., T], request: Any, *, idempotent: bool,
-              timeout: float | None = None) -> T:
-        """Call a unary method; retry it when that is safe and the error says it may help."""
-        attempt, waited = 0, 0.0
-        while True:
-            attempt += 1
-            try:
-                return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
-            except grpc.RpcError as exc:
-                delay = self.delay_after(exc, attempt, waited, idempotent=idempotent)
-            time.sleep(delay)
-            waited += delay
+    def call(self, call: Unary[T]) -> T:
+        """Send a unary call, retried while its budget allows; its answer as the call reads it."""
+        for attempt in attempts(self.budget(call.idempotent)):
+            with attempt, translated():
+                response = self._method(call)(call.request, timeout=self._timeout(call), metadata=self.metadata)
+        return call.read(response)
 
-    def call(self, function: Callable[[], T]) -> T:
-        """Run `function` (which makes grpc calls), translating grpc errors."""
-        try:
-            return function()
-        except grpc.RpcError as exc:
-            raise from_grpc(exc) from exc
+    def pages(self, pages: Pages[T]) -> Iterator[T]:
+        """Every item of a List call, fetching pages as they are needed."""
+        call: Unary[Any] | None = pages.first
+        while call is not None:
+            response = self.call(call)
+            yield from pages.items(response)
+            call = pages.after(response)
+
+    def messages(self, call: Stream) -> Iterator[Any]:
+        """The messages of a server stream, as a generator (the call is cancelled when it is closed)."""
+        with self.stream(call) as messages:
+            yield from messages
+
+    def upload(self, requests: Iterable[upb.UploadRequest], timeout: float) -> upb.UploadResponse:
+        """One Upload stream. grpc's own thread consumes `requests`, so a server that fails the call while
+        they are still being sent is reported with its real status."""
+        with translated():
+            return self._services["uploads"].Upload(iter(requests), timeout=timeout, metadata=self.metadata)
 
     def close(self) -> None:
         """Close the channel."""
@@ -105,24 +130,61 @@ class AsyncTransport(_Transport):
     """A grpc.aio channel with its stubs."""
 
     def __init__(self, config: Config, timeout: float, retry: RetryPolicy) -> None:
-        super().__init__(config, timeout, retry)
-        self.channel = aio.insecure_channel(config.address, options=channel_options())
-        self._stubs(self.channel)
+        super().__init__(config, timeout, retry, aio.insecure_channel(config.address, options=channel_options()))
 
-    async def unary(self, method: Callable[..., Awaitable[T]], request: Any, *, idempotent: bool,
-                    timeout: float | None = None) -> T:
-        """Call a unary method; retry it when that is safe and the error says it may help."""
-        attempt, waited = 0, 0.0
-        while True:
-            attempt += 1
+    async def call(self, call: Unary[T]) -> T:
+        """Send a unary call, retried while its budget allows; its answer as the call reads it."""
+        async for attempt in async_attempts(self.budget(call.idempotent)):
+            with attempt, translated():
+                response = await self._method(call)(call.request, timeout=self._timeout(call),
+                                                    metadata=self.metadata)
+        return call.read(response)
+
+    async def pages(self, pages: Pages[T]) -> AsyncIterator[T]:
+        """Every item of a List call, fetching pages as they are needed."""
+        call: Unary[Any] | None = pages.first
+        while call is not None:
+            response = await self.call(call)
+            for item in pages.items(response):
+                yield item
+            call = pages.after(response)
+
+    async def messages(self, call: Stream) -> AsyncIterator[Any]:
+        """The messages of a server stream, as an async generator (the call is cancelled when it is closed)."""
+        with self.stream(call) as messages:
+            async for message in messages:
+                yield message
+
+    async def upload(self, requests: AsyncIterable[upb.UploadRequest] | Iterable[upb.UploadRequest],
+                     timeout: float) -> upb.UploadResponse:
+        """One Upload stream of the given messages."""
+        with translated():
+            return await self._services["uploads"].Upload(requests, timeout=timeout, metadata=self.metadata)
+
+    async def upload_from(self, header: upb.UploadRequest, rest: AsyncIterator[upb.UploadRequest],
+                          timeout: float) -> upb.UploadResponse:
+        """One Upload stream: the header, then (once the server accepted it) the rest.
+
+        grpc.aio reports its own failed write (INTERNAL "Failed execute_batch") instead of the server's
+        status when the server fails a call the client is still writing to. So the header goes first, and
+        no byte follows before the server's initial metadata (`x-quarry-upload`, sent once the header is
+        accepted): a refused header is then read as the real status."""
+        call = self._services["uploads"].Upload(metadata=self.metadata, timeout=timeout)
+        with translated():
             try:
-                return await method(request, timeout=timeout or self.timeout, metadata=self.metadata)
-            except grpc.RpcError as exc:
-                delay = self.delay_after(exc, attempt, waited, idempotent=idempotent)
-            await asyncio.sleep(delay)
-            waited += delay
+                await call.write(header)
+                if UPLOAD_METADATA not in dict(await call.initial_metadata() or ()):
+                    return await call  # the header was refused: this raises the server's status
+                async for message in rest:
+                    await call.write(message)
+                await call.done_writing()
+            except asyncio.InvalidStateError:
+                pass  # the call ended while we wrote: its status, read below, says why
+            except BaseException:
+                call.cancel()
+                raise
+            return await call
 
     async def close(self) -> None:
         """Close the channel."""
         await self.channel.close()
-

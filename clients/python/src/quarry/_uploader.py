@@ -3,44 +3,42 @@
 Streams use grpc's synchronous API: the request iterator is consumed by grpc's own thread, so a server
 that fails the call while we are still writing is reported with its real status. Each stream sends one
 range of whole parts; a broken stream is continued from the first part of its range the server has not
-committed (GetUpload), never re-sending a committed part.
+committed (GetUpload), never re-sending a committed part, for as long as the retry budget allows.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-import grpc
-
-from quarry._exceptions import NotFound, PermissionDenied, QuarryError, RpcError, from_grpc
-from quarry._plan import Range, plan_ranges
+from quarry._calls import Calls, stream_timeout
+from quarry._exceptions import NotFound, PermissionDenied, QuarryError, RpcError
+from quarry._plan import Range
 from quarry._results import ProgressCallback, UploadResult
-from quarry._retry import RetryPolicy
-from quarry._transport import SyncTransport, stream_timeout
+from quarry._retry import attempts
+from quarry._transport import SyncTransport
 from quarry._uploads import (
     OPEN,
-    STAGED_OR_LATER,
+    RangeStream,
     Tally,
     UploadJob,
     check_waited,
     chunk_message,
-    committed_in,
     finish_message,
     header_message,
+    range_budget,
+    staged_in,
     wait_is_over,
 )
+from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
-__all__ = ["SyncUploader", "resumable", "retry_delay"]
+__all__ = ["SyncUploader"]
 
-log = logging.getLogger("quarry")
-RACES = ("WRONG_OFFSET", "PART_ALREADY_WRITTEN")  # the server moved on since we asked: ask again
-Watch = Callable[[str, float | None], Iterator[Any]]
+Watch = Callable[[str, float | None], Iterator[upload_pb2.Upload]]
 
 
 class _Stopped(QuarryError):
@@ -58,23 +56,6 @@ def _result(futures: list[Future[Any]]) -> Any:
     return next((f.result() for f in futures if f.result() is not None), None)
 
 
-def retry_delay(retry: RetryPolicy, attempt: int, error: RpcError) -> float:
-    """How long to wait before continuing a broken stream: at once after losing a race with a part that
-    landed late, else the policy's jittered backoff, but at least half of its first step (the part in flight
-    needs a moment to land, and asking too early means sending it again)."""
-    if error.reason in RACES:
-        return 0.0
-    return max(retry.delay(attempt, error), retry.initial_backoff / 2)
-
-
-def resumable(error: RpcError) -> bool:
-    """Whether a broken Upload stream may be continued from the committed parts."""
-    if error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED,
-                      grpc.StatusCode.DEADLINE_EXCEEDED):
-        return True
-    return error.reason in RACES
-
-
 class _Requests:
     """The messages of one stream: header, chunks of the range read as they are sent, finish.
 
@@ -82,50 +63,47 @@ class _Requests:
     then keeps the whole parts received, so the upload stays resumable. A local error is kept for the
     caller rather than raised into grpc's thread."""
 
-    def __init__(self, job: UploadJob, name: str, start: int, span: Range, keep_open: bool, chunk_size: int,
-                 crc: Callable[[bytes], int] | None, tally: Tally, stop: threading.Event) -> None:
-        self.job, self.name, self.start, self.span, self.keep_open = job, name, start, span, keep_open
-        self.chunk_size, self.crc, self.tally, self.stop = chunk_size, crc, tally, stop
-        self.sent = 0
+    def __init__(self, job: UploadJob, stream: RangeStream, keep_open: bool, chunk_size: int,
+                 crc: Callable[[bytes], int] | None, stop: threading.Event) -> None:
+        self.job, self.stream, self.keep_open = job, stream, keep_open
+        self.chunk_size, self.crc, self.stop = chunk_size, crc, stop
         self.error: QuarryError | None = None
 
     def __iter__(self) -> Iterator[pb.UploadRequest]:
-        yield header_message(self.name, self.start)
+        stream, span = self.stream, self.stream.span
+        yield header_message(stream.name, stream.start)
         try:
             with open(self.job.path, "rb") as file:
-                file.seek(self.start)
-                position = self.start
-                while position < self.span.stop:
+                file.seek(stream.start)
+                position = stream.start
+                while position < span.stop:
                     if self.stop.is_set():
                         return
-                    data = file.read(min(self.chunk_size, self.span.stop - position))
+                    data = file.read(min(self.chunk_size, span.stop - position))
                     if not data:
                         self.error = self.job.shrank()
                         return
                     message = chunk_message(data, self.crc)
-                    self.sent += len(data)
-                    self.tally.add(len(data))
+                    stream.add(len(data))
                     yield message
                     position += len(data)
         except OSError as exc:
             self.error = self.job.unreadable(exc)
             return
-        if self.span.last:
+        if span.last:
             yield finish_message(self.keep_open)
 
 
 class SyncUploader:
     """Uploads files through a SyncTransport."""
 
-    def __init__(self, transport: SyncTransport, streams: int, chunk_size: int,
+    def __init__(self, transport: SyncTransport, calls: Calls, streams: int, chunk_size: int,
                  crc: Callable[[bytes], int] | None) -> None:
         self.t = transport
+        self.calls = calls
         self.streams = max(1, streams)
         self.chunk_size = chunk_size
         self.crc = crc
-
-    def _get(self, name: str) -> Any:
-        return self.t.unary(self.t.uploads.GetUpload, pb.GetUploadRequest(name=name), idempotent=True).upload
 
     def run(self, job: UploadJob, *, progress: ProgressCallback | None = None, wait: bool = False,
             wait_timeout: float | None = None, watch: Watch | None = None, keep_state: bool = False) -> UploadResult:
@@ -144,25 +122,22 @@ class SyncUploader:
             job.forget()
         return job.result(upload, tally, resumed)
 
-    def _open(self, job: UploadJob) -> tuple[Any, bool]:
+    def _open(self, job: UploadJob) -> tuple[upload_pb2.Upload, bool]:
         if job.state.upload:
             try:
-                upload = self._get(job.state.upload)
+                saved = self.t.call(self.calls.get_upload(job.state.upload))
             except (NotFound, PermissionDenied):
-                upload = None
-            if upload is not None and job.matches(upload):
-                return upload, True
-            job.forget()
-        upload = self.t.unary(self.t.uploads.CreateUpload, job.create_request(), idempotent=True).upload
+                saved = None
+            if job.resumes(saved):
+                return saved, True
+        upload = self.t.call(self.calls.created(job.create_request()))
         job.remember(upload)
         # A create repeated with the saved request_id returns the first upload, parts and all.
         return upload, bool(upload.parts)
 
-    def _send(self, job: UploadJob, upload: Any, tally: Tally) -> Any:
+    def _send(self, job: UploadJob, upload: upload_pb2.Upload, tally: Tally) -> upload_pb2.Upload:
         tally.skip(sum(part.size_bytes for part in upload.parts))
-        ranges = plan_ranges(job.size, upload.part_size_bytes, [p.part_number for p in upload.parts], self.streams)
-        # One range to the end, continuing the committed prefix: its finish stages the upload at once.
-        single = len(ranges) == 1 and ranges[0].last and ranges[0].start == upload.committed_bytes
+        ranges, single = job.plan(upload, self.streams)
         stop = threading.Event()
         responses: list[Any] = []
         if len(ranges) == 1:
@@ -178,58 +153,40 @@ class SyncUploader:
                 if any(f.done() and f.exception() for f in futures):
                     stop.set()
             responses = [_result(futures)]
-        staged = next((r.upload for r in responses if r is not None and r.upload.state in STAGED_OR_LATER), None)
+        staged = staged_in(responses)
         if staged is not None:
             return staged
         job.check_unchanged()
-        return self.t.unary(self.t.uploads.CompleteUpload, pb.CompleteUploadRequest(name=upload.name),
-                            idempotent=True).upload
+        return self.t.call(self.calls.complete_upload(upload.name))
 
     def _send_range(self, job: UploadJob, name: str, span: Range, keep_open: bool, tally: Tally,
                     stop: threading.Event) -> Any:
         """Send one range over a stream, continuing it after breaks; None when the range is committed but
-        the upload still needs CompleteUpload."""
-        start, committed, attempt = span.start, 0, 0
-        while True:
-            attempt += 1
-            requests = _Requests(job, name, start, span, keep_open, self.chunk_size, self.crc, tally, stop)
-            tally.opened()
-            try:
-                response = self.t.uploads.Upload(iter(requests), metadata=self.t.metadata,
-                                                 timeout=stream_timeout(span.stop - start, self.t.timeout))
-            except grpc.RpcError as exc:
-                if requests.error is not None:
-                    raise requests.error from None
-                error = from_grpc(exc)
-                if not resumable(error) or stop.is_set():
-                    raise error from exc
-            else:
+        the upload may still need CompleteUpload."""
+        stream = RangeStream(name, span, tally)
+        budget = range_budget(self.t.retry, stopped=stop.is_set)
+        for attempt in attempts(budget):
+            with attempt:
+                # After a break, first wait (the loop did): the part the broken stream had received whole
+                # is still landing on the server. Then ask where to go on.
+                if stream.broken is not None and stream.resume(self.t.call(self.calls.get_upload(name)), budget):
+                    return None
+                requests = _Requests(job, stream, keep_open, self.chunk_size, self.crc, stop)
+                stream.opened()
+                try:
+                    response = self.t.upload(requests, stream_timeout(span.stop - stream.start, self.t.timeout))
+                except RpcError as error:
+                    if requests.error is not None:
+                        raise requests.error from None
+                    stream.broke(error)
+                    raise
                 if requests.error is not None:
                     raise requests.error
-                if stop.is_set() and start + requests.sent < span.stop:
+                if stop.is_set() and stream.start + stream.sent < span.stop:
                     raise _Stopped()
-                return response
-            # Wait first: the part the broken stream had received whole is still landing on the server.
-            time.sleep(retry_delay(self.t.retry, attempt, error))
-            upload = self._get(name)
-            if upload.state in STAGED_OR_LATER:
-                return None  # a finish that landed although its answer was lost
-            if upload.state != OPEN:
-                raise error
-            previous = start
-            now, start = committed_in(upload, span)
-            log.info("stream of %s from byte %d broke after %d bytes (%s); continuing at byte %d", name, previous,
-                     requests.sent, error, start)
-            tally.rewind(requests.sent - (now - committed))
-            if now > committed:
-                attempt = 0  # progress was made: this is a new run of failures, not the same one
-            committed = now
-            if start >= span.stop and span.size > 0:
-                return None
-            if attempt >= self.t.retry.max_attempts:
-                raise error
+        return response
 
-    def _wait(self, upload: Any, watch: Watch, timeout: float | None) -> Any:
+    def _wait(self, upload: upload_pb2.Upload, watch: Watch, timeout: float | None) -> upload_pb2.Upload:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not wait_is_over(upload):
             left = None if deadline is None else max(0.001, deadline - time.monotonic())

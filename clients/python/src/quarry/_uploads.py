@@ -7,22 +7,29 @@ duplicated), and checked against the server before it is resumed.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
+
+import grpc
 
 from quarry._checksums import sha256_file
-from quarry._exceptions import IntegrityError, UploadFailed, UsageError
-from quarry._plan import Range
+from quarry._exceptions import IntegrityError, RpcError, UploadFailed, UsageError
+from quarry._plan import Range, plan_ranges
 from quarry._results import ProgressCallback, UploadResult
 from quarry._resume import FileIdentity, ResumeState, ResumeStore
+from quarry._retry import Budget, RetryPolicy
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
-__all__ = ["Tally", "UploadJob", "chunk_message", "committed_in", "finish_message", "header_message"]
+__all__ = ["RangeStream", "Tally", "UploadJob", "chunk_message", "committed_in", "finish_message",
+           "header_message", "range_budget", "resumable", "staged_in"]
+
+log = logging.getLogger("quarry")
 
 OPEN = upload_pb2.UPLOAD_STATE_OPEN
 STAGED_OR_LATER = frozenset({upload_pb2.UPLOAD_STATE_STAGED, upload_pb2.UPLOAD_STATE_VALIDATING,
@@ -30,6 +37,9 @@ STAGED_OR_LATER = frozenset({upload_pb2.UPLOAD_STATE_STAGED, upload_pb2.UPLOAD_S
 DEAD = frozenset({upload_pb2.UPLOAD_STATE_FAILED, upload_pb2.UPLOAD_STATE_CANCELLED,
                   upload_pb2.UPLOAD_STATE_EXPIRED})
 MAX_CHUNK = 4 << 20  # ~the best throughput of a Python gRPC client (bigger chunks gain nothing)
+RACES = ("WRONG_OFFSET", "PART_ALREADY_WRITTEN")  # the server moved on since we asked: ask again
+_BROKEN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED,
+                     grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 def wait_is_over(upload: Any) -> bool:
@@ -135,6 +145,20 @@ class UploadJob:
                 and upload.HasField("declared_size_bytes") and upload.declared_size_bytes == self.size
                 and upload.declared_sha256 == self.state.sha256 and upload.state not in DEAD)
 
+    def resumes(self, upload: upload_pb2.Upload | None) -> TypeGuard[upload_pb2.Upload]:
+        """Whether the saved upload (None: gone) is the one to continue; if not, the saved state is dropped."""
+        if upload is not None and self.matches(upload):
+            return True
+        self.forget()
+        return False
+
+    def plan(self, upload: Any, streams: int) -> tuple[list[Range], bool]:
+        """(the ranges still to send, whether one stream continuing the committed prefix to the end does it
+        all: its finish then stages the upload at once, with no CompleteUpload)."""
+        ranges = plan_ranges(self.size, upload.part_size_bytes, [p.part_number for p in upload.parts], streams)
+        single = len(ranges) == 1 and ranges[0].last and ranges[0].start == upload.committed_bytes
+        return ranges, single
+
     def create_request(self, parent: str = "") -> pb.CreateUploadRequest:
         """CreateUpload with a request_id saved first, so a lost answer does not make a second upload."""
         if not self.state.request_id:
@@ -218,3 +242,81 @@ def committed_in(upload: Any, span: Range) -> tuple[int, int]:
     while (number - 1) * part_size < span.stop and number in written:
         number += 1
     return committed, min(span.stop, (number - 1) * part_size)
+
+
+def staged_in(responses: Iterable[Any]) -> Any:
+    """The upload of the stream response that staged it, or None when it still needs CompleteUpload."""
+    return next((r.upload for r in responses if r is not None and r.upload.state in STAGED_OR_LATER), None)
+
+
+def resumable(error: RpcError, *, aio: bool = False) -> bool:
+    """Whether a broken Upload stream may be continued from the committed parts. grpc.aio reports its own
+    failed write as INTERNAL without a Quarry reason: that too is a broken stream, not the server's word."""
+    if error.code in _BROKEN or error.reason in RACES:
+        return True
+    return aio and error.code is grpc.StatusCode.INTERNAL and not error.reason
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, error: RpcError) -> float:
+    """How long to wait before continuing a broken stream: at once after losing a race with a part that
+    landed late, else the policy's jittered backoff, but at least half of its first step (the part in flight
+    needs a moment to land, and asking too early means sending it again)."""
+    if error.reason in RACES:
+        return 0.0
+    return max(policy.delay(attempt, error), policy.initial_backoff / 2)
+
+
+def range_budget(policy: RetryPolicy, *, aio: bool = False, stopped: Callable[[], bool] = lambda: False) -> Budget:
+    """The retry budget of one range's streams: it runs out after `max_total` seconds without a committed
+    part, so an upload rides out a server restart or a database outage however long the file."""
+    return Budget(policy, retryable=lambda error: resumable(error, aio=aio) and not stopped(),
+                  delay=lambda attempt, error: retry_delay(policy, attempt, error))
+
+
+class RangeStream:
+    """One range of a file sent over streams that may break: where the next one starts, what the tally
+    gives back, and when the range is done. No I/O: the uploaders ask GetUpload and open the streams."""
+
+    def __init__(self, name: str, span: Range, tally: Tally) -> None:
+        self.name = name
+        self.span = span
+        self.tally = tally
+        self.start = span.start
+        self.committed = 0  # bytes of the range's parts the server has committed
+        self.sent = 0  # chunk bytes handed to the current stream
+        self.broken: RpcError | None = None
+
+    def opened(self) -> None:
+        """A new stream starts at `start`."""
+        self.sent = 0
+        self.tally.opened()
+
+    def add(self, nbytes: int) -> None:
+        """Bytes handed to the current stream."""
+        self.sent += nbytes
+        self.tally.add(nbytes)
+
+    def broke(self, error: RpcError) -> None:
+        """The current stream ended with `error`; the next try asks the server where to go on."""
+        self.broken = error
+
+    def resume(self, upload: Any, budget: Budget) -> bool:
+        """Take the server's view of the upload after a break: move `start` to the first part of the range
+        not committed, giving back to the tally what the broken stream sent in vain. True when no stream is
+        needed any more (a finish that landed although its answer was lost, or every part is committed)."""
+        error, self.broken = self.broken, None
+        if upload.state in STAGED_OR_LATER:
+            return True
+        if upload.state != OPEN:
+            assert error is not None
+            budget.spend()  # the upload is over: this error is the last word
+            raise error
+        previous = self.start
+        now, self.start = committed_in(upload, self.span)
+        log.info("stream of %s from byte %d broke after %d bytes (%s); continuing at byte %d", self.name, previous,
+                 self.sent, error, self.start)
+        self.tally.rewind(self.sent - (now - self.committed))
+        if now > self.committed:
+            budget.progressed()  # a new run of failures, not the same one
+        self.committed = now
+        return self.start >= self.span.stop and self.span.size > 0

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from quarry import RetryPolicy
 from quarry.cli._output import Session
 
 __all__ = ["EPILOG", "JsonOpt", "add_global_options", "session_of"]
@@ -22,7 +23,7 @@ def session_of(ctx: typer.Context) -> Session:
 
 
 def add_global_options(app: typer.Typer) -> None:
-    """`--address`, `--namespace` and `--timeout` before the command name."""
+    """`--address`, `--namespace`, `--timeout` and `--retry-for` before the command name."""
 
     @app.callback()
     def options(ctx: typer.Context,
@@ -32,6 +33,9 @@ def add_global_options(app: typer.Typer) -> None:
                 namespace: Annotated[str | None, typer.Option(
                     "--namespace", "-n", show_default=False,
                     help="namespace to act in (env QUARRY_NAMESPACE; default: default)")] = None,
-                timeout: Annotated[float, typer.Option(help="deadline of each call, in seconds")] = 30.0) -> None:
+                timeout: Annotated[float, typer.Option(help="deadline of each call, in seconds")] = 30.0,
+                retry_for: Annotated[float, typer.Option(
+                    "--retry-for", help="seconds to keep retrying while the server cannot answer (a restart, a "
+                                        "database outage); 0: try once")] = RetryPolicy.max_total) -> None:
         """Options of every client command."""
-        ctx.obj = Session(address, namespace, timeout)
+        ctx.obj = Session(address, namespace, timeout, retry_for)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, NoReturn
 
-import grpc
 from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
@@ -32,9 +31,11 @@ from quarry import (
     IntegrityError,
     MissingDependency,
     QuarryError,
+    RetryPolicy,
     RpcError,
     UploadFailed,
 )
+from quarry._transport import translated
 
 __all__ = ["EXIT_FAILED", "EXIT_SERVER", "EXIT_TIMEOUT", "EXIT_UNREACHABLE", "EXIT_USAGE", "Output", "Session"]
 
@@ -163,21 +164,22 @@ class Session:
     address: str | None = None
     namespace: str | None = None
     timeout: float = 30.0
+    retry_for: float = RetryPolicy.max_total
 
     def client(self) -> Client:
         """A Client configured from the options and QUARRY_* variables."""
-        return Client(self.address, namespace=self.namespace, timeout=self.timeout)
+        return Client(self.address, namespace=self.namespace, timeout=self.timeout,
+                      retry=RetryPolicy(max_total=self.retry_for))
 
 
 @contextmanager
 def reported(output: Output) -> Iterator[None]:
     """Turn any error of a command into one line on stderr and an exit code: never a traceback."""
     try:
-        yield
+        with translated():  # the SDK translates grpc's errors; should one slip through, still no traceback
+            yield
     except (QuarryError, OSError, MissingDependency) as error:
         output.fail(error)
-    except grpc.RpcError as error:  # should not happen: the SDK translates them; still, no traceback
-        output.fail(RpcError(error.code(), error.details() or ""))
     except KeyboardInterrupt:
         print("quarry: interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None

@@ -1,0 +1,85 @@
+"""What Client and AsyncClient share (httpx's BaseClient is the model): configuration, the calls they make
+(built by `Calls`, sent by a transport), and every decision taken before or after I/O. The two clients
+differ only in how they wait: `def` or `async def`, a thread pool or tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from quarry._batch import Batch
+from quarry._calls import Calls
+from quarry._config import Config
+from quarry._directory import load_manifest, select_files
+from quarry._download import Download
+from quarry._results import ProgressCallback
+from quarry._resume import ResumeStore
+from quarry._retry import RetryPolicy
+from quarry._transport import AsyncTransport, SyncTransport
+from quarry._uploads import MAX_CHUNK, UploadJob
+from quarry.v1 import capabilities_service_pb2 as cpb
+
+__all__ = ["BaseClient"]
+
+TransportT = TypeVar("TransportT", SyncTransport, AsyncTransport)
+
+
+class BaseClient(Generic[TransportT]):
+    """A client of one Quarry server, acting in one namespace, before the choice of blocking or asyncio."""
+
+    _transport: type[TransportT]
+
+    def __init__(self, address: str | None = None, *, namespace: str | None = None, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None, streams: int = 4,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.config = Config.resolve(address, namespace, cache_dir)
+        self.streams = streams
+        self._t: TransportT = self._transport(self.config, timeout, retry or RetryPolicy())
+        self._calls = Calls(self.config.namespace)
+        self._resume = ResumeStore(self.config.cache_dir)
+        self._chunk: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def namespace(self) -> str:
+        """The namespace every call acts in."""
+        return self.config.namespace
+
+    @property
+    def parent(self) -> str:
+        """`namespaces/{namespace}`."""
+        return f"namespaces/{self.namespace}"
+
+    def _chunk_of(self, capabilities: cpb.GetCapabilitiesResponse) -> int:
+        """The chunk size of uploads: ours, unless the server takes less."""
+        self._chunk = min(MAX_CHUNK, int(capabilities.max_chunk_bytes) or MAX_CHUNK)
+        return self._chunk
+
+    def _upload_job(self, path: str | os.PathLike[str], dataset: str, dest: str | None, *, content_type: str = "",
+                    auto_commit: bool = False, commit_message: str = "") -> UploadJob:
+        """The job of one file (blocking: it may hash the file)."""
+        return UploadJob.prepare(self._resume, self.namespace, Path(path), dataset, dest, content_type=content_type,
+                                 auto_commit=auto_commit, commit_message=commit_message)
+
+    def _download(self, dataset: str, path: str, out: str | os.PathLike[str], version: int | str,
+                  progress: ProgressCallback | None) -> Download:
+        """The state of a download of `path` in a version of `dataset` to `out`."""
+        return Download(out, self._calls.version(dataset, version), path, progress, self._t.timeout)
+
+    def _batch(self, directory: str | os.PathLike[str], *, prefix: str, ignore: Iterable[str],
+               manifest: str | os.PathLike[str] | None, message: str | None, use_gitignore: bool,
+               progress: ProgressCallback | None) -> Batch:
+        """The files of a directory upload, with the manifest applied (blocking: it walks the directory)."""
+        loaded = load_manifest(manifest) if manifest else None
+        if loaded is not None and message:
+            loaded.message = message
+        selection = select_files(directory, ignore=ignore, manifest=loaded, manifest_path=manifest, prefix=prefix,
+                                 use_gitignore=use_gitignore)
+        if loaded is None and message:
+            selection.message = message
+        return Batch(selection, progress)
+
