@@ -44,7 +44,7 @@ async def test_one_call_upload_sizes(env: Env, size: int) -> None:
     assert len(upload.parts) == -(-size // PART)
     assert response.committed_by_stream == size
     assert await env.staged_sha256(upload.uid) == hashlib.sha256(data).hexdigest()
-    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0, "versions": 0}
 
 
 async def test_one_call_upload_of_200_mb(env: Env) -> None:
@@ -76,7 +76,7 @@ async def test_create_then_upload_by_name_and_request_id_is_idempotent(env: Env)
     assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
     got = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=first.name))).upload
     assert got.state in AFTER_STAGING and got.size_bytes == 1000
-    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0, "versions": 0}
 
 
 async def _send_until(env: Env, messages: list[pb.UploadRequest], stop_after: int,
@@ -162,7 +162,7 @@ async def test_broken_streams_resume_to_an_identical_object(env: Env, seed: int)
     response = await _resume(env, name, data, upload.committed_bytes)
     assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
     assert await env.staged_sha256(response.upload.uid) == hashlib.sha256(data).hexdigest()
-    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0, "versions": 0}
 
 
 async def test_retried_one_call_upload_learns_where_to_resume(env: Env) -> None:
@@ -255,7 +255,7 @@ async def test_cancel_deletes_bytes_and_stops_writes(env: Env) -> None:
     await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data[:PART], finish=False)))
     cancelled = (await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))).upload
     assert cancelled.state == upload_pb2.UPLOAD_STATE_CANCELLED
-    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0, "versions": 0}
     with pytest.raises(aio.AioRpcError) as raised:
         await env.api.uploads.Upload(stream_of(resume_messages(opened.name, PART, data[PART:])))
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -263,7 +263,7 @@ async def test_cancel_deletes_bytes_and_stops_writes(env: Env) -> None:
     # A staged upload can be cancelled too; its object goes.
     staged = (await upload_bytes(env.api, "cancel", "s.bin", data)).upload
     await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=staged.name))
-    assert await env.leftovers() == {"rows": 2, "objects": 0, "multipart": 0}
+    assert await env.leftovers() == {"rows": 2, "objects": 0, "multipart": 0, "versions": 0}
 
 
 async def test_watchers_here_and_on_another_server_see_every_change(
