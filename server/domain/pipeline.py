@@ -204,10 +204,14 @@ class Pipeline:
             await versions_repo.touch_object(connection, key=key, namespace_id=upload.namespace_id,
                                              dataset_id=version.dataset_id, sha256=staged.sha256, size=staged.size)
         if not await self.store.exists(key):
-            if not await self.store.exists(upload.staging_key):
-                raise DataLoss(f"the staged bytes of {upload.path} are gone before promotion",
-                               reason="STAGED_OBJECT_MISSING")
-            await self.store.copy(upload.staging_key, key)
+            try:
+                await self.store.copy(upload.staging_key, key)
+            except NotFound:
+                # Another worker promoting this version may have landed the content and removed the staged copy
+                # since we looked: then all is well. Only when fresh storage lacks it too are the bytes lost.
+                if not await self.store.exists(key):
+                    raise DataLoss(f"the staged bytes of {upload.path} are gone before promotion",
+                                   reason="STAGED_OBJECT_MISSING") from None
         return dataclasses.replace(staged, object_key=key)
 
     async def _finish(self, version: Version, uploads: list[Upload], entries: list[VersionFile]) -> None:
