@@ -150,11 +150,13 @@ async def both(first: Any, second: Any) -> None:
 
 
 async def everything_again(workers: Workers, uploads: list[Upload], version_id: uuid.UUID) -> None:
-    """Every job once more, two copies of each at once, as a sweep (and a second worker) would run them."""
+    """Every job once more, two copies of each at once (as a sweep and a second worker would run them), then
+    two sweeps."""
     first, second = workers
     for upload in uploads:
         await both(first.pipeline.validate_upload(upload.id), second.pipeline.validate_upload(upload.id))
     await both(first.pipeline.promote_version(version_id), second.pipeline.promote_version(version_id))
+    await both(first.sweeper.sweep(), second.sweeper.sweep())
 
 
 async def assert_ready_once(services: Services, caller: Caller, samples: list[Sample],
