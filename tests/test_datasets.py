@@ -341,42 +341,50 @@ async def test_bad_list_requests(api: Api, server_file: ServerHandle) -> None:
 
 
 async def test_paging_is_stable_under_concurrent_inserts(api: Api) -> None:
-    """Paging through 1,000 datasets while another task inserts more: no duplicates, and none that existed
+    """Paging through 1,000 datasets while another task inserts more, some of them before the pager's position
+    (where an offset-based pager would see a row twice) and some after: no duplicates, and none that existed
     at the start is skipped."""
     initial = [f"d{uuid.uuid4().hex[:12]}" for _ in range(1000)]
     for start in range(0, len(initial), 100):
         await asyncio.gather(*(create(api, name) for name in initial[start:start + 100]))
-    inserted: list[str] = []
+    inserted: list[str] = []  # named before the insert is sent: the pager may see any of them
+    position = ""  # the last name the pager has received; "" until its first page
+    behind: list[str] = []  # inserts that committed while paging, ordered before the pager's position
+    ahead: list[str] = []  # ... and after it
     paging_done = asyncio.Event()
 
     async def insert_more() -> None:
         # Random names land before and after the pager's position alike.
         while not paging_done.is_set():
             batch = [f"d{uuid.uuid4().hex[:12]}" for _ in range(5)]
-            inserted.extend(batch)  # before the inserts start, so the pager may see any of them
+            inserted.extend(batch)
+            started_at = position
             await asyncio.gather(*(create(api, name) for name in batch))
+            if started_at and not paging_done.is_set():  # the whole insert happened while paging
+                behind.extend(n for n in batch if n < started_at)
+                ahead.extend(n for n in batch if n > position)
 
     inserter = asyncio.create_task(insert_more())
     seen: list[str] = []
     token = ""
-    pages = 0
     try:
         while True:
             page = await api.datasets.ListDatasets(pb.ListDatasetsRequest(page_size=17, page_token=token))
             seen += [d.name.rsplit("/", 1)[1] for d in page.datasets]
-            pages += 1
+            position = seen[-1] if seen else position
             token = page.next_page_token
             if not token:
                 break
-        inserted_while_paging = len(inserted)
     finally:
         paging_done.set()
         await inserter
-    assert pages >= 1000 // 17
-    assert inserted_while_paging > 0, "the inserter never ran while paging"
+    # The race this test is about happened: rows landed on both sides of the pager while it paged.
+    assert behind and ahead, (len(behind), len(ahead))
     assert len(seen) == len(set(seen)), "a dataset appeared twice"
     assert set(initial) <= set(seen), "a dataset that existed at the start was skipped"
     assert set(seen) <= set(initial) | set(inserted)
+    assert set(ahead) <= set(seen), "a dataset inserted ahead of the pager was missed"
+    assert not set(behind) & set(seen), "a dataset inserted behind the pager was returned"
     assert seen == sorted(seen)
 
 
