@@ -182,6 +182,29 @@ def server_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator
     yield from _server("s3", stack_envs, tmp_root)
 
 
+SMALL_PART_BYTES = 5 << 20
+
+
+def _small_parts(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    handle = start_server(dict(envs[kind], QUARRY_MAX_PART_BYTES=str(SMALL_PART_BYTES)), tmp_root,
+                          f"server-small-parts-{kind}", kind)
+    yield handle
+    handle.process.stop()
+
+
+@pytest.fixture(scope="session")
+def small_parts_file(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    """A server whose parts are 5 MiB (S3's smallest), on the same database and store as `server_file`: a
+    test of part boundaries sends a third of the bytes."""
+    yield from _small_parts("file", stack_envs, tmp_root)
+
+
+@pytest.fixture(scope="session")
+def small_parts_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    """`small_parts_file` on S3."""
+    yield from _small_parts("s3", stack_envs, tmp_root)
+
+
 def _worker(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[QuarryProcess]:
     env = dict(envs[kind], QUARRY_JOB_HEARTBEAT_SECONDS="2")
     process = QuarryProcess("workers", env, tmp_root / f"worker-{kind}.log").start()

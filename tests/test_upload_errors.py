@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import asyncpg
 import google_crc32c
 import grpc
 import pytest
@@ -18,9 +19,10 @@ from grpc import aio
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
+from server.model.objects import ObjectStore
 from server.storage.objects.local import LocalStore
 from tests.conftest import Env
-from tests.support import error_info, field_violations, open_api, start_server
+from tests.support import ServerHandle, error_info, field_violations, open_api, start_server
 from tests.uploading import (
     MiB,
     chunk_messages,
@@ -416,18 +418,11 @@ async def test_a_part_past_the_last_one_fails_the_upload(env: Env) -> None:
                 grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_FAILED")
 
 
-@pytest.fixture(scope="module")
-def small_parts_server(stack_envs: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+async def test_a_declared_size_that_needs_too_many_parts(small_parts_file: ServerHandle, stores: dict[str, ObjectStore],
+                                                        pools: dict[str, asyncpg.Pool]) -> None:
     # Parts of at most 5 MiB: a file over 10,000 of them (52 GB) fits under max_upload_bytes (1 TiB), not in S3.
-    env = dict(stack_envs["file"], QUARRY_MAX_PART_BYTES=str(5 * MiB))
-    handle = start_server(env, tmp_path_factory.mktemp("small-parts"), "small-parts", "file")
-    yield handle
-    handle.process.stop()
-
-
-async def test_a_declared_size_that_needs_too_many_parts(small_parts_server, stores, pools) -> None:  # type: ignore[no-untyped-def]
-    api = open_api(small_parts_server.address)
-    env = Env(api, small_parts_server, stores["file"], pools["file"])
+    api = open_api(small_parts_file.address)
+    env = Env(api, small_parts_file, stores["file"], pools["file"])
     try:
         fits = 10_000 * 5 * MiB
         error = await fails(api.uploads.CreateUpload(create_request("huge", "h.bin", fits + 1)),
