@@ -17,7 +17,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from grpc import aio
-from quarry.v1 import common_pb2, dataset_pb2
+from quarry.v1 import common_pb2, dataset_pb2, upload_pb2
 from quarry.v1 import dataset_service_pb2 as pb
 from quarry.v1 import upload_service_pb2 as upload_pb
 
@@ -263,12 +263,12 @@ async def test_list_filters(api: Api, worker_file: QuarryProcess) -> None:
     create_upload = create_request("metrics", "m.csv", len(data), hashlib.sha256(data).hexdigest(), auto_commit=True)
     header = upload_pb.UploadRequest(header=upload_pb.UploadHeader(create=create_upload))
     finish = upload_pb.UploadRequest(finish=upload_pb.UploadFinish())
-    await api.uploads.Upload(stream_of([header, *chunk_messages(data), finish]))
-    for _ in range(600):
-        metrics = await get(api, "metrics")
-        if metrics.state != DRAFT:
+    sent = (await api.uploads.Upload(stream_of([header, *chunk_messages(data), finish]))).upload
+    async for message in api.uploads.WatchUpload(upload_pb.WatchUploadRequest(name=sent.name), timeout=60):
+        if message.upload.state in (upload_pb2.UPLOAD_STATE_PROMOTED, upload_pb2.UPLOAD_STATE_FAILED):
+            assert message.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED, message.upload.failure
             break
-        await asyncio.sleep(0.1)
+    metrics = await get(api, "metrics")
     assert metrics.state == dataset_pb2.DATASET_STATE_ACTIVE and metrics.current_version_number == 1
     assert metrics.current_version == f"{api.parent}/datasets/metrics/versions/1"
     await api.datasets.DeleteDataset(pb.DeleteDatasetRequest(name=f"{api.parent}/datasets/logs_old"))

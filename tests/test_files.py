@@ -646,13 +646,13 @@ async def test_a_slow_reader_makes_the_server_wait(big_file: BigFile) -> None:
     received = 0
     async for message in call:
         received += len(message.data)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # under test: a slow reader
         if received >= 3 * MiB:
             break
     await asyncio.sleep(1)  # time for a server that does not wait to run far ahead
     ahead = bytes_read_by(pid) - read_before
     held = bytes_read_by(pid)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # under test: nothing more is read while the reader waits
     still = bytes_read_by(pid) - held
     call.cancel()
     # The server read what the reader took plus what the transport's windows hold, not the file.

@@ -22,7 +22,7 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from server.model.objects import ObjectStore
 from tests.conftest import SMALL_PART_BYTES, STORE_KINDS, Env
-from tests.support import Api, ServerHandle, error_info, open_api, start_server
+from tests.support import Api, ServerHandle, error_info, eventually, open_api, read_metrics, start_server
 from tests.uploading import (
     MiB,
     chunk_messages,
@@ -375,15 +375,18 @@ async def test_watchers_here_and_on_another_server_see_every_change(
     watchers = [open_api(env.server.address, env.namespace), open_api(env.server.address, env.namespace),
                 open_api(other.address, env.namespace)]
 
-    async def watch(api) -> list[int]:  # type: ignore[no-untyped-def]
+    subscribed = [asyncio.Event() for _ in watchers]
+
+    async def watch(api: Api, first: asyncio.Event) -> list[int]:
         states = []
         async for message in api.uploads.WatchUpload(pb.WatchUploadRequest(name=opened.name)):
             states.append(message.upload.state)
+            first.set()  # the first message is the state at subscription: no later change is missed
         return states
 
     try:
-        tasks = [asyncio.ensure_future(watch(api)) for api in watchers]
-        await asyncio.sleep(0.5)
+        tasks = [asyncio.ensure_future(watch(api, first)) for api, first in zip(watchers, subscribed, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*(first.wait() for first in subscribed)), 30)
         await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data)))
         await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))
         results = await asyncio.wait_for(asyncio.gather(*tasks), 20)
@@ -421,6 +424,14 @@ async def test_list_uploads_filters_and_pages(env: Env) -> None:
     assert sorted(u.path for u in listb.uploads) == ["0.bin", "2.bin", "4.bin", "open3.bin"]
 
 
+def bytes_received(metrics_port: int) -> float:
+    """The server's count of upload bytes received, from its /metrics."""
+    for line in read_metrics(metrics_port).splitlines():
+        if line.startswith("quarry_upload_bytes_received_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def _fds_on(pid: int, directory: Path) -> list[str]:
     """The files under `directory` that process `pid` holds open."""
     held = []
@@ -449,9 +460,15 @@ async def test_a_part_received_after_a_failed_commit_is_discarded(env: Env) -> N
         for message in messages[2:]:
             yield message
 
+    received = await asyncio.to_thread(bytes_received, env.server.metrics_port)
     first = asyncio.ensure_future(env.api.uploads.Upload(stream(gates["a"], b"\1" * PART)))
     second = asyncio.ensure_future(env.api.uploads.Upload(stream(gates["b"], b"\2" * (2 * PART))))
-    await asyncio.sleep(2)  # both streams have opened part 1
+
+    async def both_first_chunks_in() -> bool:
+        # The server counts a chunk's bytes as it takes the chunk, just before it opens the chunk's part.
+        return await asyncio.to_thread(bytes_received, env.server.metrics_port) >= received + 2 * MiB
+
+    await eventually(both_first_chunks_in, "the first MiB of both streams received")
     gates["a"].set()
     assert (await first).committed_by_stream == PART
     gates["b"].set()

@@ -21,7 +21,7 @@ from server.listen_ports import free_port
 from tests.conftest import create_database, redis_url
 from tests.samples import binary_sample, csv_sample
 from tests.sdk_support import Cli
-from tests.support import QuarryProcess, error_info, open_api, start_server
+from tests.support import QuarryProcess, error_info, eventually, open_api, start_server
 from tests.test_pipeline import upload_and_watch, wait_version
 from tests.uploading import create_request, resume_messages, stream_of
 
@@ -176,10 +176,10 @@ async def test_retry_upload_after_a_transient_failure(stack_envs: dict[str, dict
     api = open_api(server.address)
     worker = QuarryProcess("workers", worker_env, tmp_path / "worker.log").start()
     try:
-        for _ in range(300):
-            if "Starting worker" in worker.log():
-                break
-            await asyncio.sleep(0.1)
+        async def started() -> bool:
+            return "Starting worker" in worker.log()
+
+        await eventually(started, "the worker's 'Starting worker' log line", timeout=30, interval=0.1)
         flaky_s3.up = False  # the store goes away for the worker
         sample = csv_sample(100)
         created = (await api.uploads.CreateUpload(create_request("flaky", sample.path, len(sample.data),
