@@ -348,9 +348,9 @@ async def test_paging_is_stable_under_concurrent_inserts(api: Api) -> None:
     for start in range(0, len(initial), 100):
         await asyncio.gather(*(create(api, name) for name in initial[start:start + 100]))
     inserted: list[str] = []  # named before the insert is sent: the pager may see any of them
-    position = ""  # the last name the pager has received; "" until its first page
-    behind: list[str] = []  # inserts that committed while paging, ordered before the pager's position
-    ahead: list[str] = []  # ... and after it
+    cursors: list[str] = []  # the position each page request was sent with ("" for the first)
+    # Each batch of inserts, with the number of page requests sent when it started and when it had committed.
+    batches: list[tuple[list[str], int, int]] = []
     paging_done = asyncio.Event()
 
     async def insert_more() -> None:
@@ -358,26 +358,29 @@ async def test_paging_is_stable_under_concurrent_inserts(api: Api) -> None:
         while not paging_done.is_set():
             batch = [f"d{uuid.uuid4().hex[:12]}" for _ in range(5)]
             inserted.extend(batch)
-            started_at = position
+            started = len(cursors)
             await asyncio.gather(*(create(api, name) for name in batch))
-            if started_at and not paging_done.is_set():  # the whole insert happened while paging
-                behind.extend(n for n in batch if n < started_at)
-                ahead.extend(n for n in batch if n > position)
+            batches.append((batch, started, len(cursors)))
 
     inserter = asyncio.create_task(insert_more())
     seen: list[str] = []
     token = ""
     try:
         while True:
+            cursors.append(seen[-1] if seen else "")
             page = await api.datasets.ListDatasets(pb.ListDatasetsRequest(page_size=17, page_token=token))
             seen += [d.name.rsplit("/", 1)[1] for d in page.datasets]
-            position = seen[-1] if seen else position
             token = page.next_page_token
             if not token:
                 break
     finally:
         paging_done.set()
         await inserter
+    # Behind: a name below the position of the request in flight when its insert began; no later request
+    # (whose positions only grow) may return it. Ahead: committed before request k was sent, and above that
+    # request's position; request k must find it.
+    behind = [n for batch, started, _ in batches if 0 < started for n in batch if n < cursors[started - 1]]
+    ahead = [n for batch, _, k in batches if k < len(cursors) for n in batch if n > cursors[k]]
     # The race this test is about happened: rows landed on both sides of the pager while it paged.
     assert behind and ahead, (len(behind), len(ahead))
     assert len(seen) == len(set(seen)), "a dataset appeared twice"
