@@ -134,15 +134,18 @@ async def test_sigterm_lets_an_upload_in_flight_finish(stack_envs: dict[str, dic
     # New calls are refused (as soon as the server stops accepting them) while the one in flight carries on.
     latecomer = open_api(handle.address)
 
-    async def refused() -> aio.AioRpcError | None:
+    async def refusing() -> bool:
+        # A probe that races the start of the shutdown may be answered, or accepted and then CANCELLED: ask again.
         try:
-            await latecomer.uploads.CreateUpload(create_request("drain", "late.bin", 1), timeout=5)
+            await latecomer.uploads.ListUploads(pb.ListUploadsRequest(), timeout=5)
         except aio.AioRpcError as error:
-            return error
-        return None
+            return error.code() == grpc.StatusCode.UNAVAILABLE
+        return False
 
-    error = await eventually(refused, "a new call refused after SIGTERM", timeout=10)
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    await eventually(refusing, "new calls refused after SIGTERM", timeout=10)
+    with pytest.raises(aio.AioRpcError) as refused:
+        await latecomer.uploads.CreateUpload(create_request("drain", "late.bin", 1), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert not call.done()
     await latecomer.channel.close()
     response = await call
