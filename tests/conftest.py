@@ -31,6 +31,7 @@ from tests.support import Api, QuarryProcess, ServerHandle, clean_env, open_api,
 BUCKET = "quarry-test"
 STORE_KINDS = ["file", "s3"]
 REDIS_DB = {"file": 1, "s3": 2}
+IDLE_REDIS_DB = {"file": 11, "s3": 12}
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +134,40 @@ async def stack_envs(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, tm
     return envs
 
 
-def _server(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
-    handle = start_server(envs[kind], tmp_root, f"server-{kind}", kind)
+@pytest.fixture(scope="session")
+async def idle_envs(stack_envs: dict[str, dict[str, str]], postgres: EmbeddedPostgres,
+                    redis_server: EmbeddedRedis) -> dict[str, dict[str, str]]:
+    """Per store kind: a database and job queue of their own that no worker ever serves, on the same store. Rows
+    stay in whatever state a test puts them in (STAGED, VALIDATING, PENDING, PROMOTING …) until it runs a job."""
+    return {kind: dict(env, QUARRY_DATABASE_URL=await create_database(postgres, f"quarry_idle_{kind}"),
+                       QUARRY_REDIS_URL=redis_url(redis_server, IDLE_REDIS_DB[kind]))
+            for kind, env in stack_envs.items()}
+
+
+@pytest.fixture(scope="session")
+def idle_server(idle_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    """A server (local store) on the idle stack: what it accepts is never validated nor promoted."""
+    yield from _server("file", idle_envs, tmp_root, "server-idle")
+
+
+@pytest.fixture(scope="session")
+async def idle_pool(idle_envs: dict[str, dict[str, str]], idle_server: ServerHandle) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(idle_envs["file"]["QUARRY_DATABASE_URL"], min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def idle_env(idle_server: ServerHandle, idle_pool: asyncpg.Pool,
+                   stores: dict[str, ObjectStore]) -> AsyncIterator[Env]:
+    """`env` on the idle stack."""
+    api = open_api(idle_server.address)
+    yield Env(api, idle_server, stores["file"], idle_pool)
+    await api.channel.close()
+
+
+def _server(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path, name: str = "") -> Iterator[ServerHandle]:
+    handle = start_server(envs[kind], tmp_root, name or f"server-{kind}", kind)
     yield handle
     handle.process.stop()
 
@@ -147,6 +180,29 @@ def server_file(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterat
 @pytest.fixture(scope="session")
 def server_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
     yield from _server("s3", stack_envs, tmp_root)
+
+
+SMALL_PART_BYTES = 5 << 20
+
+
+def _small_parts(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    handle = start_server(dict(envs[kind], QUARRY_MAX_PART_BYTES=str(SMALL_PART_BYTES)), tmp_root,
+                          f"server-small-parts-{kind}", kind)
+    yield handle
+    handle.process.stop()
+
+
+@pytest.fixture(scope="session")
+def small_parts_file(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    """A server whose parts are 5 MiB (S3's smallest), on the same database and store as `server_file`: a
+    test of part boundaries sends a third of the bytes."""
+    yield from _small_parts("file", stack_envs, tmp_root)
+
+
+@pytest.fixture(scope="session")
+def small_parts_s3(stack_envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[ServerHandle]:
+    """`small_parts_file` on S3."""
+    yield from _small_parts("s3", stack_envs, tmp_root)
 
 
 def _worker(kind: str, envs: dict[str, dict[str, str]], tmp_root: Path) -> Iterator[QuarryProcess]:
@@ -222,13 +278,17 @@ class Env:
         return digest.hexdigest()
 
     async def leftovers(self) -> dict[str, int]:
-        """Rows, staged objects and open multipart writes this test's namespace still has."""
-        rows = await self.pool.fetchval(
-            "SELECT count(*) FROM uploads u JOIN namespaces n ON n.id = u.namespace_id WHERE n.name = $1",
+        """Rows, staged objects, open multipart writes and versions this test's namespace still has."""
+        counts = await self.pool.fetchrow(
+            """SELECT (SELECT count(*) FROM uploads u WHERE u.namespace_id = n.id) AS rows,
+                      (SELECT count(*) FROM versions v JOIN datasets d ON d.id = v.dataset_id
+                        WHERE d.namespace_id = n.id) AS versions
+               FROM (SELECT $1::text AS name) AS wanted LEFT JOIN namespaces n ON n.name = wanted.name""",
             self.namespace)
         objects = [o async for o in self.store.list_objects(f"staging/{self.namespace}/")]
         multipart = [m async for m in self.store.list_multipart(f"staging/{self.namespace}/")]
-        return {"rows": int(rows), "objects": len(objects), "multipart": len(multipart)}
+        return {"rows": int(counts["rows"] or 0), "objects": len(objects), "multipart": len(multipart),
+                "versions": int(counts["versions"] or 0)}
 
 
 @pytest.fixture

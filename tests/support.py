@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,10 +10,10 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
@@ -26,6 +27,21 @@ from quarry.v1 import (
 from server.listen_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30,
+                     interval: float = 0.05) -> T:
+    """Poll `check` until it returns something other than None (or False); fail naming `what` after `timeout`
+    seconds. For waiting on an event that has no notification of its own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await check()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(interval)
 
 
 def clean_env(*, without: Iterable[str] = (), **extra: str) -> dict[str, str]:

@@ -27,15 +27,17 @@ from tests.uploading import MiB, create_request
 
 
 class _GatedWriter(PartWriter):
-    def __init__(self, inner: PartWriter, gate: asyncio.Event) -> None:
+    def __init__(self, inner: PartWriter, gate: asyncio.Event, reached: asyncio.Event) -> None:
         self._inner = inner
         self._gate = gate
+        self._reached = reached
 
     @property  # type: ignore[override]
     def size(self) -> int:
         return self._inner.size
 
     async def write(self, data: memoryview) -> None:
+        self._reached.set()
         await self._gate.wait()
         await self._inner.write(data)
 
@@ -47,17 +49,19 @@ class _GatedWriter(PartWriter):
 
 
 class _GatedStore:
-    """The real store, except that part writes wait for a gate."""
+    """The real store, except that part writes wait for a gate (`reached` is set once one does)."""
 
     def __init__(self, inner: ObjectStore, gate: asyncio.Event) -> None:
         self._inner = inner
         self._gate = gate
+        self.reached = asyncio.Event()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
     def open_part(self, *args: object, **kwargs: object) -> PartWriter:
-        return _GatedWriter(self._inner.open_part(*args, **kwargs), self._gate)  # type: ignore[arg-type]
+        return _GatedWriter(self._inner.open_part(*args, **kwargs), self._gate,  # type: ignore[arg-type]
+                            self.reached)
 
 
 @pytest.mark.slow
@@ -66,7 +70,8 @@ async def test_a_blocked_store_stops_the_client(stack_envs: dict[str, dict[str, 
     gate = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         deps = await stack.enter_async_context(open_connections(settings))
-        deps.store = _GatedStore(deps.store, gate)  # type: ignore[assignment]
+        gated = _GatedStore(deps.store, gate)
+        deps.store = gated  # type: ignore[assignment]
         services = await stack.enter_async_context(open_services(deps))
         server = build_grpc_server(settings, deps, services, HealthReporter(deps.probe, QUARRY_SERVICES, 60))
         server.add_insecure_port(settings.grpc_address)
@@ -87,13 +92,16 @@ async def test_a_blocked_store_stops_the_client(stack_envs: dict[str, dict[str, 
                 yield pb.UploadRequest(chunk=pb.UploadChunk(data=block))
             yield pb.UploadRequest(finish=pb.UploadFinish())
 
-        call = api.uploads.Upload(requests())
-        await asyncio.sleep(3)
+        call = asyncio.ensure_future(api.uploads.Upload(requests()))
+        await asyncio.wait_for(gated.reached.wait(), 30)  # the server's first part write waits at the gate
+        # What is under test is that nothing more happens: give a client that is not held back time to run ahead
+        # (on loopback it would send the whole 200 MiB in well under a second).
+        await asyncio.sleep(1)
         # The store has taken nothing: the client got no further than the transport's window plus a chunk.
         assert sent < 48 * MiB, f"the client sent {sent / MiB:.0f} MiB into a blocked server"
         held = sent
-        await asyncio.sleep(1)
-        assert sent == held  # and it stays there
+        await asyncio.sleep(1)  # again: nothing may move while the gate is shut
+        assert sent == held and not call.done()
         gate.set()
         response = await asyncio.wait_for(call, 60)
         assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED

@@ -233,8 +233,22 @@ def test_server_down_is_one_line_and_exit_3(down: Cli, tmp_path: Path, command: 
     assert "cannot reach the server" in assert_one_line_error(result, 3, "UNAVAILABLE")
 
 
-def test_every_command_answers_in_one_line_or_succeeds(cli: Cli, tmp_path: Path) -> None:
-    """Whatever the server implements today, no command ends in a traceback."""
+# What each command does, run in this order in a fresh namespace: exit 0, or one line with the exit code and the
+# status. Dataset x is created, shown and deleted, so the version commands that follow find no x; the uploads
+# then recreate it; "u" is not an upload's uid.
+EXPECTED: dict[tuple[str, ...], tuple[int, str | None]] = {
+    ("datasets", "ls"): (0, None), ("datasets", "create", "x"): (0, None), ("datasets", "show", "x"): (0, None),
+    ("datasets", "rm", "x"): (0, None), ("versions", "x"): (1, "NOT_FOUND"), ("diff", "x@1", "x@2"): (1, "NOT_FOUND"),
+    ("preview", "x", "a.csv"): (1, "NOT_FOUND"), ("download", "x", "a.csv"): (1, "NOT_FOUND"),
+    ("upload", "FILE", "-d", "x"): (0, None), ("upload", "DIR", "-d", "x"): (0, None), ("uploads", "ls"): (0, None),
+    ("uploads", "show", "u"): (1, "INVALID_ARGUMENT"), ("uploads", "retry", "u"): (1, "INVALID_ARGUMENT"),
+    ("uploads", "cancel", "u"): (1, "INVALID_ARGUMENT"), ("uploads", "watch", "u"): (1, "INVALID_ARGUMENT"),
+}
+
+
+def test_every_command_succeeds_or_answers_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    """Each command, with the outcome it must have: no traceback, and the right exit code and status."""
+    assert set(EXPECTED) == set(COMMANDS)
     (tmp_path / "f.csv").write_text("a\n1\n")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "g.csv").write_text("a\n1\n")
@@ -243,5 +257,8 @@ def test_every_command_answers_in_one_line_or_succeeds(cli: Cli, tmp_path: Path)
         if command[0] == "download":
             args += ["-o", str(tmp_path / "out")]
         result = cli.run(*args)
-        if result.returncode != 0:
-            assert_one_line_error(result, 1)
+        code, status = EXPECTED[command]
+        if code == 0:
+            assert (result.returncode, "Traceback" in result.stderr) == (0, False), (command, result.stderr)
+        else:
+            assert_one_line_error(result, code, status)

@@ -12,7 +12,7 @@ import pytest
 
 from server.model.objects import ObjectStore
 from tests.sdk_support import Cli, new_namespace, write_random_file
-from tests.support import ServerHandle
+from tests.support import ServerHandle, eventually, read_metrics
 
 SIZE = 1_000_000_000 + 12_345  # at least 1 GB, so the server picks 128 MiB parts: 8 of them
 
@@ -45,12 +45,13 @@ async def test_killed_cli_upload_resumes_without_resending_committed_parts(
             name = name or saved_upload(cli.cache_dir)
         first.kill()
         first.communicate()
-        # A part the dead client had sent whole may still be landing: wait until the parts stop changing.
-        previous, parts = None, client.get_upload(name).parts
-        while previous != [p.part_number for p in parts]:
-            previous = [p.part_number for p in parts]
-            await asyncio.sleep(1.0)
-            parts = client.get_upload(name).parts
+        # A part the dead client had sent whole may still be landing: the server's stream ends once it has.
+        async def stream_over() -> bool:
+            text = await asyncio.to_thread(read_metrics, server_file.metrics_port)
+            return "quarry_upload_active_streams 0.0" in text.splitlines()
+
+        await eventually(stream_over, "the killed client's stream ended on the server", timeout=60)
+        parts = client.get_upload(name).parts
         committed = sum(p.size_bytes for p in parts)
         assert client.get_upload(name).part_size_bytes == 128 << 20
     assert 0 < committed < SIZE and len(parts) < 8

@@ -41,21 +41,29 @@ def test_every_domain_error_has_a_status() -> None:
              if isinstance(obj, type) and issubclass(obj, domain_errors.QuarryError)]
     assert len(kinds) > 10
     for kind in kinds:
-        code = api_errors.code_for(kind("x") if kind not in (domain_errors.WrongOffset, domain_errors.WrongState)
-                                   else kind("x", expected_offset=0) if kind is domain_errors.WrongOffset
-                                   else kind("x", state="OPEN"))
+        error = _an_error_of(kind)
+        code = api_errors.code_for(error)
         assert isinstance(code, grpc.StatusCode)
         if kind is not domain_errors.QuarryError and kind is not domain_errors.Internal:
             assert code is not grpc.StatusCode.INTERNAL, f"{kind.__name__} has no status of its own"
-        assert kind.reason.isupper() and " " not in kind.reason
+        assert error.reason.isupper() and " " not in error.reason
+
+
+def test_an_error_without_a_default_reason_must_be_given_one() -> None:
+    # A class whose raises all name their own reason has no default to fall back on: forgetting one is a bug
+    # caught where the error is made, not a reason-less ErrorInfo.
+    with pytest.raises(TypeError, match="NotFound has no default reason"):
+        domain_errors.NotFound("x")
+    assert domain_errors.NotFound("x", reason="UPLOAD_NOT_FOUND").reason == "UPLOAD_NOT_FOUND"
+    assert domain_errors.InvalidArgument("x").reason == "INVALID_ARGUMENT"  # a class with a default
 
 
 def _an_error_of(kind: type[domain_errors.QuarryError]) -> domain_errors.QuarryError:
     if kind is domain_errors.WrongOffset:
         return kind("x", expected_offset=0)  # type: ignore[call-arg]
     if kind is domain_errors.WrongState:
-        return kind("x", state="OPEN")  # type: ignore[call-arg]
-    return kind("x")
+        return kind("x", state="OPEN", reason="UPLOAD_FINISHED")  # type: ignore[call-arg]
+    return kind("x") if hasattr(kind, "reason") else kind("x", reason="SOME_REASON")
 
 
 ERROR_CLASSES = [obj for obj in vars(domain_errors).values()

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from grpc import aio
-from quarry.v1 import common_pb2, dataset_pb2
+from quarry.v1 import common_pb2, dataset_pb2, upload_pb2
 from quarry.v1 import dataset_service_pb2 as pb
 from quarry.v1 import upload_service_pb2 as upload_pb
 
@@ -263,12 +263,12 @@ async def test_list_filters(api: Api, worker_file: QuarryProcess) -> None:
     create_upload = create_request("metrics", "m.csv", len(data), hashlib.sha256(data).hexdigest(), auto_commit=True)
     header = upload_pb.UploadRequest(header=upload_pb.UploadHeader(create=create_upload))
     finish = upload_pb.UploadRequest(finish=upload_pb.UploadFinish())
-    await api.uploads.Upload(stream_of([header, *chunk_messages(data), finish]))
-    for _ in range(600):
-        metrics = await get(api, "metrics")
-        if metrics.state != DRAFT:
+    sent = (await api.uploads.Upload(stream_of([header, *chunk_messages(data), finish]))).upload
+    async for message in api.uploads.WatchUpload(upload_pb.WatchUploadRequest(name=sent.name), timeout=60):
+        if message.upload.state in (upload_pb2.UPLOAD_STATE_PROMOTED, upload_pb2.UPLOAD_STATE_FAILED):
+            assert message.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED, message.upload.failure
             break
-        await asyncio.sleep(0.1)
+    metrics = await get(api, "metrics")
     assert metrics.state == dataset_pb2.DATASET_STATE_ACTIVE and metrics.current_version_number == 1
     assert metrics.current_version == f"{api.parent}/datasets/metrics/versions/1"
     await api.datasets.DeleteDataset(pb.DeleteDatasetRequest(name=f"{api.parent}/datasets/logs_old"))
@@ -341,42 +341,53 @@ async def test_bad_list_requests(api: Api, server_file: ServerHandle) -> None:
 
 
 async def test_paging_is_stable_under_concurrent_inserts(api: Api) -> None:
-    """Paging through 1,000 datasets while another task inserts more: no duplicates, and none that existed
+    """Paging through 1,000 datasets while another task inserts more, some of them before the pager's position
+    (where an offset-based pager would see a row twice) and some after: no duplicates, and none that existed
     at the start is skipped."""
     initial = [f"d{uuid.uuid4().hex[:12]}" for _ in range(1000)]
     for start in range(0, len(initial), 100):
         await asyncio.gather(*(create(api, name) for name in initial[start:start + 100]))
-    inserted: list[str] = []
+    inserted: list[str] = []  # named before the insert is sent: the pager may see any of them
+    cursors: list[str] = []  # the position each page request was sent with ("" for the first)
+    # Each batch of inserts, with the number of page requests sent when it started and when it had committed.
+    batches: list[tuple[list[str], int, int]] = []
     paging_done = asyncio.Event()
 
     async def insert_more() -> None:
         # Random names land before and after the pager's position alike.
         while not paging_done.is_set():
             batch = [f"d{uuid.uuid4().hex[:12]}" for _ in range(5)]
-            inserted.extend(batch)  # before the inserts start, so the pager may see any of them
+            inserted.extend(batch)
+            started = len(cursors)
             await asyncio.gather(*(create(api, name) for name in batch))
+            batches.append((batch, started, len(cursors)))
 
     inserter = asyncio.create_task(insert_more())
     seen: list[str] = []
     token = ""
-    pages = 0
     try:
         while True:
+            cursors.append(seen[-1] if seen else "")
             page = await api.datasets.ListDatasets(pb.ListDatasetsRequest(page_size=17, page_token=token))
             seen += [d.name.rsplit("/", 1)[1] for d in page.datasets]
-            pages += 1
             token = page.next_page_token
             if not token:
                 break
-        inserted_while_paging = len(inserted)
     finally:
         paging_done.set()
         await inserter
-    assert pages >= 1000 // 17
-    assert inserted_while_paging > 0, "the inserter never ran while paging"
+    # Behind: a name below the position of the request in flight when its insert began; no later request
+    # (whose positions only grow) may return it. Ahead: committed before request k was sent, and above that
+    # request's position; request k must find it.
+    behind = [n for batch, started, _ in batches if 0 < started for n in batch if n < cursors[started - 1]]
+    ahead = [n for batch, _, k in batches if k < len(cursors) for n in batch if n > cursors[k]]
+    # The race this test is about happened: rows landed on both sides of the pager while it paged.
+    assert behind and ahead, (len(behind), len(ahead))
     assert len(seen) == len(set(seen)), "a dataset appeared twice"
     assert set(initial) <= set(seen), "a dataset that existed at the start was skipped"
     assert set(seen) <= set(initial) | set(inserted)
+    assert set(ahead) <= set(seen), "a dataset inserted ahead of the pager was missed"
+    assert not set(behind) & set(seen), "a dataset inserted behind the pager was returned"
     assert seen == sorted(seen)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,10 +28,17 @@ def start_dev(data_dir: Path, address: str, env: dict[str, str]) -> subprocess.P
 
 
 def wait_announced(process: subprocess.Popen[str], timeout: float = 90) -> str:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = process.stdout.readline()
-    assert time.monotonic() < deadline, "no announcement in time"
+    """The first line `quarry dev` prints, which must come within `timeout`. The read happens in a thread: a
+    readline here would block for as long as the process stays silent, and a deadline checked after it would
+    never fire."""
+    stdout = process.stdout
+    assert stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"quarry dev announced nothing within {timeout}s") from None
     assert line.startswith("Quarry is serving on"), (line, process.stderr.read() if process.poll() else "")
     return line
 

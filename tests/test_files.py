@@ -309,6 +309,7 @@ async def test_preview_refuses_bad_requests(corpus: Corpus) -> None:
         error = await failure(api.datasets.PreviewFile(dpb.PreviewFileRequest(version=v1, path="a.csv",
                                                                                row_limit=limit)))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field_violations(error) == ["row_limit"]
+        assert error_info(error)[0] == "INVALID_ROW_LIMIT"
     at_most = await api.datasets.PreviewFile(dpb.PreviewFileRequest(version=v1, path="a.csv", row_limit=most))
     assert at_most.row_count == 50
     for path in ("blob.bin", "notes.txt"):
@@ -451,9 +452,10 @@ async def test_read_file_streams_bytes_with_offset_and_limit(corpus: Corpus) -> 
     past = await failure(read_all(api, v1, "blob.bin", offset=len(blob.data) + 1))
     assert past.code() == grpc.StatusCode.OUT_OF_RANGE
     assert error_info(past) == ("OFFSET_OUT_OF_RANGE", {"size": str(len(blob.data))})
-    for offset, limit, field in ((-1, 0, "offset"), (0, -5, "limit")):
+    for offset, limit, field, reason in ((-1, 0, "offset", "INVALID_OFFSET"), (0, -5, "limit", "INVALID_LIMIT")):
         bad = await failure(read_all(api, v1, "blob.bin", offset=offset, limit=limit))
         assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and field_violations(bad) == [field]
+        assert error_info(bad)[0] == reason
     await assert_file_errors(corpus, lambda version, path: read_all(api, version, path))
 
 
@@ -472,6 +474,7 @@ async def test_download_url_is_presigned_on_s3_and_unimplemented_on_the_local_st
         bad = await failure(api.datasets.GetDownloadUrl(dpb.GetDownloadUrlRequest(version=v1, path="a.csv",
                                                                                   ttl=ttl(seconds))))
         assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and field_violations(bad) == ["ttl"]
+        assert error_info(bad)[0] == "INVALID_TTL"
     if corpus.kind == "file":
         error = await failure(api.datasets.GetDownloadUrl(dpb.GetDownloadUrlRequest(version=v1, path="a.csv")))
         assert error.code() == grpc.StatusCode.UNIMPLEMENTED and error_info(error)[0] == "DOWNLOAD_URL_UNSUPPORTED"
@@ -643,13 +646,13 @@ async def test_a_slow_reader_makes_the_server_wait(big_file: BigFile) -> None:
     received = 0
     async for message in call:
         received += len(message.data)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # under test: a slow reader
         if received >= 3 * MiB:
             break
     await asyncio.sleep(1)  # time for a server that does not wait to run far ahead
     ahead = bytes_read_by(pid) - read_before
     held = bytes_read_by(pid)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # under test: nothing more is read while the reader waits
     still = bytes_read_by(pid) - held
     call.cancel()
     # The server read what the reader took plus what the transport's windows hold, not the file.

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
+import boto3
 import pytest
 
-from server.model.errors import InvalidArgument, NotFound, NotSupported, Unavailable
+from server.listen_ports import free_port
+from server.model.errors import FailedPrecondition, InvalidArgument, NotFound, NotSupported, Unavailable
 from server.model.objects import CompletedPart, ObjectStore
+from server.storage.objects.local import LocalStore
+from server.storage.objects.s3 import MULTIPART_THRESHOLD, S3Store
 
 MiB = 1 << 20
 
@@ -45,10 +52,25 @@ async def test_put_then_read_streams_in_chunks(store: ObjectStore, prefix: str) 
     assert await read_all(store, prefix + "a") == data
 
 
-async def test_put_large_object_goes_through_multipart(store: ObjectStore, prefix: str) -> None:
-    data = os.urandom(9 * MiB + 3)
+async def test_put_large_object_goes_through_multipart(stores: dict[str, ObjectStore], prefix: str,
+                                                        moto_endpoint: str) -> None:
+    # Only S3 has multipart puts (the local store writes a temporary file and renames it). S3 tells: the ETag of
+    # an object assembled from N parts ends in "-N", that of a single PUT is a plain MD5.
+    store = stores["s3"]
+    assert isinstance(store, S3Store)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+
+    def etag(key: str) -> str:
+        return str(s3.head_object(Bucket=store.location.bucket, Key=store.location.prefix + key)["ETag"]).strip('"')
+
+    data = os.urandom(MULTIPART_THRESHOLD + MiB + 3)
     await store.put(prefix + "big", chunks_of(data, MiB))
+    assert etag(prefix + "big").endswith("-2")  # one threshold-sized part, then the rest
     assert hashlib.sha256(await read_all(store, prefix + "big")).digest() == hashlib.sha256(data).digest()
+    small = os.urandom(MULTIPART_THRESHOLD - 1)
+    await store.put(prefix + "small", chunks_of(small, MiB))
+    assert etag(prefix + "small") == hashlib.md5(small).hexdigest()
 
 
 async def test_empty_object(store: ObjectStore, prefix: str) -> None:
@@ -78,10 +100,13 @@ async def test_modified_time(store: ObjectStore, prefix: str) -> None:
 async def test_missing_objects(store: ObjectStore, prefix: str) -> None:
     assert await store.stat(prefix + "nope") is None
     assert not await store.exists(prefix + "nope")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as raised:
         await read_all(store, prefix + "nope")
-    with pytest.raises(NotFound):
+    assert raised.value.reason == "OBJECT_NOT_FOUND"
+    with pytest.raises(NotFound) as raised:
         await store.copy(prefix + "nope", prefix + "other")
+    assert raised.value.reason == "OBJECT_NOT_FOUND"
+    assert not await store.exists(prefix + "other")
     await store.delete(prefix + "nope")  # deleting what is not there is fine
 
 
@@ -121,9 +146,33 @@ async def test_multipart_abort_leaves_nothing(store: ObjectStore, prefix: str) -
     await store.abort_multipart(key, upload_id)  # twice is fine
     assert not await store.exists(key)
     # S3 answers NoSuchUpload; moto answers 500. Either way the aborted upload cannot come back.
-    with pytest.raises((NotFound, Unavailable)):
+    with pytest.raises((NotFound, Unavailable)) as raised:
         await store.complete_multipart(key, upload_id, [CompletedPart(1, "x", 5 * MiB)])
+    if store.kind == "file":
+        assert raised.value.reason == "MULTIPART_NOT_FOUND"
+        with pytest.raises(NotFound) as raised:
+            await store.upload_part(key, upload_id, 1, 0, b"late")
+        assert raised.value.reason == "MULTIPART_NOT_FOUND"
+        writer = store.open_part(key, upload_id, 1, 0, 5 * MiB, part_count=1)
+        with pytest.raises(NotFound) as raised:
+            await writer.write(memoryview(os.urandom(5 * MiB)))
+            await writer.commit()
+        assert raised.value.reason == "MULTIPART_NOT_FOUND"
     assert not await store.exists(key)
+    assert [m async for m in store.list_multipart(key)] == []
+
+
+@pytest.mark.parametrize("store", ["file"], indirect=True)  # S3 checks each part's ETag instead
+async def test_completing_with_more_bytes_than_were_written_publishes_nothing(store: ObjectStore,
+                                                                               prefix: str) -> None:
+    key = prefix + "short"
+    upload_id = await store.create_multipart(key)
+    etag = await store.upload_part(key, upload_id, 1, 0, os.urandom(MiB))
+    with pytest.raises(FailedPrecondition) as raised:
+        await store.complete_multipart(key, upload_id, [CompletedPart(1, etag, MiB), CompletedPart(2, "2", 10)])
+    assert raised.value.reason == "MULTIPART_SHORT"
+    assert not await store.exists(key)
+    await store.abort_multipart(key, upload_id)
 
 
 async def test_multipart_without_parts_is_an_empty_object(store: ObjectStore, prefix: str) -> None:
@@ -153,10 +202,12 @@ async def test_list_by_prefix(store: ObjectStore, prefix: str) -> None:
     assert {o.size async for o in store.list_objects(prefix)} == {4}
 
 
-async def test_keys_cannot_escape(store: ObjectStore) -> None:
+async def test_keys_cannot_escape(store: ObjectStore, prefix: str) -> None:
     for key in ("../etc/passwd", "/abs", "a//b", "a/./b", ""):
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidArgument) as raised:
             await store.put(key, chunks_of(b"x"))
+        assert raised.value.reason == "INVALID_OBJECT_KEY", key
+    assert [o async for o in store.list_objects(prefix)] == []
 
 
 async def test_presigned_urls(store: ObjectStore, prefix: str) -> None:
@@ -171,8 +222,37 @@ async def test_presigned_urls(store: ObjectStore, prefix: str) -> None:
         assert await response.read() == b"hello"
 
 
-async def test_ping(store: ObjectStore) -> None:
+async def test_ping_answers_only_while_the_store_is_usable(store: ObjectStore, tmp_path: Path) -> None:
     await store.ping()
+    # The same kind of store, but gone: a local directory removed (as by an unmount), an S3 endpoint where
+    # nothing listens.
+    if isinstance(store, LocalStore):
+        gone: ObjectStore = await LocalStore(tmp_path / "store").open()
+        shutil.rmtree(tmp_path / "store")
+    else:
+        assert isinstance(store, S3Store)
+        gone = await S3Store(dataclasses.replace(store.location, endpoint=f"http://127.0.0.1:{free_port()}"),
+                             "test", "test").open()
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await gone.ping()
+        assert (raised.value.reason, raised.value.retryable) == ("STORE_UNAVAILABLE", True)
+    finally:
+        await gone.close()
+
+
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+async def test_an_s3_refusal_is_a_store_error(store: ObjectStore, prefix: str) -> None:
+    # A bucket that does not exist: S3 refuses (NoSuchBucket, a 4xx that retrying will not fix).
+    assert isinstance(store, S3Store)
+    missing = await S3Store(dataclasses.replace(store.location, bucket="no-such-bucket"), "test", "test").open()
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await missing.put(prefix + "x", chunks_of(b"x"))
+        assert raised.value.reason == "STORE_ERROR"
+        assert "NoSuchBucket" in raised.value.message
+    finally:
+        await missing.close()
 
 
 async def test_part_writers_take_pieces(store: ObjectStore, prefix: str) -> None:

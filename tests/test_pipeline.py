@@ -13,16 +13,20 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from tests.conftest import Env
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample, parquet_sample
-from tests.support import Api, error_info
+from tests.support import Api, error_info, eventually
 from tests.uploading import create_request, resume_messages, stream_of
 
 FINAL = {upload_pb2.UPLOAD_STATE_PROMOTED, upload_pb2.UPLOAD_STATE_FAILED, upload_pb2.UPLOAD_STATE_CANCELLED}
 
 
-async def watch_states(api: Api, name: str, until: set[int] = FINAL) -> list[int]:
+async def watch_states(api: Api, name: str, until: set[int] = FINAL,
+                       subscribed: asyncio.Event | None = None) -> list[int]:
+    """The states a watch of `name` reports until one of `until`; `subscribed` is set at the first message."""
     states = []
     async for message in api.uploads.WatchUpload(pb.WatchUploadRequest(name=name)):
         states.append(message.upload.state)
+        if subscribed is not None:
+            subscribed.set()
         if message.upload.state in until:
             break
     return states
@@ -34,9 +38,13 @@ async def upload_and_watch(api: Api, dataset: str, sample: Sample, *, auto_commi
     sha = sample.sha256 if declared_sha is None else declared_sha
     created = (await api.uploads.CreateUpload(create_request(dataset, sample.path, len(sample.data), sha,
                                                              auto_commit=auto_commit))).upload
+    subscribed = asyncio.Event()
     watcher = asyncio.ensure_future(watch_states(api, created.name, FINAL if auto_commit else
-                                                 FINAL | {upload_pb2.UPLOAD_STATE_VALIDATED}))
-    await asyncio.sleep(0.2)
+                                                 FINAL | {upload_pb2.UPLOAD_STATE_VALIDATED}, subscribed))
+    # The watch's first message is the state when it subscribed: from then on it misses no change.
+    await asyncio.wait_for(asyncio.wait([watcher, asyncio.ensure_future(subscribed.wait())],
+                                        return_when=asyncio.FIRST_COMPLETED), 30)
+    assert subscribed.is_set(), watcher.result()
     await api.uploads.Upload(stream_of(resume_messages(created.name, 0, sample.data)))
     states = await asyncio.wait_for(watcher, 60)
     upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
@@ -44,21 +52,24 @@ async def upload_and_watch(api: Api, dataset: str, sample: Sample, *, auto_commi
 
 
 async def wait_version(api: Api, name: str, timeout: float = 60) -> version_pb2.Version:
-    """Poll a version until READY or FAILED."""
-    for _ in range(int(timeout * 10)):
+    """Poll a version until READY or FAILED (versions have no watch)."""
+    async def finished() -> version_pb2.Version | None:
         version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=name))).version
-        if version.state in (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED):
-            return version
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} never finished")
+        done = version.state in (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
+        return version if done else None
+
+    return await eventually(finished, f"{name} READY or FAILED", timeout, interval=0.1)
 
 
 async def gone(env: Env, key: str) -> bool:
-    for _ in range(50):
-        if await env.store.stat(key) is None:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+    """Whether `key` disappears within 5 s (the worker deletes staged bytes just after the state changes)."""
+    async def deleted() -> bool:
+        return await env.store.stat(key) is None
+
+    try:
+        return await eventually(deleted, f"{key} deleted", timeout=5, interval=0.1)
+    except AssertionError:
+        return False
 
 
 @pytest.mark.parametrize("make", [csv_sample, jsonl_sample, parquet_sample, binary_sample],

@@ -18,7 +18,7 @@ from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from server.embedded import EmbeddedRedis
-from tests.support import ServerHandle, open_api, read_metrics, start_server
+from tests.support import ServerHandle, eventually, open_api, read_metrics, start_server
 from tests.uploading import MiB, create_request, one_call_messages, stream_of
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -131,12 +131,22 @@ async def test_sigterm_lets_an_upload_in_flight_finish(stack_envs: dict[str, dic
     call = api.uploads.Upload(requests())
     await started.wait()
     handle.process.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-    await asyncio.sleep(0.3)
-    # New calls are refused while the one in flight carries on.
+    # New calls are refused (as soon as the server stops accepting them) while the one in flight carries on.
     latecomer = open_api(handle.address)
+
+    async def refusing() -> bool:
+        # A probe that races the start of the shutdown may be answered, or accepted and then CANCELLED: ask again.
+        try:
+            await latecomer.uploads.ListUploads(pb.ListUploadsRequest(), timeout=5)
+        except aio.AioRpcError as error:
+            return error.code() == grpc.StatusCode.UNAVAILABLE
+        return False
+
+    await eventually(refusing, "new calls refused after SIGTERM", timeout=10)
     with pytest.raises(aio.AioRpcError) as refused:
         await latecomer.uploads.CreateUpload(create_request("drain", "late.bin", 1), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert not call.done()
     await latecomer.channel.close()
     response = await call
     assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED and response.upload.size_bytes == size

@@ -56,7 +56,7 @@ async def test_expired_uploads_lose_their_bytes(services: Services) -> None:
     await services.upload_stream.write(CALLER, upload.name, 0, messages(os.urandom(16 << 20), finish=False),
                                        nothing)
     assert [m async for m in services.uploads.store.list_multipart(upload.staging_key)]
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(1.1)  # under test: the upload's 1 s expiry passes
     first = await services.sweeper.sweep()
     assert first.expired == 1 and not first.errors
     expired = await services.uploads.load(CALLER, upload.name)
@@ -71,7 +71,7 @@ async def test_a_lost_enqueue_is_queued_again(services: Services) -> None:
     upload, _ = await services.uploads.create(CALLER, "", NewUpload("ds", sample.path, len(sample.data)))
     await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
     await services.uploads.queue._redis.flushdb()  # the enqueue after STAGED was lost
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # under test: the upload is stuck past QUARRY_STUCK_AFTER_SECONDS (0.2)
     report = await services.sweeper.sweep()
     assert report.requeued_uploads == 1
     assert f"validate_upload:{upload.id}" in await services.uploads.queue.queued_job_ids()
@@ -88,7 +88,7 @@ async def test_an_auto_commit_that_gave_up_is_committed_again(services: Services
         # What an auto-commit upload looks like when its commit exhausted its retries (Postgres went away
         # between validation and commit, which this test cannot arrange): VALIDATED and in no version.
         await connection.execute("UPDATE uploads SET auto_commit = true WHERE id = $1", upload.id)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # under test: stuck past QUARRY_STUCK_AFTER_SECONDS (0.2)
     report = await services.sweeper.sweep()
     assert report.requeued_uploads == 1
     assert f"validate_upload:{upload.id}" in await services.uploads.queue.queued_job_ids()
@@ -97,7 +97,7 @@ async def test_an_auto_commit_that_gave_up_is_committed_again(services: Services
     assert committed.version_id is not None
     await services.pipeline.promote_version(committed.version_id)
     assert (await services.uploads.load(CALLER, upload.name)).state == UploadState.PROMOTED
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # under test: as long as it would take to count as stuck, and it is not
     assert (await services.sweeper.sweep()).requeued_uploads == 0
 
 
@@ -141,7 +141,7 @@ async def test_orphaned_staging_bytes_are_removed(services: Services) -> None:
     await store.put(orphan, one(b"left behind by a crash"))
     stray = await store.create_multipart(f"staging/{CALLER.namespace}/{uuid.uuid4()}")
     kept, _ = await services.uploads.create(CALLER, "", NewUpload("ds", "open.bin"))
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.6)  # under test: the orphans are older than the grace period (0.5 s)
     report = await services.sweeper.sweep()
     assert report.orphans_removed == 2
     assert await store.stat(orphan) is None
@@ -163,11 +163,11 @@ async def test_unreferenced_objects_are_collected_after_the_grace(services: Serv
     assert version.state == VersionState.READY
     key = version.files[0].object_key
     store = services.uploads.store
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.6)  # under test: older than QUARRY_GC_GRACE_SECONDS (0.5), yet referenced
     assert (await services.sweeper.sweep()).objects_collected == 0  # still referenced
     assert await store.exists(key)
     await services.datasets.delete(CALLER, f"namespaces/{CALLER.namespace}/datasets/gc", "")
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.6)  # under test: unreferenced for longer than the grace period
     report = await services.sweeper.sweep()
     assert report.datasets_purged == 1 and report.objects_collected == 1
     assert not await store.exists(key)

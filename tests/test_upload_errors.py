@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import asyncpg
 import google_crc32c
 import grpc
 import pytest
@@ -18,9 +19,10 @@ from grpc import aio
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
+from server.model.objects import ObjectStore
 from server.storage.objects.local import LocalStore
 from tests.conftest import Env
-from tests.support import error_info, field_violations, open_api, start_server
+from tests.support import ServerHandle, error_info, field_violations, open_api, start_server
 from tests.uploading import (
     MiB,
     chunk_messages,
@@ -31,7 +33,7 @@ from tests.uploading import (
     upload_bytes,
 )
 
-NOTHING = {"rows": 0, "objects": 0, "multipart": 0}
+NOTHING = {"rows": 0, "objects": 0, "multipart": 0, "versions": 0}
 
 
 async def fails(call: object, code: grpc.StatusCode, reason: str) -> aio.AioRpcError:
@@ -74,7 +76,7 @@ async def test_writing_a_finished_or_cancelled_upload(env: Env) -> None:
                 "UPLOAD_CANCELLED")
     await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=staged.name)),
                 grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_CANCELLED")
-    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0, "versions": 0}
 
 
 async def test_wrong_offset_names_the_expected_one(env: Env) -> None:
@@ -88,7 +90,7 @@ async def test_wrong_offset_names_the_expected_one(env: Env) -> None:
     await fails(upload_call(env, [bad]), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
     current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
     assert current.committed_bytes == 0 and not current.parts
-    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1}
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1, "versions": 0}
 
 
 async def test_chunk_over_the_max_chunk_size(env: Env) -> None:
@@ -259,7 +261,7 @@ async def test_limits(limited_server, tmp_path: Path) -> None:  # type: ignore[n
             await api.uploads.CreateUpload(create_request("lim", "x.bin", 5))
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert error_info(raised.value)[0] == "TOO_MANY_OPEN_UPLOADS"
-        # An upload past its expiry takes no more bytes.
+        # An upload past its expiry takes no more bytes. (The expiry is what is under test: let it pass.)
         await asyncio.sleep(2.5)
         with pytest.raises(aio.AioRpcError) as raised:
             await api.uploads.Upload(stream_of(resume_messages(opened[0].name, 0, b"12345")))
@@ -339,7 +341,7 @@ async def test_an_offset_past_the_last_possible_part_is_refused_before_anything_
     current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
     assert current.state == upload_pb2.UPLOAD_STATE_OPEN and current.committed_bytes == part
     assert [p.part_number for p in current.parts] == [1]
-    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1}
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1, "versions": 0}
 
 
 async def test_an_offset_past_max_upload_bytes_is_refused_before_anything_is_written(limited_server) -> None:  # type: ignore[no-untyped-def]
@@ -375,4 +377,61 @@ async def test_a_sha256_in_a_finish_that_keeps_the_upload_open_is_refused(env: E
     assert field_violations(error) == ["finish.sha256"]
     current = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
     assert current.state == upload_pb2.UPLOAD_STATE_OPEN and current.committed_bytes == 0 and not current.parts
-    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1}
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 1, "versions": 0}
+
+
+async def test_a_namespace_that_is_not_a_name_is_refused_before_anything_is_made(env: Env) -> None:
+    # The namespace comes from the x-quarry-namespace metadata, not from a field: refused for every call.
+    bad = open_api(env.server.address, "Not-A-Name")
+    try:
+        outsider = Env(bad, env.server, env.store, env.pool)
+        for call in (bad.uploads.CreateUpload(create_request("ds", "f.bin", 5)),
+                     upload_call(outsider, one_call_messages("ds", "f.bin", b"hello")),
+                     bad.uploads.ListUploads(pb.ListUploadsRequest())):
+            error = await fails(call, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_NAMESPACE")
+            assert field_violations(error) == ["namespace"]
+        assert await outsider.leftovers() == NOTHING
+        assert await env.pool.fetchval("SELECT count(*) FROM namespaces WHERE name = 'Not-A-Name'") == 0
+    finally:
+        await bad.channel.close()
+    # The same calls in a namespace that is a name work.
+    assert (await upload_bytes(env.api, "ds", "f.bin", b"hello")).upload.state == upload_pb2.UPLOAD_STATE_STAGED
+
+
+async def test_a_part_past_the_last_one_fails_the_upload(env: Env) -> None:
+    # Without a declared size, a stream may start at part 10,000 (the last one S3 allows); the byte after it would
+    # need part 10,001. The upload can never finish: it FAILS, and what it held is deleted.
+    opened = (await env.api.uploads.CreateUpload(create_request("far", "f.bin"))).upload
+    part = opened.part_size_bytes
+    error = await fails(upload_call(env, resume_messages(opened.name, 9_999 * part, b"\1" * part + b"\2",
+                                                         finish=False)),
+                        grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_PARTS")
+    assert "declare its size" in (error.details() or "")
+    failed = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+    assert (failed.state, failed.failure.reason) == (upload_pb2.UPLOAD_STATE_FAILED, "TOO_MANY_PARTS")
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0, "versions": 0}
+    # A FAILED upload takes no more bytes.
+    error = await fails(upload_call(env, resume_messages(opened.name, 0, b"late")), grpc.StatusCode.FAILED_PRECONDITION,
+                        "UPLOAD_FAILED")
+    assert error_info(error)[1] == {"state": "FAILED"}
+    await fails(env.api.uploads.CompleteUpload(pb.CompleteUploadRequest(name=opened.name)),
+                grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_FAILED")
+
+
+async def test_a_declared_size_that_needs_too_many_parts(small_parts_file: ServerHandle, stores: dict[str, ObjectStore],
+                                                        pools: dict[str, asyncpg.Pool]) -> None:
+    # Parts of at most 5 MiB: a file over 10,000 of them (52 GB) fits under max_upload_bytes (1 TiB), not in S3.
+    api = open_api(small_parts_file.address)
+    env = Env(api, small_parts_file, stores["file"], pools["file"])
+    try:
+        fits = 10_000 * 5 * MiB
+        error = await fails(api.uploads.CreateUpload(create_request("huge", "h.bin", fits + 1)),
+                            grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_PARTS")
+        assert "10000 parts" in (error.details() or "")
+        assert await env.leftovers() == NOTHING
+        opened = (await api.uploads.CreateUpload(create_request("huge", "h.bin", fits))).upload
+        assert opened.part_size_bytes == 5 * MiB
+        await api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))
+        assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0, "versions": 0}
+    finally:
+        await api.channel.close()

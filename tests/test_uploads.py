@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 from grpc import aio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from server.model.objects import ObjectStore
-from tests.conftest import Env
-from tests.support import ServerHandle, error_info, open_api, start_server
+from tests.conftest import SMALL_PART_BYTES, STORE_KINDS, Env
+from tests.support import Api, ServerHandle, error_info, eventually, open_api, read_metrics, start_server
 from tests.uploading import (
     MiB,
     chunk_messages,
@@ -44,7 +50,7 @@ async def test_one_call_upload_sizes(env: Env, size: int) -> None:
     assert len(upload.parts) == -(-size // PART)
     assert response.committed_by_stream == size
     assert await env.staged_sha256(upload.uid) == hashlib.sha256(data).hexdigest()
-    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0, "versions": 0}
 
 
 async def test_one_call_upload_of_200_mb(env: Env) -> None:
@@ -76,7 +82,7 @@ async def test_create_then_upload_by_name_and_request_id_is_idempotent(env: Env)
     assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
     got = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=first.name))).upload
     assert got.state in AFTER_STAGING and got.size_bytes == 1000
-    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0, "versions": 0}
 
 
 async def _send_until(env: Env, messages: list[pb.UploadRequest], stop_after: int,
@@ -139,30 +145,122 @@ async def _resume(env: Env, name: str, data: bytes, offset: int) -> pb.UploadRes
     raise AssertionError("could not resume")
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-async def test_broken_streams_resume_to_an_identical_object(env: Env, seed: int) -> None:
-    rng = random.Random(seed)
-    data = rng.randbytes(3 * PART + rng.randrange(PART))
-    chunk = rng.choice([256 * 1024, MiB, 3 * MiB])
-    messages = one_call_messages("resume", f"r{seed}.bin", data, chunk=chunk)
-    # The first break comes after a part landed: a stream that created its upload and committed nothing
-    # leaves nothing behind (there is nothing to resume).
-    name = await _send_until(env, messages, rng.randrange(PART + chunk, len(data) - chunk), landed=PART)
-    assert name is not None
-    # Break it a second time, further on, then finish.
-    for _ in range(2):
-        upload = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
-        assert upload.state == upload_pb2.UPLOAD_STATE_OPEN
-        committed = upload.committed_bytes
-        assert committed % PART == 0  # only whole parts count
-        assert [p.part_number for p in upload.parts] == list(range(1, committed // PART + 1))
-        stop = rng.randrange(committed, len(data) - MiB)
-        await _send_until(env, resume_messages(name, committed, data[committed:]), stop - committed)
-    upload = (await env.api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
-    response = await _resume(env, name, data, upload.committed_bytes)
-    assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED
-    assert await env.staged_sha256(response.upload.uid) == hashlib.sha256(data).hexdigest()
-    assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0}
+# --- broken streams, as a property ---------------------------------------------------------------------------
+
+SMALL_PART = SMALL_PART_BYTES  # the part size of the small-parts servers: boundaries come three times sooner
+# Refusals that tell a resuming client to ask where to continue: a part the previous (broken) stream had in flight
+# landed after the client asked (WRONG_OFFSET names the new offset), or landed while this stream was writing it.
+RESUME_AGAIN = {"WRONG_OFFSET", "PART_ALREADY_WRITTEN"}
+
+
+@dataclass(frozen=True)
+class BreakPlan:
+    """A file, the chunk size its client sends, and how many bytes each broken stream sends before it breaks."""
+
+    size: int
+    chunk: int
+    breaks: tuple[int, ...]
+
+
+@st.composite
+def break_plans(draw: st.DrawFn) -> BreakPlan:
+    # Sizes and break points are drawn around part boundaries, where the bugs would be: k whole parts plus a
+    # tail; a stream breaks k' parts (plus or minus up to a MiB) after where it started, which is a boundary.
+    parts = draw(st.integers(0, 2), label="whole parts")
+    size = parts * SMALL_PART + draw(st.integers(1, SMALL_PART), label="tail")
+    chunk = draw(st.integers(64 * 1024, 4 * MiB), label="chunk")
+    stop = st.builds(lambda k, delta: max(0, k * SMALL_PART + delta), st.integers(0, parts + 1),
+                     st.integers(-MiB, MiB))
+    breaks = draw(st.lists(stop, max_size=4), label="breaks")
+    return BreakPlan(size, chunk, tuple(breaks))
+
+
+async def _stream(api: Api, name: str, offset: int, data: bytes, chunk: int, stop: int | None) -> str | None:
+    """One stream resuming `name` at `offset`; broken (the call cancelled) once `stop` bytes are handed to gRPC,
+    or, with `stop` None, finished. Returns the refusal's reason, None when broken or finished."""
+    reached = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.UploadRequest]:
+        yield pb.UploadRequest(header=pb.UploadHeader(upload=name, write_offset=offset))
+        sent = 0
+        for message in chunk_messages(data, chunk):
+            if stop is not None and sent >= stop:
+                break
+            yield message
+            sent += len(message.chunk.data)
+        if stop is None:
+            yield pb.UploadRequest(finish=pb.UploadFinish())
+            return
+        reached.set()
+        await asyncio.Event().wait()  # the connection hangs until it is dropped
+
+    call = api.uploads.Upload(requests())
+    answered = asyncio.ensure_future(call)
+    waiter = asyncio.ensure_future(reached.wait())
+    await asyncio.wait([answered, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not answered.done():
+        call.cancel()  # the connection drops mid-stream
+        with contextlib.suppress(asyncio.CancelledError, aio.AioRpcError):
+            await answered
+        return None
+    try:
+        answered.result()
+    except aio.AioRpcError as error:
+        reason = error_info(error)[0]
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in RESUME_AGAIN, error
+        return reason
+    return None
+
+
+def _whole_parts(upload: upload_pb2.Upload, size: int) -> None:
+    """Only durably written parts count, and they are 1..n without a gap, all full but the file's last one."""
+    committed = upload.committed_bytes
+    assert upload.state == upload_pb2.UPLOAD_STATE_OPEN
+    assert committed % SMALL_PART == 0 or committed == size, (committed, size)
+    sizes = [SMALL_PART] * (committed // SMALL_PART) + ([committed % SMALL_PART] if committed % SMALL_PART else [])
+    assert [(p.part_number, p.size_bytes) for p in upload.parts] == list(enumerate(sizes, start=1))
+
+
+@pytest.fixture(params=STORE_KINDS)
+def small_parts(request: pytest.FixtureRequest) -> ServerHandle:
+    return request.getfixturevalue(f"small_parts_{request.param}")  # type: ignore[no-any-return]
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(plan=break_plans())
+async def test_broken_streams_resume_to_an_identical_object(small_parts: ServerHandle, stores: dict[str, ObjectStore],
+                                                           pools: dict[str, asyncpg.Pool], plan: BreakPlan) -> None:
+    """Whatever the size, the chunk size and where the streams break, a client that resumes from GetUpload's
+    committed size ends with exactly its file staged, and nothing else kept."""
+    api = open_api(small_parts.address)  # a namespace per example
+    env = Env(api, small_parts, stores[small_parts.storage_kind], pools[small_parts.storage_kind])
+    try:
+        data = random.Random(plan.size).randbytes(plan.size)
+        sha = hashlib.sha256(data).hexdigest()
+        opened = (await api.uploads.CreateUpload(create_request("broken", "b.bin", plan.size, sha))).upload
+        assert opened.part_size_bytes == SMALL_PART
+        for stop in plan.breaks:
+            upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+            _whole_parts(upload, plan.size)
+            committed = upload.committed_bytes
+            await _stream(api, opened.name, committed, data[committed:], plan.chunk, stop)
+        for _ in range(10):  # each refusal means a part landed meanwhile: a few at most
+            upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+            if upload.state != upload_pb2.UPLOAD_STATE_OPEN:
+                break
+            _whole_parts(upload, plan.size)
+            committed = upload.committed_bytes
+            if await _stream(api, opened.name, committed, data[committed:], plan.chunk, None) is None:
+                break
+        done = (await api.uploads.GetUpload(pb.GetUploadRequest(name=opened.name))).upload
+        assert done.state in AFTER_STAGING and done.size_bytes == plan.size and done.sha256 == sha
+        assert await env.staged_sha256(done.uid) == sha
+        assert await env.leftovers() == {"rows": 1, "objects": 1, "multipart": 0, "versions": 0}
+        await env.store.delete(f"staging/{env.namespace}/{done.uid}")  # moto holds objects in memory
+    finally:
+        await api.channel.close()
 
 
 async def test_retried_one_call_upload_learns_where_to_resume(env: Env) -> None:
@@ -255,7 +353,7 @@ async def test_cancel_deletes_bytes_and_stops_writes(env: Env) -> None:
     await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data[:PART], finish=False)))
     cancelled = (await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))).upload
     assert cancelled.state == upload_pb2.UPLOAD_STATE_CANCELLED
-    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0}
+    assert await env.leftovers() == {"rows": 1, "objects": 0, "multipart": 0, "versions": 0}
     with pytest.raises(aio.AioRpcError) as raised:
         await env.api.uploads.Upload(stream_of(resume_messages(opened.name, PART, data[PART:])))
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -263,7 +361,7 @@ async def test_cancel_deletes_bytes_and_stops_writes(env: Env) -> None:
     # A staged upload can be cancelled too; its object goes.
     staged = (await upload_bytes(env.api, "cancel", "s.bin", data)).upload
     await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=staged.name))
-    assert await env.leftovers() == {"rows": 2, "objects": 0, "multipart": 0}
+    assert await env.leftovers() == {"rows": 2, "objects": 0, "multipart": 0, "versions": 0}
 
 
 async def test_watchers_here_and_on_another_server_see_every_change(
@@ -277,15 +375,18 @@ async def test_watchers_here_and_on_another_server_see_every_change(
     watchers = [open_api(env.server.address, env.namespace), open_api(env.server.address, env.namespace),
                 open_api(other.address, env.namespace)]
 
-    async def watch(api) -> list[int]:  # type: ignore[no-untyped-def]
+    subscribed = [asyncio.Event() for _ in watchers]
+
+    async def watch(api: Api, first: asyncio.Event) -> list[int]:
         states = []
         async for message in api.uploads.WatchUpload(pb.WatchUploadRequest(name=opened.name)):
             states.append(message.upload.state)
+            first.set()  # the first message is the state at subscription: no later change is missed
         return states
 
     try:
-        tasks = [asyncio.ensure_future(watch(api)) for api in watchers]
-        await asyncio.sleep(0.5)
+        tasks = [asyncio.ensure_future(watch(api, first)) for api, first in zip(watchers, subscribed, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*(first.wait() for first in subscribed)), 30)
         await env.api.uploads.Upload(stream_of(resume_messages(opened.name, 0, data)))
         await env.api.uploads.CancelUpload(pb.CancelUploadRequest(name=opened.name))
         results = await asyncio.wait_for(asyncio.gather(*tasks), 20)
@@ -323,6 +424,14 @@ async def test_list_uploads_filters_and_pages(env: Env) -> None:
     assert sorted(u.path for u in listb.uploads) == ["0.bin", "2.bin", "4.bin", "open3.bin"]
 
 
+def bytes_received(metrics_port: int) -> float:
+    """The server's count of upload bytes received, from its /metrics."""
+    for line in read_metrics(metrics_port).splitlines():
+        if line.startswith("quarry_upload_bytes_received_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def _fds_on(pid: int, directory: Path) -> list[str]:
     """The files under `directory` that process `pid` holds open."""
     held = []
@@ -351,9 +460,15 @@ async def test_a_part_received_after_a_failed_commit_is_discarded(env: Env) -> N
         for message in messages[2:]:
             yield message
 
+    received = await asyncio.to_thread(bytes_received, env.server.metrics_port)
     first = asyncio.ensure_future(env.api.uploads.Upload(stream(gates["a"], b"\1" * PART)))
     second = asyncio.ensure_future(env.api.uploads.Upload(stream(gates["b"], b"\2" * (2 * PART))))
-    await asyncio.sleep(2)  # both streams have opened part 1
+
+    async def both_first_chunks_in() -> bool:
+        # The server counts a chunk's bytes as it takes the chunk, just before it opens the chunk's part.
+        return await asyncio.to_thread(bytes_received, env.server.metrics_port) >= received + 2 * MiB
+
+    await eventually(both_first_chunks_in, "the first MiB of both streams received")
     gates["a"].set()
     assert (await first).committed_by_stream == PART
     gates["b"].set()

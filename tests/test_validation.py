@@ -62,6 +62,13 @@ async def test_ragged_rows_are_reported_by_line_and_counted(store: LocalStore) -
     assert report.error_count == 2 and not report.ok
 
 
+async def test_a_csv_without_a_header_is_invalid(store: LocalStore) -> None:
+    for data in (b"", b"\n"):
+        report = await validate(store, "empty.csv", data)
+        assert [e.code for e in report.errors] == ["INVALID_CSV"] and not report.ok, data
+    assert (await validate(store, "header.csv", b"a,b\n")).ok
+
+
 async def test_a_late_type_change_is_reported_with_its_line(store: LocalStore) -> None:
     rows = 600_000  # beyond the first block, where pyarrow infers the types
     data = b"n,s\n" + b"".join(b"%d,x\n" % i for i in range(rows)) + b"oops,y\n"
@@ -89,6 +96,31 @@ async def test_parquet_truncated_and_corrupt(store: LocalStore) -> None:
     corrupt = await validate(store, "c.parquet", bytes(flipped))
     assert [e.code for e in corrupt.errors] == ["CORRUPT_PAGE"] and not corrupt.ok
     assert (await validate(store, "ok.parquet", data)).row_count == 10_000
+
+
+def _varint(value: int) -> bytes:
+    """Thrift's compact protocol: an i64 is a zigzag varint."""
+    value = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+async def test_a_footer_that_miscounts_the_rows(store: LocalStore) -> None:
+    # Two row groups of 6,000 rows; the file's own count (FileMetaData field 3, an i64: header byte 0x16) then
+    # says 12,001. Each row group still says 6,000, so the pages decode: only the total is wrong.
+    data = bytearray(parquet_bytes(pa.table({"x": list(range(12_000))}), row_group_size=6000))
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    field = b"\x16" + _varint(12_000)
+    assert data.count(field, footer) == 1
+    at = data.index(field, footer)
+    data[at:at + len(field)] = b"\x16" + _varint(12_001)
+    assert pq.ParquetFile(io.BytesIO(bytes(data))).metadata.num_rows == 12_001
+    report = await validate(store, "miscounted.parquet", bytes(data))
+    assert [e.code for e in report.errors] == ["ROW_COUNT_MISMATCH"] and not report.ok
+    assert "12001" in report.errors[0].message and "12000" in report.errors[0].message
 
 
 async def test_text_must_be_utf8(store: LocalStore) -> None:

@@ -12,7 +12,7 @@ import logging
 import uuid
 
 from server import metrics
-from server.domain.uploads import Uploads
+from server.domain.uploads import ENDED_REASONS, Uploads
 from server.domain.validation import Report, validate_object
 from server.domain.validation.rules import RULE_CODES
 from server.domain.versions import Change, Versions
@@ -37,7 +37,7 @@ from server.storage import versions as versions_repo
 log = logging.getLogger(__name__)
 
 WAITING = frozenset({UploadState.STAGED, UploadState.VALIDATING})
-DEAD = frozenset({UploadState.FAILED, UploadState.CANCELLED, UploadState.EXPIRED})
+DEAD = frozenset(ENDED_REASONS)  # FAILED, CANCELLED, EXPIRED
 
 
 def fresh_key(namespace: str, dataset_id: uuid.UUID, sha256: str) -> str:
@@ -178,7 +178,7 @@ class Pipeline:
         dead = next((u for u in uploads if u.state in DEAD), None)
         if dead is not None:
             gone = WrongState(f"{dead.path}: the upload was {dead.state.value}", state=dead.state.value,
-                              reason="UPLOAD_" + dead.state.value)
+                              reason=ENDED_REASONS[dead.state])
             failure = dead.failure or Failure.of(gone)
             await self._fail(version, dataclasses.replace(failure, path=dead.path))
             return
@@ -204,10 +204,14 @@ class Pipeline:
             await versions_repo.touch_object(connection, key=key, namespace_id=upload.namespace_id,
                                              dataset_id=version.dataset_id, sha256=staged.sha256, size=staged.size)
         if not await self.store.exists(key):
-            if not await self.store.exists(upload.staging_key):
-                raise DataLoss(f"the staged bytes of {upload.path} are gone before promotion",
-                               reason="STAGED_OBJECT_MISSING")
-            await self.store.copy(upload.staging_key, key)
+            try:
+                await self.store.copy(upload.staging_key, key)
+            except NotFound:
+                # Another worker promoting this version may have landed the content and removed the staged copy
+                # since we looked: then all is well. Only when fresh storage lacks it too are the bytes lost.
+                if not await self.store.exists(key):
+                    raise DataLoss(f"the staged bytes of {upload.path} are gone before promotion",
+                                   reason="STAGED_OBJECT_MISSING") from None
         return dataclasses.replace(staged, object_key=key)
 
     async def _finish(self, version: Version, uploads: list[Upload], entries: list[VersionFile]) -> None:

@@ -338,8 +338,13 @@ class Uploads:
                     yield dataclasses.replace(current, state=state)
 
 
+# Why an upload takes no more bytes and joins no version: the error of a write to it, and the failure of a
+# version it was part of.
+ENDED_REASONS = {UploadState.CANCELLED: "UPLOAD_CANCELLED", UploadState.EXPIRED: "UPLOAD_EXPIRED",
+                 UploadState.FAILED: "UPLOAD_FAILED"}
+
+
 def not_open(upload: Upload) -> WrongState:
     """The error for writing to (or completing) an upload that is no longer OPEN."""
-    reason = {UploadState.CANCELLED: "UPLOAD_CANCELLED", UploadState.EXPIRED: "UPLOAD_EXPIRED",
-              UploadState.FAILED: "UPLOAD_FAILED"}.get(upload.state, "UPLOAD_FINISHED")
+    reason = ENDED_REASONS.get(upload.state, "UPLOAD_FINISHED")
     return WrongState(f"upload {upload.name} is {upload.state}, not OPEN", state=upload.state.value, reason=reason)

@@ -1,29 +1,30 @@
 """Domain errors: every failure a caller can see, by kind.
 
-    QuarryError                      reason
-    ├── InvalidArgument              INVALID_ARGUMENT (+ field violations)
-    │   └── InvalidFile              (the issue's code: RAGGED_ROW, INVALID_JSON, …) a file failed validation
-    ├── NotFound                     NOT_FOUND
-    ├── AlreadyExists                ALREADY_EXISTS
-    ├── PermissionDenied             PERMISSION_DENIED
-    ├── FailedPrecondition           FAILED_PRECONDITION
+    QuarryError                      reason (— : each raise names its own)
+    ├── InvalidArgument              INVALID_ARGUMENT, or a precise one (+ field violations)
+    │   └── InvalidFile              — the first issue's code: RAGGED_ROW, INVALID_JSON, … (a file failed validation)
+    ├── NotFound                     — e.g. DATASET_NOT_FOUND, UPLOAD_NOT_FOUND
+    ├── AlreadyExists                — e.g. DATASET_ALREADY_EXISTS
+    ├── PermissionDenied             — e.g. NAMESPACE_MISMATCH
+    ├── FailedPrecondition           — e.g. UPLOAD_NOT_COMMITTABLE
     │   ├── WrongOffset              WRONG_OFFSET (metadata: expected_offset)
-    │   ├── WrongState               WRONG_STATE (metadata: state)
+    │   ├── WrongState               — e.g. UPLOAD_CANCELLED (metadata: state)
     │   ├── BaseMoved                BASE_MOVED (metadata: paths)
-    │   └── RuleViolation            (the rule: FORMAT_NOT_ALLOWED, COLUMN_REMOVED, …) a dataset rule failed
-    ├── OutOfRange                   OUT_OF_RANGE
-    ├── DataLoss                     DATA_LOSS
+    │   └── RuleViolation            — the rule's code: FORMAT_NOT_ALLOWED, COLUMN_REMOVED, … (a dataset rule failed)
+    ├── OutOfRange                   — e.g. OFFSET_OUT_OF_RANGE
+    ├── DataLoss                     — e.g. STAGED_OBJECT_MISSING
     │   └── ChecksumMismatch         CHECKSUM_MISMATCH
-    ├── ResourceExhausted            RESOURCE_EXHAUSTED
-    ├── Aborted                      ABORTED (retryable)
-    ├── Unavailable                  UNAVAILABLE (retryable)
-    ├── NotSupported                 NOT_SUPPORTED
-    └── Internal                     INTERNAL
+    ├── ResourceExhausted            — e.g. TOO_MANY_OPEN_UPLOADS
+    ├── Aborted                      — e.g. CONCURRENT_CHANGE (retryable)
+    ├── Unavailable                  — e.g. STORE_UNAVAILABLE (retryable)
+    ├── NotSupported                 — e.g. DOWNLOAD_URL_UNSUPPORTED
+    └── Internal                     INTERNAL, or a precise one
 
 Each error carries its `kind` (an ErrorKind, inherited by subclasses), a stable UPPER_SNAKE `reason` that
-clients switch on (subclasses and call sites may refine it), string `metadata` for `google.rpc.ErrorInfo`,
-and, for bad requests, field violations. The gRPC status code of each kind is chosen in one table,
-`server/api/errors.py`.
+clients switch on, string `metadata` for `google.rpc.ErrorInfo`, and, for bad requests, field violations. A
+class has a default reason only where a raise without one occurs; the others make every raise name its
+reason, so no reason exists that nothing raises (tests/test_reasons.py checks this, and that a test names
+every reason). The gRPC status code of each kind is chosen in one table, `server/api/errors.py`.
 
 ConfigError is the other root: a setting is unusable. It never reaches a caller; the entry points print
 it as one line naming the variable.
@@ -65,7 +66,7 @@ class QuarryError(Exception):
     """Root of every error a caller can see."""
 
     kind = ErrorKind.INTERNAL
-    reason = "QUARRY_ERROR"
+    reason: str  # a class default where the class has one; otherwise each raise passes `reason=`
     retryable = False
 
     def __init__(
@@ -81,6 +82,8 @@ class QuarryError(Exception):
         self.message = message
         if reason is not None:
             self.reason = reason
+        elif not hasattr(self, "reason"):
+            raise TypeError(f"{type(self).__name__} has no default reason: pass reason=")
         self.metadata = dict(metadata or {})
         self.violations = list(violations or [])
         self.retry_after = retry_after
@@ -101,35 +104,29 @@ class InvalidArgument(QuarryError):
 class InvalidFile(InvalidArgument):
     """A file's content is not valid for its format (its reason is the first issue's code)."""
 
-    reason = "INVALID_FILE"
-
 
 class NotFound(QuarryError):
     """The named resource does not exist (in the caller's namespace)."""
 
     kind = ErrorKind.NOT_FOUND
-    reason = "NOT_FOUND"
 
 
 class AlreadyExists(QuarryError):
     """A resource with that name already exists."""
 
     kind = ErrorKind.ALREADY_EXISTS
-    reason = "ALREADY_EXISTS"
 
 
 class PermissionDenied(QuarryError):
     """The caller may not act on that resource (e.g. it is in another namespace)."""
 
     kind = ErrorKind.PERMISSION_DENIED
-    reason = "PERMISSION_DENIED"
 
 
 class FailedPrecondition(QuarryError):
     """The system is not in a state that allows the request."""
 
     kind = ErrorKind.FAILED_PRECONDITION
-    reason = "FAILED_PRECONDITION"
 
 
 class WrongOffset(FailedPrecondition):
@@ -143,11 +140,9 @@ class WrongOffset(FailedPrecondition):
 
 
 class WrongState(FailedPrecondition):
-    """The resource is in a state that does not allow the request."""
+    """The resource is in a state that does not allow the request (each raise names which)."""
 
-    reason = "WRONG_STATE"
-
-    def __init__(self, message: str, *, state: str, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, state: str, reason: str) -> None:
         super().__init__(message, reason=reason, metadata={"state": state})
         self.state = state
 
@@ -161,21 +156,17 @@ class BaseMoved(FailedPrecondition):
 class RuleViolation(FailedPrecondition):
     """A file breaks one of its dataset's rules (its reason is the rule's code)."""
 
-    reason = "RULE_VIOLATION"
-
 
 class OutOfRange(QuarryError):
     """A read or write past the end of a file or past a declared size."""
 
     kind = ErrorKind.OUT_OF_RANGE
-    reason = "OUT_OF_RANGE"
 
 
 class DataLoss(QuarryError):
     """Bytes were corrupted or lost."""
 
     kind = ErrorKind.DATA_LOSS
-    reason = "DATA_LOSS"
 
 
 class ChecksumMismatch(DataLoss):
@@ -188,14 +179,12 @@ class ResourceExhausted(QuarryError):
     """A quota or size limit was reached."""
 
     kind = ErrorKind.RESOURCE_EXHAUSTED
-    reason = "RESOURCE_EXHAUSTED"
 
 
 class Aborted(QuarryError):
     """A concurrent change got in the way (stale etag, lost race); retrying may succeed."""
 
     kind = ErrorKind.ABORTED
-    reason = "ABORTED"
     retryable = True
 
 
@@ -203,7 +192,6 @@ class Unavailable(QuarryError):
     """A dependency (Postgres, Redis, the object store) did not answer; retrying may succeed."""
 
     kind = ErrorKind.UNAVAILABLE
-    reason = "UNAVAILABLE"
     retryable = True
 
 
@@ -211,7 +199,6 @@ class NotSupported(QuarryError):
     """The request is valid but this deployment cannot serve it (e.g. presigned URLs on a local store)."""
 
     kind = ErrorKind.NOT_SUPPORTED
-    reason = "NOT_SUPPORTED"
 
 
 class Internal(QuarryError):

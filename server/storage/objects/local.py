@@ -200,7 +200,8 @@ class LocalStore(ObjectStore):
                     return done  # completed before: completing again is a no-op
                 raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
             if size < total:
-                raise FailedPrecondition(f"multipart file holds {size} bytes, parts add up to {total}")
+                raise FailedPrecondition(f"multipart file holds {size} bytes, parts add up to {total}",
+                                         reason="MULTIPART_SHORT")
             if size > total:
                 await asyncio.to_thread(os.truncate, part_file, total)
             info = await self._publish(part_file, key)
