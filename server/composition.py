@@ -61,7 +61,8 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         versions = Versions(db, deps.queue, tokens, settings.max_page_size)
         yield Services(
             db=db, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
-            versions=versions, files=Files(db, deps.store, versions, settings.max_preview_rows),
+            versions=versions,
+            files=Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size),
             pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds))

@@ -36,7 +36,7 @@ def csv_file(tmp_path: Path) -> Path:
 def test_help_lists_every_command_and_the_exit_codes(cli: Cli) -> None:
     result = cli.run("--help")
     assert result.returncode == 0
-    for command in ("datasets", "upload", "uploads", "versions", "diff", "preview", "download", "serve"):
+    for command in ("datasets", "upload", "uploads", "versions", "ls", "diff", "preview", "download", "serve"):
         assert command in result.stdout
     text = " ".join(result.stdout.split())  # rich wraps the epilog
     assert "Exit codes" in text and "3 cannot reach the server" in text
@@ -211,7 +211,7 @@ def test_reference_syntax_is_checked_before_any_call(cli: Cli) -> None:
 
 COMMANDS = [
     ("datasets", "ls"), ("datasets", "create", "x"), ("datasets", "show", "x"), ("datasets", "rm", "x"),
-    ("versions", "x"), ("diff", "x@1", "x@2"), ("preview", "x", "a.csv"), ("download", "x", "a.csv"),
+    ("versions", "x"), ("ls", "x"), ("diff", "x@1", "x@2"), ("preview", "x", "a.csv"), ("download", "x", "a.csv"),
     ("upload", "FILE", "-d", "x"), ("upload", "DIR", "-d", "x"), ("uploads", "ls"), ("uploads", "show", "u"),
     ("uploads", "retry", "u"), ("uploads", "cancel", "u"), ("uploads", "watch", "u"),
 ]

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 16384
 MAX_CHANGES = 10_000
+# Most files one GetVersion (view FULL) or DiffVersions answer carries: beyond, the message outgrows what a
+# plain gRPC client accepts (4 MiB by default). ListVersionFiles pages through any number.
+MAX_LISTED_FILES = 10_000
+ANSWER_BYTES = 3 << 20
 COMMITTABLE = frozenset({UploadState.STAGED, UploadState.VALIDATING, UploadState.VALIDATED})
 
 
@@ -86,12 +90,24 @@ class Versions:
             raise NotFound(f"version {name} not found", reason="VERSION_NOT_FOUND")
         return found
 
-    async def get(self, caller: Caller, name: str, field: str = "name") -> Version:
-        """A version with its files."""
+    async def get(self, caller: Caller, name: str, field: str = "name", *, with_files: bool = False) -> Version:
+        """A version (with its files, each with its columns and report, when `with_files`)."""
         version_id = await self.resolve(caller, name, field)
         async with self.db.connection() as connection:
-            version = await repo.get(connection, version_id, with_files=True)
+            version = await repo.get(connection, version_id)
+            assert version is not None
+            if with_files and version.file_count > MAX_LISTED_FILES:
+                raise FailedPrecondition(
+                    f"version {version.name} has {version.file_count} files, more than one answer lists (at most "
+                    f"{MAX_LISTED_FILES}); page through ListVersionFiles instead", reason="TOO_MANY_FILES",
+                    metadata={"file_count": str(version.file_count), "max_files": str(MAX_LISTED_FILES)})
+            if with_files:
+                version = await repo.get(connection, version_id, with_files=True)
         assert version is not None
+        if sum(f.approx_bytes(full=True) for f in version.files) > ANSWER_BYTES:
+            raise FailedPrecondition(f"the files of version {version.name} with their schemas take more than one "
+                                     f"answer holds ({ANSWER_BYTES >> 20} MiB); page through ListVersionFiles instead",
+                                     reason="TOO_MANY_FILES", metadata={"file_count": str(version.file_count)})
         return version
 
     async def history(self, caller: Caller, parent: str, size: int, token: str) -> tuple[list[Version], str]:

@@ -18,6 +18,7 @@ from quarry._calls import WATCH_TIMEOUT
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
 from quarry._preview import to_table
+from quarry._requests import View
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
 from quarry._retry import attempts
 from quarry._transport import SyncTransport
@@ -94,9 +95,16 @@ class Client(BaseClient[SyncTransport]):
         """The dataset's versions, newest first."""
         return self._t.pages(self._calls.list_versions(dataset, page_size=page_size))
 
-    def get_version(self, dataset: str, version: int | str = "latest") -> version_pb2.Version:
-        """One version with its files."""
-        return self._t.call(self._calls.get_version(dataset, version))
+    def get_version(self, dataset: str, version: int | str = "latest", *, view: View = "basic") -> version_pb2.Version:
+        """One version; its files too with view="full" (see `list_version_files` for a version of many files)."""
+        return self._t.call(self._calls.get_version(dataset, version, view=view))
+
+    def list_version_files(self, dataset: str, version: int | str = "latest", *, prefix: str = "",
+                           formats: Iterable[str | int] = (), view: View = "basic",
+                           page_size: int = 0) -> Iterator[version_pb2.VersionFile]:
+        """The files of a version by path (pages fetched as needed), optionally under `prefix` and of `formats`."""
+        return self._t.pages(self._calls.list_version_files(dataset, version, prefix=prefix, formats=formats,
+                                                            view=view, page_size=page_size))
 
     def commit_version(self, dataset: str, uploads: Iterable[str], *, delete_paths: Iterable[str] = (),
                        message: str = "", base_version: str = "",
@@ -105,9 +113,10 @@ class Client(BaseClient[SyncTransport]):
         return self._t.call(self._calls.commit_version(dataset, uploads, delete_paths=delete_paths, message=message,
                                                        base_version=base_version, request_id=request_id))
 
-    def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest") -> dpb.DiffVersionsResponse:
+    def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
+                      view: View = "basic") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""
-        return self._t.call(self._calls.diff_versions(dataset, base, target))
+        return self._t.call(self._calls.diff_versions(dataset, base, target, view=view))
 
     def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
                      row_limit: int = 0) -> dpb.PreviewFileResponse:

@@ -1,4 +1,4 @@
-"""`quarry preview NAME[@V] PATH` and `quarry download NAME[@V] PATH -o OUT`."""
+"""`quarry ls NAME[@V] [PREFIX]`, `quarry preview NAME[@V] PATH` and `quarry download NAME[@V] [PATH] -o OUT`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from quarry import Client, parse_ref
 from quarry.cli._options import JsonOpt, session_of
-from quarry.cli._output import Output, reported, run, size, to_dict
+from quarry.cli._output import Output, enum_name, reported, run, size, to_dict
 from quarry.cli._uploads import ProgressOpt, progress_bar, show_progress
 
 __all__ = ["register"]
@@ -18,6 +18,31 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Add the file commands."""
+
+    @app.command("ls", rich_help_panel="Files")
+    def list_files(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
+                   prefix: Annotated[str, typer.Argument(help="Only paths starting with this.")] = "",
+                   format: Annotated[list[str] | None, typer.Option(
+                       "--format", "-f", help="Only files of this format: csv, jsonl, parquet, text, binary "
+                                              "(repeatable).")] = None,
+                   json: JsonOpt = False) -> None:
+        """List the files of a version (all of them, page by page), optionally under a prefix."""
+        out = Output(json)
+        with reported(out):
+            target = parse_ref(ref)
+
+        def command(client: Client) -> None:
+            found = client.list_version_files(target.dataset, target.version, prefix=prefix, formats=format or (),
+                                              page_size=1000)
+            if json:
+                out.data([to_dict(f) for f in found])
+                return
+            rows = [[f.path, enum_name(f, "format", "FILE_FORMAT_"), size(f.size_bytes),
+                     f.row_count if f.row_count else "", f.sha256[:12]] for f in found]
+            out.table(["PATH", "FORMAT", "SIZE", "ROWS", "SHA256"], rows, empty="no files")
+            out.note(f"{len(rows)} files")
+
+        run(session_of(ctx), out, command)
 
     @app.command(rich_help_panel="Files")
     def preview(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
