@@ -24,7 +24,7 @@ from tests.conftest import STORE_KINDS
 from tests.sdk_support import new_namespace
 from tests.support import ServerHandle
 
-PARQUET_ROWS = 20_000
+PARQUET_ROWS = 100_000
 PARQUET_GROUPS = 4
 
 

@@ -20,7 +20,7 @@ from grpc import aio
 from quarry.v1 import common_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 
-from tests.reading import Published
+from tests.reading import PARQUET_ROWS, Published
 from tests.sdk_support import Cli, assert_one_line_error
 from tests.support import Api, ServerHandle, error_info, field_violations, open_api
 
@@ -52,7 +52,7 @@ async def test_pages_through_every_file_by_path(api: Api, published: Published) 
     first = await api.datasets.ListVersionFiles(dpb.ListVersionFilesRequest(parent=latest))
     assert first.version == published.version  # "latest" answered by number, to read exactly what was listed
     by_path = {f.path: f for f in first.files}
-    assert by_path["parts/p1.parquet"].sha256 and by_path["parts/p1.parquet"].row_count == 20_000
+    assert by_path["parts/p1.parquet"].sha256 and by_path["parts/p1.parquet"].row_count == PARQUET_ROWS
     assert common_pb2.FileFormat.Name(by_path["events/e1.jsonl"].format) == "FILE_FORMAT_JSONL"
     assert by_path["blob.bin"].size_bytes == 256_000
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from grpc import aio
 from quarry.v1 import dataset_service_pb2 as pb
 
+from server import metrics
 from server.api import convert
 from server.api.base import ServicerBase
 from server.domain.files import FileFilter
@@ -65,6 +66,7 @@ class VersionMethods(ServicerBase):
                                               request.limit)
         # Each message is read from the store only when gRPC asks for the next one: a slow reader holds us back.
         async for offset, data in read.chunks():
+            metrics.READ_BYTES.labels(protocol="grpc").inc(len(data))
             yield convert.read_chunk(read, offset, data)
 
     async def GetDownloadUrl(self, request: pb.GetDownloadUrlRequest,

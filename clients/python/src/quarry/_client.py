@@ -6,21 +6,26 @@ module holds the blocking I/O only.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from quarry import _tables
 from quarry._base import BaseClient
 from quarry._batch import VersionPoll, check_version, version_done
 from quarry._calls import WATCH_TIMEOUT
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
 from quarry._preview import to_table
+from quarry._reads import RangeRead, Reader
+from quarry._remote_file import RemoteFile
 from quarry._requests import View
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
 from quarry._retry import attempts
+from quarry._tables import Filter
 from quarry._transport import SyncTransport
 from quarry._uploader import SyncUploader
 from quarry._uploads import UploadJob
@@ -30,7 +35,9 @@ from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
 if TYPE_CHECKING:
+    import pandas
     import pyarrow
+    import pyarrow.dataset
 
 __all__ = ["Client"]
 
@@ -161,6 +168,42 @@ class Client(BaseClient[SyncTransport]):
             return state.finish()
         finally:
             state.close()
+
+    # --- reading versions as files and tables ----------------------------------------------------------
+
+    def _fetch(self, read: RangeRead) -> bytes:
+        """One range of a file: ReadFile, resumed where a broken stream stopped, within the retry budget."""
+        budget = self._t.budget()
+        for attempt in attempts(budget):
+            with attempt, self._t.stream(read.call()) as messages:
+                for message in messages:
+                    read.accept(message)
+                    budget.progressed()
+        return read.data()
+
+    @functools.cached_property
+    def _reader(self) -> Reader:
+        return Reader(self._t.call, self._fetch, self._t.timeout)
+
+    def open(self, dataset: str, path: str, *, version: int | str = "latest") -> RemoteFile:
+        """A file of a version as a seekable, buffered, read-only binary file (ranged ReadFile calls)."""
+        return self._reader.open(self._reader.file(self._calls.version(dataset, version), path))
+
+    def read_table(self, dataset: str, path: str, *, version: int | str = "latest",
+                   columns: Sequence[str] | None = None, filter: Filter = None) -> pyarrow.Table:
+        """A CSV, JSON Lines or Parquet file as a pyarrow.Table, only `columns` and the rows `filter` keeps (for
+        Parquet, only the column chunks and row groups needed are fetched). Needs the `arrow` extra."""
+        return _tables.read_table(self._reader, self._calls.version(dataset, version), path, columns, filter)
+
+    def to_pandas(self, dataset: str, path: str, *, version: int | str = "latest",
+                  columns: Sequence[str] | None = None, filter: Filter = None) -> pandas.DataFrame:
+        """`read_table` as a pandas DataFrame (needs the `pandas` extra)."""
+        return _tables.to_pandas(self.read_table(dataset, path, version=version, columns=columns, filter=filter))
+
+    def dataset(self, dataset: str, *, version: int | str = "latest", format: str | None = None,
+                prefix: str = "") -> pyarrow.dataset.Dataset:
+        """The version's tabular files of one format (under `prefix`) as a pyarrow Dataset, read lazily."""
+        return _tables.dataset(self._reader, self._calls.version(dataset, version), format=format, prefix=prefix)
 
     # --- uploads: the RPCs -----------------------------------------------------------------------------
 
