@@ -15,6 +15,7 @@ import ctypes.util
 import logging
 import signal
 
+import pyarrow as pa
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -26,7 +27,9 @@ from quarry.v1 import (
 )
 
 from server import metrics
+from server.api.caller import CallerResolver
 from server.api.capabilities import CapabilitiesServicer
+from server.api.flight import QuarryFlightServer, start_flight
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.composition import capabilities_of, open_services
@@ -115,6 +118,16 @@ def _bind(server: aio.Server, address: str) -> None:
         raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {address}: address in use or unavailable")
 
 
+def _start_flight(settings: Settings, services: Services, loop: asyncio.AbstractEventLoop) -> QuarryFlightServer | None:
+    """The Arrow Flight endpoint on QUARRY_FLIGHT_ADDRESS, or None when that is empty."""
+    if not settings.flight_address:
+        return None
+    try:
+        return start_flight(settings.flight_address, services.tables, CallerResolver(settings.default_namespace), loop)
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError("QUARRY_FLIGHT_ADDRESS", f"cannot listen on {settings.flight_address}: {exc}") from None
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the server until a signal (or `stop` in tests) ends it."""
     map_large_blocks()
@@ -131,12 +144,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         _bind(server, settings.grpc_address)
         metrics.serve_metrics(listen_host(settings.grpc_address), settings.metrics_port, "QUARRY_METRICS_PORT")
         await server.start()
+        flight_server = _start_flight(settings, services, loop)
         await health.refresh()
         health.start()
         sampler = UploadStateSampler(services.db, max(5.0, settings.health_interval_seconds))
         sampler.start()
         log.info("serving", extra={"address": settings.grpc_address, "metrics_port": settings.metrics_port,
-                                   "storage": deps.store.kind})
+                                   "flight_address": settings.flight_address, "storage": deps.store.kind})
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -144,4 +158,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await health.stop()
         await sampler.stop()
         await server.stop(settings.shutdown_grace_seconds)
+        if flight_server is not None:
+            # Waits for the streams in flight; their reads need the event loop, which stays free meanwhile.
+            await asyncio.wait_for(asyncio.to_thread(flight_server.shutdown), settings.shutdown_grace_seconds)
         log.info("stopped")

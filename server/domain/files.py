@@ -171,11 +171,11 @@ class Files:
             raise InvalidArgument.field("row_limit", f"must be 0-{self.max_preview_rows} (0 means "
                                         f"{DEFAULT_PREVIEW_ROWS}); got {row_limit}", reason="INVALID_ROW_LIMIT")
         limit = row_limit or min(DEFAULT_PREVIEW_ROWS, self.max_preview_rows)
-        return await preview_file(self.store, _tabular(await self.file(caller, version, path)), limit)
+        return await preview_file(self.store, tabular(await self.file(caller, version, path)), limit)
 
     async def stats(self, caller: Caller, version: str, path: str) -> VersionFile:
         """A tabular file with the column statistics computed when it was validated."""
-        return _tabular(await self.file(caller, version, path))
+        return tabular(await self.file(caller, version, path))
 
     async def read(self, caller: Caller, version: str, path: str, offset: int, limit: int) -> FileRead:
         """A read of `limit` bytes (0: to the end) from `offset`; OUT_OF_RANGE past the end of the file."""
@@ -209,7 +209,8 @@ def _ready(version: Version) -> Version:
     return version
 
 
-def _tabular(file: VersionFile) -> VersionFile:
+def tabular(file: VersionFile) -> VersionFile:
+    """The file, if it is a table (CSV, JSON Lines or Parquet); FAILED_PRECONDITION (NOT_TABULAR) if not."""
     if file.format not in TABULAR_FORMATS:
         raise FailedPrecondition(f"{file.path!r} is {file.format.value}, not a table (CSV, JSONL or Parquet)",
                                  reason="NOT_TABULAR", metadata={"format": file.format.value})
