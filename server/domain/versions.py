@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size
 from server.model import names
-from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound
+from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.model.uploads import Upload, UploadState
 from server.model.versions import DatasetHead, Version
 from server.storage import uploads as uploads_repo
@@ -31,6 +31,7 @@ MAX_CHANGES = 10_000
 # plain gRPC client accepts (4 MiB by default). ListVersionFiles pages through any number.
 MAX_LISTED_FILES = 10_000
 ANSWER_BYTES = 3 << 20
+FOLLOW_UP_SECONDS = 1.0
 COMMITTABLE = frozenset({UploadState.STAGED, UploadState.VALIDATING, UploadState.VALIDATED})
 
 
@@ -188,9 +189,21 @@ class Versions:
                                              "uploads": len(change.uploads), "deletes": len(change.delete_paths)})
         return version_id
 
-    async def enqueue_promotion(self, version_id: uuid.UUID) -> None:
-        """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged."""
+    async def enqueue_promotion(self, version_id: uuid.UUID, *, after_change: bool = False) -> None:
+        """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged.
+
+        `after_change`: one of the version's uploads just changed state. A promotion running at this moment may
+        have read the uploads before the change, and the queue drops an enqueue of a job id that is running (the
+        change would then wait for the sweep), so a follow-up under an id of its own runs a moment later. A
+        promotion with nothing to do does nothing."""
         await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
+        if after_change:
+            try:
+                await self.queue.enqueue("promote_version", str(version_id), delay=FOLLOW_UP_SECONDS,
+                                         job_id=f"promote_version:{version_id}:{uuid.uuid4().hex[:12]}")
+            except Unavailable as exc:
+                log.warning("could not enqueue a follow-up promotion; the sweep will",
+                            extra={"version_id": str(version_id), "error": str(exc)})
 
 
 def _check_change(change: Change) -> None:

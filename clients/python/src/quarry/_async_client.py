@@ -29,6 +29,7 @@ from quarry._retry import async_attempts
 from quarry._tables import Filter
 from quarry._transport import AsyncTransport
 from quarry._uploads import UploadJob
+from quarry._version_download import Piece, VersionDownload, VersionDownloadResult
 from quarry.v1 import capabilities_service_pb2 as cpb
 from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
@@ -237,6 +238,30 @@ class AsyncClient(BaseClient[AsyncTransport]):
         in a thread (`await asyncio.to_thread(data.to_table)`), since its reads block."""
         return await asyncio.to_thread(_tables.dataset, self._reader(), self._calls.version(dataset, version),
                                        format=format, prefix=prefix)
+
+    async def download_version(self, dataset: str, directory: str | os.PathLike[str], *,
+                               version: int | str = "latest", include: Iterable[str] = (),
+                               exclude: Iterable[str] = (), progress: ProgressCallback | None = None,
+                               parallel: int | None = None) -> VersionDownloadResult:
+        """Every file of a version (those matching the `include` globs, none matching `exclude`) into
+        `directory`: `parallel` ranges at once, big files split, resumable, each verified by sha256; files
+        already there with the right sha256 are skipped."""
+        pinned, found = await asyncio.to_thread(self._reader().listing, self._calls.version(dataset, version),
+                                                view="basic")
+        download, pieces = await asyncio.to_thread(VersionDownload.plan, directory, pinned, found, include, exclude,
+                                                   progress)
+        limit = asyncio.Semaphore(parallel or self.streams)
+
+        async def one(piece: Piece) -> None:
+            async with limit:
+                data = await self._fetch(RangeRead.of(piece.job.found, piece.offset, piece.length, self._t.timeout))
+                await asyncio.to_thread(download.received_piece, piece, data)
+
+        try:
+            await asyncio.gather(*(one(piece) for piece in pieces))
+            return await asyncio.to_thread(download.finish)
+        finally:
+            download.close()
 
     # --- uploads: the RPCs -----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from quarry._tables import Filter
 from quarry._transport import SyncTransport
 from quarry._uploader import SyncUploader
 from quarry._uploads import UploadJob
+from quarry._version_download import VersionDownload, VersionDownloadResult
 from quarry.v1 import capabilities_service_pb2 as cpb
 from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
@@ -204,6 +205,24 @@ class Client(BaseClient[SyncTransport]):
                 prefix: str = "") -> pyarrow.dataset.Dataset:
         """The version's tabular files of one format (under `prefix`) as a pyarrow Dataset, read lazily."""
         return _tables.dataset(self._reader, self._calls.version(dataset, version), format=format, prefix=prefix)
+
+    def download_version(self, dataset: str, directory: str | os.PathLike[str], *, version: int | str = "latest",
+                         include: Iterable[str] = (), exclude: Iterable[str] = (),
+                         progress: ProgressCallback | None = None,
+                         parallel: int | None = None) -> VersionDownloadResult:
+        """Every file of a version (those matching the `include` globs, none matching `exclude`) into
+        `directory`: `parallel` ranges at once, big files split, resumable, each verified by sha256; files
+        already there with the right sha256 are skipped."""
+        pinned, found = self._reader.listing(self._calls.version(dataset, version), view="basic")
+        download, pieces = VersionDownload.plan(directory, pinned, found, include, exclude, progress)
+        try:
+            with ThreadPoolExecutor(parallel or self.streams, thread_name_prefix="quarry-get") as pool:
+                for _ in pool.map(lambda p: download.received_piece(p, self._reader.read(p.job.found, p.offset,
+                                                                                         p.length)), pieces):
+                    pass
+            return download.finish()
+        finally:
+            download.close()
 
     # --- uploads: the RPCs -----------------------------------------------------------------------------
 

@@ -63,6 +63,11 @@ class RangeRead:
     pieces: list[bytes] = field(default_factory=list)
     received: int = 0
 
+    @classmethod
+    def of(cls, found: FoundFile, offset: int, length: int, timeout: float) -> RangeRead:
+        """A range of a file found in a version (its sha256 checked on every message)."""
+        return cls(found.version, found.path, offset, length, found.file.sha256, timeout)
+
     def call(self) -> Stream:
         """The ReadFile stream of what is still missing."""
         left = self.length - self.received
@@ -165,7 +170,7 @@ class Reader:
         length = max(0, min(length, found.file.size_bytes - offset))
         if length == 0:
             return b""
-        return self._fetch(RangeRead(found.version, found.path, offset, length, found.file.sha256, self.timeout))
+        return self._fetch(RangeRead.of(found, offset, length, self.timeout))
 
     def open(self, found: FoundFile, **options: int) -> RemoteFile:
         """The file as a seekable, buffered binary file."""

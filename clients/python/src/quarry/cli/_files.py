@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from quarry import Client, parse_ref
+from quarry import Client, UsageError, parse_ref
 from quarry.cli._options import JsonOpt, session_of
 from quarry.cli._output import Output, enum_name, reported, run, size, to_dict
 from quarry.cli._uploads import ProgressOpt, progress_bar, show_progress
@@ -70,17 +70,40 @@ def register(app: typer.Typer) -> None:
 
     @app.command(rich_help_panel="Files")
     def download(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
-                 path: Annotated[str, typer.Argument(help="Path of the file in the version.")],
-                 output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write (default: the "
-                                                                                   "file's name, here).")] = None,
+                 path: Annotated[str | None, typer.Argument(
+                     help="Path of one file in the version; without it, the whole version.")] = None,
+                 output: Annotated[Path | None, typer.Option(
+                     "--output", "-o", help="Where to write: a file (default: its name, here), or with no PATH a "
+                                            "directory (default: the dataset's name, here).")] = None,
+                 include: Annotated[list[str] | None, typer.Option(
+                     "--include", "-i", help="Only paths matching this glob, e.g. 'parts/*.parquet' (repeatable; "
+                                             "whole version only).")] = None,
+                 exclude: Annotated[list[str] | None, typer.Option(
+                     "--exclude", "-x", help="Leave out paths matching this glob (repeatable).")] = None,
+                 parallel: Annotated[int, typer.Option(min=1, max=64, help="Ranges fetched at once.")] = 4,
                  json: JsonOpt = False, progress: ProgressOpt = None) -> None:
-        """Download a file (continuing an interrupted download) and verify its sha256."""
+        """Download a file, or a whole version into a directory: resumable, sha256-verified, files already there
+        skipped."""
         out = Output(json)
         with reported(out):
             target = parse_ref(ref)
-        destination = output or Path(path.rsplit("/", 1)[-1])
+            if path is not None and (include or exclude):
+                raise UsageError("--include and --exclude apply to whole-version downloads (no PATH)")
 
         def command(client: Client) -> None:
+            if path is None:
+                directory = output or Path(target.dataset)
+                with progress_bar(show_progress(progress, json), directory.name) as callback:
+                    whole = client.download_version(target.dataset, directory, version=target.version,
+                                                    include=include or (), exclude=exclude or (), progress=callback,
+                                                    parallel=parallel)
+                if json:
+                    out.data(whole.to_dict())
+                else:
+                    out.note(f"downloaded {len(whole.files)} files of {whole.version} to {directory} "
+                             f"({size(whole.bytes_received)} fetched, {len(whole.skipped)} already there)")
+                return
+            destination = output or Path(path.rsplit("/", 1)[-1])
             with progress_bar(show_progress(progress, json), destination.name) as callback:
                 result = client.download(target.dataset, path, destination, version=target.version,
                                          progress=callback)
