@@ -18,14 +18,19 @@ import quarry
 from quarry._remote_file import BLOCK_BYTES
 
 from tests.reading import PARQUET_ROWS, Published
-from tests.support import read_metrics
+from tests.support import ServerHandle, read_metrics
 
 FOOTER_ALLOWANCE = 160 << 10  # pyarrow's footer read (64 KiB) and the blocks around the chunks
 
 
 def served(published: Published) -> int:
     """Bytes of files the server has sent over ReadFile so far."""
-    text = read_metrics(published.server.metrics_port)
+    return served_by(published.server)
+
+
+def served_by(server: ServerHandle) -> int:
+    """Bytes of files a server has sent over ReadFile so far."""
+    text = read_metrics(server.metrics_port)
     found = re.search(r'^quarry_read_bytes_total\{protocol="grpc"\} ([0-9.e+]+)$', text, re.M)
     return int(float(found.group(1))) if found else 0
 
