@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pyarrow as pa
@@ -149,3 +150,18 @@ def test_a_plain_grpc_client_reads_the_same_reason(published: Published) -> None
     trailers = dict(caught.value.trailing_metadata() or ())
     status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
     assert status.code == grpc.StatusCode.NOT_FOUND.value[0] and "FILE_NOT_FOUND" in caught.value.details()
+
+
+def test_tables_whose_schemas_do_not_merge_are_read_one_path_at_a_time(client: flight.FlightClient,
+                                                                       published: Published, tmp_path: Path) -> None:
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "a.csv").write_text("id\n1\n2\n")
+    (tmp_path / "mixed" / "b.csv").write_text("id\nx\ny\n")  # "id" is a string here
+    with published.client() as sdk:
+        sdk.upload_dir(tmp_path / "mixed", "mixed", wait=True, wait_timeout=120)
+    call = options(published)
+    with pytest.raises(flight.FlightServerError) as caught:
+        client.get_flight_info(flight.FlightDescriptor.for_path(published.namespace, "mixed", "1"), call)
+    assert reason_of(caught.value) == (grpc.StatusCode.FAILED_PRECONDITION.value[0], "SCHEMAS_DIFFER")
+    one = client.get_flight_info(flight.FlightDescriptor.for_path(published.namespace, "mixed", "1", "b.csv"), call)
+    assert client.do_get(one.endpoints[0].ticket, call).read_all().column("id").to_pylist() == ["x", "y"]

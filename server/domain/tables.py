@@ -27,7 +27,7 @@ from server.domain.caller import Caller
 from server.domain.datasets import DatasetListing, Datasets
 from server.domain.files import FileFilter, Files, tabular
 from server.model.datasets import TABULAR_FORMATS, FileFormat
-from server.model.errors import FailedPrecondition, InvalidArgument
+from server.model.errors import FailedPrecondition, Internal, InvalidArgument
 from server.model.objects import ChunkReader, ObjectStore, RandomReader
 from server.model.versions import Version, VersionFile, VersionView
 
@@ -68,8 +68,8 @@ class TablePlan:
 
 def schema_of(file: VersionFile) -> pa.Schema:
     """The Arrow schema validation stored for a tabular file."""
-    if not file.arrow_schema:
-        raise FailedPrecondition(f"{file.path!r} has no stored schema", reason="NO_SCHEMA")
+    if not file.arrow_schema:  # validation stores one for every table: a row without one is a broken invariant
+        raise Internal(f"{file.path!r} is {file.format.value} but has no stored schema")
     return pa.ipc.read_schema(pa.py_buffer(file.arrow_schema))
 
 
