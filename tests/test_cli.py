@@ -238,7 +238,8 @@ def test_server_down_is_one_line_and_exit_3(down: Cli, tmp_path: Path, command: 
 # then recreate it; "u" is not an upload's uid.
 EXPECTED: dict[tuple[str, ...], tuple[int, str | None]] = {
     ("datasets", "ls"): (0, None), ("datasets", "create", "x"): (0, None), ("datasets", "show", "x"): (0, None),
-    ("datasets", "rm", "x"): (0, None), ("versions", "x"): (1, "NOT_FOUND"), ("diff", "x@1", "x@2"): (1, "NOT_FOUND"),
+    ("datasets", "rm", "x"): (0, None), ("versions", "x"): (1, "NOT_FOUND"), ("ls", "x"): (1, "NOT_FOUND"),
+    ("diff", "x@1", "x@2"): (1, "NOT_FOUND"),
     ("preview", "x", "a.csv"): (1, "NOT_FOUND"), ("download", "x", "a.csv"): (1, "NOT_FOUND"),
     ("upload", "FILE", "-d", "x"): (0, None), ("upload", "DIR", "-d", "x"): (0, None), ("uploads", "ls"): (0, None),
     ("uploads", "show", "u"): (1, "INVALID_ARGUMENT"), ("uploads", "retry", "u"): (1, "INVALID_ARGUMENT"),

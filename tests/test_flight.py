@@ -13,9 +13,11 @@ import grpc
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+import quarry
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.reading import Published
+from tests.sdk_support import new_namespace
 
 
 @pytest.fixture
@@ -157,11 +159,12 @@ def test_tables_whose_schemas_do_not_merge_are_read_one_path_at_a_time(client: f
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "a.csv").write_text("id\n1\n2\n")
     (tmp_path / "mixed" / "b.csv").write_text("id\nx\ny\n")  # "id" is a string here
-    with published.client() as sdk:
+    namespace = new_namespace()  # not the shared one: its listings stay as the other tests expect
+    with quarry.Client(published.server.address, namespace=namespace, cache_dir=tmp_path / "cache") as sdk:
         sdk.upload_dir(tmp_path / "mixed", "mixed", wait=True, wait_timeout=120)
-    call = options(published)
+    call = options(published, namespace)
     with pytest.raises(flight.FlightServerError) as caught:
-        client.get_flight_info(flight.FlightDescriptor.for_path(published.namespace, "mixed", "1"), call)
+        client.get_flight_info(flight.FlightDescriptor.for_path(namespace, "mixed", "1"), call)
     assert reason_of(caught.value) == (grpc.StatusCode.FAILED_PRECONDITION.value[0], "SCHEMAS_DIFFER")
-    one = client.get_flight_info(flight.FlightDescriptor.for_path(published.namespace, "mixed", "1", "b.csv"), call)
+    one = client.get_flight_info(flight.FlightDescriptor.for_path(namespace, "mixed", "1", "b.csv"), call)
     assert client.do_get(one.endpoints[0].ticket, call).read_all().column("id").to_pylist() == ["x", "y"]
