@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import threading
 
 import pyarrow as pa
 from grpc import aio
@@ -128,6 +129,25 @@ def _start_flight(settings: Settings, services: Services, loop: asyncio.Abstract
         raise ConfigError("QUARRY_FLIGHT_ADDRESS", f"cannot listen on {settings.flight_address}: {exc}") from None
 
 
+async def _stop_flight(flight_server: QuarryFlightServer, grace: float) -> None:
+    """Stop the Flight endpoint, giving its streams `grace` seconds. Its shutdown waits for them, and their reads
+    need this event loop, so it runs on a thread of its own (a daemon: one a stuck client holds past the grace
+    must not keep the process alive, as a thread of the loop's executor would)."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def shutdown() -> None:
+        flight_server.shutdown()
+        with contextlib.suppress(RuntimeError):  # the loop may be gone, after a grace that ran out
+            loop.call_soon_threadsafe(stopped.set)
+
+    threading.Thread(target=shutdown, name="flight-shutdown", daemon=True).start()
+    try:
+        await asyncio.wait_for(stopped.wait(), grace)
+    except TimeoutError:
+        log.warning("Flight streams still open after the grace period", extra={"grace_seconds": grace})
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the server until a signal (or `stop` in tests) ends it."""
     map_large_blocks()
@@ -159,6 +179,5 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await sampler.stop()
         await server.stop(settings.shutdown_grace_seconds)
         if flight_server is not None:
-            # Waits for the streams in flight; their reads need the event loop, which stays free meanwhile.
-            await asyncio.wait_for(asyncio.to_thread(flight_server.shutdown), settings.shutdown_grace_seconds)
+            await _stop_flight(flight_server, settings.shutdown_grace_seconds)
         log.info("stopped")

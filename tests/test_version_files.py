@@ -2,7 +2,7 @@
 
 A version of 100,000 files (its rows written straight into Postgres: uploading that many files through the
 pipeline would take far longer than the point needs) pages through completely, while GetVersion stays a few
-hundred bytes.
+hundred bytes (in `make test-big`).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ async def many_files(pool: asyncpg.Pool, namespace: str, dataset_uid: str) -> No
                                  dataset, ids[-1])
 
 
-@pytest.mark.slow
+@pytest.mark.big  # about 20 s: `make test-big`
 async def test_a_version_of_100_000_files(server_file: ServerHandle, pools: dict[str, asyncpg.Pool]) -> None:
     # Metadata only, so the file store's server will do: the same code serves both stores.
     api = open_api(server_file.address)
