@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test proto lint bench-upload clean
+.PHONY: run test test-big proto lint bench-upload bench-flight clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
@@ -32,6 +32,14 @@ run: $(VENV)/.run-installed
 ## test: the whole test suite against real Postgres, Redis, moto S3 and server processes
 test: $(VENV)/.test-installed node_modules/.installed
 	$(BIN)/pytest
+
+## test-big: the tests of 1 GB files (Flight memory, what pandas fetches); minutes, so not in `make test`
+test-big: $(VENV)/.test-installed node_modules/.installed
+	$(BIN)/pytest -m big
+
+## bench-flight: Flight DoGet of a 1 GB Parquet file next to pyarrow reading it from local disk
+bench-flight: $(VENV)/.test-installed
+	$(BIN)/python -m bench.flight_throughput
 
 ## proto: regenerate the Python stubs from proto/
 proto: $(VENV)/.test-installed

@@ -14,7 +14,9 @@ import ctypes
 import ctypes.util
 import logging
 import signal
+import threading
 
+import pyarrow as pa
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -26,7 +28,9 @@ from quarry.v1 import (
 )
 
 from server import metrics
+from server.api.caller import CallerResolver
 from server.api.capabilities import CapabilitiesServicer
+from server.api.flight import QuarryFlightServer, start_flight
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.composition import capabilities_of, open_services
@@ -115,6 +119,35 @@ def _bind(server: aio.Server, address: str) -> None:
         raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {address}: address in use or unavailable")
 
 
+def _start_flight(settings: Settings, services: Services, loop: asyncio.AbstractEventLoop) -> QuarryFlightServer | None:
+    """The Arrow Flight endpoint on QUARRY_FLIGHT_ADDRESS, or None when that is empty."""
+    if not settings.flight_address:
+        return None
+    try:
+        return start_flight(settings.flight_address, services.tables, CallerResolver(settings.default_namespace), loop)
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError("QUARRY_FLIGHT_ADDRESS", f"cannot listen on {settings.flight_address}: {exc}") from None
+
+
+async def _stop_flight(flight_server: QuarryFlightServer, grace: float) -> None:
+    """Stop the Flight endpoint, giving its streams `grace` seconds. Its shutdown waits for them, and their reads
+    need this event loop, so it runs on a thread of its own (a daemon: one a stuck client holds past the grace
+    must not keep the process alive, as a thread of the loop's executor would)."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def shutdown() -> None:
+        flight_server.shutdown()
+        with contextlib.suppress(RuntimeError):  # the loop may be gone, after a grace that ran out
+            loop.call_soon_threadsafe(stopped.set)
+
+    threading.Thread(target=shutdown, name="flight-shutdown", daemon=True).start()
+    try:
+        await asyncio.wait_for(stopped.wait(), grace)
+    except TimeoutError:
+        log.warning("Flight streams still open after the grace period", extra={"grace_seconds": grace})
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the server until a signal (or `stop` in tests) ends it."""
     map_large_blocks()
@@ -131,12 +164,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         _bind(server, settings.grpc_address)
         metrics.serve_metrics(listen_host(settings.grpc_address), settings.metrics_port, "QUARRY_METRICS_PORT")
         await server.start()
+        flight_server = _start_flight(settings, services, loop)
         await health.refresh()
         health.start()
         sampler = UploadStateSampler(services.db, max(5.0, settings.health_interval_seconds))
         sampler.start()
         log.info("serving", extra={"address": settings.grpc_address, "metrics_port": settings.metrics_port,
-                                   "storage": deps.store.kind})
+                                   "flight_address": settings.flight_address, "storage": deps.store.kind})
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -144,4 +178,6 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await health.stop()
         await sampler.stop()
         await server.stop(settings.shutdown_grace_seconds)
+        if flight_server is not None:
+            await _stop_flight(flight_server, settings.shutdown_grace_seconds)
         log.info("stopped")

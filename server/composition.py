@@ -14,6 +14,7 @@ from server.domain.parts import UploadLimits
 from server.domain.pipeline import Pipeline
 from server.domain.services import Services
 from server.domain.sweep import Sweeper
+from server.domain.tables import Tables
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
@@ -59,11 +60,12 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
         versions = Versions(db, deps.queue, tokens, settings.max_page_size)
+        files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size)
         yield Services(
             db=db, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
-            versions=versions, files=Files(db, deps.store, versions, settings.max_preview_rows),
-            pipeline=Pipeline(uploads, versions),
+            versions=versions, files=files, pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
-                            gc_grace=settings.gc_grace_seconds))
+                            gc_grace=settings.gc_grace_seconds),
+            tables=Tables(files, datasets, deps.store, settings.flight_split_bytes))
     finally:
         await hub.close()

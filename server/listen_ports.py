@@ -35,10 +35,15 @@ def listen_host(address: str) -> str:
 
 
 def ensure_ports_free(settings: Settings, *, worker_metrics: bool = False) -> None:
-    """Refuse busy listening ports up front, naming the variable (gRPC, metrics, worker metrics)."""
+    """Refuse busy listening ports up front, naming the variable (gRPC, Flight, metrics, worker metrics)."""
     host, port = listen_host(settings.grpc_address), settings.grpc_address.rpartition(":")[2]
     if not port_is_free(host, int(port)):
         raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {settings.grpc_address}: address already in use")
+    if settings.flight_address:
+        flight_host, flight_port = listen_host(settings.flight_address), settings.flight_address.rpartition(":")[2]
+        if not port_is_free(flight_host, int(flight_port)):
+            raise ConfigError("QUARRY_FLIGHT_ADDRESS", f"cannot listen on {settings.flight_address}: address "
+                                                       "already in use")
     checks = [("QUARRY_METRICS_PORT", settings.metrics_port)]
     if worker_metrics:
         checks.append(("QUARRY_WORKER_METRICS_PORT", settings.worker_metrics_port))

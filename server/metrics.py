@@ -9,6 +9,9 @@ from server.model.errors import ConfigError
 GRPC_HANDLED = Counter("quarry_grpc_handled_total", "gRPC calls completed", ["method", "code"])
 GRPC_LATENCY = Histogram("quarry_grpc_handling_seconds", "gRPC call duration", ["method"],
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+READ_BYTES = Counter("quarry_read_bytes_total", "Bytes of version files ReadFile served", ["protocol"])
+FLIGHT_ROWS = Counter("quarry_flight_rows_total", "Rows Arrow Flight DoGet streamed")
+FLIGHT_BYTES = Counter("quarry_flight_bytes_total", "Arrow bytes (in memory) of the batches DoGet streamed")
 DEPENDENCY_UP = Gauge("quarry_dependency_up", "1 when a dependency answers its health probe", ["dependency"])
 
 UPLOAD_BYTES = Counter("quarry_upload_bytes_received_total", "Upload bytes received from clients")

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key")
     s3_parts_in_flight: int = Field(4, gt=0, le=256, description="S3 part uploads in flight across the server")
     grpc_address: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on")
+    flight_address: str = Field("", description="host:port of the Arrow Flight endpoint; empty: off")
+    flight_split_bytes: int = Field(64 * MiB, ge=MiB, description="Parquet bytes per Flight endpoint of a big file")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the server; 0 disables")
     worker_metrics_port: int = Field(9465, ge=0, le=65535, description="Prometheus port of the worker; 0 disables")
     data_dir: Path = Field(Path(".quarry"), description="data directory of `quarry dev`")
@@ -130,9 +132,11 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least QUARRY_MIN_PART_BYTES ({smallest})")
         return value
 
-    @field_validator("grpc_address")
+    @field_validator("grpc_address", "flight_address")
     @classmethod
-    def _address_has_port(cls, value: str) -> str:
+    def _address_has_port(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.field_name == "flight_address":
+            return value  # no Flight endpoint
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port")

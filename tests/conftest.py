@@ -302,3 +302,7 @@ async def pipeline_env(env: Env, request: pytest.FixtureRequest) -> Env:
     """`env` with a worker running for its store kind."""
     request.getfixturevalue(f"worker_{env.server.storage_kind}")
     return env
+
+
+# The version the data-out tests read back (SDK tables, fsspec, Flight, downloads), shared by their modules.
+from tests.reading import published  # noqa: E402, F401

@@ -36,7 +36,7 @@ def csv_file(tmp_path: Path) -> Path:
 def test_help_lists_every_command_and_the_exit_codes(cli: Cli) -> None:
     result = cli.run("--help")
     assert result.returncode == 0
-    for command in ("datasets", "upload", "uploads", "versions", "diff", "preview", "download", "serve"):
+    for command in ("datasets", "upload", "uploads", "versions", "ls", "diff", "preview", "download", "serve"):
         assert command in result.stdout
     text = " ".join(result.stdout.split())  # rich wraps the epilog
     assert "Exit codes" in text and "3 cannot reach the server" in text
@@ -211,7 +211,7 @@ def test_reference_syntax_is_checked_before_any_call(cli: Cli) -> None:
 
 COMMANDS = [
     ("datasets", "ls"), ("datasets", "create", "x"), ("datasets", "show", "x"), ("datasets", "rm", "x"),
-    ("versions", "x"), ("diff", "x@1", "x@2"), ("preview", "x", "a.csv"), ("download", "x", "a.csv"),
+    ("versions", "x"), ("ls", "x"), ("diff", "x@1", "x@2"), ("preview", "x", "a.csv"), ("download", "x", "a.csv"),
     ("upload", "FILE", "-d", "x"), ("upload", "DIR", "-d", "x"), ("uploads", "ls"), ("uploads", "show", "u"),
     ("uploads", "retry", "u"), ("uploads", "cancel", "u"), ("uploads", "watch", "u"),
 ]
@@ -238,7 +238,8 @@ def test_server_down_is_one_line_and_exit_3(down: Cli, tmp_path: Path, command: 
 # then recreate it; "u" is not an upload's uid.
 EXPECTED: dict[tuple[str, ...], tuple[int, str | None]] = {
     ("datasets", "ls"): (0, None), ("datasets", "create", "x"): (0, None), ("datasets", "show", "x"): (0, None),
-    ("datasets", "rm", "x"): (0, None), ("versions", "x"): (1, "NOT_FOUND"), ("diff", "x@1", "x@2"): (1, "NOT_FOUND"),
+    ("datasets", "rm", "x"): (0, None), ("versions", "x"): (1, "NOT_FOUND"), ("ls", "x"): (1, "NOT_FOUND"),
+    ("diff", "x@1", "x@2"): (1, "NOT_FOUND"),
     ("preview", "x", "a.csv"): (1, "NOT_FOUND"), ("download", "x", "a.csv"): (1, "NOT_FOUND"),
     ("upload", "FILE", "-d", "x"): (0, None), ("upload", "DIR", "-d", "x"): (0, None), ("uploads", "ls"): (0, None),
     ("uploads", "show", "u"): (1, "INVALID_ARGUMENT"), ("uploads", "retry", "u"): (1, "INVALID_ARGUMENT"),

@@ -76,7 +76,8 @@ async def make_ready(jobs: Services, env: Env, version: version_pb2.Version) -> 
     for upload in await env.pool.fetch("SELECT id FROM uploads WHERE version_id = $1", uuid.UUID(version.uid)):
         await jobs.pipeline.validate_upload(upload["id"])
     await jobs.pipeline.promote_version(uuid.UUID(version.uid))
-    done = (await env.api.datasets.GetVersion(dpb.GetVersionRequest(name=version.name))).version
+    done = (await env.api.datasets.GetVersion(dpb.GetVersionRequest(name=version.name,
+                                                                    view=dpb.VERSION_VIEW_FULL))).version
     assert done.state == READY, done.failure
     return done  # type: ignore[no-any-return]
 

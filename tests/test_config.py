@@ -67,6 +67,14 @@ def test_grpc_port_in_use(good_env: dict[str, str]) -> None:
         assert_one_line_naming(run_module("server", env), "QUARRY_GRPC_ADDRESS", "cannot listen")
 
 
+def test_flight_port_in_use(good_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = dict(good_env, QUARRY_FLIGHT_ADDRESS=f"127.0.0.1:{busy.getsockname()[1]}")
+        assert_one_line_naming(run_module("server", env), "QUARRY_FLIGHT_ADDRESS", "cannot listen")
+
+
 def test_metrics_port_in_use(good_env: dict[str, str]) -> None:
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
@@ -85,6 +93,8 @@ def test_unknown_variable_is_named_with_a_suggestion() -> None:
     ("QUARRY_METRICS_PORT", "70000", "less than or equal to 65535"),
     ("QUARRY_LOG_LEVEL", "LOUD", "DEBUG"),
     ("QUARRY_GRPC_ADDRESS", "nowhere", "host:port"),
+    ("QUARRY_FLIGHT_ADDRESS", "127.0.0.1", "host:port"),
+    ("QUARRY_FLIGHT_SPLIT_BYTES", "1000", "greater than or equal to 1048576"),
     ("QUARRY_DATABASE_URL", "mysql://x", "postgresql://"),
     ("QUARRY_STREAM_WINDOW_BYTES", "1024", "greater than or equal to 65536"),
     ("QUARRY_MAX_PART_BYTES", str(6 * 1024 * 1024 + 1), "whole number of MiB"),

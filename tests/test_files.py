@@ -378,7 +378,8 @@ async def check_preview_reads(corpus: Corpus, pool: asyncpg.Pool) -> None:
     """The domain's preview in this process, over the server's database and a store that counts what it serves."""
     store = CountingStore(corpus.store)
     db = Database(pool)
-    files = Files(db, store, Versions(db, None, PageTokens(b"unused"), 100), 10_000)  # type: ignore[arg-type]
+    files = Files(db, store, Versions(db, None, PageTokens(b"unused"), 100), 10_000, PageTokens(b"unused"),  # type: ignore[arg-type]
+                  100)
     caller = Caller(corpus.api.namespace)
     sample = corpus.first["groups.parquet"]
     metadata = pq.ParquetFile(io.BytesIO(sample.data)).metadata

@@ -81,7 +81,8 @@ async def test_each_format_becomes_a_ready_version(pipeline_env: Env, make: obje
     assert states == [upload_pb2.UPLOAD_STATE_OPEN, upload_pb2.UPLOAD_STATE_STAGED, upload_pb2.UPLOAD_STATE_VALIDATING,
                       upload_pb2.UPLOAD_STATE_VALIDATED, upload_pb2.UPLOAD_STATE_PROMOTED], states
     assert upload.version == f"namespaces/{env.namespace}/datasets/formats/versions/1"
-    version = (await env.api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version))).version
+    version = (await env.api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version,
+                                                                         view=dpb.VERSION_VIEW_FULL))).version
     assert version.state == version_pb2.VERSION_STATE_READY and version.number == 1
     assert version.file_count == 1 and version.total_bytes == len(sample.data) and version.total_rows == sample.rows
     [file] = version.files
@@ -173,14 +174,16 @@ async def test_commit_adds_replaces_and_deletes_copy_on_write(pipeline_env: Env)
         parent=parent, base_version=v1.name, uploads=[replacement.name], delete_paths=["c.bin"],
         message="second"))).version
     v2 = await wait_version(api, v2.name)
+    v2 = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=v2.name, view=dpb.VERSION_VIEW_FULL))).version
     assert v2.number == 2 and v2.parent == f"{parent}/versions/1"
     assert [f.path for f in v2.files] == ["a.csv", "b.jsonl"]
     assert v2.files[0].row_count == 30 and v2.files[1].sha256 == first[1].sha256
     # Version 1 never changed.
-    old = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=f"{parent}/versions/1"))).version
+    old = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=f"{parent}/versions/1",
+                                                                view=dpb.VERSION_VIEW_FULL))).version
     assert [f.path for f in old.files] == ["a.csv", "b.jsonl", "c.bin"] and old.files[0].row_count == 20
     latest = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=f"{parent}/versions/latest"))).version
-    assert latest.number == 2
+    assert latest.number == 2 and not latest.files  # the default view leaves the files out
     listed = (await api.datasets.ListVersions(dpb.ListVersionsRequest(parent=parent))).versions
     assert [v.number for v in listed] == [2, 1] and not listed[0].files
     # The unchanged file is stored once: both versions point at the same content key.

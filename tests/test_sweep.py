@@ -159,7 +159,8 @@ async def test_unreferenced_objects_are_collected_after_the_grace(services: Serv
         promoted = await uploads_repo.get(connection, upload.id)
     assert promoted is not None and promoted.version_id is not None
     await services.pipeline.promote_version(promoted.version_id)
-    version = await services.versions.get(CALLER, f"namespaces/{CALLER.namespace}/datasets/gc/versions/1")
+    version = await services.versions.get(CALLER, f"namespaces/{CALLER.namespace}/datasets/gc/versions/1",
+                                          with_files=True)
     assert version.state == VersionState.READY
     key = version.files[0].object_key
     store = services.uploads.store

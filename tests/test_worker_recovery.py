@@ -66,7 +66,8 @@ async def test_kill_9_mid_validation_then_a_new_worker_finishes(
         worker = QuarryProcess("workers", env, tmp_path / "worker2.log").start()
         await _wait_upload_state(api, created.name, upload_pb2.UPLOAD_STATE_PROMOTED, timeout=90)
         upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
-        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version))).version
+        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version,
+                                                                         view=dpb.VERSION_VIEW_FULL))).version
         assert version.number == 1 and version.files[0].row_count == sample.rows
         assert version.files[0].sha256 == sample.sha256
         pool = await asyncpg.create_pool(env["QUARRY_DATABASE_URL"], min_size=1, max_size=2)

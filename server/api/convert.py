@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -10,7 +11,7 @@ from quarry.v1 import common_pb2, dataset_pb2, dataset_service_pb2, upload_pb2, 
 
 from server.api.errors import code_for_kind
 from server.domain.diff import FileChange, SchemaChange, VersionDiff
-from server.domain.files import DownloadUrl, FileRead
+from server.domain.files import DownloadUrl, FilePage, FileRead
 from server.domain.preview import Preview
 from server.model.datasets import Dataset, DatasetRules, FileFormat
 from server.model.errors import InvalidArgument
@@ -18,7 +19,7 @@ from server.model.failures import Failure
 from server.model.names import version_name
 from server.model.report import ColumnInfo, ColumnStats, Issue
 from server.model.uploads import Upload
-from server.model.versions import Version, VersionFile
+from server.model.versions import Version, VersionFile, VersionView
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -79,18 +80,33 @@ def dataset_rules(value: DatasetRules) -> dataset_pb2.DatasetRules:
     )
 
 
-def rules_from(message: dataset_pb2.DatasetRules) -> DatasetRules:
-    """Domain rules from the contract's; INVALID_ARGUMENT for a format that is UNSPECIFIED or unknown."""
+def formats_from(numbers: Iterable[int], field: str, reason: str) -> tuple[FileFormat, ...]:
+    """Domain formats from the contract's enum numbers; INVALID_ARGUMENT for UNSPECIFIED or an unknown one."""
     formats = []
-    for number in message.allowed_formats:
+    for number in numbers:
         try:
             formats.append(FileFormat(common_pb2.FileFormat.Name(number).removeprefix("FILE_FORMAT_")))
         except ValueError:
             # UNSPECIFIED is no format, and a number this server does not know (a newer client) is none either.
-            raise InvalidArgument.field("dataset.rules.allowed_formats", f"{number} is not a file format; use "
-                                        f"{', '.join(file_format(f) for f in FileFormat)}",
-                                        reason="INVALID_RULES") from None
-    return DatasetRules(max_file_bytes=message.max_file_bytes, allowed_formats=tuple(formats),
+            raise InvalidArgument.field(field, f"{number} is not a file format; use "
+                                        f"{', '.join(file_format(f) for f in FileFormat)}", reason=reason) from None
+    return tuple(formats)
+
+
+def view_from(number: int, field: str = "view") -> VersionView:
+    """The domain's view of a VersionView number (UNSPECIFIED is BASIC); INVALID_ARGUMENT for an unknown one."""
+    if number == dataset_service_pb2.VERSION_VIEW_FULL:
+        return VersionView.FULL
+    if number in (dataset_service_pb2.VERSION_VIEW_UNSPECIFIED, dataset_service_pb2.VERSION_VIEW_BASIC):
+        return VersionView.BASIC
+    raise InvalidArgument.field(field, f"{number} is not a view; use VERSION_VIEW_BASIC or VERSION_VIEW_FULL",
+                                reason="INVALID_VIEW")
+
+
+def rules_from(message: dataset_pb2.DatasetRules) -> DatasetRules:
+    """Domain rules from the contract's; INVALID_ARGUMENT for a format that is UNSPECIFIED or unknown."""
+    formats = formats_from(message.allowed_formats, "dataset.rules.allowed_formats", "INVALID_RULES")
+    return DatasetRules(max_file_bytes=message.max_file_bytes, allowed_formats=formats,
                         min_rows=message.min_rows, required_columns=tuple(message.required_columns),
                         allow_breaking_schema_changes=message.allow_breaking_schema_changes)
 
@@ -130,26 +146,35 @@ def column(value: ColumnInfo) -> version_pb2.Column:
     return version_pb2.Column(name=value.name, type=value.type, nullable=value.nullable)
 
 
-def version_file(value: VersionFile) -> version_pb2.VersionFile:
-    """The contract's VersionFile, with its validation report."""
-    report = value.report
-    return version_pb2.VersionFile(
-        path=value.path, size_bytes=value.size, sha256=value.sha256, format=file_format(value.format),
-        columns=[column(c) for c in value.columns], row_count=value.row_count, content_type=value.content_type,
-        report=version_pb2.ValidationReport(
+def version_file(value: VersionFile, view: VersionView = VersionView.FULL) -> version_pb2.VersionFile:
+    """The contract's VersionFile; with the FULL view, its columns and validation report too."""
+    message = version_pb2.VersionFile(path=value.path, size_bytes=value.size, sha256=value.sha256,
+                                      format=file_format(value.format), row_count=value.row_count,
+                                      content_type=value.content_type)
+    if view is VersionView.FULL:
+        report = value.report
+        message.columns.extend(column(c) for c in value.columns)
+        message.report.CopyFrom(version_pb2.ValidationReport(
             format=file_format(report.format), detected_by=report.detected_by, row_count=report.row_count,
             warnings=[_issue(w) for w in report.warnings], errors=[_issue(e) for e in report.errors],
             arrow_schema=value.arrow_schema or b"", row_groups=report.row_groups, bytes_read=report.bytes_read))
+    return message
 
 
 def version(value: Version) -> version_pb2.Version:
-    """The contract's Version (its files when the model carries them)."""
+    """The contract's Version (its files, each in full, when the model carries them)."""
     return version_pb2.Version(
         name=value.name, uid=str(value.id), dataset=value.dataset_name, number=value.number or 0,
         parent=value.parent_name, message=value.message, state=f"VERSION_STATE_{value.state.value}",
         failure=failure(value.failure), author=value.author, create_time=timestamp(value.create_time),
         ready_time=timestamp(value.ready_time), file_count=value.file_count, total_bytes=value.total_bytes,
         total_rows=value.total_rows, files=[version_file(f) for f in value.files])
+
+
+def file_page(value: FilePage, view: VersionView) -> dataset_service_pb2.ListVersionFilesResponse:
+    """The contract's ListVersionFilesResponse."""
+    return dataset_service_pb2.ListVersionFilesResponse(files=[version_file(f, view) for f in value.files],
+                                                        next_page_token=value.next_token, version=value.version.name)
 
 
 def _schema_change(value: SchemaChange) -> dataset_service_pb2.SchemaChange:
@@ -160,18 +185,18 @@ def _schema_change(value: SchemaChange) -> dataset_service_pb2.SchemaChange:
         base_row_count=value.base_row_count, target_row_count=value.target_row_count)
 
 
-def file_change(value: FileChange) -> dataset_service_pb2.FileChange:
-    """The contract's FileChange."""
+def file_change(value: FileChange, view: VersionView = VersionView.BASIC) -> dataset_service_pb2.FileChange:
+    """The contract's FileChange, its files as `view` shows them."""
     return dataset_service_pb2.FileChange(
         path=value.path, kind=f"CHANGE_KIND_{value.kind.value}",
-        base=version_file(value.base) if value.base is not None else None,
-        target=version_file(value.target) if value.target is not None else None,
+        base=version_file(value.base, view) if value.base is not None else None,
+        target=version_file(value.target, view) if value.target is not None else None,
         schema_change=_schema_change(value.schema_change) if value.schema_change is not None else None)
 
 
-def version_diff(value: VersionDiff) -> dataset_service_pb2.DiffVersionsResponse:
+def version_diff(value: VersionDiff, view: VersionView = VersionView.BASIC) -> dataset_service_pb2.DiffVersionsResponse:
     """The contract's DiffVersionsResponse."""
-    return dataset_service_pb2.DiffVersionsResponse(changes=[file_change(c) for c in value.changes],
+    return dataset_service_pb2.DiffVersionsResponse(changes=[file_change(c, view) for c in value.changes],
                                                     unchanged_count=value.unchanged_count)
 
 

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 from grpc import aio
 from quarry.v1 import dataset_service_pb2 as pb
 
+from server import metrics
 from server.api import convert
 from server.api.base import ServicerBase
+from server.domain.files import FileFilter
+from server.model.versions import VersionView
 
 
 class VersionMethods(ServicerBase):
@@ -21,8 +24,17 @@ class VersionMethods(ServicerBase):
         return pb.ListVersionsResponse(versions=[convert.version(v) for v in versions], next_page_token=token)
 
     async def GetVersion(self, request: pb.GetVersionRequest, context: aio.ServicerContext) -> pb.GetVersionResponse:
-        version = await self.services.versions.get(self.caller(context), request.name)
+        full = convert.view_from(request.view) is VersionView.FULL
+        version = await self.services.versions.get(self.caller(context), request.name, with_files=full)
         return pb.GetVersionResponse(version=convert.version(version))
+
+    async def ListVersionFiles(self, request: pb.ListVersionFilesRequest,
+                               context: aio.ServicerContext) -> pb.ListVersionFilesResponse:
+        view = convert.view_from(request.view)
+        which = FileFilter(request.path_prefix, convert.formats_from(request.formats, "formats", "INVALID_FORMAT"))
+        page = await self.services.files.list(self.caller(context), request.parent, request.page_size,
+                                              request.page_token, which, view)
+        return convert.file_page(page, view)
 
     async def CommitVersion(self, request: pb.CommitVersionRequest,
                             context: aio.ServicerContext) -> pb.CommitVersionResponse:
@@ -33,8 +45,9 @@ class VersionMethods(ServicerBase):
 
     async def DiffVersions(self, request: pb.DiffVersionsRequest,
                            context: aio.ServicerContext) -> pb.DiffVersionsResponse:
-        diff = await self.services.files.diff(self.caller(context), request.base_version, request.target_version)
-        return convert.version_diff(diff)
+        view = convert.view_from(request.view)
+        diff = await self.services.files.diff(self.caller(context), request.base_version, request.target_version, view)
+        return convert.version_diff(diff, view)
 
     async def PreviewFile(self, request: pb.PreviewFileRequest,
                           context: aio.ServicerContext) -> pb.PreviewFileResponse:
@@ -53,6 +66,7 @@ class VersionMethods(ServicerBase):
                                               request.limit)
         # Each message is read from the store only when gRPC asks for the next one: a slow reader holds us back.
         async for offset, data in read.chunks():
+            metrics.READ_BYTES.labels(protocol="grpc").inc(len(data))
             yield convert.read_chunk(read, offset, data)
 
     async def GetDownloadUrl(self, request: pb.GetDownloadUrlRequest,

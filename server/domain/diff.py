@@ -64,9 +64,10 @@ class VersionDiff:
     unchanged_count: int
 
 
-def diff_versions(base: Version, target: Version) -> VersionDiff:
-    """Compare the files of two versions (both loaded with their files)."""
-    changes, unchanged = diff_files(base.files, target.files)
+def diff_versions(base: Version, target: Version, base_files: Sequence[VersionFile],
+                  target_files: Sequence[VersionFile]) -> VersionDiff:
+    """Compare the files of two versions."""
+    changes, unchanged = diff_files(base_files, target_files)
     return VersionDiff(base, target, tuple(changes), unchanged)
 
 

@@ -1,4 +1,4 @@
-"""Reading versions: their differences, and the files in them (previews, statistics, bytes, download URLs).
+"""Reading versions: their files (paged listings, previews, statistics, bytes, download URLs) and differences.
 
 Every call acts in the caller's namespace: version names resolve through `Versions.resolve`, which checks it.
 A version's files exist once it is READY; asking for a file of a version still being built is
@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 from server.domain.caller import Caller
 from server.domain.diff import VersionDiff, diff_versions
+from server.domain.listing import PageTokens, page_size
 from server.domain.preview import Preview, preview_file
-from server.domain.versions import Versions
+from server.domain.versions import ANSWER_BYTES, Versions
 from server.model import names
-from server.model.datasets import TABULAR_FORMATS
+from server.model.datasets import TABULAR_FORMATS, FileFormat
 from server.model.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, WrongState
 from server.model.objects import ObjectStore
-from server.model.versions import Version, VersionFile, VersionState
+from server.model.versions import Version, VersionFile, VersionState, VersionView
 from server.storage import versions as repo
 from server.storage.db import Database
 
@@ -40,6 +41,23 @@ class DownloadUrl:
 
     url: str
     expire_time: datetime
+
+
+@dataclass(frozen=True)
+class FilePage:
+    """One page of a version's files, the token of the next page ("" after the last), and the version listed."""
+
+    files: tuple[VersionFile, ...]
+    next_token: str
+    version: Version
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """Which files of a version a listing returns."""
+
+    prefix: str = ""
+    formats: tuple[FileFormat, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,14 +95,42 @@ class FileRead:
 class Files:
     """Version reads: diffs, and previews, statistics, bytes and download URLs of files."""
 
-    def __init__(self, db: Database, store: ObjectStore, versions: Versions, max_preview_rows: int) -> None:
+    def __init__(self, db: Database, store: ObjectStore, versions: Versions, max_preview_rows: int,
+                 page_tokens: PageTokens, max_page_size: int) -> None:
         self.db = db
         self.store = store
         self.versions = versions
         self.max_preview_rows = max_preview_rows
+        self._tokens = page_tokens
+        self._max_page_size = max_page_size
 
-    async def diff(self, caller: Caller, base: str, target: str) -> VersionDiff:
-        """Paths added, removed and changed from `base` to `target`, two READY versions of one dataset."""
+    async def list(self, caller: Caller, parent: str, size: int, token: str, which: FileFilter,
+                   view: VersionView) -> FilePage:
+        """A page of a READY version's files, by path. A page stops early rather than outgrow one answer."""
+        limit = page_size(size, self._max_page_size)
+        version = _ready(await self.versions.get(caller, parent, "parent"))
+        formats = sorted(f.value for f in set(which.formats))
+        request = (str(version.id), which.prefix, formats)
+        position = self._tokens.decode(token, request)
+        if position is not None and not (len(position) == 1 and isinstance(position[0], str)):
+            raise InvalidArgument.field("page_token", "invalid page token", reason="INVALID_PAGE_TOKEN")
+        full = view is VersionView.FULL
+        async with self.db.connection() as connection:
+            found = await repo.files_page(connection, version.id, after=position[0] if position else None,
+                                          prefix=which.prefix, formats=formats, limit=limit + 1, full=full)
+        page: list[VersionFile] = []
+        used = 0
+        for file in found[:limit]:
+            used += file.approx_bytes(full)
+            if page and used > ANSWER_BYTES:
+                break
+            page.append(file)
+        more = len(page) < len(found)
+        return FilePage(tuple(page), self._tokens.encode([page[-1].path], request) if more else "", version)
+
+    async def diff(self, caller: Caller, base: str, target: str, view: VersionView = VersionView.BASIC) -> VersionDiff:
+        """Paths added, removed and changed from `base` to `target`, two READY versions of one dataset; refused
+        when the answer, with the files as `view` shows them, would outgrow one message."""
         base_ref = names.parse_version(base, "base_version")
         target_ref = names.parse_version(target, "target_version")
         if base_ref.dataset != target_ref.dataset:
@@ -92,7 +138,17 @@ class Files:
                                         reason="DIFFERENT_DATASETS")
         old = _ready(await self.versions.get(caller, base, "base_version"))
         new = _ready(await self.versions.get(caller, target, "target_version"))
-        return diff_versions(old, new)
+        async with self.db.connection() as connection:
+            old_files = await repo.files(connection, old.id)
+            new_files = await repo.files(connection, new.id)
+        diff = diff_versions(old, new, old_files, new_files)
+        full = view is VersionView.FULL
+        size = sum(f.approx_bytes(full) for c in diff.changes for f in (c.base, c.target) if f is not None)
+        if size > ANSWER_BYTES:
+            raise FailedPrecondition(f"{len(diff.changes)} files differ between {old.name} and {new.name}: more than "
+                                     f"one answer holds ({ANSWER_BYTES >> 20} MiB) with view {view.value}",
+                                     reason="TOO_MANY_CHANGES", metadata={"changes": str(len(diff.changes))})
+        return diff
 
     async def file(self, caller: Caller, version: str, path: str) -> VersionFile:
         """One file of a READY version."""
@@ -115,11 +171,11 @@ class Files:
             raise InvalidArgument.field("row_limit", f"must be 0-{self.max_preview_rows} (0 means "
                                         f"{DEFAULT_PREVIEW_ROWS}); got {row_limit}", reason="INVALID_ROW_LIMIT")
         limit = row_limit or min(DEFAULT_PREVIEW_ROWS, self.max_preview_rows)
-        return await preview_file(self.store, _tabular(await self.file(caller, version, path)), limit)
+        return await preview_file(self.store, tabular(await self.file(caller, version, path)), limit)
 
     async def stats(self, caller: Caller, version: str, path: str) -> VersionFile:
         """A tabular file with the column statistics computed when it was validated."""
-        return _tabular(await self.file(caller, version, path))
+        return tabular(await self.file(caller, version, path))
 
     async def read(self, caller: Caller, version: str, path: str, offset: int, limit: int) -> FileRead:
         """A read of `limit` bytes (0: to the end) from `offset`; OUT_OF_RANGE past the end of the file."""
@@ -153,7 +209,8 @@ def _ready(version: Version) -> Version:
     return version
 
 
-def _tabular(file: VersionFile) -> VersionFile:
+def tabular(file: VersionFile) -> VersionFile:
+    """The file, if it is a table (CSV, JSON Lines or Parquet); FAILED_PRECONDITION (NOT_TABULAR) if not."""
     if file.format not in TABULAR_FORMATS:
         raise FailedPrecondition(f"{file.path!r} is {file.format.value}, not a table (CSV, JSONL or Parquet)",
                                  reason="NOT_TABULAR", metadata={"format": file.format.value})

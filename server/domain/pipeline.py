@@ -131,7 +131,7 @@ class Pipeline:
 
     async def _after_validation(self, upload: Upload) -> None:
         if upload.version_id is not None:
-            await self.versions.enqueue_promotion(upload.version_id)
+            await self.versions.enqueue_promotion(upload.version_id, after_change=True)
         elif upload.auto_commit and upload.state == UploadState.VALIDATED:
             await self._auto_commit(upload)
 
@@ -164,7 +164,7 @@ class Pipeline:
             metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.FAILED.value).inc()
             log.warning("validation gave up", extra={"upload_id": str(upload_id), "reason": error.reason})
             if upload.version_id is not None:
-                await self.versions.enqueue_promotion(upload.version_id)
+                await self.versions.enqueue_promotion(upload.version_id, after_change=True)
 
     # --- promotion -----------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from server.domain.datasets import Datasets
 from server.domain.files import Files
 from server.domain.pipeline import Pipeline
 from server.domain.sweep import Sweeper
+from server.domain.tables import Tables
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
@@ -26,3 +27,4 @@ class Services:
     files: Files
     pipeline: Pipeline
     sweeper: Sweeper
+    tables: Tables

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size
 from server.model import names
-from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound
+from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.model.uploads import Upload, UploadState
 from server.model.versions import DatasetHead, Version
 from server.storage import uploads as uploads_repo
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 16384
 MAX_CHANGES = 10_000
+# Most files one GetVersion (view FULL) or DiffVersions answer carries: beyond, the message outgrows what a
+# plain gRPC client accepts (4 MiB by default). ListVersionFiles pages through any number.
+MAX_LISTED_FILES = 10_000
+ANSWER_BYTES = 3 << 20
+FOLLOW_UP_SECONDS = 1.0
 COMMITTABLE = frozenset({UploadState.STAGED, UploadState.VALIDATING, UploadState.VALIDATED})
 
 
@@ -86,12 +91,24 @@ class Versions:
             raise NotFound(f"version {name} not found", reason="VERSION_NOT_FOUND")
         return found
 
-    async def get(self, caller: Caller, name: str, field: str = "name") -> Version:
-        """A version with its files."""
+    async def get(self, caller: Caller, name: str, field: str = "name", *, with_files: bool = False) -> Version:
+        """A version (with its files, each with its columns and report, when `with_files`)."""
         version_id = await self.resolve(caller, name, field)
         async with self.db.connection() as connection:
-            version = await repo.get(connection, version_id, with_files=True)
+            version = await repo.get(connection, version_id)
+            assert version is not None
+            if with_files and version.file_count > MAX_LISTED_FILES:
+                raise FailedPrecondition(
+                    f"version {version.name} has {version.file_count} files, more than one answer lists (at most "
+                    f"{MAX_LISTED_FILES}); page through ListVersionFiles instead", reason="TOO_MANY_FILES",
+                    metadata={"file_count": str(version.file_count), "max_files": str(MAX_LISTED_FILES)})
+            if with_files:
+                version = await repo.get(connection, version_id, with_files=True)
         assert version is not None
+        if sum(f.approx_bytes(full=True) for f in version.files) > ANSWER_BYTES:
+            raise FailedPrecondition(f"the files of version {version.name} with their schemas take more than one "
+                                     f"answer holds ({ANSWER_BYTES >> 20} MiB); page through ListVersionFiles instead",
+                                     reason="TOO_MANY_FILES", metadata={"file_count": str(version.file_count)})
         return version
 
     async def history(self, caller: Caller, parent: str, size: int, token: str) -> tuple[list[Version], str]:
@@ -172,9 +189,21 @@ class Versions:
                                              "uploads": len(change.uploads), "deletes": len(change.delete_paths)})
         return version_id
 
-    async def enqueue_promotion(self, version_id: uuid.UUID) -> None:
-        """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged."""
+    async def enqueue_promotion(self, version_id: uuid.UUID, *, after_change: bool = False) -> None:
+        """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged.
+
+        `after_change`: one of the version's uploads just changed state. A promotion running at this moment may
+        have read the uploads before the change, and the queue drops an enqueue of a job id that is running (the
+        change would then wait for the sweep), so a follow-up under an id of its own runs a moment later. A
+        promotion with nothing to do does nothing."""
         await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
+        if after_change:
+            try:
+                await self.queue.enqueue("promote_version", str(version_id), delay=FOLLOW_UP_SECONDS,
+                                         job_id=f"promote_version:{version_id}:{uuid.uuid4().hex[:12]}")
+            except Unavailable as exc:
+                log.warning("could not enqueue a follow-up promotion; the sweep will",
+                            extra={"version_id": str(version_id), "error": str(exc)})
 
 
 def _check_change(change: Change) -> None:

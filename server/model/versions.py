@@ -24,6 +24,14 @@ class VersionState(StrEnum):
     FAILED = "FAILED"
 
 
+class VersionView(StrEnum):
+    """How much of a version's files a read returns (AIP-157): BASIC leaves out their columns and reports
+    (and GetVersion leaves out the file list); FULL includes them."""
+
+    BASIC = "BASIC"
+    FULL = "FULL"
+
+
 VERSION_FINAL_STATES = frozenset({VersionState.READY, VersionState.FAILED})
 VERSION_WORKING_STATES = frozenset({VersionState.PENDING, VersionState.VALIDATING, VersionState.PROMOTING})
 
@@ -71,6 +79,16 @@ class VersionFile:
     stats: tuple[ColumnStats, ...]
     arrow_schema: bytes | None
     upload_id: uuid.UUID | None = None
+
+    def approx_bytes(self, full: bool) -> int:
+        """About how many bytes the file takes in an answer: a little more than its protobuf encoding, so that a
+        sum of these bounds a message's size."""
+        size = 96 + len(self.path.encode()) + len(self.content_type)
+        if full:
+            size += sum(16 + len(c.name.encode()) + len(c.type) for c in self.columns) + len(self.arrow_schema or b"")
+            size += sum(32 + len(i.message.encode()) + len(i.column.encode()) + len(i.code)
+                        for i in (*self.report.warnings, *self.report.errors))
+        return size
 
 
 @dataclass(frozen=True)

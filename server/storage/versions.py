@@ -134,6 +134,23 @@ async def files(connection: asyncpg.Connection, version_id: uuid.UUID) -> list[V
     return [_file(row) for row in rows]
 
 
+# What a BASIC listing reads: no columns, schema, report or statistics (the bulk of a row).
+_BASIC_COLUMNS = """path, object_key, upload_id, size_bytes, sha256, format, content_type, row_count,
+                    '[]'::jsonb AS columns, NULL::bytea AS arrow_schema, '{}'::jsonb AS report, '[]'::jsonb AS stats"""
+
+
+async def files_page(connection: asyncpg.Connection, version_id: uuid.UUID, *, after: str | None, prefix: str,
+                     formats: Sequence[str], limit: int, full: bool) -> list[VersionFile]:
+    """Up to `limit` files of a version after path `after`, by path; only paths starting with `prefix` and (when
+    given) of `formats`. Keyset paging on the primary key (version_id, path): a page costs the same anywhere."""
+    rows = await connection.fetch(
+        f"""SELECT {"*" if full else _BASIC_COLUMNS} FROM version_files
+            WHERE version_id = $1 AND ($2::text IS NULL OR path > $2) AND starts_with(path, $3)
+              AND (cardinality($4::text[]) = 0 OR format = ANY($4::text[]))
+            ORDER BY path LIMIT $5""", version_id, after, prefix, list(formats), limit)
+    return [_file(row) for row in rows]
+
+
 async def file(connection: asyncpg.Connection, version_id: uuid.UUID, path: str) -> VersionFile | None:
     """One file of a version."""
     row = await connection.fetchrow("SELECT * FROM version_files WHERE version_id = $1 AND path = $2",

@@ -44,8 +44,10 @@ from quarry._exceptions import (
     WrongState,
 )
 from quarry._names import DatasetRef, parse_ref
+from quarry._remote_file import RemoteFile
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
 from quarry._retry import RetryPolicy
+from quarry._version_download import VersionDownloadResult
 
 __version__ = "0.1.0"
 
@@ -79,6 +81,7 @@ __all__ = [
     "QuarryError",
     "ResourceExhausted",
     "RetryPolicy",
+    "RemoteFile",
     "RpcError",
     "Selection",
     "Unavailable",
@@ -86,6 +89,7 @@ __all__ = [
     "UploadFailed",
     "UploadResult",
     "UsageError",
+    "VersionDownloadResult",
     "WrongOffset",
     "WrongState",
     "__version__",

@@ -9,29 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from quarry import _tables
 from quarry._async_uploader import AsyncUploader
 from quarry._base import BaseClient
 from quarry._batch import VersionPoll, check_version, version_done
 from quarry._calls import WATCH_TIMEOUT
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
+from quarry._exceptions import UsageError
 from quarry._preview import to_table
+from quarry._reads import RangeRead, Reader
+from quarry._remote_file import RemoteFile
+from quarry._requests import View
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
 from quarry._retry import async_attempts
+from quarry._tables import Filter
 from quarry._transport import AsyncTransport
 from quarry._uploads import UploadJob
+from quarry._version_download import Piece, VersionDownload, VersionDownloadResult
 from quarry.v1 import capabilities_service_pb2 as cpb
 from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
 if TYPE_CHECKING:
+    import pandas
     import pyarrow
+    import pyarrow.dataset
 
 __all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class AsyncClient(BaseClient[AsyncTransport]):
@@ -96,9 +114,18 @@ class AsyncClient(BaseClient[AsyncTransport]):
         """The dataset's versions, newest first."""
         return self._t.pages(self._calls.list_versions(dataset, page_size=page_size))
 
-    async def get_version(self, dataset: str, version: int | str = "latest") -> version_pb2.Version:
-        """One version with its files."""
-        return await self._t.call(self._calls.get_version(dataset, version))
+    async def get_version(self, dataset: str, version: int | str = "latest", *,
+                          view: View = "basic") -> version_pb2.Version:
+        """One version; its files too with view="full" (see `list_version_files` for a version of many files)."""
+        return await self._t.call(self._calls.get_version(dataset, version, view=view))
+
+    def list_version_files(self, dataset: str, version: int | str = "latest", *, prefix: str = "",
+                           formats: Iterable[str | int] = (), view: View = "basic",
+                           page_size: int = 0) -> AsyncIterator[version_pb2.VersionFile]:
+        """The files of a version by path (pages fetched as needed), optionally under `prefix` and of `formats`."""
+        pages = self._calls.list_version_files(dataset, version, prefix=prefix, formats=formats, view=view,
+                                               page_size=page_size)
+        return self._t.pages(pages)
 
     async def commit_version(self, dataset: str, uploads: Iterable[str], *, delete_paths: Iterable[str] = (),
                              message: str = "", base_version: str = "",
@@ -108,10 +135,10 @@ class AsyncClient(BaseClient[AsyncTransport]):
                                           base_version=base_version, request_id=request_id)
         return await self._t.call(call)
 
-    async def diff_versions(self, dataset: str, base: int | str,
-                            target: int | str = "latest") -> dpb.DiffVersionsResponse:
+    async def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
+                            view: View = "basic") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""
-        return await self._t.call(self._calls.diff_versions(dataset, base, target))
+        return await self._t.call(self._calls.diff_versions(dataset, base, target, view=view))
 
     async def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
                            row_limit: int = 0) -> dpb.PreviewFileResponse:
@@ -158,6 +185,83 @@ class AsyncClient(BaseClient[AsyncTransport]):
             return await asyncio.to_thread(state.finish)
         finally:
             state.close()
+
+    # --- reading versions as files and tables ----------------------------------------------------------
+
+    async def _fetch(self, read: RangeRead) -> bytes:
+        """One range of a file: ReadFile, resumed where a broken stream stopped, within the retry budget."""
+        budget = self._t.budget()
+        async for attempt in async_attempts(budget):
+            with attempt, self._t.stream(read.call()) as messages:
+                async for message in messages:
+                    read.accept(message)
+                    budget.progressed()
+        return read.data()
+
+    def _reader(self) -> Reader:
+        """A blocking Reader for worker threads: its calls run on this event loop."""
+        loop = asyncio.get_running_loop()
+
+        def on_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+            if _running_loop() is loop:
+                coroutine.close()
+                raise UsageError("AsyncClient files and datasets read in a blocking way: use them from a thread "
+                                 "(asyncio.to_thread), not on the event loop")
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        return Reader(lambda call: on_loop(self._t.call(call)), lambda read: on_loop(self._fetch(read)),
+                      self._t.timeout)
+
+    async def open(self, dataset: str, path: str, *, version: int | str = "latest") -> RemoteFile:
+        """A file of a version as a seekable, buffered, read-only binary file, to read in a thread (its reads
+        block: `await asyncio.to_thread(file.read, n)`)."""
+        reader = self._reader()
+        found = await asyncio.to_thread(reader.file, self._calls.version(dataset, version), path)
+        return reader.open(found)
+
+    async def read_table(self, dataset: str, path: str, *, version: int | str = "latest",
+                         columns: Sequence[str] | None = None, filter: Filter = None) -> pyarrow.Table:
+        """A CSV, JSON Lines or Parquet file as a pyarrow.Table, only `columns` and the rows `filter` keeps (for
+        Parquet, only the column chunks and row groups needed are fetched). Needs the `arrow` extra."""
+        return await asyncio.to_thread(_tables.read_table, self._reader(), self._calls.version(dataset, version),
+                                       path, columns, filter)
+
+    async def to_pandas(self, dataset: str, path: str, *, version: int | str = "latest",
+                        columns: Sequence[str] | None = None, filter: Filter = None) -> pandas.DataFrame:
+        """`read_table` as a pandas DataFrame (needs the `pandas` extra)."""
+        table = await self.read_table(dataset, path, version=version, columns=columns, filter=filter)
+        return await asyncio.to_thread(_tables.to_pandas, table)
+
+    async def dataset(self, dataset: str, *, version: int | str = "latest", format: str | None = None,
+                      prefix: str = "") -> pyarrow.dataset.Dataset:
+        """The version's tabular files of one format (under `prefix`) as a pyarrow Dataset, read lazily: scan it
+        in a thread (`await asyncio.to_thread(data.to_table)`), since its reads block."""
+        return await asyncio.to_thread(_tables.dataset, self._reader(), self._calls.version(dataset, version),
+                                       format=format, prefix=prefix)
+
+    async def download_version(self, dataset: str, directory: str | os.PathLike[str], *,
+                               version: int | str = "latest", include: Iterable[str] = (),
+                               exclude: Iterable[str] = (), progress: ProgressCallback | None = None,
+                               parallel: int | None = None) -> VersionDownloadResult:
+        """Every file of a version (those matching the `include` globs, none matching `exclude`) into
+        `directory`: `parallel` ranges at once, big files split, resumable, each verified by sha256; files
+        already there with the right sha256 are skipped."""
+        pinned, found = await asyncio.to_thread(self._reader().listing, self._calls.version(dataset, version),
+                                                view="basic")
+        download, pieces = await asyncio.to_thread(VersionDownload.plan, directory, pinned, found, include, exclude,
+                                                   progress)
+        limit = asyncio.Semaphore(parallel or self.streams)
+
+        async def one(piece: Piece) -> None:
+            async with limit:
+                data = await self._fetch(RangeRead.of(piece.job.found, piece.offset, piece.length, self._t.timeout))
+                await asyncio.to_thread(download.received_piece, piece, data)
+
+        try:
+            await asyncio.gather(*(one(piece) for piece in pieces))
+            return await asyncio.to_thread(download.finish)
+        finally:
+            download.close()
 
     # --- uploads: the RPCs -----------------------------------------------------------------------------
 

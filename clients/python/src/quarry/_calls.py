@@ -156,9 +156,20 @@ class Calls:
         request = dpb.ListVersionsRequest(parent=self.dataset(dataset), page_size=page_size)
         return Pages(Unary("datasets", "ListVersions", request), "versions")
 
-    def get_version(self, dataset: str, version: int | str = "latest") -> Unary[version_pb2.Version]:
-        """GetVersion (a full version name as `dataset` works too)."""
-        return Unary("datasets", "GetVersion", dpb.GetVersionRequest(name=self.version(dataset, version)), _version)
+    def get_version(self, dataset: str, version: int | str = "latest", *,
+                    view: _requests.View = "basic") -> Unary[version_pb2.Version]:
+        """GetVersion (a full version name as `dataset` works too); its files only with the "full" view."""
+        request = dpb.GetVersionRequest(name=self.version(dataset, version), view=_requests.view(view))
+        return Unary("datasets", "GetVersion", request, _version)
+
+    def list_version_files(self, dataset: str, version: int | str = "latest", *, prefix: str = "",
+                           formats: Iterable[str | int] = (), view: _requests.View = "basic",
+                           page_size: int = 0) -> Pages[version_pb2.VersionFile]:
+        """ListVersionFiles: the files under `prefix`, of `formats` (all when empty)."""
+        request = dpb.ListVersionFilesRequest(parent=self.version(dataset, version), path_prefix=prefix,
+                                              formats=_requests.file_formats(formats), view=_requests.view(view),
+                                              page_size=page_size)
+        return Pages(Unary("datasets", "ListVersionFiles", request), "files")
 
     def commit_version(self, dataset: str, uploads: Iterable[str], *, delete_paths: Iterable[str], message: str,
                        base_version: str, request_id: str | None) -> Unary[version_pb2.Version]:
@@ -168,10 +179,11 @@ class Calls:
             delete_paths=list(delete_paths), message=message, request_id=_requests.request_id(request_id))
         return Unary("datasets", "CommitVersion", request, _version)
 
-    def diff_versions(self, dataset: str, base: int | str, target: int | str) -> Unary[dpb.DiffVersionsResponse]:
-        """DiffVersions."""
+    def diff_versions(self, dataset: str, base: int | str, target: int | str, *,
+                      view: _requests.View = "basic") -> Unary[dpb.DiffVersionsResponse]:
+        """DiffVersions (the changed files' columns and reports only with the "full" view)."""
         request = dpb.DiffVersionsRequest(base_version=self.version(dataset, base),
-                                          target_version=self.version(dataset, target))
+                                          target_version=self.version(dataset, target), view=_requests.view(view))
         return Unary("datasets", "DiffVersions", request)
 
     def preview_file(self, dataset: str, path: str, *, version: int | str,

@@ -6,30 +6,39 @@ module holds the blocking I/O only.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from quarry import _tables
 from quarry._base import BaseClient
 from quarry._batch import VersionPoll, check_version, version_done
 from quarry._calls import WATCH_TIMEOUT
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
 from quarry._preview import to_table
+from quarry._reads import RangeRead, Reader
+from quarry._remote_file import RemoteFile
+from quarry._requests import View
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
 from quarry._retry import attempts
+from quarry._tables import Filter
 from quarry._transport import SyncTransport
 from quarry._uploader import SyncUploader
 from quarry._uploads import UploadJob
+from quarry._version_download import VersionDownload, VersionDownloadResult
 from quarry.v1 import capabilities_service_pb2 as cpb
 from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
 if TYPE_CHECKING:
+    import pandas
     import pyarrow
+    import pyarrow.dataset
 
 __all__ = ["Client"]
 
@@ -94,9 +103,16 @@ class Client(BaseClient[SyncTransport]):
         """The dataset's versions, newest first."""
         return self._t.pages(self._calls.list_versions(dataset, page_size=page_size))
 
-    def get_version(self, dataset: str, version: int | str = "latest") -> version_pb2.Version:
-        """One version with its files."""
-        return self._t.call(self._calls.get_version(dataset, version))
+    def get_version(self, dataset: str, version: int | str = "latest", *, view: View = "basic") -> version_pb2.Version:
+        """One version; its files too with view="full" (see `list_version_files` for a version of many files)."""
+        return self._t.call(self._calls.get_version(dataset, version, view=view))
+
+    def list_version_files(self, dataset: str, version: int | str = "latest", *, prefix: str = "",
+                           formats: Iterable[str | int] = (), view: View = "basic",
+                           page_size: int = 0) -> Iterator[version_pb2.VersionFile]:
+        """The files of a version by path (pages fetched as needed), optionally under `prefix` and of `formats`."""
+        return self._t.pages(self._calls.list_version_files(dataset, version, prefix=prefix, formats=formats,
+                                                            view=view, page_size=page_size))
 
     def commit_version(self, dataset: str, uploads: Iterable[str], *, delete_paths: Iterable[str] = (),
                        message: str = "", base_version: str = "",
@@ -105,9 +121,10 @@ class Client(BaseClient[SyncTransport]):
         return self._t.call(self._calls.commit_version(dataset, uploads, delete_paths=delete_paths, message=message,
                                                        base_version=base_version, request_id=request_id))
 
-    def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest") -> dpb.DiffVersionsResponse:
+    def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
+                      view: View = "basic") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""
-        return self._t.call(self._calls.diff_versions(dataset, base, target))
+        return self._t.call(self._calls.diff_versions(dataset, base, target, view=view))
 
     def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
                      row_limit: int = 0) -> dpb.PreviewFileResponse:
@@ -152,6 +169,60 @@ class Client(BaseClient[SyncTransport]):
             return state.finish()
         finally:
             state.close()
+
+    # --- reading versions as files and tables ----------------------------------------------------------
+
+    def _fetch(self, read: RangeRead) -> bytes:
+        """One range of a file: ReadFile, resumed where a broken stream stopped, within the retry budget."""
+        budget = self._t.budget()
+        for attempt in attempts(budget):
+            with attempt, self._t.stream(read.call()) as messages:
+                for message in messages:
+                    read.accept(message)
+                    budget.progressed()
+        return read.data()
+
+    @functools.cached_property
+    def _reader(self) -> Reader:
+        return Reader(self._t.call, self._fetch, self._t.timeout)
+
+    def open(self, dataset: str, path: str, *, version: int | str = "latest") -> RemoteFile:
+        """A file of a version as a seekable, buffered, read-only binary file (ranged ReadFile calls)."""
+        return self._reader.open(self._reader.file(self._calls.version(dataset, version), path))
+
+    def read_table(self, dataset: str, path: str, *, version: int | str = "latest",
+                   columns: Sequence[str] | None = None, filter: Filter = None) -> pyarrow.Table:
+        """A CSV, JSON Lines or Parquet file as a pyarrow.Table, only `columns` and the rows `filter` keeps (for
+        Parquet, only the column chunks and row groups needed are fetched). Needs the `arrow` extra."""
+        return _tables.read_table(self._reader, self._calls.version(dataset, version), path, columns, filter)
+
+    def to_pandas(self, dataset: str, path: str, *, version: int | str = "latest",
+                  columns: Sequence[str] | None = None, filter: Filter = None) -> pandas.DataFrame:
+        """`read_table` as a pandas DataFrame (needs the `pandas` extra)."""
+        return _tables.to_pandas(self.read_table(dataset, path, version=version, columns=columns, filter=filter))
+
+    def dataset(self, dataset: str, *, version: int | str = "latest", format: str | None = None,
+                prefix: str = "") -> pyarrow.dataset.Dataset:
+        """The version's tabular files of one format (under `prefix`) as a pyarrow Dataset, read lazily."""
+        return _tables.dataset(self._reader, self._calls.version(dataset, version), format=format, prefix=prefix)
+
+    def download_version(self, dataset: str, directory: str | os.PathLike[str], *, version: int | str = "latest",
+                         include: Iterable[str] = (), exclude: Iterable[str] = (),
+                         progress: ProgressCallback | None = None,
+                         parallel: int | None = None) -> VersionDownloadResult:
+        """Every file of a version (those matching the `include` globs, none matching `exclude`) into
+        `directory`: `parallel` ranges at once, big files split, resumable, each verified by sha256; files
+        already there with the right sha256 are skipped."""
+        pinned, found = self._reader.listing(self._calls.version(dataset, version), view="basic")
+        download, pieces = VersionDownload.plan(directory, pinned, found, include, exclude, progress)
+        try:
+            with ThreadPoolExecutor(parallel or self.streams, thread_name_prefix="quarry-get") as pool:
+                for _ in pool.map(lambda p: download.received_piece(p, self._reader.read(p.job.found, p.offset,
+                                                                                         p.length)), pieces):
+                    pass
+            return download.finish()
+        finally:
+            download.close()
 
     # --- uploads: the RPCs -----------------------------------------------------------------------------
 

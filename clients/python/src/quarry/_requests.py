@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, cast
 
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from quarry._exceptions import UsageError
-from quarry.v1 import dataset_pb2, upload_pb2
+from quarry.v1 import common_pb2, dataset_pb2, upload_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
-__all__ = ["create_dataset", "create_upload", "update_dataset", "uploads_filter"]
+__all__ = ["View", "create_dataset", "create_upload", "file_formats", "update_dataset", "uploads_filter", "view"]
+
+View = Literal["basic", "full"]
+"""How much of a version's files a read returns: "basic" (no columns, no validation reports) or "full"."""
 
 
 def request_id(given: str | None) -> str:
@@ -79,3 +82,26 @@ def ttl(seconds: float | None) -> duration_pb2.Duration | None:
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(int(seconds * 1e9))
     return duration
+
+
+def view(value: View) -> dpb.VersionView:
+    """The VersionView of "basic" or "full"."""
+    views = {"basic": dpb.VERSION_VIEW_BASIC, "full": dpb.VERSION_VIEW_FULL}
+    if value not in views:
+        raise UsageError(f"invalid view {value!r}: use 'basic' or 'full'")
+    return views[value]
+
+
+def file_formats(values: Iterable[str | int]) -> list[common_pb2.FileFormat]:
+    """FileFormat numbers from names ("parquet", "PARQUET", "FILE_FORMAT_PARQUET") or numbers."""
+    numbers: list[common_pb2.FileFormat] = []
+    for value in values:
+        if isinstance(value, int):
+            numbers.append(cast(common_pb2.FileFormat, value))
+            continue
+        name = "FILE_FORMAT_" + value.strip().upper().removeprefix("FILE_FORMAT_")
+        try:
+            numbers.append(cast(common_pb2.FileFormat, common_pb2.FileFormat.Value(name)))
+        except ValueError:
+            raise UsageError(f"unknown file format {value!r}: use csv, jsonl, parquet, text or binary") from None
+    return numbers

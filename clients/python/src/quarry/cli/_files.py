@@ -1,4 +1,4 @@
-"""`quarry preview NAME[@V] PATH` and `quarry download NAME[@V] PATH -o OUT`."""
+"""`quarry ls NAME[@V] [PREFIX]`, `quarry preview NAME[@V] PATH` and `quarry download NAME[@V] [PATH] -o OUT`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from quarry import Client, parse_ref
+from quarry import Client, UsageError, parse_ref
 from quarry.cli._options import JsonOpt, session_of
-from quarry.cli._output import Output, reported, run, size, to_dict
+from quarry.cli._output import Output, enum_name, reported, run, size, to_dict
 from quarry.cli._uploads import ProgressOpt, progress_bar, show_progress
 
 __all__ = ["register"]
@@ -18,6 +18,31 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Add the file commands."""
+
+    @app.command("ls", rich_help_panel="Files")
+    def list_files(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
+                   prefix: Annotated[str, typer.Argument(help="Only paths starting with this.")] = "",
+                   format: Annotated[list[str] | None, typer.Option(
+                       "--format", "-f", help="Only files of this format: csv, jsonl, parquet, text, binary "
+                                              "(repeatable).")] = None,
+                   json: JsonOpt = False) -> None:
+        """List the files of a version (all of them, page by page), optionally under a prefix."""
+        out = Output(json)
+        with reported(out):
+            target = parse_ref(ref)
+
+        def command(client: Client) -> None:
+            found = client.list_version_files(target.dataset, target.version, prefix=prefix, formats=format or (),
+                                              page_size=1000)
+            if json:
+                out.data([to_dict(f) for f in found])
+                return
+            rows = [[f.path, enum_name(f, "format", "FILE_FORMAT_"), size(f.size_bytes),
+                     f.row_count if f.row_count else "", f.sha256[:12]] for f in found]
+            out.table(["PATH", "FORMAT", "SIZE", "ROWS", "SHA256"], rows, empty="no files")
+            out.note(f"{len(rows)} files")
+
+        run(session_of(ctx), out, command)
 
     @app.command(rich_help_panel="Files")
     def preview(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
@@ -45,17 +70,40 @@ def register(app: typer.Typer) -> None:
 
     @app.command(rich_help_panel="Files")
     def download(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
-                 path: Annotated[str, typer.Argument(help="Path of the file in the version.")],
-                 output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write (default: the "
-                                                                                   "file's name, here).")] = None,
+                 path: Annotated[str | None, typer.Argument(
+                     help="Path of one file in the version; without it, the whole version.")] = None,
+                 output: Annotated[Path | None, typer.Option(
+                     "--output", "-o", help="Where to write: a file (default: its name, here), or with no PATH a "
+                                            "directory (default: the dataset's name, here).")] = None,
+                 include: Annotated[list[str] | None, typer.Option(
+                     "--include", "-i", help="Only paths matching this glob, e.g. 'parts/*.parquet' (repeatable; "
+                                             "whole version only).")] = None,
+                 exclude: Annotated[list[str] | None, typer.Option(
+                     "--exclude", "-x", help="Leave out paths matching this glob (repeatable).")] = None,
+                 parallel: Annotated[int, typer.Option(min=1, max=64, help="Ranges fetched at once.")] = 4,
                  json: JsonOpt = False, progress: ProgressOpt = None) -> None:
-        """Download a file (continuing an interrupted download) and verify its sha256."""
+        """Download a file, or a whole version into a directory: resumable, sha256-verified, files already there
+        skipped."""
         out = Output(json)
         with reported(out):
             target = parse_ref(ref)
-        destination = output or Path(path.rsplit("/", 1)[-1])
+            if path is not None and (include or exclude):
+                raise UsageError("--include and --exclude apply to whole-version downloads (no PATH)")
 
         def command(client: Client) -> None:
+            if path is None:
+                directory = output or Path(target.dataset)
+                with progress_bar(show_progress(progress, json), directory.name) as callback:
+                    whole = client.download_version(target.dataset, directory, version=target.version,
+                                                    include=include or (), exclude=exclude or (), progress=callback,
+                                                    parallel=parallel)
+                if json:
+                    out.data(whole.to_dict())
+                else:
+                    out.note(f"downloaded {len(whole.files)} files of {whole.version} to {directory} "
+                             f"({size(whole.bytes_received)} fetched, {len(whole.skipped)} already there)")
+                return
+            destination = output or Path(path.rsplit("/", 1)[-1])
             with progress_bar(show_progress(progress, json), destination.name) as callback:
                 result = client.download(target.dataset, path, destination, version=target.version,
                                          progress=callback)

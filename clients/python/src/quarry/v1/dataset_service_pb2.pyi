@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from quarry.v1 import common_pb2 as _common_pb2
 from quarry.v1 import dataset_pb2 as _dataset_pb2
 from quarry.v1 import version_pb2 as _version_pb2
 from google.protobuf.internal import containers as _containers
@@ -14,12 +15,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VersionView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERSION_VIEW_UNSPECIFIED: _ClassVar[VersionView]
+    VERSION_VIEW_BASIC: _ClassVar[VersionView]
+    VERSION_VIEW_FULL: _ClassVar[VersionView]
+
 class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
     CHANGE_KIND_ADDED: _ClassVar[ChangeKind]
     CHANGE_KIND_REMOVED: _ClassVar[ChangeKind]
     CHANGE_KIND_MODIFIED: _ClassVar[ChangeKind]
+VERSION_VIEW_UNSPECIFIED: VersionView
+VERSION_VIEW_BASIC: VersionView
+VERSION_VIEW_FULL: VersionView
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_ADDED: ChangeKind
 CHANGE_KIND_REMOVED: ChangeKind
@@ -126,16 +136,44 @@ class ListVersionsResponse(_message.Message):
     def __init__(self, versions: _Optional[_Iterable[_Union[_version_pb2.Version, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetVersionRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "view")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    view: VersionView
+    def __init__(self, name: _Optional[str] = ..., view: _Optional[_Union[VersionView, str]] = ...) -> None: ...
 
 class GetVersionResponse(_message.Message):
     __slots__ = ("version",)
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: _version_pb2.Version
     def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
+
+class ListVersionFilesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token", "path_prefix", "formats", "view")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    FORMATS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    path_prefix: str
+    formats: _containers.RepeatedScalarFieldContainer[_common_pb2.FileFormat]
+    view: VersionView
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., path_prefix: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., view: _Optional[_Union[VersionView, str]] = ...) -> None: ...
+
+class ListVersionFilesResponse(_message.Message):
+    __slots__ = ("files", "next_page_token", "version")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[_version_pb2.VersionFile]
+    next_page_token: str
+    version: str
+    def __init__(self, files: _Optional[_Iterable[_Union[_version_pb2.VersionFile, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class CommitVersionRequest(_message.Message):
     __slots__ = ("parent", "base_version", "uploads", "delete_paths", "message", "request_id")
@@ -160,12 +198,14 @@ class CommitVersionResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
 
 class DiffVersionsRequest(_message.Message):
-    __slots__ = ("base_version", "target_version")
+    __slots__ = ("base_version", "target_version", "view")
     BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TARGET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     base_version: str
     target_version: str
-    def __init__(self, base_version: _Optional[str] = ..., target_version: _Optional[str] = ...) -> None: ...
+    view: VersionView
+    def __init__(self, base_version: _Optional[str] = ..., target_version: _Optional[str] = ..., view: _Optional[_Union[VersionView, str]] = ...) -> None: ...
 
 class DiffVersionsResponse(_message.Message):
     __slots__ = ("changes", "unchanged_count")

@@ -75,6 +75,11 @@ class DatasetServiceStub:
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.GetVersionRequest.SerializeToString,
                 response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.GetVersionResponse.FromString,
                 _registered_method=True)
+        self.ListVersionFiles = channel.unary_unary(
+                '/quarry.v1.DatasetService/ListVersionFiles',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.ListVersionFilesRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.ListVersionFilesResponse.FromString,
+                _registered_method=True)
         self.CommitVersion = channel.unary_unary(
                 '/quarry.v1.DatasetService/CommitVersion',
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.CommitVersionRequest.SerializeToString,
@@ -159,7 +164,16 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetVersion(self, request, context):
-        """Returns one version with its files, totals and validation reports.
+        """Returns one version: its metadata and totals, and with VERSION_VIEW_FULL its files too (see
+        ListVersionFiles for the files of a large version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersionFiles(self, request, context):
+        """Lists the files of a READY version, by path, paged; optionally only those under a path prefix or of
+        some formats.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,6 +259,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.GetVersion,
                     request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.GetVersionRequest.FromString,
                     response_serializer=quarry_dot_v1_dot_dataset__service__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'ListVersionFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersionFiles,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.ListVersionFilesRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.ListVersionFilesResponse.SerializeToString,
             ),
             'CommitVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitVersion,
@@ -472,6 +491,33 @@ class DatasetService:
             '/quarry.v1.DatasetService/GetVersion',
             quarry_dot_v1_dot_dataset__service__pb2.GetVersionRequest.SerializeToString,
             quarry_dot_v1_dot_dataset__service__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersionFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/ListVersionFiles',
+            quarry_dot_v1_dot_dataset__service__pb2.ListVersionFilesRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.ListVersionFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,
