@@ -2,7 +2,8 @@
 
 `status_for(exc)` maps the exception's kind (inherited down the error tree) through `STATUS_BY_KIND`.
 Every status carries an `ErrorInfo` whose `reason` is the error's stable reason; bad requests add
-`BadRequest` field violations and retryable errors add `RetryInfo`. An exception that is not a QuarryError
+`BadRequest` field violations, a namespace quota adds `QuotaFailure` naming it, and retryable errors (and a
+rate limit) add `RetryInfo`. An exception that is not a QuarryError
 becomes INTERNAL with a generic message; its detail goes to the log only.
 """
 
@@ -23,6 +24,7 @@ DOMAIN = "quarry.v1"
 
 STATUS_BY_KIND: dict[errors.ErrorKind, grpc.StatusCode] = {
     errors.ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     errors.ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     errors.ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     errors.ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
@@ -69,6 +71,9 @@ def _pack(message: object) -> any_pb2.Any:
 
 def status_for(exc: BaseException) -> RpcStatus:
     """The gRPC status (code, message, rich details) for any exception a handler raised."""
+    if isinstance(exc, NotImplementedError):
+        # A generated base class's method nobody overrode (e.g. grpc's aio Health.List): UNIMPLEMENTED, not a crash.
+        exc = errors.NotSupported("this method is not implemented by this server", reason="NOT_IMPLEMENTED")
     if not isinstance(exc, errors.QuarryError):
         log.error("unexpected error in handler", exc_info=exc)
         exc = errors.Internal("internal error; see the server log")
@@ -81,6 +86,9 @@ def status_for(exc: BaseException) -> RpcStatus:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
             for v in exc.violations])))
+    if isinstance(exc, errors.QuotaExceeded):
+        details.append(_pack(error_details_pb2.QuotaFailure(violations=[error_details_pb2.QuotaFailure.Violation(
+            subject=exc.subject, description=exc.message, quota_id=exc.quota, quota_value=exc.limit)])))
     if exc.retryable or exc.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int((exc.retry_after or 1.0) * 1e9))
