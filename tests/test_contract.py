@@ -165,3 +165,13 @@ def test_every_reason_with_a_status_of_its_own_is_named_in_the_contract() -> Non
     assert sorted(name for _, name in services) == sorted(s.name for s in contract_services())
     for comment, name in services:
         assert "`authorization: Bearer <token>`" in comment, name
+
+
+def test_a_status_quoting_a_huge_input_still_fits_the_clients_metadata_limit() -> None:
+    # grpc clients refuse trailers over 8 KiB; grpc-message percent-encodes non-ASCII bytes (three per byte).
+    error = domain_errors.InvalidArgument.field("name", "ü" * 5000 + " is not a name")
+    error.metadata = {"namespace": "é" * 5000}
+    status = api_errors.status_for(error)
+    assert len(status.message.encode()) <= 1000 and len(status.details) < 3000
+    encoded = sum(3 if b > 126 or b < 32 else 1 for b in status.message.encode())
+    assert encoded + len(status.details) * 4 // 3 < 8192

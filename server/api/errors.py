@@ -21,6 +21,12 @@ from server.model import errors
 log = logging.getLogger(__name__)
 
 DOMAIN = "quarry.v1"
+# The status travels in trailers, which clients cap (grpc: 8 KiB by default); the message appears twice in them
+# (grpc-message and the google.rpc.Status), so every text is clipped, in bytes, well below that.
+MAX_MESSAGE = 1000
+MAX_DESCRIPTION = 500
+MAX_METADATA_VALUE = 200
+MAX_VIOLATIONS = 5
 
 STATUS_BY_KIND: dict[errors.ErrorKind, grpc.StatusCode] = {
     errors.ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -81,11 +87,14 @@ def status_for(exc: BaseException) -> RpcStatus:
         log.error("internal error: %s", exc.message, exc_info=exc)
         exc = errors.Internal("internal error; see the server log", reason=exc.reason)
     code = code_for(exc)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata))]
+    message = _clip(exc.message, MAX_MESSAGE)
+    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata={
+        key: _clip(value, MAX_METADATA_VALUE) for key, value in exc.metadata.items()}))]
     if exc.violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations])))
+            error_details_pb2.BadRequest.FieldViolation(field=_clip(v.field, MAX_METADATA_VALUE),
+                                                        description=_clip(v.description, MAX_DESCRIPTION))
+            for v in exc.violations[:MAX_VIOLATIONS]])))
     if isinstance(exc, errors.QuotaExceeded):
         details.append(_pack(error_details_pb2.QuotaFailure(violations=[error_details_pb2.QuotaFailure.Violation(
             subject=exc.subject, description=exc.message, quota_id=exc.quota, quota_value=exc.limit)])))
@@ -93,5 +102,14 @@ def status_for(exc: BaseException) -> RpcStatus:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int((exc.retry_after or 1.0) * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message, details=details)
-    return RpcStatus(code, exc.message, status.SerializeToString())
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    return RpcStatus(code, message, status.SerializeToString())
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most `limit` bytes of UTF-8: a message quoting a huge input must still fit the client's metadata limit
+    (grpc-message percent-encodes every byte that is not printable ASCII, tripling it)."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit - 3].decode(errors="ignore") + "…"
