@@ -138,6 +138,7 @@ class _Call:
         self.record = CallRecord(method=method, peer=context.peer() or "", resource=_resource_of(request),
                                  request_id=str(getattr(request, "request_id", "") or ""))
         self.admitted = False
+        self._ended = False
         self._token: contextvars.Token[Caller | None] | None = None
 
     async def admit(self) -> None:
@@ -149,6 +150,10 @@ class _Call:
         self.admitted = True
 
     async def end(self, exc: BaseException | None) -> None:
+        """Once per call: release the caller, and write the audit row the call still needs."""
+        if self._ended:
+            return
+        self._ended = True
         if self._token is not None:
             CURRENT_CALLER.reset(self._token)
             self._token = None
@@ -157,6 +162,11 @@ class _Call:
         code, reason = _outcome(exc, self.context)
         if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or reason == "RATE_LIMITED":
             metrics.AUTH_DENIED.labels(reason=reason or code).inc()
+        record = self.record
+        # Who called what, never with what credentials: the token's id only (its secret is never held here).
+        log.debug("call", extra={"method": record.method, "code": code, "reason": reason, "peer": record.peer,
+                                 "principal": record.principal, "token_id": record.token_id,
+                                 "namespace": record.namespace})
         try:
             # Shielded: a call cancelled mid-way still gets its row.
             await asyncio.shield(self.admission.conclude(self.record, code, reason))
@@ -182,6 +192,7 @@ def _wrap_unary_response(admission: Admission, rule: Rule, method: str, behavior
                 raise
             if streaming_request and not call.admitted:
                 await drain(request)  # the handler that would have drained it never ran
+            await call.end(exc)  # the audit row is written before the client hears
             await _abort(context, exc)
         finally:
             await call.end(failure)
@@ -212,6 +223,7 @@ def _wrap_stream_response(admission: Admission, rule: Rule, method: str,
             failure = exc
             if not isinstance(exc, Exception) or _is_abort(exc):
                 raise
+            await call.end(exc)  # the audit row is written before the client hears
             await _abort(context, exc)
         finally:
             await call.end(failure)

@@ -41,8 +41,8 @@ async def record_in(connection: Connection, caller: Caller, resource: str) -> No
     """Write the call's OK row inside the use case's transaction (nothing for in-process callers, which are no
     RPC)."""
     call = caller.call
-    if not call.method:
-        return
+    if not call.method or call.audited:
+        return  # no RPC, or its row is written (a one-call upload creates, then completes: one call, one row)
     call.resource = resource
     await repo.insert(connection, event_of(call, "OK", ""))
     call.audited = True

@@ -167,6 +167,7 @@ class Datasets:
     async def create(self, caller: Caller, parent: str, spec: NewDataset) -> Dataset:
         """Create a DRAFT dataset, or return the one an earlier request with the same request_id created."""
         namespace = caller.parent(parent)
+        caller.call.resource = f"namespaces/{namespace}/datasets/{spec.name}"
         spec = spec.validated()
         async with self.db.transaction() as connection:
             space = await existing_namespace(connection, namespace)
