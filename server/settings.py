@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import ssl
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -134,6 +135,21 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("QUARRY_TLS_CLIENT_CA_FILE", "client certificates need TLS: set QUARRY_TLS_CERT_FILE "
                                                            "and QUARRY_TLS_KEY_FILE too")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            # Loaded once here, so a bad pair is one line naming the variable, not a wall of TLS library errors.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+            except ssl.SSLError as exc:
+                raise ConfigError("QUARRY_TLS_KEY_FILE", f"{self.tls_key_file} is not the key of the certificate in "
+                                                         f"{self.tls_cert_file}, or either is unusable "
+                                                         f"({exc.reason or exc})") from None
+            if self.tls_client_ca_file is not None:
+                try:
+                    context.load_verify_locations(self.tls_client_ca_file)
+                except ssl.SSLError as exc:
+                    raise ConfigError("QUARRY_TLS_CLIENT_CA_FILE", f"{self.tls_client_ca_file} holds no usable CA "
+                                                                   f"certificate ({exc.reason or exc})") from None
         return self
 
     @field_validator("storage_url")

@@ -128,10 +128,10 @@ class ServerHandle:
 
 
 def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | None = None,
-                 service: str = "") -> None:
-    """Block until the health check of `service` says SERVING."""
+                 service: str = "", credentials: grpc.ChannelCredentials | None = None) -> None:
+    """Block until the health check of `service` says SERVING (over TLS with `credentials`)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with (grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -148,14 +148,16 @@ def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | Non
             time.sleep(0.1)
 
 
-def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str) -> ServerHandle:
-    """Start a server on free ports and wait until it is SERVING (its operator token registered for open_api)."""
+def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str, *,
+                 credentials: grpc.ChannelCredentials | None = None) -> ServerHandle:
+    """Start a server on free ports and wait until it is SERVING (its operator token registered for open_api);
+    `credentials` to reach a server that speaks TLS."""
     port, metrics_port, flight_port = free_port(), free_port(), free_port()
     # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
     env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20), **env,
            "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
     process = QuarryProcess("server", env, log_dir / f"{name}.log").start()
-    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process)
+    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, credentials=credentials)
     register_server(env["QUARRY_GRPC_ADDRESS"], env)
     return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind,
                         env["QUARRY_FLIGHT_ADDRESS"])
