@@ -163,10 +163,11 @@ class _Call:
         if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or reason == "RATE_LIMITED":
             metrics.AUTH_DENIED.labels(reason=reason or code).inc()
         record = self.record
-        # Who called what, never with what credentials: the token's id only (its secret is never held here).
-        log.debug("call", extra={"method": record.method, "code": code, "reason": reason, "peer": record.peer,
-                                 "principal": record.principal, "token_id": record.token_id,
-                                 "namespace": record.namespace})
+        if log.isEnabledFor(logging.DEBUG):
+            # Who called what, never with what credentials: the token's id only (its secret is never held here).
+            log.debug("call", extra={"method": record.method, "code": code, "reason": reason, "peer": record.peer,
+                                     "principal": record.principal, "token_id": record.token_id,
+                                     "namespace": record.namespace})
         try:
             # Shielded: a call cancelled mid-way still gets its row.
             await asyncio.shield(self.admission.conclude(self.record, code, reason))
