@@ -26,7 +26,6 @@ from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import ROOT, wait_serving  # noqa: E402
 from quarry.v1 import dataset_service_pb2 as dpb  # noqa: E402
 from quarry.v1 import dataset_service_pb2_grpc as dpb_grpc  # noqa: E402
 from quarry.v1 import namespace_service_pb2 as npb  # noqa: E402
@@ -34,6 +33,8 @@ from quarry.v1 import namespace_service_pb2_grpc as npb_grpc  # noqa: E402
 from quarry.v1 import token_pb2  # noqa: E402
 from quarry.v1 import token_service_pb2 as tpb  # noqa: E402
 from quarry.v1 import token_service_pb2_grpc as tpb_grpc  # noqa: E402
+
+from bench.stack import ROOT, wait_serving  # noqa: E402
 from server.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 from server.listen_ports import free_port  # noqa: E402
 
