@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -21,7 +22,15 @@ from quarry.v1 import upload_service_pb2 as upb
 from server.domain.access import RPC_RULES
 from server.model.objects import ObjectStore
 from tests.access_matrix import CALLERS, REQUESTS, Fixture, Outcome, expected, invoke, methods
-from tests.support import ServerHandle, bearer, create_namespace, error_info, issue_token, server_operator
+from tests.support import (
+    ServerHandle,
+    bearer,
+    create_namespace,
+    error_info,
+    issue_token,
+    server_operator,
+    start_server,
+)
 
 
 def test_every_served_rpc_has_a_request_here() -> None:
@@ -199,3 +208,39 @@ async def test_the_namespace_header_only_chooses_among_granted_namespaces(server
         listed = await stub.ListDatasets(dpb.ListDatasetsRequest(),  # type: ignore[attr-defined]
                                          metadata=(*bearer(token), ("x-quarry-namespace", second)))
         assert [d.name for d in listed.datasets] == [f"namespaces/{second}/datasets/x"]
+
+
+async def test_with_auth_mode_none_every_caller_is_trusted_in_the_namespace_it_names(
+        stack_envs: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    from quarry.v1 import capabilities_service_pb2 as cpb
+    from quarry.v1 import capabilities_service_pb2_grpc as cpb_grpc
+    from quarry.v1 import namespace_service_pb2 as npb
+    from quarry.v1 import namespace_service_pb2_grpc as npb_grpc
+
+    handle = await asyncio.to_thread(start_server, dict(stack_envs["file"], QUARRY_AUTH_MODE="none"), tmp_path,
+                                     "auth-none", "file")
+    namespace = f"none-{uuid.uuid4().hex[:8]}"
+    try:
+        async with aio.insecure_channel(handle.address) as channel:
+            answer = await cpb_grpc.CapabilitiesServiceStub(channel).GetCapabilities(cpb.GetCapabilitiesRequest())
+            assert answer.auth_mode == cpb.AUTH_MODE_NONE and not answer.tls_required
+            # No token anywhere: namespaces still exist only once created (by anyone: all are trusted).
+            header = (("x-quarry-namespace", namespace),)
+            datasets = _stub(channel, "DatasetService")
+            with pytest.raises(aio.AioRpcError) as missing:
+                await datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id="x"),  # type: ignore[attr-defined]
+                                             metadata=header)
+            assert error_info(missing.value)[0] == "NAMESPACE_NOT_FOUND"
+            await npb_grpc.NamespaceServiceStub(channel).CreateNamespace(npb.CreateNamespaceRequest(
+                namespace_id=namespace))
+            await datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id="x"),  # type: ignore[attr-defined]
+                                         metadata=header)
+            listed = await datasets.ListDatasets(dpb.ListDatasetsRequest(), metadata=header)  # type: ignore
+            assert [d.name for d in listed.datasets] == [f"namespaces/{namespace}/datasets/x"]
+            with pytest.raises(aio.AioRpcError) as bad:
+                await datasets.ListDatasets(dpb.ListDatasetsRequest(),  # type: ignore[attr-defined]
+                                            metadata=(("x-quarry-namespace", "Not A Name"),))
+            assert (bad.value.code(), error_info(bad.value)[0]) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                                    "INVALID_NAMESPACE")
+    finally:
+        await asyncio.to_thread(handle.process.stop)

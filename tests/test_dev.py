@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import signal
 import stat
@@ -44,7 +45,11 @@ def wait_announced(process: subprocess.Popen[str], timeout: float = 90) -> str:
         line = lines.get(timeout=timeout)
     except queue.Empty:
         raise AssertionError(f"quarry dev announced nothing within {timeout}s") from None
-    assert line.startswith("Quarry is serving on"), (line, process.stderr.read() if process.poll() else "")
+    if not line.startswith("Quarry is serving on"):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)  # stdout closed: it is exiting; its stderr says why
+        raise AssertionError(f"no announcement: {line!r}; exit {process.poll()}; stderr: "
+                             f"{process.stderr.read() if process.poll() is not None else ''}")  # type: ignore
     return line
 
 

@@ -129,6 +129,7 @@ class UploadStream:
                                   f"resume it at that offset", expected_offset=upload.committed_bytes)
         else:
             upload, created = await self.uploads.load(caller, target, "header.upload"), False
+        caller.call.resource = upload.name
         if not created:
             self._check_writable(upload, write_offset)
         metrics.UPLOAD_STREAMS.inc()
