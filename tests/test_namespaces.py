@@ -19,11 +19,13 @@ from grpc import aio
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import namespace_pb2, upload_pb2
 from quarry.v1 import namespace_service_pb2 as npb
+from quarry.v1 import namespace_service_pb2_grpc as npb_grpc
 from quarry.v1 import upload_service_pb2 as upb
 
 from tests.support import (
     Api,
     ServerHandle,
+    bearer,
     create_namespace,
     error_info,
     field_violations,
@@ -125,6 +127,15 @@ async def test_a_token_lists_its_namespaces_and_reads_their_usage(api: Api, quar
         error = await fails(reader.namespaces.GetNamespace(npb.GetNamespaceRequest(name="default")),
                             grpc.StatusCode.INVALID_ARGUMENT, "INVALID_NAME")
         assert field_violations(error) == ["name"]
+        # An empty name is where the token acts when a call names nowhere: its first grant, unless the header
+        # picks another.
+        async with aio.insecure_channel(quarry.address) as channel:
+            stub = npb_grpc.NamespaceServiceStub(channel)
+            home = await stub.GetNamespace(npb.GetNamespaceRequest(), metadata=bearer(token))
+            assert home.namespace.name == api.parent
+            picked = await stub.GetNamespace(npb.GetNamespaceRequest(),
+                                             metadata=(*bearer(token), ("x-quarry-namespace", second)))
+            assert picked.namespace.name == f"namespaces/{second}"
     finally:
         await reader.channel.close()
 

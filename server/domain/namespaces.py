@@ -107,8 +107,9 @@ class Namespaces:
         return created
 
     async def get(self, caller: Caller, name: str) -> tuple[Namespace, Usage]:
-        """A namespace and what it holds (readers of it)."""
-        namespace = caller.check(_parse(name, "name"))
+        """A namespace and what it holds (readers of it); an empty name is the namespace the caller acts in when
+        it names none (how a client with only a token learns where it is)."""
+        namespace = caller.check(_parse(name, "name") if name else caller.namespace)
         async with self.db.connection() as connection:
             found = await repo.get(connection, namespace)
             if found is None:
