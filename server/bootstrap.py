@@ -7,6 +7,7 @@ needs no extra step. A credentials file is TOML, mode 0600:
 
     # Quarry credentials, written by `quarry dev` for 127.0.0.1:50051 (data directory …)
     token = "qk_<id>_<secret>"
+    address = "127.0.0.1:50051"
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def user_credentials_path(environ: dict[str, str] | None = None) -> Path:
     return Path(config) / "quarry" / "credentials"
 
 
-def credentials_text(token: str, comment: str) -> str:
-    """The content of a credentials file: a comment line, then the token."""
-    return f"# {comment}\ntoken = \"{token}\"\n"
+def credentials_text(token: str, comment: str, address: str | None = None) -> str:
+    """The content of a credentials file: a comment line, the token, and the server it is for (clients send
+    the token to that server only)."""
+    text = f"# {comment}\ntoken = \"{token}\"\n"
+    return text + (f"address = \"{address}\"\n" if address else "")
 
 
 def write_credentials(path: Path, text: str) -> None:

@@ -26,7 +26,8 @@ GiB = 1 << 30
 
 # Variables read by the client SDK and CLI, not by the server; the server must not call them unknown.
 CLIENT_VARIABLES = frozenset({"QUARRY_ADDRESS", "QUARRY_NAMESPACE", "QUARRY_TIMEOUT", "QUARRY_CACHE_DIR",
-                              "QUARRY_TOKEN", "QUARRY_CREDENTIALS", "QUARRY_CA_FILE"})
+                              "QUARRY_TOKEN", "QUARRY_CREDENTIALS", "QUARRY_CA_FILE", "QUARRY_CERT_FILE",
+                              "QUARRY_KEY_FILE"})
 # Settings whose value is never echoed in an error, not even redacted.
 SECRET_SETTINGS = frozenset({"s3_secret_access_key"})
 

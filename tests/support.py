@@ -192,6 +192,11 @@ def register_server(address: str, env: dict[str, str]) -> str:
     return _OPERATORS_BY_ADDRESS[address]
 
 
+def registered_servers() -> set[str]:
+    """Addresses of the servers whose operator token is known."""
+    return set(_OPERATORS_BY_ADDRESS)
+
+
 def server_operator(address: str) -> str:
     """The operator token of a server started by `start_server` (or registered)."""
     return _OPERATORS_BY_ADDRESS[address]

@@ -75,7 +75,8 @@ def test_json_manifest_and_bad_manifests(tmp_path: Path) -> None:
 async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
     options = {"ignore": ["*.tmp"], "manifest": root / "manifest.yaml"}
-    with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
+    with quarry.Client(env.server.address, namespace=env.namespace, token=env.api.token,
+                       cache_dir=tmp_path / "cache") as client:
         result = client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
         uploads = list(client.list_uploads(dataset="survey"))
         assert sorted(u.path for u in uploads) == ["a.csv", "b/c.jsonl"]
@@ -86,7 +87,8 @@ async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Pa
 
 async def test_directory_upload_is_one_version(env: Env, tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
-    with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
+    with quarry.Client(env.server.address, namespace=env.namespace, token=env.api.token,
+                       cache_dir=tmp_path / "cache") as client:
         result = client.upload_dir(root, "survey", ignore=["*.tmp"], manifest=root / "manifest.yaml")
         assert result.version.message == "First drop\n\na.csv: Points of the first survey\nb/c.jsonl: Raw events"
         assert sorted(f.upload.path for f in result.files) == ["a.csv", "b/c.jsonl"]

@@ -81,13 +81,20 @@ def _credentials(settings: Settings, database_url: str, data_dir: Path) -> Path:
         bootstrap_operator,
         credentials_text,
         ensure_user_credentials,
+        read_token,
         user_credentials_path,
         write_credentials,
     )
     from server.model.errors import FailedPrecondition
 
     path = data_dir / "credentials"
-    if not path.exists():
+    address = _client_address(settings.grpc_address)
+    comment = f"Quarry credentials, {WRITTEN_BY_DEV} for {address} (data directory {data_dir})"
+    kept = read_token(path)
+    if kept is not None:
+        if credentials_text(kept, comment, address) != path.read_text():
+            write_credentials(path, credentials_text(kept, comment, address))  # started on another address
+    else:
         try:
             issued = asyncio.run(bootstrap_operator(settings.model_copy(update={"database_url": database_url}),
                                                     _principal()))
@@ -95,10 +102,16 @@ def _credentials(settings: Settings, database_url: str, data_dir: Path) -> Path:
             raise ConfigError("QUARRY_DATA_DIR", f"{path} is missing but the database in {data_dir} has an operator "
                                                  "token already; restore the file, or start from an empty data "
                                                  "directory") from None
-        write_credentials(path, credentials_text(issued.secret, f"Quarry credentials, {WRITTEN_BY_DEV} for "
-                                                                f"{settings.grpc_address} (data directory {data_dir})"))
+        write_credentials(path, credentials_text(issued.secret, comment, address))
     ensure_user_credentials(path, user_credentials_path())
     return path
+
+
+def _client_address(listen: str) -> str:
+    """Where a client on this machine reaches a server listening on `listen` (every interface: loopback)."""
+    host, _, port = listen.rpartition(":")
+    loopback = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}
+    return f"{loopback.get(host, host)}:{port}"
 
 
 def _principal() -> str:
