@@ -384,11 +384,13 @@ class AsyncClient(BaseClient[AsyncTransport]):
     async def upload_dir(self, directory: str | os.PathLike[str], dataset: str, *, prefix: str = "",
                          ignore: Iterable[str] = (), manifest: str | os.PathLike[str] | None = None,
                          message: str | None = None, wait: bool = False, progress: ProgressCallback | None = None,
-                         use_gitignore: bool = True,
-                         wait_timeout: float | None = WATCH_TIMEOUT) -> DirectoryUploadResult:
-        """Upload a directory's files (gitignore rules apply) and commit them as one version."""
+                         use_gitignore: bool = True, wait_timeout: float | None = WATCH_TIMEOUT,
+                         follow_symlinks: bool = False) -> DirectoryUploadResult:
+        """Upload a directory's files (gitignore rules apply) and commit them as one version. A symbolic link
+        that leads out of the directory is refused unless `follow_symlinks`."""
         batch = await asyncio.to_thread(self._batch, directory, prefix=prefix, ignore=ignore, manifest=manifest,
-                                        message=message, use_gitignore=use_gitignore, progress=progress)
+                                        message=message, use_gitignore=use_gitignore, progress=progress,
+                                        follow_symlinks=follow_symlinks)
         chunk = await self._chunk_size()
         limit = asyncio.Semaphore(self.streams)
 

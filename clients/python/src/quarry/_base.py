@@ -79,13 +79,13 @@ class BaseClient(Generic[TransportT]):
 
     def _batch(self, directory: str | os.PathLike[str], *, prefix: str, ignore: Iterable[str],
                manifest: str | os.PathLike[str] | None, message: str | None, use_gitignore: bool,
-               progress: ProgressCallback | None) -> Batch:
+               progress: ProgressCallback | None, follow_symlinks: bool = False) -> Batch:
         """The files of a directory upload, with the manifest applied (blocking: it walks the directory)."""
         loaded = load_manifest(manifest) if manifest else None
         if loaded is not None and message:
             loaded.message = message
         selection = select_files(directory, ignore=ignore, manifest=loaded, manifest_path=manifest, prefix=prefix,
-                                 use_gitignore=use_gitignore)
+                                 use_gitignore=use_gitignore, follow_symlinks=follow_symlinks)
         if loaded is None and message:
             selection.message = message
         return Batch(selection, progress)

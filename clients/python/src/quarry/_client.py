@@ -345,10 +345,12 @@ class Client(BaseClient[SyncTransport]):
     def upload_dir(self, directory: str | os.PathLike[str], dataset: str, *, prefix: str = "",
                    ignore: Iterable[str] = (), manifest: str | os.PathLike[str] | None = None,
                    message: str | None = None, wait: bool = False, progress: ProgressCallback | None = None,
-                   use_gitignore: bool = True, wait_timeout: float | None = WATCH_TIMEOUT) -> DirectoryUploadResult:
-        """Upload a directory's files (gitignore rules apply) and commit them as one version."""
+                   use_gitignore: bool = True, wait_timeout: float | None = WATCH_TIMEOUT,
+                   follow_symlinks: bool = False) -> DirectoryUploadResult:
+        """Upload a directory's files (gitignore rules apply) and commit them as one version. A symbolic link
+        that leads out of the directory is refused unless `follow_symlinks`."""
         batch = self._batch(directory, prefix=prefix, ignore=ignore, manifest=manifest, message=message,
-                            use_gitignore=use_gitignore, progress=progress)
+                            use_gitignore=use_gitignore, progress=progress, follow_symlinks=follow_symlinks)
 
         def one(file: DirectoryFile, streams: int) -> tuple[UploadJob, UploadResult]:
             job = self._upload_job(file.path, dataset, file.dest, content_type=file.content_type)
