@@ -38,7 +38,7 @@ def make_tree(root: Path) -> Path:
 def test_selection_honours_ignore_rules_and_the_manifest(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
     manifest = quarry.load_manifest(root / "manifest.yaml")
-    chosen = quarry.quarry.select_files(root, ignore=["*.tmp", "!keep.tmp"], manifest=manifest,
+    chosen = quarry.select_files(root, ignore=["*.tmp", "!keep.tmp"], manifest=manifest,
                                  manifest_path=root / "manifest.yaml")
     assert [f.dest for f in chosen.files] == ["a.csv", "b/c.jsonl", "keep.tmp"]
     assert chosen.ignored == [".git/", ".gitignore", "b/d.log", "build/", "manifest.yaml", "notes.tmp"]
@@ -46,7 +46,7 @@ def test_selection_honours_ignore_rules_and_the_manifest(tmp_path: Path) -> None
     assert described["b/c.jsonl"] == ("Raw events", "application/x-ndjson")
     assert chosen.message == "First drop\n\na.csv: Points of the first survey\nb/c.jsonl: Raw events"
     # Without the directory's .gitignore, its patterns do not apply; a prefix moves every path.
-    bare = quarry.quarry.select_files(root, ignore=["*.tmp", "manifest.yaml"], use_gitignore=False, prefix="drop/1")
+    bare = quarry.select_files(root, ignore=["*.tmp", "manifest.yaml"], use_gitignore=False, prefix="drop/1")
     assert [f.dest for f in bare.files] == ["drop/1/a.csv", "drop/1/b/c.jsonl", "drop/1/b/d.log",
                                             "drop/1/build/out.bin"]
 
@@ -55,7 +55,7 @@ def test_json_manifest_and_bad_manifests(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
     good = tmp_path / "m.json"
     good.write_text(json.dumps({"a.csv": "A", "b/c.jsonl": {"description": "C"}}))
-    chosen = quarry.quarry.select_files(root, ignore=["*.tmp", "manifest.yaml"], manifest=quarry.load_manifest(good))
+    chosen = quarry.select_files(root, ignore=["*.tmp", "manifest.yaml"], manifest=quarry.load_manifest(good))
     assert {f.dest: f.description for f in chosen.files} == {"a.csv": "A", "b/c.jsonl": "C"}
     assert chosen.message.endswith("a.csv: A\nb/c.jsonl: C")
     cases = {"list.json": "[1, 2]", "broken.yaml": "a: [", "escape.json": '{"../x": "no"}',
@@ -65,11 +65,11 @@ def test_json_manifest_and_bad_manifests(tmp_path: Path) -> None:
         with pytest.raises(quarry.UsageError):
             quarry.load_manifest(tmp_path / name)
     with pytest.raises(quarry.UsageError, match="missing.csv"):
-        quarry.quarry.select_files(root, manifest=quarry.Manifest(descriptions={"missing.csv": "?"}))
+        quarry.select_files(root, manifest=quarry.Manifest(descriptions={"missing.csv": "?"}))
     with pytest.raises(quarry.UsageError, match="no files"):
-        quarry.quarry.select_files(root, ignore=["*"])
+        quarry.select_files(root, ignore=["*"])
     with pytest.raises(quarry.UsageError, match="not a directory"):
-        quarry.quarry.select_files(root / "a.csv")
+        quarry.select_files(root / "a.csv")
 
 
 async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Path) -> None:
