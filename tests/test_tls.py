@@ -152,3 +152,73 @@ def test_tls_settings_are_checked_at_start(stack_envs: dict[str, dict[str, str]]
     env = dict(stack_envs["file"], QUARRY_GRPC_ADDRESS=f"127.0.0.1:{free_port()}", QUARRY_METRICS_PORT="0",
                **{k: paths.get(v, v) for k, v in variables.items()})
     assert_one_line_naming(run_module("server", env), named, words)
+
+
+# --- the SDK and the CLI over TLS ---------------------------------------------------------------------------
+
+
+def sdk_call(address: str, **options: object) -> float:
+    """Seconds one GetCapabilities took through the SDK (raising what it raised)."""
+    import quarry
+
+    started = time.monotonic()
+    with quarry.Client(address, **options) as client:  # type: ignore[arg-type]
+        client.get_capabilities()
+    return time.monotonic() - started
+
+
+def test_the_sdk_speaks_tls_and_names_a_mismatch_at_once(tls_server: ServerHandle, server_file: ServerHandle,
+                                                         authorities: dict[str, object], tmp_path: Path) -> None:
+    import quarry
+
+    ca = authorities["ca"].pem  # type: ignore[attr-defined]
+    sdk_call(f"grpcs://{tls_server.address}", ca_file=ca, cache_dir=tmp_path)
+    with quarry.Client(tls_server.address, ca_file=ca, token=server_operator(tls_server.address),
+                       cache_dir=tmp_path) as client:  # a CA implies TLS
+        assert client.get_capabilities().tls_required
+        assert "namespaces/default" in [n.name for n in client.list_namespaces()]
+    cases = [
+        (tls_server.address, {}, "speaks TLS: connect to grpcs://"),  # plaintext to a TLS server
+        (f"grpcs://{tls_server.address}", {"ca_file": authorities["wrong-ca"].pem},  # type: ignore[attr-defined]
+         "is not trusted"),
+        (f"grpcs://{server_file.address}", {"ca_file": ca}, "does not speak TLS"),  # TLS to a plaintext server
+    ]
+    for address, options, words in cases:
+        started = time.monotonic()
+        with pytest.raises(quarry.TlsError, match=words):
+            sdk_call(address, cache_dir=tmp_path, **options)
+        assert time.monotonic() - started < 10, f"{address}: retried instead of failing at once"
+
+
+def test_the_sdk_presents_a_client_certificate(stack_envs: dict[str, dict[str, str]],
+                                               authorities: dict[str, object], tmp_path: Path) -> None:
+    import quarry
+
+    ca, client = authorities["ca"], authorities["client"]
+    env = tls_env(stack_envs["file"], authorities["server"], client_ca=ca)  # type: ignore[arg-type]
+    handle = start_server(env, tmp_path, "mtls-sdk", "file", credentials=credentials(ca, client))  # type: ignore
+    try:
+        address = f"grpcs://{handle.address}"
+        sdk_call(address, ca_file=ca.pem, cert_file=client.cert, key_file=client.key,  # type: ignore[attr-defined]
+                 cache_dir=tmp_path)
+        with pytest.raises(quarry.TlsError, match="requires a client certificate"):
+            sdk_call(address, ca_file=ca.pem, cache_dir=tmp_path)  # type: ignore[attr-defined]
+        expired = authorities["expired-client"]
+        with pytest.raises(quarry.TlsError, match="refused the client certificate"):
+            sdk_call(address, ca_file=ca.pem, cert_file=expired.cert, key_file=expired.key,  # type: ignore
+                     cache_dir=tmp_path)
+    finally:
+        handle.process.stop()
+
+
+def test_the_cli_takes_grpcs_and_a_ca_file(tls_server: ServerHandle, authorities: dict[str, object],
+                                           tmp_path: Path) -> None:
+    from tests.sdk_support import Cli, assert_one_line_error
+
+    ca = str(authorities["ca"].pem)  # type: ignore[attr-defined]
+    secure = Cli(f"grpcs://{tls_server.address}", "default", tmp_path / "cache",
+                 token=server_operator(tls_server.address), options=("--ca-file", ca))
+    assert "namespaces/default" in [n["name"] for n in secure.json("namespaces", "ls")]
+    plain = Cli(tls_server.address, "default", tmp_path / "cache", token=server_operator(tls_server.address))
+    line = assert_one_line_error(plain.run("namespaces", "ls", timeout=30), 3)
+    assert "speaks TLS" in line

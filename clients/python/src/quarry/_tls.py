@@ -93,7 +93,10 @@ class Diagnosis:
             with context.wrap_socket(raw, server_hostname=host) as secure:
                 secure.settimeout(0.5)
                 try:
-                    secure.recv(1)  # TLS 1.3 refuses a missing client certificate after the handshake
+                    # With TLS 1.3 a server refuses a client certificate (or its absence) after the handshake:
+                    # it hangs up at once, where a server content with us waits for the HTTP/2 preface.
+                    if secure.recv(1) == b"":
+                        return self._refused_certificate(error)
                 except TimeoutError:
                     return None
         except ssl.SSLCertVerificationError as exc:
@@ -104,9 +107,16 @@ class Diagnosis:
                 return TlsError(error.code, f"the server at {self.config.address} does not speak TLS: connect to "
                                             f"{self.config.address} without grpcs://")
             if "CERTIFICATE" in (exc.reason or ""):
-                return TlsError(error.code, f"{target} requires a client certificate it trusts ({exc.reason}): "
-                                            "pass --cert-file and --key-file")
+                return self._refused_certificate(error)
             return TlsError(error.code, f"the TLS handshake with {target} failed: {exc.reason or exc}")
         except OSError:
             return None
         return None
+
+    def _refused_certificate(self, error: ConnectError) -> TlsError:
+        target = f"grpcs://{self.config.address}"
+        if self.config.cert_file is None:
+            return TlsError(error.code, f"{target} requires a client certificate: pass --cert-file and --key-file "
+                                        "(cert_file=, key_file=; QUARRY_CERT_FILE, QUARRY_KEY_FILE)")
+        return TlsError(error.code, f"{target} refused the client certificate {self.config.cert_file} (expired, or "
+                                    "signed by a CA it does not trust)")
