@@ -52,9 +52,9 @@ class Cli:
             self.namespace, self.token = provision(self.address, self.namespace)
 
     def env(self) -> dict[str, str]:
-        token = {"QUARRY_TOKEN": self.token} if self.token else {}
-        return clean_env(QUARRY_ADDRESS=self.address, QUARRY_NAMESPACE=self.namespace,
-                         QUARRY_CACHE_DIR=str(self.cache_dir), **token, **self.extra_env)
+        values = {"QUARRY_ADDRESS": self.address, "QUARRY_NAMESPACE": self.namespace,
+                  "QUARRY_CACHE_DIR": str(self.cache_dir), **({"QUARRY_TOKEN": self.token} if self.token else {})}
+        return clean_env(**{**values, **self.extra_env})
 
     def popen(self, *args: str, **options: Any) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "quarry.cli", *self.options, *args], env=self.env(), cwd=ROOT,
