@@ -176,6 +176,11 @@ async def test_every_rpc_for_every_caller_matches_the_role_table(
                     mismatches.append(f"{name} as {caller}: the denied call left something behind: {before} -> {after}")
                 denied.append((name, caller, want))
     assert mismatches == []
+    # An admitted call to a method grpc's base class leaves unimplemented is UNIMPLEMENTED, not INTERNAL.
+    async with aio.insecure_channel(server_file.address) as channel:
+        listed = await invoke(channel, "/grpc.health.v1.Health/List", REQUESTS["/grpc.health.v1.Health/List"](
+            fixture, ""), ())
+    assert (listed.code, listed.reason) == (grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED")
     assert len(denied) > 150  # the table denies something to most callers of most RPCs
     # Every denial is an audit row naming the method, the outcome and (once the secret was proven) the token.
     rows = await pool.fetch("SELECT method, code, reason, principal FROM audit_events WHERE id > 0")

@@ -18,7 +18,10 @@ from quarry.v1 import namespace_service_pb2 as npb
 from quarry.v1 import token_pb2
 from quarry.v1 import token_service_pb2 as tpb
 
+from server.domain.tokens import bootstrap as bootstrap_token
+from server.model.errors import FailedPrecondition
 from tests.conftest import create_database
+from tests.inprocess import in_process
 from tests.support import (
     Api,
     ServerHandle,
@@ -58,6 +61,10 @@ async def test_bootstrap_issues_one_operator_token_then_refuses(postgres: object
     again = await asyncio.to_thread(bootstrap, env)
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.strip().splitlines()[-1].startswith("quarry: an operator token exists already")
+    async with in_process(env) as services:
+        with pytest.raises(FailedPrecondition) as refused:
+            await bootstrap_token(services.db, "second", "default")
+    assert refused.value.reason == "ALREADY_BOOTSTRAPPED"
     connection = await asyncpg.connect(env["QUARRY_DATABASE_URL"])
     try:
         rows = await connection.fetch("SELECT * FROM tokens")

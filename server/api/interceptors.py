@@ -161,7 +161,7 @@ class _Call:
             return
         code, reason = _outcome(exc, self.context)
         if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or reason == "RATE_LIMITED":
-            metrics.AUTH_DENIED.labels(reason=reason or code).inc()
+            metrics.AUTH_DENIED.labels(reason or code).inc()
         record = self.record
         if log.isEnabledFor(logging.DEBUG):
             # Who called what, never with what credentials: the token's id only (its secret is never held here).

@@ -16,10 +16,7 @@ _COLUMNS = "id, event_time, principal, token_id, namespace, method, resource, co
 
 
 def _event(row: asyncpg.Record) -> AuditEvent:
-    return AuditEvent(id=row["id"], event_time=row["event_time"], principal=row["principal"],
-                      token_id=row["token_id"], namespace=row["namespace"], method=row["method"],
-                      resource=row["resource"], code=row["code"], reason=row["reason"],
-                      request_id=row["request_id"], peer=row["peer"])
+    return AuditEvent(**dict(row))  # the columns are the model's fields
 
 
 async def insert(connection: asyncpg.Connection, event: AuditEvent) -> None:
