@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -17,9 +16,7 @@ from typing import Any
 
 import quarry
 
-from tests.support import ROOT, clean_env, create_namespace, issue_token, registered_servers, server_operator
-
-NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+from tests.support import NAME, ROOT, clean_env, create_namespace, issue_token, registered_servers, server_operator
 
 
 def new_namespace() -> str:

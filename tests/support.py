@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from quarry.v1 import (
 from server.listen_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 T = TypeVar("T")
 
 
@@ -348,8 +350,11 @@ def open_api(address: str, namespace: str | None = None, max_message: int = 64 <
     namespace = namespace or f"t-{uuid.uuid4().hex[:12]}"
     if token is None:
         operator = server_operator(address)
-        create_namespace(address, operator, namespace)
-        token = issue_token(address, operator, {namespace: role})
+        # A namespace that is no name cannot be made (nor granted): the token is for one that can, and the
+        # channel still sends the bad name, for the server to refuse.
+        granted = namespace if NAME.match(namespace) else f"t-{uuid.uuid4().hex[:12]}"
+        create_namespace(address, operator, granted)
+        token = issue_token(address, operator, {granted: role})
     channel = aio.insecure_channel(
         address, interceptors=metadata_interceptors((("x-quarry-namespace", namespace), *bearer(token))),
         options=[("grpc.max_receive_message_length", max_message), ("grpc.max_send_message_length", max_message)])

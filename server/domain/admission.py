@@ -27,9 +27,9 @@ from server.domain.audit import AuditTrail
 from server.domain.caller import Caller, CallRecord
 from server.domain.identity import Authenticator
 from server.domain.namespaces import Namespaces
-from server.model.errors import InvalidArgument, PermissionDenied, RateLimited
+from server.model.errors import PermissionDenied, RateLimited
 from server.model.identity import Access, Principal
-from server.model.names import NAME_PATTERN
+from server.model.names import validate_namespace
 from server.storage.ratelimit import RateLimiter
 
 
@@ -85,9 +85,7 @@ class Admission:
 
     def _namespace(self, principal: Principal, header: str | None) -> str:
         if header:
-            if not NAME_PATTERN.match(header):
-                raise InvalidArgument.field("x-quarry-namespace", f"invalid namespace name {header!r}",
-                                            reason="INVALID_NAMESPACE")
+            validate_namespace(header)  # INVALID_NAMESPACE
             if principal.role_in(header) is None:
                 raise PermissionDenied(f"{principal.name} has no grant on namespace {header!r}",
                                        reason="NAMESPACE_NOT_GRANTED", metadata={"namespace": header})
