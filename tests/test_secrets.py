@@ -25,15 +25,16 @@ def run_module(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[
                           timeout=60)
 
 
-@pytest.mark.parametrize("variable, value, words", [
-    ("QUARRY_DATABASE_URL", f"mysql://quarry:{SECRET}@db/quarry", "postgresql://"),
-    ("QUARRY_DATABASE_URL", f"postgresql://quarry:{SECRET}@127.0.0.1:{free_port()}/quarry", "cannot connect"),
-    ("QUARRY_DATABASE_URL", f"postgresql://quarry@127.0.0.1:{free_port()}/quarry?password={SECRET}",
+@pytest.mark.parametrize("module, variable, value, words", [
+    ("server", "QUARRY_DATABASE_URL", f"mysql://quarry:{SECRET}@db/quarry", "postgresql://"),
+    ("server", "QUARRY_DATABASE_URL", f"postgresql://quarry:{SECRET}@127.0.0.1:{free_port()}/quarry",
      "cannot connect"),
-    ("QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", "cannot connect"),
-    ("QUARRY_REDIS_URL", f"ftp://user:{SECRET}@redis/0", "must start with redis://"),
+    ("workers", "QUARRY_DATABASE_URL", f"postgresql://quarry@127.0.0.1:{free_port()}/quarry?password={SECRET}",
+     "cannot connect"),
+    ("server", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", "cannot connect"),
+    ("workers", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", "cannot connect"),
+    ("workers", "QUARRY_REDIS_URL", f"ftp://user:{SECRET}@redis/0", "must start with redis://"),
 ])
-@pytest.mark.parametrize("module", ["server", "workers"])
 def test_configuration_errors_never_show_a_password(stack_envs: dict[str, dict[str, str]], module: str,
                                                     variable: str, value: str, words: str) -> None:
     env = dict(stack_envs["file"], **{variable: value}, QUARRY_STARTUP_TIMEOUT_SECONDS="1",

@@ -116,20 +116,26 @@ def test_an_expired_server_certificate_is_refused_by_clients(stack_envs: dict[st
         process.stop()
 
 
-def test_mutual_tls_admits_only_valid_client_certificates(stack_envs: dict[str, dict[str, str]],
-                                                          authorities: dict[str, object], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mtls_server(stack_envs: dict[str, dict[str, str]], authorities: dict[str, object],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """A server that requires client certificates signed by the trusted CA."""
     ca = authorities["ca"]
     env = tls_env(stack_envs["file"], authorities["server"], client_ca=ca)  # type: ignore[arg-type]
-    handle = start_server(env, tmp_path, "mtls-server", "file",
+    handle = start_server(env, tmp_path_factory.mktemp("mtls"), "mtls-server", "file",
                           credentials=credentials(ca, authorities["client"]))  # type: ignore[arg-type]
-    try:
-        answer = capabilities(handle.address, credentials(ca, authorities["client"]))  # type: ignore[arg-type]
-        assert answer.tls_required and answer.client_certificate_required
-        for client in (None, authorities["stranger-client"], authorities["expired-client"]):
-            assert refused_quickly(handle.address, credentials(ca, client)) == \
-                grpc.StatusCode.UNAVAILABLE, client  # type: ignore[arg-type]
-    finally:
-        handle.process.stop()
+    yield handle
+    handle.process.stop()
+
+
+def test_mutual_tls_admits_only_valid_client_certificates(mtls_server: ServerHandle,
+                                                          authorities: dict[str, object]) -> None:
+    ca = authorities["ca"]
+    answer = capabilities(mtls_server.address, credentials(ca, authorities["client"]))  # type: ignore[arg-type]
+    assert answer.tls_required and answer.client_certificate_required
+    for client in (None, authorities["stranger-client"], authorities["expired-client"]):
+        assert refused_quickly(mtls_server.address, credentials(ca, client)) == \
+            grpc.StatusCode.UNAVAILABLE, client  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("variables, named, words", [
@@ -190,25 +196,19 @@ def test_the_sdk_speaks_tls_and_names_a_mismatch_at_once(tls_server: ServerHandl
         assert time.monotonic() - started < 10, f"{address}: retried instead of failing at once"
 
 
-def test_the_sdk_presents_a_client_certificate(stack_envs: dict[str, dict[str, str]],
-                                               authorities: dict[str, object], tmp_path: Path) -> None:
+def test_the_sdk_presents_a_client_certificate(mtls_server: ServerHandle, authorities: dict[str, object],
+                                               tmp_path: Path) -> None:
     import quarry
 
-    ca, client = authorities["ca"], authorities["client"]
-    env = tls_env(stack_envs["file"], authorities["server"], client_ca=ca)  # type: ignore[arg-type]
-    handle = start_server(env, tmp_path, "mtls-sdk", "file", credentials=credentials(ca, client))  # type: ignore
-    try:
-        address = f"grpcs://{handle.address}"
-        sdk_call(address, ca_file=ca.pem, cert_file=client.cert, key_file=client.key,  # type: ignore[attr-defined]
+    ca, client, expired = authorities["ca"], authorities["client"], authorities["expired-client"]
+    address = f"grpcs://{mtls_server.address}"
+    sdk_call(address, ca_file=ca.pem, cert_file=client.cert, key_file=client.key,  # type: ignore[attr-defined]
+             cache_dir=tmp_path)
+    with pytest.raises(quarry.TlsError, match="requires a client certificate"):
+        sdk_call(address, ca_file=ca.pem, cache_dir=tmp_path)  # type: ignore[attr-defined]
+    with pytest.raises(quarry.TlsError, match="refused the client certificate"):
+        sdk_call(address, ca_file=ca.pem, cert_file=expired.cert, key_file=expired.key,  # type: ignore
                  cache_dir=tmp_path)
-        with pytest.raises(quarry.TlsError, match="requires a client certificate"):
-            sdk_call(address, ca_file=ca.pem, cache_dir=tmp_path)  # type: ignore[attr-defined]
-        expired = authorities["expired-client"]
-        with pytest.raises(quarry.TlsError, match="refused the client certificate"):
-            sdk_call(address, ca_file=ca.pem, cert_file=expired.cert, key_file=expired.key,  # type: ignore
-                     cache_dir=tmp_path)
-    finally:
-        handle.process.stop()
 
 
 def test_the_cli_takes_grpcs_and_a_ca_file(tls_server: ServerHandle, authorities: dict[str, object],

@@ -205,8 +205,8 @@ async def test_revocation_reaches_every_replica_within_a_second(
     # Two replicas on one database; both have the token cached (it just worked on each), then one revokes it.
     api = open_api(server_file.address)
     await api.channel.close()
-    replicas = await asyncio.gather(*(asyncio.to_thread(start_server, stack_envs["file"], tmp_path, f"replica-{i}",
-                                                        "file") for i in range(2)))
+    second = await asyncio.to_thread(start_server, stack_envs["file"], tmp_path, "replica", "file")
+    replicas = [server_file, second]
     holder = issue_token(replicas[0].address, server_operator(replicas[0].address), {api.namespace: "reader"},
                          principal="holder")
     clients = [open_api(r.address, api.namespace, token=holder) for r in replicas]
@@ -235,9 +235,8 @@ async def test_revocation_reaches_every_replica_within_a_second(
     finally:
         for client in clients:
             await client.channel.close()
-        for replica in replicas:
-            await asyncio.to_thread(replica.process.stop)
-    # A replica records a token's last use (at the latest when it stops).
+        await asyncio.to_thread(second.process.stop)
+    # A replica records a token's last use (at the latest when it stops, as the second did).
     used = await pools["file"].fetchval("SELECT last_use_time FROM tokens WHERE id = $1", holder.split("_")[1])
     assert used is not None
 
