@@ -206,6 +206,7 @@ def quota_failure(error: aio.AioRpcError) -> error_details_pb2.QuotaFailure:
     return found[0]
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("two_apis", [{"max_datasets": 3}], indirect=True)
 async def test_the_dataset_quota_holds_across_replicas(two_apis: list[Api]) -> None:
     calls = [two_apis[i % 2].datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id=f"d{i}")) for i in range(8)]
@@ -227,6 +228,7 @@ async def test_the_dataset_quota_holds_across_replicas(two_apis: list[Api]) -> N
     await two_apis[1].uploads.CreateUpload(create_request(existing, "f.csv"))
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("two_apis", [{"max_open_uploads": 2}], indirect=True)
 async def test_the_open_upload_quota_holds_across_replicas(two_apis: list[Api]) -> None:
     results = await asyncio.gather(*(two_apis[i % 2].uploads.CreateUpload(create_request("ds", f"{i}.csv"))
@@ -237,6 +239,7 @@ async def test_the_open_upload_quota_holds_across_replicas(two_apis: list[Api]) 
     assert quota_failure(refused[0]).violations[0].quota_id == "max_open_uploads"
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("two_apis", [{"max_bytes": 20 * MiB}], indirect=True)
 async def test_the_byte_quota_counts_parts_as_they_are_committed(two_apis: list[Api],
                                                                  replicas: list[ServerHandle]) -> None:
@@ -278,6 +281,7 @@ async def test_the_byte_quota_counts_parts_as_they_are_committed(two_apis: list[
     assert resumed.upload.state == upload_pb2.UPLOAD_STATE_STAGED
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("two_apis", [{"requests_per_second": 5}], indirect=True)
 async def test_the_rate_limit_holds_across_replicas(two_apis: list[Api]) -> None:
     # One token, calls spread over both replicas: the bucket (5 per second, a burst of 5) is in Redis.
@@ -301,6 +305,7 @@ async def test_the_rate_limit_holds_across_replicas(two_apis: list[Api]) -> None
     await two_apis[1].datasets.ListDatasets(request)
 
 
+@pytest.mark.acceptance
 def test_health_needs_no_token_and_is_never_limited(replicas: list[ServerHandle]) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

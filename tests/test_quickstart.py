@@ -16,7 +16,7 @@ from tests.sdk_support import assert_one_line_error
 from tests.support import ROOT, clean_env
 from tests.test_dev import start_dev, wait_announced
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.acceptance]
 
 
 def quick_start_commands() -> list[str]:

@@ -35,6 +35,7 @@ def run_module(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     ("workers", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", "cannot connect"),
     ("workers", "QUARRY_REDIS_URL", f"ftp://user:{SECRET}@redis/0", "must start with redis://"),
 ])
+@pytest.mark.acceptance
 def test_configuration_errors_never_show_a_password(stack_envs: dict[str, dict[str, str]], module: str,
                                                     variable: str, value: str, words: str) -> None:
     env = dict(stack_envs["file"], **{variable: value}, QUARRY_STARTUP_TIMEOUT_SECONDS="1",

@@ -20,7 +20,7 @@ from server.listen_ports import free_port
 from tests.certificates import Authority, Issued
 from tests.support import ROOT, ServerHandle, bearer, server_operator, start_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.acceptance]
 
 
 @pytest.fixture(scope="module")

@@ -199,6 +199,7 @@ async def test_an_expired_token_is_refused(api: Api, quarry: ServerHandle) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 async def test_revocation_reaches_every_replica_within_a_second(
         server_file: ServerHandle, stack_envs: dict[str, dict[str, str]], tmp_path: Path,
         pools: dict[str, asyncpg.Pool]) -> None:
