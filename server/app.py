@@ -32,9 +32,8 @@ from quarry.v1 import (
 )
 
 from server import metrics
-from server.api.caller import CallerResolver
 from server.api.capabilities import CapabilitiesServicer
-from server.api.flight import QuarryFlightServer, start_flight
+from server.api.flight import FlightTls, QuarryFlightServer, start_flight
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.composition import capabilities_of, open_services
@@ -142,8 +141,12 @@ def _start_flight(settings: Settings, services: Services, loop: asyncio.Abstract
     """The Arrow Flight endpoint on QUARRY_FLIGHT_ADDRESS, or None when that is empty."""
     if not settings.flight_address:
         return None
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file is not None else None
+        tls = FlightTls(settings.tls_cert_file.read_bytes(), settings.tls_key_file.read_bytes(), client_ca)
     try:
-        return start_flight(settings.flight_address, services.tables, CallerResolver(settings.default_namespace), loop)
+        return start_flight(settings.flight_address, services.tables, services.admission, loop, tls)
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError("QUARRY_FLIGHT_ADDRESS", f"cannot listen on {settings.flight_address}: {exc}") from None
 

@@ -29,6 +29,9 @@ from quarry.v1 import (
 from server.domain.access import RPC_RULES
 from server.model.identity import Access
 
+FLIGHT = "/arrow.flight.protocol.FlightService/"
+GRPC_RULES = {name: rule for name, rule in RPC_RULES.items() if not name.startswith(FLIGHT)}
+
 SERVICES = [dataset_service_pb2, upload_service_pb2, capabilities_service_pb2, token_service_pb2,
             namespace_service_pb2, audit_service_pb2]
 
@@ -88,6 +91,7 @@ REQUESTS: dict[str, Callable[[Fixture, str], Any]] = {
         name=f"{f.parent}/datasets/missing"),
     "/quarry.v1.DatasetService/ListVersions": lambda f, t: D.ListVersionsRequest(parent=f.dataset),
     "/quarry.v1.DatasetService/GetVersion": lambda f, t: D.GetVersionRequest(name=f.version),
+    "/quarry.v1.DatasetService/ListVersionFiles": lambda f, t: D.ListVersionFilesRequest(parent=f.version),
     "/quarry.v1.DatasetService/CommitVersion": lambda f, t: D.CommitVersionRequest(parent=f.dataset,
                                                                                    uploads=[f.upload]),
     "/quarry.v1.DatasetService/DiffVersions": lambda f, t: D.DiffVersionsRequest(

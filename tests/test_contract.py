@@ -146,12 +146,14 @@ def test_every_rpc_the_server_serves_has_an_access_rule() -> None:
     from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection_pb2
 
+    from server.api.flight import FLIGHT_METHODS, method_name
     from server.domain.access import RPC_RULES
 
     served = [*contract_services(), health_pb2.DESCRIPTOR.services_by_name["Health"],
               reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]]
     methods = {f"/{service.full_name}/{method.name}" for service in served for method in service.methods}
-    assert methods == set(RPC_RULES)
+    flight = {method_name(m) for m in FLIGHT_METHODS}  # the Arrow Flight endpoint's, every one pyarrow routes
+    assert methods | flight == set(RPC_RULES)
 
 
 def test_every_reason_with_a_status_of_its_own_is_named_in_the_contract() -> None:

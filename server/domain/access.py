@@ -43,6 +43,7 @@ RPC_RULES: dict[str, Rule] = {
         "DeleteDataset": Rule(Access.ADMIN, mutating=True),
         "ListVersions": READ,
         "GetVersion": READ,
+        "ListVersionFiles": READ,
         "CommitVersion": WRITE,
         "DiffVersions": READ,
         "PreviewFile": READ,
@@ -84,6 +85,19 @@ RPC_RULES: dict[str, Rule] = {
     }),
     **_service("grpc.reflection.v1alpha.ServerReflection", {
         "ServerReflectionInfo": Rule(Access.AUTHENTICATED),
+    }),
+    # Arrow Flight (QUARRY_FLIGHT_ADDRESS): reads of tables. The methods Quarry does not serve answer
+    # UNIMPLEMENTED, to a caller with a valid token.
+    **_service("arrow.flight.protocol.FlightService", {
+        "ListFlights": READ,
+        "GetFlightInfo": READ,
+        "GetSchema": READ,
+        "DoGet": READ,
+        "Handshake": Rule(Access.AUTHENTICATED),
+        "DoPut": Rule(Access.AUTHENTICATED),
+        "DoExchange": Rule(Access.AUTHENTICATED),
+        "DoAction": Rule(Access.AUTHENTICATED),
+        "ListActions": Rule(Access.AUTHENTICATED),
     }),
 }
 
