@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test test-big proto lint bench-upload bench-flight clean
+.PHONY: run test test-acceptance test-big proto lint bench-upload bench-flight clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
@@ -29,9 +29,14 @@ node_modules/.installed: package.json package-lock.json
 run: $(VENV)/.run-installed
 	$(BIN)/quarry dev
 
-## test: the whole test suite against real Postgres, Redis, moto S3 and server processes
+## test: the test suite against real Postgres, Redis, moto S3 and server processes (all but the acceptance tier)
 test: $(VENV)/.test-installed node_modules/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not big and not acceptance"
+
+## test-acceptance: the end-to-end acceptance tier: the README quick start against `quarry dev`, TLS and mTLS,
+## quotas and rate limits across two replicas, revocation across replicas, secrets in configuration errors
+test-acceptance: $(VENV)/.test-installed node_modules/.installed
+	$(BIN)/pytest -m acceptance
 
 ## test-big: the tests of 1 GB files (Flight memory, what pandas fetches); minutes, so not in `make test`
 test-big: $(VENV)/.test-installed node_modules/.installed

@@ -16,28 +16,31 @@ import logging
 import signal
 import threading
 
+import grpc
 import pyarrow as pa
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from quarry.v1 import (
+    audit_service_pb2,
     capabilities_service_pb2,
     capabilities_service_pb2_grpc,
     dataset_service_pb2,
+    namespace_service_pb2,
+    token_service_pb2,
     upload_service_pb2,
 )
 
 from server import metrics
-from server.api.caller import CallerResolver
 from server.api.capabilities import CapabilitiesServicer
-from server.api.flight import QuarryFlightServer, start_flight
+from server.api.flight import FlightTls, QuarryFlightServer, start_flight
 from server.api.health import HealthReporter
 from server.api.interceptors import ErrorAndMetricsInterceptor
 from server.composition import capabilities_of, open_services
 from server.connections import Connections, open_connections
 from server.domain.gauges import UploadStateSampler
 from server.domain.services import Services
-from server.listen_ports import ensure_ports_free, listen_host
+from server.listen_ports import ensure_ports_free
 from server.model.errors import ConfigError
 from server.settings import Settings
 
@@ -75,6 +78,9 @@ QUARRY_SERVICES = (
     dataset_service_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
     upload_service_pb2.DESCRIPTOR.services_by_name["UploadService"].full_name,
     capabilities_service_pb2.DESCRIPTOR.services_by_name["CapabilitiesService"].full_name,
+    token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    namespace_service_pb2.DESCRIPTOR.services_by_name["NamespaceService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
 
@@ -84,7 +90,7 @@ def build_grpc_server(settings: Settings, deps: Connections, services: Services,
     from server.api.servicers import add_quarry_servicers
 
     server = aio.server(
-        interceptors=[ErrorAndMetricsInterceptor()],
+        interceptors=[ErrorAndMetricsInterceptor(services.admission)],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -102,7 +108,7 @@ def build_grpc_server(settings: Settings, deps: Connections, services: Services,
     )
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
         CapabilitiesServicer(capabilities_of(settings, deps.store.kind)), server)
-    add_quarry_servicers(server, services, settings.default_namespace)
+    add_quarry_servicers(server, services)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
         [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -110,10 +116,22 @@ def build_grpc_server(settings: Settings, deps: Connections, services: Services,
     return server
 
 
-def _bind(server: aio.Server, address: str) -> None:
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from QUARRY_TLS_* (None: plaintext); with a client CA, client certificates are required."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file is not None else None
+    return grpc.ssl_server_credentials([(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+                                       root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def _bind(server: aio.Server, address: str, credentials: grpc.ServerCredentials | None = None) -> None:
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as exc:
+        if credentials is not None:
+            raise ConfigError("QUARRY_TLS_CERT_FILE", f"cannot serve TLS on {address} with this certificate and "
+                                                      f"key: {exc}") from None
         raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {address}: {exc}") from None
     if port == 0:
         raise ConfigError("QUARRY_GRPC_ADDRESS", f"cannot listen on {address}: address in use or unavailable")
@@ -123,8 +141,12 @@ def _start_flight(settings: Settings, services: Services, loop: asyncio.Abstract
     """The Arrow Flight endpoint on QUARRY_FLIGHT_ADDRESS, or None when that is empty."""
     if not settings.flight_address:
         return None
+    tls = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file is not None else None
+        tls = FlightTls(settings.tls_cert_file.read_bytes(), settings.tls_key_file.read_bytes(), client_ca)
     try:
-        return start_flight(settings.flight_address, services.tables, CallerResolver(settings.default_namespace), loop)
+        return start_flight(settings.flight_address, services.tables, services.admission, loop, tls)
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError("QUARRY_FLIGHT_ADDRESS", f"cannot listen on {settings.flight_address}: {exc}") from None
 
@@ -161,8 +183,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         services = await stack.enter_async_context(open_services(deps))
         health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
         server = build_grpc_server(settings, deps, services, health)
-        _bind(server, settings.grpc_address)
-        metrics.serve_metrics(listen_host(settings.grpc_address), settings.metrics_port, "QUARRY_METRICS_PORT")
+        _bind(server, settings.grpc_address, server_credentials(settings))
+        metrics.serve_metrics(settings.metrics_host, settings.metrics_port, "QUARRY_METRICS_PORT")
         await server.start()
         flight_server = _start_flight(settings, services, loop)
         await health.refresh()
@@ -170,7 +192,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         sampler = UploadStateSampler(services.db, max(5.0, settings.health_interval_seconds))
         sampler.start()
         log.info("serving", extra={"address": settings.grpc_address, "metrics_port": settings.metrics_port,
-                                   "flight_address": settings.flight_address, "storage": deps.store.kind})
+                                   "flight_address": settings.flight_address, "storage": deps.store.kind,
+                                   "auth_mode": settings.auth_mode, "tls": settings.tls})
         if ready is not None:
             ready.set()
         await stop.wait()

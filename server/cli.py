@@ -1,4 +1,4 @@
-"""Server-side `quarry` commands: serve, worker, migrate, dev.
+"""Server-side `quarry` commands: serve, worker, migrate, dev, admin bootstrap.
 
 The client package's CLI discovers `register` through the `quarry.commands` entry point, so these
 commands appear only when the server package is installed. Heavy imports happen inside the commands.
@@ -61,8 +61,41 @@ async def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
 
 
+async def _bootstrap(settings: Settings, principal: str, credentials_file: Path | None) -> None:
+    from server.bootstrap import bootstrap_operator, credentials_text, write_credentials
+    from server.model.errors import FailedPrecondition
+
+    try:
+        issued = await bootstrap_operator(settings, principal)
+    except FailedPrecondition as exc:
+        print(f"quarry: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if credentials_file is not None:
+        write_credentials(credentials_file, credentials_text(
+            issued.secret, f"Quarry credentials: operator token {issued.record.name} of principal {principal}"))
+        print(f"wrote the operator token {issued.record.name} to {credentials_file} (mode 0600)", file=sys.stderr)
+    else:
+        print(issued.secret)
+        print(f"operator token {issued.record.name} for {principal}: shown once, keep it secret; use it as "
+              "QUARRY_TOKEN or in a credentials file", file=sys.stderr)
+
+
 def register(app: typer.Typer) -> None:
     """Add the server-side commands to the `quarry` CLI."""
+    admin = typer.Typer(help="Administer a deployment (configured by QUARRY_* variables).", no_args_is_help=True)
+    app.add_typer(admin, name="admin", rich_help_panel="Server")
+
+    @admin.command("bootstrap")
+    def bootstrap_command(
+        principal: Annotated[str, typer.Option(help="Name of the operator the token belongs to")] = "operator",
+        credentials_file: Annotated[Path | None, typer.Option(
+            "--credentials-file", help="Write the token to this file (mode 0600) instead of printing it")] = None,
+    ) -> None:
+        """Issue the first operator token of an empty database (refused once a live operator token exists).
+
+        Also creates the default namespace (QUARRY_DEFAULT_NAMESPACE) if it does not exist. The token is printed
+        once on stdout."""
+        _run(lambda settings: _bootstrap(settings, principal, credentials_file))
 
     @app.command(rich_help_panel="Server")
     def serve() -> None:

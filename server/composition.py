@@ -6,15 +6,20 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from server.connections import Connections
+from server.domain.admission import Admission, AuthMode
+from server.domain.audit import AuditTrail
 from server.domain.capabilities import Capabilities
 from server.domain.datasets import Datasets
 from server.domain.files import Files
+from server.domain.identity import Authenticator
 from server.domain.listing import PageTokens
+from server.domain.namespaces import Namespaces
 from server.domain.parts import UploadLimits
 from server.domain.pipeline import Pipeline
 from server.domain.services import Services
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
+from server.domain.tokens import Tokens
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
@@ -22,6 +27,7 @@ from server.settings import Settings
 from server.storage import namespaces
 from server.storage.db import Database
 from server.storage.notifications import NotificationHub
+from server.storage.ratelimit import RateLimiter
 
 
 def capabilities_of(settings: Settings, storage_kind: str) -> Capabilities:
@@ -31,7 +37,9 @@ def capabilities_of(settings: Settings, storage_kind: str) -> Capabilities:
         min_part_bytes=settings.min_part_bytes, max_part_bytes=settings.max_part_bytes,
         max_upload_bytes=settings.max_upload_bytes, max_open_uploads=settings.max_open_uploads,
         upload_expiry_seconds=settings.upload_expiry_seconds, max_page_size=settings.max_page_size,
-        max_preview_rows=settings.max_preview_rows, storage_kind=storage_kind)
+        max_preview_rows=settings.max_preview_rows, storage_kind=storage_kind, auth_mode=settings.auth_mode,
+        tls=settings.tls, client_certificates=settings.tls_client_ca_file is not None,
+        max_url_ttl_seconds=settings.max_url_ttl_seconds)
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
@@ -55,17 +63,29 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         key = await namespaces.page_token_key(connection)
     hub = NotificationHub(settings.database_url, connect_timeout=settings.startup_timeout_seconds)
     await hub.start()
+    limiter = RateLimiter.from_url(settings.redis_url)
+    authenticator = Authenticator(db, hub)
+    authenticator.start()
     try:
         tokens = PageTokens(key)
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
         versions = Versions(db, deps.queue, tokens, settings.max_page_size)
-        files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size)
+        files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size,
+                      settings.max_url_ttl_seconds)
+        audit = AuditTrail(db, tokens, settings.max_page_size)
+        spaces = Namespaces(db, hub, tokens, settings.max_page_size)
         yield Services(
             db=db, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
             versions=versions, files=files, pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
-                            gc_grace=settings.gc_grace_seconds),
-            tables=Tables(files, datasets, deps.store, settings.flight_split_bytes))
+                            gc_grace=settings.gc_grace_seconds, audit=audit,
+                            audit_retention_days=settings.audit_retention_days),
+            tables=Tables(files, datasets, deps.store, settings.flight_split_bytes),
+            namespaces=spaces, tokens=Tokens(db, authenticator, tokens, settings.max_page_size), audit=audit,
+            admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
+                                spaces, limiter, audit))
     finally:
+        await authenticator.close()
+        await limiter.close()
         await hub.close()

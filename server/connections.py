@@ -12,6 +12,7 @@ import asyncpg
 
 from server.model.errors import ConfigError, QuarryError
 from server.model.objects import ObjectStore
+from server.model.redaction import redact
 from server.settings import Settings
 from server.storage import db
 from server.storage.jobqueue import JobQueue
@@ -75,12 +76,12 @@ async def _open_store(settings: Settings) -> ObjectStore:
     try:
         store = await open_configured_store(settings)
     except OSError as exc:
-        raise ConfigError("QUARRY_STORAGE_URL", f"cannot open {settings.storage_url}: {exc}") from None
+        raise ConfigError("QUARRY_STORAGE_URL", redact(f"cannot open {settings.storage_url}: {exc}")) from None
     try:
         await asyncio.wait_for(store.ping(), timeout=max(2.0, settings.startup_timeout_seconds))
     except (TimeoutError, QuarryError) as exc:
         await store.close()
         reason = str(exc) or "timed out"
-        raise ConfigError("QUARRY_STORAGE_URL", f"object store {settings.storage_url} does not answer: {reason}") \
-            from None
+        raise ConfigError("QUARRY_STORAGE_URL",
+                          redact(f"object store {settings.storage_url} does not answer: {reason}")) from None
     return store

@@ -48,5 +48,5 @@ def ensure_ports_free(settings: Settings, *, worker_metrics: bool = False) -> No
     if worker_metrics:
         checks.append(("QUARRY_WORKER_METRICS_PORT", settings.worker_metrics_port))
     for variable, value in checks:
-        if value and not port_is_free(host, value):
+        if value and not port_is_free(settings.metrics_host, value):
             raise ConfigError(variable, f"cannot listen on port {value}: address already in use")

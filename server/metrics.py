@@ -12,6 +12,8 @@ GRPC_LATENCY = Histogram("quarry_grpc_handling_seconds", "gRPC call duration", [
 READ_BYTES = Counter("quarry_read_bytes_total", "Bytes of version files ReadFile served", ["protocol"])
 FLIGHT_ROWS = Counter("quarry_flight_rows_total", "Rows Arrow Flight DoGet streamed")
 FLIGHT_BYTES = Counter("quarry_flight_bytes_total", "Arrow bytes (in memory) of the batches DoGet streamed")
+AUTH_DENIED = Counter("quarry_auth_denied_total", "Calls refused: no valid token, no grant, a role too low, or a rate "
+                      "limit", ["reason"])
 DEPENDENCY_UP = Gauge("quarry_dependency_up", "1 when a dependency answers its health probe", ["dependency"])
 
 UPLOAD_BYTES = Counter("quarry_upload_bytes_received_total", "Upload bytes received from clients")

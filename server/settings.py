@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import difflib
 import os
+import ssl
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.model.errors import ConfigError
 from server.model.locations import LocalLocation, S3Location, StorageLocation
+from server.model.redaction import redact
 
 PREFIX = "QUARRY_"
 MiB = 1 << 20
 GiB = 1 << 30
 
 # Variables read by the client SDK and CLI, not by the server; the server must not call them unknown.
-CLIENT_VARIABLES = frozenset({"QUARRY_ADDRESS", "QUARRY_NAMESPACE", "QUARRY_TIMEOUT", "QUARRY_CACHE_DIR"})
+CLIENT_VARIABLES = frozenset({"QUARRY_ADDRESS", "QUARRY_NAMESPACE", "QUARRY_TIMEOUT", "QUARRY_CACHE_DIR",
+                              "QUARRY_TOKEN", "QUARRY_CREDENTIALS", "QUARRY_CA_FILE", "QUARRY_CERT_FILE",
+                              "QUARRY_KEY_FILE"})
+# Settings whose value is never echoed in an error, not even redacted.
+SECRET_SETTINGS = frozenset({"s3_secret_access_key"})
 
 
 def parse_storage_url(url: str) -> StorageLocation:
@@ -69,6 +75,7 @@ class Settings(BaseSettings):
     flight_address: str = Field("", description="host:port of the Arrow Flight endpoint; empty: off")
     flight_split_bytes: int = Field(64 * MiB, ge=MiB, description="Parquet bytes per Flight endpoint of a big file")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Prometheus port of the server; 0 disables")
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="interface the /metrics endpoints listen on")
     worker_metrics_port: int = Field(9465, ge=0, le=65535, description="Prometheus port of the worker; 0 disables")
     data_dir: Path = Field(Path(".quarry"), description="data directory of `quarry dev`")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
@@ -94,6 +101,57 @@ class Settings(BaseSettings):
     stuck_after_seconds: float = Field(600, gt=0, description="when the sweep re-enqueues work")
     sweep_interval_seconds: float = Field(60, gt=0, description="how often the sweep runs")
     gc_grace_seconds: float = Field(3600, gt=0, description="age before unreferenced objects are removed")
+    auth_mode: Literal["tokens", "none"] = Field("tokens", description="tokens, or none for a trusted network")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve TLS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of the certificate")
+    tls_client_ca_file: Path | None = Field(None, description="PEM CA bundle: require client certificates (mTLS)")
+    audit_retention_days: float = Field(365, gt=0, description="age at which the sweep deletes audit events")
+    max_url_ttl_seconds: float = Field(3600, gt=0, le=7 * 86400, description="longest a download URL lives")
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+    @classmethod
+    def _readable_pem(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser()
+        try:
+            head = path.read_bytes()[:1 << 16]
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if b"-----BEGIN " not in head:
+            raise ValueError(f"{path} is not a PEM file")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            variable = "QUARRY_TLS_KEY_FILE" if self.tls_key_file is None else "QUARRY_TLS_CERT_FILE"
+            raise ConfigError(variable, "QUARRY_TLS_CERT_FILE and QUARRY_TLS_KEY_FILE go together: set both or "
+                                        "neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ConfigError("QUARRY_TLS_CLIENT_CA_FILE", "client certificates need TLS: set QUARRY_TLS_CERT_FILE "
+                                                           "and QUARRY_TLS_KEY_FILE too")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            # Loaded once here, so a bad pair is one line naming the variable, not a wall of TLS library errors.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+            except ssl.SSLError as exc:
+                raise ConfigError("QUARRY_TLS_KEY_FILE", f"{self.tls_key_file} is not the key of the certificate in "
+                                                         f"{self.tls_cert_file}, or either is unusable "
+                                                         f"({exc.reason or exc})") from None
+            if self.tls_client_ca_file is not None:
+                try:
+                    context.load_verify_locations(self.tls_client_ca_file)
+                except ssl.SSLError as exc:
+                    raise ConfigError("QUARRY_TLS_CLIENT_CA_FILE", f"{self.tls_client_ca_file} holds no usable CA "
+                                                                   f"certificate ({exc.reason or exc})") from None
+        return self
 
     @field_validator("storage_url")
     @classmethod
@@ -143,6 +201,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def tls(self) -> bool:
+        """Whether the gRPC server speaks TLS."""
+        return self.tls_cert_file is not None
+
+    @property
     def storage(self) -> StorageLocation:
         """The parsed storage location."""
         return parse_storage_url(self.storage_url)
@@ -179,5 +242,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else "?"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigError(PREFIX + field.upper(), f"{message} (got {error.get('input')!r})") from None
+        message = redact(str(error["msg"]).removeprefix("Value error, "))
+        if field in SECRET_SETTINGS:
+            raise ConfigError(PREFIX + field.upper(), message) from None
+        raise ConfigError(PREFIX + field.upper(), f"{message} (got {redact(repr(error.get('input')))})") from None

@@ -8,6 +8,7 @@ namespace, which isolates it from the others.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import subprocess
 import sys
@@ -37,6 +38,22 @@ IDLE_REDIS_DB = {"file": 11, "s3": 12}
 @pytest.fixture(scope="session")
 def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("quarry")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_users_credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read (nor `quarry dev` write) the credentials of whoever runs them: the default credentials file
+    is under a directory of the session's own, in this process and in every process it starts."""
+    saved = {key: os.environ.get(key) for key in ("XDG_CONFIG_HOME", "QUARRY_TOKEN", "QUARRY_CREDENTIALS")}
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    os.environ.pop("QUARRY_TOKEN", None)
+    os.environ.pop("QUARRY_CREDENTIALS", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

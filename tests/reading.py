@@ -21,7 +21,7 @@ import pytest
 import quarry
 
 from tests.conftest import STORE_KINDS
-from tests.sdk_support import new_namespace
+from tests.sdk_support import provision
 from tests.support import ServerHandle
 
 PARQUET_ROWS = 100_000
@@ -81,9 +81,10 @@ class Published:
     tables: dict[str, pa.Table]
     version: str = "namespaces/{ns}/datasets/lib/versions/1"
     paths: list[str] = field(default_factory=list)
+    token: str = ""  # an admin's of the namespace
 
     def client(self, cache: Path | None = None, **options: object) -> quarry.Client:
-        return quarry.Client(self.server.address, namespace=self.namespace,
+        return quarry.Client(self.server.address, namespace=self.namespace, token=self.token,
                              cache_dir=cache or self.root.parent / "cache", **options)  # type: ignore[arg-type]
 
     def source(self, path: str) -> bytes:
@@ -98,9 +99,9 @@ def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     base = tmp_path_factory.mktemp(f"published-{kind}")
     root = base / "lib"
     tables = write_tree(root)
-    namespace = new_namespace()
+    namespace, token = provision(server.address)
     done = Published(kind, server, namespace, root, tables, f"namespaces/{namespace}/datasets/lib/versions/1",
-                     sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
+                     sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()), token)
     with done.client() as client:
         result = client.upload_dir(root, "lib", message="v1", wait=True, wait_timeout=120)
     assert result.version.name == done.version

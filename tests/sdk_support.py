@@ -16,27 +16,42 @@ from typing import Any
 
 import quarry
 
-from tests.support import ROOT, clean_env
+from tests.support import NAME, ROOT, clean_env, create_namespace, issue_token, registered_servers, server_operator
 
 
 def new_namespace() -> str:
-    """A namespace of the test's own."""
+    """A namespace name of the test's own."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def provision(address: str, namespace: str | None = None, role: str = "admin") -> tuple[str, str]:
+    """A namespace on the server at `address` (created by its operator when new) and a token with `role` in it."""
+    namespace = namespace or new_namespace()
+    operator = server_operator(address)
+    create_namespace(address, operator, namespace)
+    return namespace, issue_token(address, operator, {namespace: role})
 
 
 @dataclass
 class Cli:
-    """Runs `python -m quarry.cli` against one server, in one namespace, with its own cache directory."""
+    """Runs `python -m quarry.cli` against one server, in one namespace, with its own cache directory and (unless
+    given one) an admin token of that namespace, made when the server is one the tests started."""
 
     address: str
     namespace: str
     cache_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()  # global options, before the command
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is None and self.address in registered_servers() and NAME.match(self.namespace):
+            self.namespace, self.token = provision(self.address, self.namespace)
 
     def env(self) -> dict[str, str]:
-        return clean_env(QUARRY_ADDRESS=self.address, QUARRY_NAMESPACE=self.namespace,
-                         QUARRY_CACHE_DIR=str(self.cache_dir), **self.extra_env)
+        values = {"QUARRY_ADDRESS": self.address, "QUARRY_NAMESPACE": self.namespace,
+                  "QUARRY_CACHE_DIR": str(self.cache_dir), **({"QUARRY_TOKEN": self.token} if self.token else {})}
+        return clean_env(**{**values, **self.extra_env})
 
     def popen(self, *args: str, **options: Any) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "quarry.cli", *self.options, *args], env=self.env(), cwd=ROOT,
@@ -53,7 +68,7 @@ class Cli:
         return json.loads(result.stdout)
 
     def client(self) -> quarry.Client:
-        return quarry.Client(self.address, namespace=self.namespace, cache_dir=self.cache_dir)
+        return quarry.Client(self.address, namespace=self.namespace, token=self.token, cache_dir=self.cache_dir)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, status: str | None = None) -> str:

@@ -1,9 +1,15 @@
-"""Test helpers: real service processes, and a namespaced gRPC client."""
+"""Test helpers: real service processes, and a gRPC client with a token of its own namespace.
+
+Every server database gets one operator token per session, issued by the real `quarry admin bootstrap`.
+`open_api` has the operator create a fresh namespace and issue a token granted on it (admin, unless asked
+otherwise), and returns stubs on a channel that sends that token.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,14 +25,22 @@ import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from quarry.v1 import (
+    audit_service_pb2_grpc,
     capabilities_service_pb2_grpc,
     dataset_service_pb2_grpc,
+    namespace_pb2,
+    namespace_service_pb2,
+    namespace_service_pb2_grpc,
+    token_pb2,
+    token_service_pb2,
+    token_service_pb2_grpc,
     upload_service_pb2_grpc,
 )
 
 from server.listen_ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 T = TypeVar("T")
 
 
@@ -116,10 +130,10 @@ class ServerHandle:
 
 
 def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | None = None,
-                 service: str = "") -> None:
-    """Block until the health check of `service` says SERVING."""
+                 service: str = "", credentials: grpc.ChannelCredentials | None = None) -> None:
+    """Block until the health check of `service` says SERVING (over TLS with `credentials`)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with (grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -136,16 +150,92 @@ def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | Non
             time.sleep(0.1)
 
 
-def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str) -> ServerHandle:
-    """Start a server on free ports and wait until it is SERVING."""
+def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str, *,
+                 credentials: grpc.ChannelCredentials | None = None) -> ServerHandle:
+    """Start a server on free ports and wait until it is SERVING (its operator token registered for open_api);
+    `credentials` to reach a server that speaks TLS."""
     port, metrics_port, flight_port = free_port(), free_port(), free_port()
     # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
     env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20), **env,
            "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
     process = QuarryProcess("server", env, log_dir / f"{name}.log").start()
-    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process)
+    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, credentials=credentials)
+    register_server(env["QUARRY_GRPC_ADDRESS"], env)
     return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind,
                         env["QUARRY_FLIGHT_ADDRESS"])
+
+
+# Operator tokens by database URL (one bootstrap per database), and by server address.
+_OPERATORS_BY_DATABASE: dict[str, str] = {}
+_OPERATORS_BY_ADDRESS: dict[str, str] = {}
+
+
+def bootstrap(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `quarry admin bootstrap` against the database of `env`."""
+    return subprocess.run([sys.executable, "-m", "quarry.cli", "admin", "bootstrap", "--principal", "test-operator"],
+                          env=clean_env(**{**{k: v for k, v in env.items() if k.startswith("QUARRY_")},
+                                           "QUARRY_LOG_LEVEL": "WARNING"}),
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def operator_token(env: dict[str, str]) -> str:
+    """The operator token of the database `env` names, bootstrapped on first use."""
+    database = env["QUARRY_DATABASE_URL"]
+    if database not in _OPERATORS_BY_DATABASE:
+        result = bootstrap(env)
+        assert result.returncode == 0, result.stderr
+        _OPERATORS_BY_DATABASE[database] = result.stdout.strip()
+    return _OPERATORS_BY_DATABASE[database]
+
+
+def register_server(address: str, env: dict[str, str]) -> str:
+    """Remember the operator token of the server at `address` (whose environment is `env`); return it."""
+    _OPERATORS_BY_ADDRESS[address] = operator_token(env)
+    return _OPERATORS_BY_ADDRESS[address]
+
+
+def registered_servers() -> set[str]:
+    """Addresses of the servers whose operator token is known."""
+    return set(_OPERATORS_BY_ADDRESS)
+
+
+def server_operator(address: str) -> str:
+    """The operator token of a server started by `start_server` (or registered)."""
+    return _OPERATORS_BY_ADDRESS[address]
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying `token`."""
+    return (("authorization", f"Bearer {token}"),)
+
+
+ROLES = {"reader": token_pb2.ROLE_READER, "writer": token_pb2.ROLE_WRITER, "admin": token_pb2.ROLE_ADMIN}
+
+
+def create_namespace(address: str, operator: str, namespace: str, **quota: float) -> None:
+    """Have the operator create `namespace` (with quota fields) unless it exists."""
+    with grpc.insecure_channel(address) as channel:
+        stub = namespace_service_pb2_grpc.NamespaceServiceStub(channel)
+        try:
+            stub.CreateNamespace(namespace_service_pb2.CreateNamespaceRequest(
+                namespace_id=namespace, namespace=namespace_pb2.Namespace(
+                    quota=namespace_pb2.NamespaceQuota(**quota))),  # type: ignore[arg-type]
+                metadata=bearer(operator), timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+
+
+def issue_token(address: str, operator: str, grants: dict[str, str], principal: str = "test",
+                **fields: Any) -> str:
+    """Have the operator issue a token with `grants` (namespace -> role name); return its secret."""
+    with grpc.insecure_channel(address) as channel:
+        stub = token_service_pb2_grpc.TokenServiceStub(channel)
+        token = token_pb2.Token(principal=principal, grants=[
+            token_pb2.Grant(namespace=f"namespaces/{ns}", role=ROLES[role]) for ns, role in grants.items()], **fields)
+        response = stub.CreateToken(token_service_pb2.CreateTokenRequest(token=token), metadata=bearer(operator),
+                                    timeout=30)
+        return str(response.secret)
 
 
 class _WithMetadata:
@@ -179,6 +269,43 @@ class _StreamStream(_WithMetadata, aio.StreamStreamClientInterceptor):
         return await continuation(self._details(details), requests)
 
 
+class _SyncMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                    grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds fixed metadata to every call of a blocking channel."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        return _ClientCallDetails(details.method, details.timeout, tuple(details.metadata or ()) + self._metadata,
+                                  details.credentials, getattr(details, "wait_for_ready", None),
+                                  getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class _ClientCallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, method: str, timeout: Any, metadata: Any, credentials: Any, wait_for_ready: Any,
+                 compression: Any) -> None:
+        self.method, self.timeout, self.metadata, self.credentials = method, timeout, metadata, credentials
+        self.wait_for_ready, self.compression = wait_for_ready, compression
+
+
+def token_channel(address: str, token: str) -> grpc.Channel:
+    """A blocking channel whose every call carries `token`."""
+    return grpc.intercept_channel(grpc.insecure_channel(address), _SyncMetadata(bearer(token)))
+
+
 def metadata_interceptors(metadata: tuple[tuple[str, str], ...]) -> list[Any]:
     """Client interceptors adding `metadata` to calls of every kind."""
     return [kind(metadata) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
@@ -190,29 +317,48 @@ class Api:
 
     channel: aio.Channel
     namespace: str
+    token: str = ""
     datasets: Any = field(init=False)
     uploads: Any = field(init=False)
     capabilities: Any = field(init=False)
     health: Any = field(init=False)
+    tokens: Any = field(init=False)
+    namespaces: Any = field(init=False)
+    audit: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.datasets = dataset_service_pb2_grpc.DatasetServiceStub(self.channel)
         self.uploads = upload_service_pb2_grpc.UploadServiceStub(self.channel)
         self.capabilities = capabilities_service_pb2_grpc.CapabilitiesServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.tokens = token_service_pb2_grpc.TokenServiceStub(self.channel)
+        self.namespaces = namespace_service_pb2_grpc.NamespaceServiceStub(self.channel)
+        self.audit = audit_service_pb2_grpc.AuditServiceStub(self.channel)
 
     @property
     def parent(self) -> str:
         return f"namespaces/{self.namespace}"
 
 
-def open_api(address: str, namespace: str | None = None, max_message: int = 64 << 20) -> Api:
-    """An Api in a fresh namespace (each test gets its own, which isolates it)."""
+def open_api(address: str, namespace: str | None = None, max_message: int = 64 << 20, *, role: str = "admin",
+             token: str | None = None) -> Api:
+    """An Api in a fresh namespace (each test gets its own, which isolates it), with a token of `role` there.
+
+    The namespace is created (when new) and the token issued by the server's operator; with `token` given,
+    neither happens and the channel sends that token (for servers in the test's own process, which a
+    blocking call from here would deadlock)."""
     namespace = namespace or f"t-{uuid.uuid4().hex[:12]}"
-    channel = aio.insecure_channel(address, interceptors=metadata_interceptors((("x-quarry-namespace", namespace),)),
-                                   options=[("grpc.max_receive_message_length", max_message),
-                                            ("grpc.max_send_message_length", max_message)])
-    return Api(channel, namespace)
+    if token is None:
+        operator = server_operator(address)
+        # A namespace that is no name cannot be made (nor granted): the token is for one that can, and the
+        # channel still sends the bad name, for the server to refuse.
+        granted = namespace if NAME.match(namespace) else f"t-{uuid.uuid4().hex[:12]}"
+        create_namespace(address, operator, granted)
+        token = issue_token(address, operator, {granted: role})
+    channel = aio.insecure_channel(
+        address, interceptors=metadata_interceptors((("x-quarry-namespace", namespace), *bearer(token))),
+        options=[("grpc.max_receive_message_length", max_message), ("grpc.max_send_message_length", max_message)])
+    return Api(channel, namespace, token)
 
 
 def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,7 +20,11 @@ from server.api.health import HealthReporter
 from server.app import QUARRY_SERVICES, build_grpc_server
 from server.composition import open_services
 from server.connections import open_connections
+from server.domain.caller import Caller
+from server.domain.tokens import NewToken
 from server.listen_ports import free_port
+from server.model.identity import Grant, Role
+from server.model.namespaces import Quota
 from server.model.objects import ObjectStore, PartWriter
 from tests.conftest import settings_of
 from tests.support import open_api
@@ -77,7 +82,10 @@ async def test_a_blocked_store_stops_the_client(stack_envs: dict[str, dict[str, 
         server.add_insecure_port(settings.grpc_address)
         await server.start()
         stack.push_async_callback(server.stop, 0)
-        api = open_api(settings.grpc_address)
+        namespace = f"t-{uuid.uuid4().hex[:12]}"
+        await services.namespaces.create(Caller(namespace), namespace, Quota(), None)
+        issued = await services.tokens.create(Caller(namespace), NewToken("test", (Grant(namespace, Role.ADMIN),)))
+        api = open_api(settings.grpc_address, namespace, token=issued.secret)
         stack.push_async_callback(api.channel.close)
 
         size = 200 * MiB

@@ -19,7 +19,7 @@ import pytest
 import quarry
 
 from bench.big_parquet import COLUMNS, make_big_parquet
-from tests.sdk_support import new_namespace
+from tests.sdk_support import provision
 from tests.support import QuarryProcess, ServerHandle
 from tests.test_files import RssSampler, proc_status
 from tests.test_sdk_tables import served_by
@@ -39,6 +39,7 @@ class BigParquet:
     path: Path
     size: int
     rows: int
+    token: str
 
     @property
     def version(self) -> str:
@@ -50,10 +51,11 @@ def big(server_file: ServerHandle, worker_file: QuarryProcess,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigParquet]:
     path = tmp_path_factory.mktemp("big") / "big.parquet"
     rows = make_big_parquet(path, GB)
-    namespace = new_namespace()
-    with quarry.Client(server_file.address, namespace=namespace, cache_dir=path.parent / "cache") as client:
+    namespace, token = provision(server_file.address)
+    with quarry.Client(server_file.address, namespace=namespace, token=token,
+                       cache_dir=path.parent / "cache") as client:
         client.upload_file(path, "big", "big.parquet", wait=True, wait_timeout=900)
-        yield BigParquet(server_file, namespace, path, path.stat().st_size, rows)
+        yield BigParquet(server_file, namespace, path, path.stat().st_size, rows, token)
         client.delete_dataset("big")
     path.unlink()
 
@@ -62,7 +64,8 @@ def big(server_file: ServerHandle, worker_file: QuarryProcess,
 def test_flight_doget_of_1_gb_keeps_server_memory_flat(big: BigParquet) -> None:
     pid = big.server.process.pid
     client = flight.connect(big.server.flight_location)
-    call = flight.FlightCallOptions(headers=[(b"x-quarry-namespace", big.namespace.encode())])
+    call = flight.FlightCallOptions(headers=[(b"x-quarry-namespace", big.namespace.encode()),
+                                             (b"authorization", f"Bearer {big.token}".encode())])
     ticket = flight.Ticket(json.dumps({"version": big.version, "path": "big.parquet"}))  # the whole file at once
     baseline = proc_status(pid, "VmRSS")
     rows = size = 0
@@ -85,7 +88,7 @@ def test_flight_doget_of_1_gb_keeps_server_memory_flat(big: BigParquet) -> None:
 def test_pandas_reads_two_columns_of_1_gb_fetching_under_a_third(big: BigParquet) -> None:
     before = served_by(big.server)
     frame = pd.read_parquet(f"quarry://{big.namespace}/big@1/big.parquet", columns=["c3", "c7"],
-                            storage_options={"address": big.server.address})
+                            storage_options={"address": big.server.address, "token": big.token})
     fetched = served_by(big.server) - before
     print(f"\npandas.read_parquet of 2 of {COLUMNS} columns: the server sent {fetched / MiB:.0f} MiB of "
           f"{big.size / MiB:.0f} MiB ({fetched / big.size:.1%})")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import grpc
 import pytest
@@ -63,6 +65,8 @@ def _an_error_of(kind: type[domain_errors.QuarryError]) -> domain_errors.QuarryE
         return kind("x", expected_offset=0)  # type: ignore[call-arg]
     if kind is domain_errors.WrongState:
         return kind("x", state="OPEN", reason="UPLOAD_FINISHED")  # type: ignore[call-arg]
+    if kind is domain_errors.QuotaExceeded:
+        return kind("x", subject="namespaces/n", quota="max_bytes", limit=1)  # type: ignore[call-arg]
     return kind("x") if hasattr(kind, "reason") else kind("x", reason="SOME_REASON")
 
 
@@ -110,18 +114,66 @@ def test_generated_code_is_committed_not_ignored() -> None:
     assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout + ignored.stderr
 
 
-def test_every_rpc_in_the_contract_has_a_handler() -> None:
-    from quarry.v1 import capabilities_service_pb2, dataset_service_pb2, upload_service_pb2
+def contract_services() -> list[Any]:
+    """Every service descriptor in proto/quarry/v1."""
+    import importlib
 
+    modules = [importlib.import_module(f"quarry.v1.{p.stem}_pb2")
+               for p in sorted((ROOT / "proto/quarry/v1").glob("*.proto"))]
+    return [service for module in modules for service in module.DESCRIPTOR.services_by_name.values()]
+
+
+def test_every_rpc_in_the_contract_has_a_handler() -> None:
     from server.api.capabilities import CapabilitiesServicer
+    from server.api.identity import AuditServicer, NamespaceServicer, TokenServicer
     from server.api.servicers import DatasetServicer
     from server.api.uploads import UploadServicer
 
     servicers = {"DatasetService": DatasetServicer, "UploadService": UploadServicer,
-                 "CapabilitiesService": CapabilitiesServicer}
-    for module in (dataset_service_pb2, upload_service_pb2, capabilities_service_pb2):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            servicer = servicers[service.name]
-            for method in service.methods:
-                defined_in = next(k for k in servicer.__mro__ if method.name in vars(k))
-                assert defined_in.__module__.startswith("server."), f"{service.name}.{method.name} has no handler"
+                 "CapabilitiesService": CapabilitiesServicer, "TokenService": TokenServicer,
+                 "NamespaceService": NamespaceServicer, "AuditService": AuditServicer}
+    services = contract_services()
+    assert sorted(s.name for s in services) == sorted(servicers)
+    for service in services:
+        servicer = servicers[service.name]
+        for method in service.methods:
+            defined_in = next(k for k in servicer.__mro__ if method.name in vars(k))
+            assert defined_in.__module__.startswith("server."), f"{service.name}.{method.name} has no handler"
+
+
+def test_every_rpc_the_server_serves_has_an_access_rule() -> None:
+    # The one table of who may call what covers the contract, health and reflection; nothing else is in it.
+    from grpc_health.v1 import health_pb2
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    from server.api.flight import FLIGHT_METHODS, method_name
+    from server.domain.access import RPC_RULES
+
+    served = [*contract_services(), health_pb2.DESCRIPTOR.services_by_name["Health"],
+              reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]]
+    methods = {f"/{service.full_name}/{method.name}" for service in served for method in service.methods}
+    flight = {method_name(m) for m in FLIGHT_METHODS}  # the Arrow Flight endpoint's, every one pyarrow routes
+    assert methods | flight == set(RPC_RULES)
+
+
+def test_every_reason_with_a_status_of_its_own_is_named_in_the_contract() -> None:
+    # What a generated client needs to know about identity errors is in the proto comments it gets.
+    text = "\n".join(p.read_text() for p in (ROOT / "proto/quarry/v1").glob("*.proto"))
+    for reason in ("TOKEN_MISSING", "TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_REVOKED", "ROLE_REQUIRED",
+                   "NAMESPACE_NOT_GRANTED", "RATE_LIMITED", "QUOTA_EXCEEDED", "TOO_MANY_OPEN_UPLOADS"):
+        assert reason in text, reason
+    # Every service's own comment documents the authorization metadata a call must carry.
+    services = re.findall(r"((?:^//[^\n]*\n)+)service (\w+) \{", text, flags=re.MULTILINE)
+    assert sorted(name for _, name in services) == sorted(s.name for s in contract_services())
+    for comment, name in services:
+        assert "`authorization: Bearer <token>`" in comment, name
+
+
+def test_a_status_quoting_a_huge_input_still_fits_the_clients_metadata_limit() -> None:
+    # grpc clients refuse trailers over 8 KiB; grpc-message percent-encodes non-ASCII bytes (three per byte).
+    error = domain_errors.InvalidArgument.field("name", "ü" * 5000 + " is not a name")
+    error.metadata = {"namespace": "é" * 5000}
+    status = api_errors.status_for(error)
+    assert len(status.message.encode()) <= 1000 and len(status.details) < 3000
+    encoded = sum(3 if b > 126 or b < 32 else 1 for b in status.message.encode())
+    assert encoded + len(status.details) * 4 // 3 < 8192

@@ -62,7 +62,8 @@ def test_interrupted_download_resumes_from_durable_pieces(published: Published, 
     out = tmp_path / "lib"
     proxy = BreakingProxy(published.server.address, budget=1 << 20, downstream=True)
     try:
-        with quarry.Client(proxy.address, namespace=published.namespace, retry=quarry.RetryPolicy.never(),
+        with quarry.Client(proxy.address, namespace=published.namespace, token=published.token,
+                           retry=quarry.RetryPolicy.never(),
                            cache_dir=tmp_path / "cache") as broken:
             with pytest.raises(quarry.Unavailable):
                 broken.download_version("lib", out, include=["parts/*.parquet"], parallel=1)
@@ -103,7 +104,7 @@ def test_a_damaged_durable_piece_fails_the_check_and_is_removed(published: Publi
 
 
 async def test_async_client_downloads_a_version(published: Published, tmp_path: Path) -> None:
-    async with quarry.AsyncClient(published.server.address, namespace=published.namespace,
+    async with quarry.AsyncClient(published.server.address, namespace=published.namespace, token=published.token,
                                   cache_dir=tmp_path / "cache") as client:
         result = await client.download_version("lib", tmp_path / "lib", version="latest", parallel=3)
     assert sorted(result.files) == published.paths

@@ -17,7 +17,7 @@ import quarry
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.reading import Published
-from tests.sdk_support import new_namespace
+from tests.sdk_support import provision
 
 
 @pytest.fixture
@@ -27,8 +27,10 @@ def client(published: Published) -> Iterator[flight.FlightClient]:
     connection.close()
 
 
-def options(published: Published, namespace: str | None = None) -> flight.FlightCallOptions:
-    return flight.FlightCallOptions(headers=[(b"x-quarry-namespace", (namespace or published.namespace).encode())])
+def options(published: Published, namespace: str | None = None,
+            token: str | None = None) -> flight.FlightCallOptions:
+    return flight.FlightCallOptions(headers=[(b"x-quarry-namespace", (namespace or published.namespace).encode()),
+                                             (b"authorization", f"Bearer {token or published.token}".encode())])
 
 
 def read_endpoints(client: flight.FlightClient, info: flight.FlightInfo,
@@ -135,7 +137,7 @@ def test_bad_columns_tickets_and_namespaces(client: flight.FlightClient, publish
     with pytest.raises(flight.FlightUnauthorizedError) as denied:
         client.get_flight_info(flight.FlightDescriptor.for_path(published.namespace, "lib", "1"),
                                options(published, "someone-else"))
-    assert reason_of(denied.value)[1] == "NAMESPACE_MISMATCH"
+    assert reason_of(denied.value)[1] == "NAMESPACE_NOT_GRANTED"
     with pytest.raises(flight.FlightServerError) as invalid:
         client.get_flight_info(flight.FlightDescriptor.for_path(published.namespace, "lib", "1"),
                                options(published, "Not Valid"))
@@ -148,7 +150,8 @@ def test_a_plain_grpc_client_reads_the_same_reason(published: Published) -> None
         do_get = channel.unary_stream("/arrow.flight.protocol.FlightService/DoGet",
                                       request_serializer=lambda t: t.serialize(), response_deserializer=bytes)
         with pytest.raises(grpc.RpcError) as caught:
-            list(do_get(ticket, metadata=[("x-quarry-namespace", published.namespace)], timeout=30))
+            list(do_get(ticket, metadata=[("x-quarry-namespace", published.namespace),
+                                          ("authorization", f"Bearer {published.token}")], timeout=30))
     trailers = dict(caught.value.trailing_metadata() or ())
     status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
     assert status.code == grpc.StatusCode.NOT_FOUND.value[0] and "FILE_NOT_FOUND" in caught.value.details()
@@ -159,12 +162,47 @@ def test_tables_whose_schemas_do_not_merge_are_read_one_path_at_a_time(client: f
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "a.csv").write_text("id\n1\n2\n")
     (tmp_path / "mixed" / "b.csv").write_text("id\nx\ny\n")  # "id" is a string here
-    namespace = new_namespace()  # not the shared one: its listings stay as the other tests expect
-    with quarry.Client(published.server.address, namespace=namespace, cache_dir=tmp_path / "cache") as sdk:
+    namespace, token = provision(published.server.address)  # not the shared one: its listings stay as they are
+    with quarry.Client(published.server.address, namespace=namespace, token=token,
+                       cache_dir=tmp_path / "cache") as sdk:
         sdk.upload_dir(tmp_path / "mixed", "mixed", wait=True, wait_timeout=120)
-    call = options(published, namespace)
+    call = options(published, namespace, token)
     with pytest.raises(flight.FlightServerError) as caught:
         client.get_flight_info(flight.FlightDescriptor.for_path(namespace, "mixed", "1"), call)
     assert reason_of(caught.value) == (grpc.StatusCode.FAILED_PRECONDITION.value[0], "SCHEMAS_DIFFER")
     one = client.get_flight_info(flight.FlightDescriptor.for_path(namespace, "mixed", "1", "b.csv"), call)
     assert client.do_get(one.endpoints[0].ticket, call).read_all().column("id").to_pylist() == ["x", "y"]
+
+
+def test_flight_admits_callers_as_grpc_does(client: flight.FlightClient, published: Published) -> None:
+    from tests.support import issue_token, server_operator
+
+    descriptor = flight.FlightDescriptor.for_path(published.namespace, "lib", "1")
+    address, operator = published.server.address, server_operator(published.server.address)
+    reader = issue_token(address, operator, {published.namespace: "reader"}, principal="flight-reader")
+    info = client.get_flight_info(descriptor, flight.FlightCallOptions(
+        headers=[(b"authorization", f"Bearer {reader}".encode())]))  # the header may be left out: first grant
+    assert client.do_get(info.endpoints[0].ticket, flight.FlightCallOptions(
+        headers=[(b"authorization", f"Bearer {reader}".encode())])).read_all().num_rows > 0
+    refusals = [(flight.FlightCallOptions(), flight.FlightUnauthenticatedError, "TOKEN_MISSING"),
+                (flight.FlightCallOptions(headers=[(b"authorization", b"Bearer qk_nope")]),
+                 flight.FlightUnauthenticatedError, "TOKEN_INVALID")]
+    namespace, stranger = provision(address)  # an admin elsewhere
+    refusals.append((flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {stranger}".encode())]),
+                     flight.FlightUnauthorizedError, "NAMESPACE_NOT_GRANTED"))
+    for call, kind, reason in refusals:
+        with pytest.raises(kind) as refused:
+            client.get_flight_info(descriptor, call)
+        assert reason_of(refused.value)[1] == reason
+        with pytest.raises(kind):
+            client.do_get(info.endpoints[0].ticket, call).read_all()
+    # A method Flight routes but Quarry does not serve: a valid token gets UNIMPLEMENTED, never INTERNAL.
+    with pytest.raises(pa.ArrowNotImplementedError):
+        list(client.list_actions(flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {reader}".encode())])))
+    with pytest.raises(flight.FlightUnauthenticatedError):  # but only to a caller with a token
+        list(client.list_actions(flight.FlightCallOptions()))
+    # Every refusal is in the namespace's audit trail, as a gRPC one would be.
+    with quarry.Client(address, namespace=published.namespace, token=published.token) as sdk:
+        denied = [(e.method.rsplit("/", 1)[1], e.code, e.reason) for e in sdk.list_audit_events(
+            filter='method = "GetFlightInfo"')]
+    assert ("GetFlightInfo", "PERMISSION_DENIED", "NAMESPACE_NOT_GRANTED") in denied

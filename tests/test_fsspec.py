@@ -18,7 +18,8 @@ from tests.reading import Published
 
 @pytest.fixture
 def fs(published: Published) -> QuarryFileSystem:
-    return fsspec.filesystem("quarry", address=published.server.address)  # type: ignore[no-any-return]
+    return fsspec.filesystem("quarry", address=published.server.address,  # type: ignore[no-any-return]
+                             token=published.token)
 
 
 def url(published: Published, path: str, version: str = "@1") -> str:
@@ -75,7 +76,7 @@ def test_open_and_cat_file_read_by_range(fs: QuarryFileSystem, published: Publis
 
 
 def test_pandas_reads_parquet_and_csv(published: Published) -> None:
-    options = {"address": published.server.address}
+    options = {"address": published.server.address, "token": published.token}
     frame = pd.read_parquet(url(published, "parts/p1.parquet"), columns=["id", "label"], storage_options=options)
     assert frame.equals(published.tables["parts/p1.parquet"].select(["id", "label"]).to_pandas())
     csv = pd.read_csv(url(published, "sales.csv", version=""), storage_options=options)
@@ -85,7 +86,7 @@ def test_pandas_reads_parquet_and_csv(published: Published) -> None:
 
 
 def test_polars_reads_parquet_and_csv(published: Published) -> None:
-    options = {"address": published.server.address}
+    options = {"address": published.server.address, "token": published.token}
     # polars hands URLs of protocols it does not know itself to fsspec when it reads through pyarrow.
     frame = pl.read_parquet(url(published, "parts/p2.parquet"), columns=["id", "x"], storage_options=options,
                             use_pyarrow=True)
@@ -98,7 +99,8 @@ def test_polars_reads_parquet_and_csv(published: Published) -> None:
 
 def test_duckdb_queries_versions(published: Published) -> None:
     connection = duckdb.connect()
-    connection.register_filesystem(fsspec.filesystem("quarry", address=published.server.address))
+    connection.register_filesystem(fsspec.filesystem("quarry", address=published.server.address,
+                                                     token=published.token))
     total = connection.sql(f"SELECT count(*), sum(id) FROM read_parquet('{url(published, 'parts/*.parquet')}')")
     rows = 2 * published.tables["parts/p1.parquet"].num_rows
     assert total.fetchall() == [(rows, rows * (rows - 1) // 2)]

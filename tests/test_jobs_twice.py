@@ -25,6 +25,7 @@ from server.domain.services import Services
 from server.domain.upload_stream import Chunk, Finish, StreamMessage
 from server.domain.uploads import NewUpload
 from server.model.errors import DataLoss
+from server.model.namespaces import Quota
 from server.model.objects import ObjectStore
 from server.model.uploads import Upload, UploadState
 from tests.conftest import STORE_KINDS
@@ -42,8 +43,11 @@ async def workers(request: pytest.FixtureRequest, idle_envs: dict[str, dict[str,
 
 
 @pytest.fixture
-def caller() -> Caller:
-    return Caller(f"t-{uuid.uuid4().hex[:12]}")
+async def caller(workers: Workers) -> Caller:
+    """An in-process caller, in a namespace of its own (created as an operator would)."""
+    made = Caller(f"t-{uuid.uuid4().hex[:12]}")
+    await workers[0].namespaces.create(made, made.namespace, Quota(), None)
+    return made
 
 
 SAMPLES = [csv_sample(2000, path="a.csv"), jsonl_sample(300, path="b.jsonl"), binary_sample(300_000, path="c.bin")]

@@ -40,8 +40,8 @@ def layer_of(module: str) -> str | None:
     if module in SUPPORT:
         return "support"
     if module.startswith("server.embedded") or module in (
-            "server.app", "server.cli", "server.composition", "server.connections", "server.listen_ports",
-            "server.__main__"):
+            "server.app", "server.bootstrap", "server.cli", "server.composition", "server.connections",
+            "server.listen_ports", "server.__main__"):
         return "root"
     if module == "server.settings":
         return "config"

@@ -49,7 +49,7 @@ def test_public_api_is_exactly_all() -> None:
 
 
 def make_client(env: Env, tmp_path: Path) -> quarry.Client:
-    return quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path)
+    return quarry.Client(env.server.address, namespace=env.namespace, token=env.api.token, cache_dir=tmp_path)
 
 
 async def test_dataset_methods(env: Env, tmp_path: Path) -> None:
@@ -82,7 +82,8 @@ async def test_dataset_methods(env: Env, tmp_path: Path) -> None:
 
 
 async def test_async_dataset_methods(env: Env, tmp_path: Path) -> None:
-    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, cache_dir=tmp_path) as client:
+    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, token=env.api.token,
+                                  cache_dir=tmp_path) as client:
         created = await client.create_dataset("events", labels={"k": "v"})
         assert (await client.get_dataset("events")).uid == created.uid
         assert [d.uid async for d in client.list_datasets()] == [created.uid]
@@ -122,7 +123,8 @@ async def test_async_upload_wait_and_failure(pipeline_env: Env, tmp_path: Path) 
     good, bad = tmp_path / "g.jsonl", tmp_path / "bad.jsonl"
     good.write_text('{"a": 1}\n{"a": 2}\n')
     bad.write_text('{"a": 1}\nnot json\n')
-    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, cache_dir=tmp_path) as client:
+    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, token=env.api.token,
+                                  cache_dir=tmp_path) as client:
         result = await client.upload_file(good, "ev", wait=True, wait_timeout=60)
         assert result.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
         assert [v.number async for v in client.list_versions("ev")] == [1]
@@ -145,7 +147,8 @@ async def test_async_directory_upload(pipeline_env: Env, tmp_path: Path) -> None
     for index in range(5):
         (root / f"f{index}.csv").write_text(f"x\n{index}\n")
     (root / "skip.tmp").write_text("no")
-    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "c") as client:
+    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, token=env.api.token,
+                                  cache_dir=tmp_path / "c") as client:
         result = await client.upload_dir(root, "many", ignore=["*.tmp"], message="five", wait=True, wait_timeout=60)
         assert result.version.state == version_pb2.VERSION_STATE_READY and result.version.file_count == 5
         assert result.ignored == ["skip.tmp"] and result.version.message == "five"

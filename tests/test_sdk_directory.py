@@ -75,7 +75,8 @@ def test_json_manifest_and_bad_manifests(tmp_path: Path) -> None:
 async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
     options = {"ignore": ["*.tmp"], "manifest": root / "manifest.yaml"}
-    with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
+    with quarry.Client(env.server.address, namespace=env.namespace, token=env.api.token,
+                       cache_dir=tmp_path / "cache") as client:
         result = client.upload_dir(root, "survey", **options)  # type: ignore[arg-type]
         uploads = list(client.list_uploads(dataset="survey"))
         assert sorted(u.path for u in uploads) == ["a.csv", "b/c.jsonl"]
@@ -86,9 +87,35 @@ async def test_directory_upload_stages_the_selected_files(env: Env, tmp_path: Pa
 
 async def test_directory_upload_is_one_version(env: Env, tmp_path: Path) -> None:
     root = make_tree(tmp_path / "tree")
-    with quarry.Client(env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache") as client:
+    with quarry.Client(env.server.address, namespace=env.namespace, token=env.api.token,
+                       cache_dir=tmp_path / "cache") as client:
         result = client.upload_dir(root, "survey", ignore=["*.tmp"], manifest=root / "manifest.yaml")
         assert result.version.message == "First drop\n\na.csv: Points of the first survey\nb/c.jsonl: Raw events"
         assert sorted(f.upload.path for f in result.files) == ["a.csv", "b/c.jsonl"]
         versions = list(client.list_versions("survey"))
         assert len(versions) == 1 and versions[0].uid == result.version.uid
+
+
+def test_links_that_leave_the_directory_are_refused_unless_allowed(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not for upload")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.csv").write_text("a\n1\n")
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.csv").write_text("a\n1\n")
+    (root / "sub" / "b.csv").write_text("b\n2\n")
+    (root / "inside.csv").symlink_to(root / "a.csv")  # stays in the directory: followed
+    (root / "sub-again").symlink_to(root / "sub")
+    (root / "loop").symlink_to(root)  # back to the top: not walked twice
+    assert [f.dest for f in quarry.select_files(root).files] == ["a.csv", "inside.csv", "sub-again/b.csv", "sub/b.csv"]
+    (root / "leak.txt").symlink_to(outside)
+    with pytest.raises(quarry.UsageError, match=r"leak.txt is a symbolic link to .*secret.txt, outside"):
+        quarry.select_files(root)
+    assert "leak.txt" in quarry.select_files(root, ignore=["leak.txt"]).ignored
+    assert "leak.txt" in [f.dest for f in quarry.select_files(root, follow_symlinks=True).files]
+    (root / "leak.txt").unlink()
+    (root / "far").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(quarry.UsageError, match="far/ is a symbolic link"):
+        quarry.select_files(root)
+    assert "far/x.csv" in [f.dest for f in quarry.select_files(root, follow_symlinks=True).files]

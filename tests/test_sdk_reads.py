@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import quarry
 
-from tests.sdk_support import BreakingProxy, Cli, assert_one_line_error, new_namespace, write_random_file
+from tests.sdk_support import BreakingProxy, Cli, assert_one_line_error, provision, write_random_file
 from tests.support import QuarryProcess, ServerHandle
 
 MiB = 1 << 20
@@ -33,10 +33,11 @@ class Published:
     source: Path
     sha256: str
     cache: Path
+    token: str
 
     def client(self, address: str | None = None, **options: object) -> quarry.Client:
-        return quarry.Client(address or self.server.address, namespace=self.namespace, cache_dir=self.cache,
-                             **options)  # type: ignore[arg-type]
+        return quarry.Client(address or self.server.address, namespace=self.namespace, token=self.token,
+                             cache_dir=self.cache, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def published(server_file: ServerHandle, worker_file: QuarryProcess, tmp_path: P
     folder.mkdir()
     sha = write_random_file(folder / "big.bin", SIZE)
     (folder / "empty.bin").write_bytes(b"")
-    done = Published(server_file, new_namespace(), folder / "big.bin", sha, tmp_path / "cache")
+    namespace, token = provision(server_file.address)
+    done = Published(server_file, namespace, folder / "big.bin", sha, tmp_path / "cache", token)
     with done.client() as client:
         client.upload_dir(folder, "blobs", wait=True, wait_timeout=60)
     return done
@@ -120,7 +122,7 @@ async def test_damaged_partial_file_is_refused_and_not_kept(published: Published
     kept = break_once(published, out)
     partial = out.with_name("big.bin.partial")
     flip_byte(partial, kept // 2)  # a byte of the partial file goes bad on disk
-    async with quarry.AsyncClient(published.server.address, namespace=published.namespace,
+    async with quarry.AsyncClient(published.server.address, namespace=published.namespace, token=published.token,
                                   cache_dir=published.cache) as client:
         with pytest.raises(quarry.IntegrityError, match="sha256"):
             await client.download("blobs", "big.bin", out, version=1)

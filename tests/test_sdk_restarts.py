@@ -16,7 +16,7 @@ import pytest
 import quarry
 from quarry.v1 import upload_pb2
 
-from tests.sdk_support import new_namespace, write_random_file
+from tests.sdk_support import provision, write_random_file
 from tests.support import QuarryProcess, ServerHandle, start_server, wait_serving
 
 MiB = 1 << 20
@@ -46,7 +46,7 @@ async def test_upload_file_continues_across_a_server_restart(own_server: ServerH
     source = tmp_path / "big.bin"
     size = 3 * PART + 12_345
     sha = write_random_file(source, size)
-    namespace = new_namespace()
+    namespace, token = provision(own_server.address)
     killed = threading.Event()
 
     def progress(done: int, total: int) -> None:
@@ -55,7 +55,7 @@ async def test_upload_file_continues_across_a_server_restart(own_server: ServerH
             own_server.process.kill()
             killed.set()
 
-    options = {"namespace": namespace, "cache_dir": tmp_path / "cache", "streams": 2}
+    options = {"namespace": namespace, "token": token, "cache_dir": tmp_path / "cache", "streams": 2}
     if kind == "sync":
         def upload() -> quarry.UploadResult:
             with quarry.Client(own_server.address, **options) as client:  # type: ignore[arg-type]
@@ -88,7 +88,8 @@ async def test_upload_file_continues_across_a_server_restart(own_server: ServerH
 
 def test_a_call_made_while_the_server_is_down_succeeds_once_it_is_back(own_server: ServerHandle,
                                                                       tmp_path: Path) -> None:
-    with quarry.Client(own_server.address, namespace=new_namespace(), cache_dir=tmp_path) as client:
+    namespace, token = provision(own_server.address)
+    with quarry.Client(own_server.address, namespace=namespace, token=token, cache_dir=tmp_path) as client:
         created = client.create_dataset("restarts")
         own_server.process.kill()
         with ThreadPoolExecutor(1) as pool:

@@ -148,7 +148,7 @@ def test_bad_reads_say_what_is_wrong(published: Published) -> None:
 
 
 async def test_async_client_reads_tables_off_the_event_loop(published: Published) -> None:
-    async with quarry.AsyncClient(published.server.address, namespace=published.namespace,
+    async with quarry.AsyncClient(published.server.address, namespace=published.namespace, token=published.token,
                                   cache_dir=published.root.parent / "cache") as client:
         table = await client.read_table("lib", "events/e1.jsonl", columns=["value"])
         assert table.equals(published.tables["events/e1.jsonl"].select(["value"]))

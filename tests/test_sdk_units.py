@@ -59,7 +59,7 @@ def status_trailer(code: grpc.StatusCode, reason: str = "", metadata: dict[str, 
     (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_NAME", quarry.InvalidArgument),
     (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS", quarry.AlreadyExists),
     (grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_MISMATCH", quarry.PermissionDenied),
-    (grpc.StatusCode.UNAUTHENTICATED, "", quarry.PermissionDenied),
+    (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", quarry.Unauthenticated),  # a PermissionDenied too
     (grpc.StatusCode.FAILED_PRECONDITION, "WRONG_OFFSET", quarry.WrongOffset),
     (grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_CANCELLED", quarry.WrongState),
     (grpc.StatusCode.FAILED_PRECONDITION, "WRONG_STATE", quarry.WrongState),

@@ -13,7 +13,7 @@ from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from tests.conftest import Env
-from tests.sdk_support import BreakingProxy, new_namespace, write_random_file
+from tests.sdk_support import BreakingProxy, provision, write_random_file
 from tests.support import ServerHandle
 
 MiB = 1 << 20
@@ -21,8 +21,8 @@ PART = 16 * MiB
 
 
 def client_for(env: Env, tmp_path: Path, address: str | None = None, **options: object) -> quarry.Client:
-    return quarry.Client(address or env.server.address, namespace=env.namespace, cache_dir=tmp_path / "cache",
-                         **options)  # type: ignore[arg-type]
+    return quarry.Client(address or env.server.address, namespace=env.namespace, token=env.api.token,
+                         cache_dir=tmp_path / "cache", **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("size", [0, 1000, PART, 3 * PART + 123])
@@ -46,8 +46,8 @@ async def test_upload_file_sizes_stage_identical_bytes(env: Env, tmp_path: Path,
 async def test_parallel_streams_on_s3_too(server_s3: ServerHandle, stores: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     source = tmp_path / "p.bin"
     sha = write_random_file(source, 5 * PART + 7)
-    namespace = new_namespace()
-    with quarry.Client(server_s3.address, namespace=namespace, cache_dir=tmp_path, streams=3) as client:
+    namespace, token = provision(server_s3.address)
+    with quarry.Client(server_s3.address, namespace=namespace, token=token, cache_dir=tmp_path, streams=3) as client:
         result = client.upload_file(source, "par")
     assert result.upload.state == upload_pb2.UPLOAD_STATE_STAGED and result.streams == 3
     assert len(result.upload.parts) == 6
@@ -114,7 +114,8 @@ async def test_async_client_uploads_in_parallel_and_resumes(env: Env, tmp_path: 
     sha = write_random_file(source, 4 * PART + 1)
     proxy = BreakingProxy(env.server.address, budget=PART + 3 * MiB, breaks=1)
     try:
-        async with quarry.AsyncClient(proxy.address, namespace=env.namespace, cache_dir=tmp_path) as client:
+        async with quarry.AsyncClient(proxy.address, namespace=env.namespace, token=env.api.token,
+                                      cache_dir=tmp_path) as client:
             seen: list[int] = []
             result = await client.upload_file(source, "async", progress=lambda d, t: seen.append(d))
             again = await client.get_upload(result.upload.uid)

@@ -18,12 +18,22 @@ from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from server.embedded import EmbeddedRedis
-from tests.support import ServerHandle, eventually, open_api, read_metrics, start_server
+from tests.support import (
+    ServerHandle,
+    eventually,
+    issue_token,
+    open_api,
+    read_metrics,
+    server_operator,
+    start_server,
+    token_channel,
+)
 from tests.uploading import MiB, create_request, one_call_messages, stream_of
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-QUARRY_SERVICES = {"quarry.v1.DatasetService", "quarry.v1.UploadService", "quarry.v1.CapabilitiesService"}
+QUARRY_SERVICES = {"quarry.v1.DatasetService", "quarry.v1.UploadService", "quarry.v1.CapabilitiesService",
+                   "quarry.v1.TokenService", "quarry.v1.NamespaceService", "quarry.v1.AuditService"}
 
 
 def health_of(address: str, service: str = "") -> int:
@@ -44,12 +54,17 @@ def test_health_overall_and_per_dependency(quarry: ServerHandle) -> None:
 
 
 def test_reflection_lists_every_service(server_file: ServerHandle) -> None:
-    with grpc.insecure_channel(server_file.address) as channel:
+    api_token = issue_token(server_file.address, server_operator(server_file.address), {"default": "reader"})
+    with token_channel(server_file.address, api_token) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
         assert QUARRY_SERVICES | {"grpc.health.v1.Health"} <= services
         descriptor = database.FindFileContainingSymbol("quarry.v1.UploadService")
         assert descriptor.name == "quarry/v1/upload_service.proto"
+    # Reflection needs a token (any valid one); health does not.
+    with grpc.insecure_channel(server_file.address) as channel, pytest.raises(grpc.RpcError) as refused:
+        ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
 
 
 async def test_metrics_endpoint(server_file: ServerHandle) -> None:
@@ -128,11 +143,11 @@ async def test_sigterm_lets_an_upload_in_flight_finish(stack_envs: dict[str, dic
             yield pb.UploadRequest(chunk=pb.UploadChunk(data=block))
         yield pb.UploadRequest(finish=pb.UploadFinish())
 
+    latecomer = open_api(handle.address)
     call = api.uploads.Upload(requests())
     await started.wait()
     handle.process.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     # New calls are refused (as soon as the server stops accepting them) while the one in flight carries on.
-    latecomer = open_api(handle.address)
 
     async def refusing() -> bool:
         # A probe that races the start of the shutdown may be answered, or accepted and then CANCELLED: ask again.

@@ -18,6 +18,7 @@ from server.domain.services import Services
 from server.domain.upload_stream import Chunk, Finish, StreamMessage
 from server.domain.uploads import NewUpload
 from server.embedded import EmbeddedRedis
+from server.model.namespaces import Quota
 from server.model.uploads import UploadState
 from server.model.versions import VersionState
 from server.storage import uploads as uploads_repo
@@ -37,6 +38,7 @@ async def services(stack_envs: dict[str, dict[str, str]], postgres: object, redi
                QUARRY_REDIS_URL=redis_url(redis_server, 9), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
     async with in_process(env, QUARRY_STUCK_AFTER_SECONDS="0.2", QUARRY_GC_GRACE_SECONDS="0.5",
                           QUARRY_UPLOAD_EXPIRY_SECONDS="1") as built:
+        await built.namespaces.create(CALLER, CALLER.namespace, Quota(), None)
         yield built
 
 

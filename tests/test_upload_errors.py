@@ -193,11 +193,11 @@ async def test_bad_declarations(env: Env) -> None:
 async def test_another_namespace_is_refused(env: Env) -> None:
     request = create_request("ds", "f.bin")
     request.parent = "namespaces/someone-else"
-    await fails(env.api.uploads.CreateUpload(request), grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_MISMATCH")
+    await fails(env.api.uploads.CreateUpload(request), grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_NOT_GRANTED")
     mine = (await env.api.uploads.CreateUpload(create_request("ds", "f.bin"))).upload
     stranger = open_api(env.server.address)
     await fails(stranger.uploads.GetUpload(pb.GetUploadRequest(name=mine.name)), grpc.StatusCode.PERMISSION_DENIED,
-                "NAMESPACE_MISMATCH")
+                "NAMESPACE_NOT_GRANTED")
     await stranger.channel.close()
 
 

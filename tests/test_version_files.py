@@ -116,7 +116,7 @@ async def test_bad_listings_are_refused_with_their_reason(api: Api, published: P
     assert await refused(dpb.ListVersionFilesRequest(parent=f"{api.parent}/datasets/lib")) == \
         (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_NAME")
     assert await refused(dpb.ListVersionFilesRequest(parent="namespaces/elsewhere/datasets/lib/versions/1")) == \
-        (grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_MISMATCH")
+        (grpc.StatusCode.PERMISSION_DENIED, "NAMESPACE_NOT_GRANTED")
     with pytest.raises(aio.AioRpcError) as caught:
         await api.datasets.ListVersionFiles(dpb.ListVersionFilesRequest(parent=version, view=7))
     assert field_violations(caught.value) == ["view"]

@@ -29,7 +29,7 @@ async def run(settings: Settings, *, burst: bool = False) -> None:
     # Connect before starting arq, so a bad setting fails at once with the variable's name.
     deps = await stack.enter_async_context(open_connections(settings))
     services = await stack.enter_async_context(open_services(deps))
-    metrics.serve_metrics("0.0.0.0", settings.worker_metrics_port, "QUARRY_WORKER_METRICS_PORT")
+    metrics.serve_metrics(settings.metrics_host, settings.worker_metrics_port, "QUARRY_WORKER_METRICS_PORT")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = services

@@ -1,35 +1,42 @@
-"""Resolve the caller of a call, gRPC or Arrow Flight alike. Token authentication plugs in here, and only here.
+"""The gRPC side of admission: read a call's credentials off its metadata, and hand servicers its caller.
 
-Each protocol's adapter hands over the call's headers as (name, value) pairs: the gRPC servicers their
-invocation metadata (`__call__`), the Flight middleware its call headers (`of_headers`).
+The interceptor (`server/api/interceptors.py`) admits every call through the domain's `Admission`, the one
+place a caller is resolved for every protocol, and keeps the Caller in a context variable for the length
+of the call; servicers read it with `CallerResolver`. Nothing here decides anything.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable
 
 from grpc import aio
 
+from server.domain.admission import Credentials
 from server.domain.caller import Caller
-from server.model.names import validate_namespace
+from server.model.errors import Internal
 
+AUTHORIZATION_METADATA = "authorization"
 NAMESPACE_METADATA = "x-quarry-namespace"
+
+CURRENT_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("quarry_caller", default=None)
+
+
+def credentials(metadata: Iterable[tuple[str, str | bytes]] | None) -> Credentials:
+    """The `authorization` and `x-quarry-namespace` values of a call's metadata (the first of each)."""
+    found: dict[str, str] = {}
+    for key, value in metadata or ():
+        if key in (AUTHORIZATION_METADATA, NAMESPACE_METADATA) and key not in found and isinstance(value, str):
+            found[key] = value
+    return Credentials(found.get(AUTHORIZATION_METADATA), found.get(NAMESPACE_METADATA))
 
 
 class CallerResolver:
-    """Caller from call headers: `x-quarry-namespace`, else the configured default namespace."""
-
-    def __init__(self, default_namespace: str) -> None:
-        self.default_namespace = default_namespace
+    """What servicers call to learn who is calling: the Caller admission resolved for this call."""
 
     def __call__(self, context: aio.ServicerContext) -> Caller:
-        return self.of_headers(context.invocation_metadata() or ())
-
-    def of_headers(self, headers: Iterable[tuple[str, str | bytes]]) -> Caller:
-        """The caller of a call with these headers (names in lower case; the first value of each counts)."""
-        found: dict[str, str] = {}
-        for name, value in headers:
-            if name not in found and isinstance(value, str):
-                found[name] = value
-        namespace = found.get(NAMESPACE_METADATA) or self.default_namespace
-        return Caller(namespace=validate_namespace(namespace), identity=f"namespace:{namespace}")
+        caller = CURRENT_CALLER.get()
+        if caller is None:
+            # Only a method that needs no token has no caller, and such a method never asks for one.
+            raise Internal("no caller was admitted for this call", reason="NO_CALLER")
+        return caller

@@ -28,6 +28,8 @@ class CapabilitiesServicer(pb_grpc.CapabilitiesServiceServicer):
 def _capabilities(settings: Capabilities) -> pb.GetCapabilitiesResponse:
     expiry = duration_pb2.Duration()
     expiry.FromNanoseconds(int(settings.upload_expiry_seconds * 1e9))
+    url_ttl = duration_pb2.Duration()
+    url_ttl.FromNanoseconds(int(settings.max_url_ttl_seconds * 1e9))
     return pb.GetCapabilitiesResponse(
         server_version=__version__,
         max_message_bytes=settings.max_message_bytes,
@@ -43,4 +45,8 @@ def _capabilities(settings: Capabilities) -> pb.GetCapabilitiesResponse:
         max_preview_rows=settings.max_preview_rows,
         download_urls=settings.download_urls,
         storage_kind=settings.storage_kind,
+        auth_mode=pb.AUTH_MODE_TOKENS if settings.auth_mode == "tokens" else pb.AUTH_MODE_NONE,
+        tls_required=settings.tls,
+        client_certificate_required=settings.client_certificates,
+        max_download_url_ttl=url_ttl,
     )

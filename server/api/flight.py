@@ -12,8 +12,10 @@ descriptor or ticket, call the domain (`server/domain/tables.py`) on the server'
                                client may also write: {"version": ".../versions/3", "path": "a.parquet",
                                "columns": ["id"] or null, "row_groups": [0, 1] or null}
 
-The caller is resolved from the call headers by the same `CallerResolver` as gRPC's, in a middleware (one
-resolution per call). Errors carry the same reasons as gRPC's: the Flight status (see `flight_errors.py`)
+The caller is resolved from the call headers (`authorization`, `x-quarry-namespace`) by the same admission as
+gRPC's (`server/domain/admission.py`), in a middleware, once per call, against the same access table; a refused
+call never reaches a handler, and it (like any call refused later) is an audit row. Errors carry the same
+reasons as gRPC's: the Flight status (see `flight_errors.py`)
 and a `google.rpc.Status` in the error's extra info, which a gRPC client reads as `grpc-status-details-bin`.
 Flight runs its own gRPC server on its own threads; each handler waits for the domain's coroutine on the
 event loop, and DoGet's batches are read on Flight's thread, one at a time, as the client takes them.
@@ -23,40 +25,86 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from server import metrics
-from server.api.caller import CallerResolver
-from server.api.flight_errors import flight_error, flight_errors
-from server.domain.caller import Caller
+from server.api.caller import credentials
+from server.api.flight_errors import flight_error, flight_errors, outcome_of
+from server.domain.access import rule_for
+from server.domain.admission import Admission
+from server.domain.caller import Caller, CallRecord
 from server.domain.tables import TablePart, TablePlan, Tables, TableStream
-from server.model.errors import InvalidArgument
+from server.model.errors import Internal, InvalidArgument, PermissionDenied
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MIDDLEWARE = "caller"
 
 
-class CallerMiddleware(flight.ServerMiddleware):
-    """Holds the caller resolved for one Flight call."""
+FLIGHT_SERVICE = "arrow.flight.protocol.FlightService"
+FLIGHT_METHODS = {
+    flight.FlightMethod.HANDSHAKE: "Handshake", flight.FlightMethod.LIST_FLIGHTS: "ListFlights",
+    flight.FlightMethod.GET_FLIGHT_INFO: "GetFlightInfo", flight.FlightMethod.GET_SCHEMA: "GetSchema",
+    flight.FlightMethod.DO_GET: "DoGet", flight.FlightMethod.DO_PUT: "DoPut",
+    flight.FlightMethod.DO_EXCHANGE: "DoExchange", flight.FlightMethod.DO_ACTION: "DoAction",
+    flight.FlightMethod.LIST_ACTIONS: "ListActions",
+}
 
-    def __init__(self, caller: Caller) -> None:
+
+def method_name(method: flight.FlightMethod) -> str:
+    """The full gRPC method name of a Flight method, as the access table names it."""
+    return f"/{FLIGHT_SERVICE}/{FLIGHT_METHODS.get(method, 'Unknown')}"
+
+
+class CallerMiddleware(flight.ServerMiddleware):
+    """Holds the caller admitted for one Flight call, and records how the call ended."""
+
+    def __init__(self, caller: Caller | None, record: CallRecord, factory: CallerMiddlewareFactory) -> None:
         self.caller = caller
+        self.record = record
+        self.factory = factory
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        if exception is not None:
+            self.factory.conclude(self.record, exception)
 
 
 class CallerMiddlewareFactory(flight.ServerMiddlewareFactory):
-    """Resolves each Flight call's caller from its headers, before any handler runs."""
+    """Admits each Flight call from its headers, before any handler runs (on the server's event loop)."""
 
-    def __init__(self, resolver: CallerResolver) -> None:
-        self.resolver = resolver
+    def __init__(self, admission: Admission, loop: asyncio.AbstractEventLoop) -> None:
+        self.admission = admission
+        self.loop = loop
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> CallerMiddleware:
-        with flight_errors():
-            pairs = [(name.lower(), value) for name, values in headers.items() for value in values]
-            return CallerMiddleware(self.resolver.of_headers(pairs))
+        name = method_name(info.method)
+        record = CallRecord(method=name)
+        pairs = [(key.lower(), value) for key, values in headers.items() for value in values]
+        try:
+            rule = rule_for(name)
+            if rule is None:
+                raise PermissionDenied(f"{name} has no access rule", reason="NO_ACCESS_RULE")
+            caller = asyncio.run_coroutine_threadsafe(self.admission.admit(record, rule, credentials(pairs)),
+                                                      self.loop).result()
+        except Exception as exc:
+            self.conclude(record, exc)
+            raise flight_error(exc) from None
+        return CallerMiddleware(caller, record, self)
+
+    def conclude(self, record: CallRecord, exception: BaseException) -> None:
+        """Write the audit row a failed call needs (a denied one: always)."""
+        code, reason = outcome_of(exception)
+        try:
+            asyncio.run_coroutine_threadsafe(self.admission.conclude(record, code, reason), self.loop).result(30)
+        except Exception as exc:  # the loop is stopping, or the database is away: the call's own error stands
+            log.error("could not conclude a Flight call", extra={"method": record.method, "error": repr(exc)})
 
 
 def _text(value: Any, field: str) -> str:
@@ -131,9 +179,13 @@ def flight_info(plan: TablePlan, descriptor: flight.FlightDescriptor) -> flight.
 class QuarryFlightServer(flight.FlightServerBase):
     """The Flight service of one server process."""
 
-    def __init__(self, location: str, tables: Tables, resolver: CallerResolver,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(location, middleware={MIDDLEWARE: CallerMiddlewareFactory(resolver)})
+    def __init__(self, location: str, tables: Tables, admission: Admission, loop: asyncio.AbstractEventLoop,
+                 tls: FlightTls | None = None) -> None:
+        secure: dict[str, Any] = {}
+        if tls is not None:
+            secure = {"tls_certificates": [flight.CertKeyPair(tls.cert, tls.key)],
+                      "verify_client": tls.client_ca is not None, "root_certificates": tls.client_ca}
+        super().__init__(location, middleware={MIDDLEWARE: CallerMiddlewareFactory(admission, loop)}, **secure)
         self._tables = tables
         self._loop = loop
 
@@ -143,6 +195,8 @@ class QuarryFlightServer(flight.FlightServerBase):
     @staticmethod
     def _caller(context: flight.ServerCallContext) -> Caller:
         middleware: CallerMiddleware = context.get_middleware(MIDDLEWARE)
+        if middleware.caller is None:
+            raise Internal("no caller was admitted for this Flight call", reason="NO_CALLER")
         return middleware.caller
 
     def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
@@ -181,7 +235,18 @@ def _batches(stream: TableStream) -> Iterator[pa.RecordBatch]:
         batches.close()
 
 
-def start_flight(address: str, tables: Tables, resolver: CallerResolver,
-                 loop: asyncio.AbstractEventLoop) -> QuarryFlightServer:
-    """The Flight server, listening on `address` (host:port) once this returns."""
-    return QuarryFlightServer(f"grpc+tcp://{address}", tables, resolver, loop)
+@dataclass(frozen=True)
+class FlightTls:
+    """The server's certificate and key (PEM), and the CA its clients' certificates must be signed by, if any."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+
+def start_flight(address: str, tables: Tables, admission: Admission, loop: asyncio.AbstractEventLoop,
+                 tls: FlightTls | None = None) -> QuarryFlightServer:
+    """The Flight server, listening on `address` (host:port) once this returns; over TLS (grpc+tls://) when the
+    gRPC server speaks it, with the same certificate."""
+    scheme = "grpc+tls" if tls is not None else "grpc+tcp"
+    return QuarryFlightServer(f"{scheme}://{address}", tables, admission, loop, tls)

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import grpc
 import pyarrow.flight as flight
 
-from server.api.errors import status_for
+from server.api.errors import code_for, status_for
+from server.model.errors import QuarryError
 
 FLIGHT_ERROR_BY_CODE: dict[grpc.StatusCode, type[flight.FlightError]] = {
     grpc.StatusCode.UNAUTHENTICATED: flight.FlightUnauthenticatedError,
@@ -48,6 +49,21 @@ def _reason(details: bytes) -> str:
             detail.Unpack(info)
             return info.reason
     return ""
+
+
+def outcome_of(exc: BaseException) -> tuple[str, str]:
+    """(gRPC status code name, ErrorInfo reason) of how a Flight call ended, for the audit trail."""
+    if isinstance(exc, QuarryError):
+        return code_for(exc).name, exc.reason
+    details = getattr(exc, "extra_info", None)
+    if isinstance(exc, flight.FlightError) and details:
+        from google.rpc import code_pb2, status_pb2
+
+        try:
+            return code_pb2.Code.Name(status_pb2.Status.FromString(details).code), _reason(details)
+        except ValueError:
+            pass
+    return ("CANCELLED", "") if isinstance(exc, flight.FlightCancelledError) else ("UNKNOWN", "")
 
 
 @contextmanager

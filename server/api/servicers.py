@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from grpc import aio
-from quarry.v1 import dataset_service_pb2_grpc, upload_service_pb2_grpc
+from quarry.v1 import (
+    audit_service_pb2_grpc,
+    dataset_service_pb2_grpc,
+    namespace_service_pb2_grpc,
+    token_service_pb2_grpc,
+    upload_service_pb2_grpc,
+)
 
 from server.api.caller import CallerResolver
 from server.api.datasets import DatasetMethods
+from server.api.identity import AuditServicer, NamespaceServicer, TokenServicer
 from server.api.uploads import UploadServicer
 from server.api.versions import VersionMethods
 from server.domain.services import Services
@@ -16,9 +23,13 @@ class DatasetServicer(DatasetMethods, VersionMethods, dataset_service_pb2_grpc.D
     """DatasetService: the dataset methods and the version methods."""
 
 
-def add_quarry_servicers(server: aio.Server, services: Services, default_namespace: str) -> None:
-    """Add DatasetService and UploadService."""
-    caller = CallerResolver(default_namespace)
+def add_quarry_servicers(server: aio.Server, services: Services) -> None:
+    """Add DatasetService, UploadService, TokenService, NamespaceService and AuditService."""
+    caller = CallerResolver()
     dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(services, caller), server)
     upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
         UploadServicer(services.uploads, services.upload_stream, caller), server)
+    token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(services.tokens, caller), server)
+    namespace_service_pb2_grpc.add_NamespaceServiceServicer_to_server(
+        NamespaceServicer(services.namespaces, caller), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(services.audit, caller), server)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from grpc import aio
@@ -13,14 +11,13 @@ from quarry.v1 import upload_service_pb2_grpc as pb_grpc
 
 from server.api import convert
 from server.api.caller import CallerResolver
+from server.api.interceptors import drain
 from server.domain.upload_stream import Chunk, Finish, StreamMessage, UploadStream
 from server.domain.uploads import NewUpload, Uploads
 from server.model.errors import InvalidArgument, QuarryError
 from server.model.uploads import Upload
 
 UPLOAD_METADATA = "x-quarry-upload"
-DRAIN_BYTES = 256 << 20
-DRAIN_SECONDS = 10.0
 
 
 def new_upload(request: pb.CreateUploadRequest) -> tuple[str, NewUpload]:
@@ -59,22 +56,6 @@ def _header(first: pb.UploadRequest | None) -> pb.UploadHeader:
     return first.header
 
 
-async def _drain(requests: AsyncIterator[pb.UploadRequest]) -> None:
-    """Read (and drop) what the client is still sending before failing the call, for a while.
-
-    A client that is still writing when the status arrives may report its own failed write instead of
-    our status (grpc.aio does: INTERNAL "Failed execute_batch"). Draining lets it finish writing and then
-    read the real status; the bound keeps a misbehaving client from holding the call open.
-    """
-    budget = DRAIN_BYTES
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(DRAIN_SECONDS):
-            async for request in requests:
-                budget -= request.ByteSize()
-                if budget < 0:
-                    return
-
-
 class UploadServicer(pb_grpc.UploadServiceServicer):
     """The UploadService handlers."""
 
@@ -111,7 +92,7 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
                                               announce, parent)
         except QuarryError:
             # Every refusal, the header's included: a client still sending must get our status, not its own.
-            await _drain(request_iterator)
+            await drain(request_iterator)
             raise
         return pb.UploadResponse(upload=convert.upload(result.upload), committed_by_stream=result.committed)
 

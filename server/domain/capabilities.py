@@ -19,6 +19,10 @@ class Capabilities:
     max_page_size: int
     max_preview_rows: int
     storage_kind: str
+    auth_mode: str = "tokens"
+    tls: bool = False
+    client_certificates: bool = False
+    max_url_ttl_seconds: float = 3600
 
     @property
     def download_urls(self) -> bool:

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from server.domain import quotas
+from server.domain.audit import record_in
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size, parse_filter
+from server.domain.namespaces import existing_namespace
 from server.model import names
 from server.model.datasets import Dataset, DatasetRules, DatasetState
 from server.model.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
 from server.model.names import NAME_PATTERN
 from server.storage import datasets as repo
-from server.storage import namespaces
 from server.storage.datasets import DatasetQuery
 from server.storage.db import Connection, Database
 
@@ -165,21 +167,29 @@ class Datasets:
     async def create(self, caller: Caller, parent: str, spec: NewDataset) -> Dataset:
         """Create a DRAFT dataset, or return the one an earlier request with the same request_id created."""
         namespace = caller.parent(parent)
+        caller.call.resource = f"namespaces/{namespace}/datasets/{spec.name}"
         spec = spec.validated()
         async with self.db.transaction() as connection:
-            namespace_id = await namespaces.ensure_namespace(connection, namespace)
-            created = await repo.insert(connection, namespace_id=namespace_id, name=spec.name,
+            space = await existing_namespace(connection, namespace)
+            if spec.request_id is not None:
+                # The request_id was used before (a replay, or a concurrent twin that won): its dataset stands.
+                earlier = await repo.find_by_request_id(connection, space.id, spec.request_id)
+                if earlier is not None:
+                    await record_in(connection, caller, earlier.resource_name)
+                    return _replayed(earlier, spec)
+            await quotas.check_datasets(connection, space)
+            created = await repo.insert(connection, namespace_id=space.id, name=spec.name,
                                         description=spec.description, labels=spec.labels, rules=spec.rules,
                                         request_id=spec.request_id)
             if created is None and spec.request_id is not None:
-                # The request_id was used before (a replay, or a concurrent twin that won): its dataset stands.
-                earlier = await repo.find_by_request_id(connection, namespace_id, spec.request_id)
+                earlier = await repo.find_by_request_id(connection, space.id, spec.request_id)
                 if earlier is not None:
+                    await record_in(connection, caller, earlier.resource_name)
                     return _replayed(earlier, spec)
             if created is None:
-                # Raised inside the transaction, so a namespace created on the way is rolled back too.
                 raise AlreadyExists(f"dataset namespaces/{namespace}/datasets/{spec.name} already exists",
                                     reason="DATASET_ALREADY_EXISTS")
+            await record_in(connection, caller, created.resource_name)
         log.info("dataset created", extra={"dataset_id": str(created.id), "namespace": namespace,
                                            "dataset": created.name})
         return created
@@ -225,6 +235,7 @@ class Datasets:
                 description, labels, rules = changes.apply(current, fields)
                 if await repo.update(connection, current.id, current.revision, description=description,
                                      labels=labels, rules=rules):
+                    await record_in(connection, caller, current.resource_name)
                     return await _reread(connection, current.id)
             # Lost the race: the next read sees the winner (and refuses a now stale etag).
         raise _contended(ref)
@@ -237,6 +248,7 @@ class Datasets:
                 current = await _live(connection, ref)
                 _check_etag(current, etag)
                 if await repo.soft_delete(connection, current.id, current.revision):
+                    await record_in(connection, caller, current.resource_name)
                     deleted = await _reread(connection, current.id)
                     log.info("dataset deleted", extra={"dataset_id": str(deleted.id), "namespace": ref.namespace,
                                                        "dataset": deleted.name})

@@ -32,7 +32,6 @@ from server.storage.db import Database
 DEFAULT_PREVIEW_ROWS = 100
 READ_MESSAGE_BYTES = 1 << 20
 DEFAULT_URL_TTL = 3600.0
-MAX_URL_TTL = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,8 @@ class Files:
     """Version reads: diffs, and previews, statistics, bytes and download URLs of files."""
 
     def __init__(self, db: Database, store: ObjectStore, versions: Versions, max_preview_rows: int,
-                 page_tokens: PageTokens, max_page_size: int) -> None:
+                 page_tokens: PageTokens, max_page_size: int, max_url_ttl: float = DEFAULT_URL_TTL) -> None:
+        self.max_url_ttl = max_url_ttl
         self.db = db
         self.store = store
         self.versions = versions
@@ -191,12 +191,19 @@ class Files:
         available = file.size - offset
         return FileRead(file, offset, available if limit == 0 else min(limit, available), self.store)
 
+    @property
+    def default_url_ttl(self) -> float:
+        """The lifetime of a URL whose request asks for none."""
+        return min(DEFAULT_URL_TTL, self.max_url_ttl)
+
     async def download_url(self, caller: Caller, version: str, path: str, ttl_seconds: float) -> DownloadUrl:
-        """A presigned GET URL valid for `ttl_seconds` (0: an hour); NotSupported on stores that cannot."""
-        if ttl_seconds < 0 or ttl_seconds > MAX_URL_TTL:
-            raise InvalidArgument.field("ttl", f"must be between 0 and 7 days (0 means 1 hour); got {ttl_seconds}s",
-                                        reason="INVALID_TTL")
-        seconds = max(1, math.floor(ttl_seconds or DEFAULT_URL_TTL))
+        """A presigned GET URL valid for `ttl_seconds` (0: an hour, or the maximum if lower); NotSupported on stores
+        that cannot."""
+        if ttl_seconds < 0 or ttl_seconds > self.max_url_ttl:
+            raise InvalidArgument.field("ttl", f"must be between 0 and {self.max_url_ttl:g}s, the server's "
+                                               f"QUARRY_MAX_URL_TTL_SECONDS (0 means {self.default_url_ttl:g}s); got "
+                                               f"{ttl_seconds}s", reason="INVALID_TTL")
+        seconds = max(1, math.floor(ttl_seconds or self.default_url_ttl))
         file = await self.file(caller, version, path)
         expire_time = datetime.now(UTC) + timedelta(seconds=seconds)
         return DownloadUrl(await self.store.presign_get(file.object_key, seconds), expire_time)

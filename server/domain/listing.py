@@ -34,10 +34,12 @@ class Term:
 
     field: str
     value: str
+    operator: str = "="
 
 
-def parse_filter(text: str, allowed: Sequence[str]) -> list[Term]:
-    """Parse a filter; `allowed` lists field names (a name ending in "." allows any key under it)."""
+def parse_filter(text: str, allowed: Sequence[str], comparable: Sequence[str] = ()) -> list[Term]:
+    """Parse a filter; `allowed` lists field names (a name ending in "." allows any key under it), and the fields
+    in `comparable` also take <, <=, > and >=."""
     text = text.strip()
     if not text:
         return []
@@ -52,12 +54,15 @@ def parse_filter(text: str, allowed: Sequence[str]) -> list[Term]:
                    for name in allowed):
             raise InvalidArgument.field("filter", f"unknown filter field {field!r}; known: {', '.join(allowed)}",
                                         reason="INVALID_FILTER")
-        if operator != "=":
-            raise InvalidArgument.field("filter", f"operator {operator!r} is not supported; use =",
+        if operator != "=" and not (field in comparable and operator in ("<", "<=", ">", ">=")):
+            raise InvalidArgument.field("filter", f"operator {operator!r} is not supported on {field}; use =",
                                         reason="INVALID_FILTER")
         if value.startswith('"'):
-            value = json.loads(value)
-        terms.append(Term(field, value))
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise InvalidArgument.field("filter", f"bad quoted value {value}", reason="INVALID_FILTER") from None
+        terms.append(Term(field, value, operator))
     return terms
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.domain.admission import Admission
+from server.domain.audit import AuditTrail
 from server.domain.datasets import Datasets
 from server.domain.files import Files
+from server.domain.namespaces import Namespaces
 from server.domain.pipeline import Pipeline
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
+from server.domain.tokens import Tokens
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
@@ -28,3 +32,7 @@ class Services:
     pipeline: Pipeline
     sweeper: Sweeper
     tables: Tables
+    namespaces: Namespaces
+    tokens: Tokens
+    audit: AuditTrail
+    admission: Admission

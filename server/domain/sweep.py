@@ -7,7 +7,8 @@
 - deletes staged bytes still held by cancelled, expired, promoted or invalid uploads;
 - aborts multipart writes and deletes staging objects that no upload owns (older than the grace period);
 - drops the files of datasets deleted longer than the grace period ago, and collects fresh objects that no
-  version references, each deleted while its row is locked so a promotion can never reuse it mid-delete.
+  version references, each deleted while its row is locked so a promotion can never reuse it mid-delete;
+- deletes audit events older than the retention period (the only code that deletes any).
 Every step is safe to run twice, on several workers at once.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from server import metrics
+from server.domain.audit import AuditTrail
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
 from server.model.errors import QuarryError
@@ -42,14 +44,18 @@ class SweepReport:
     orphans_removed: int = 0
     datasets_purged: int = 0
     objects_collected: int = 0
+    audit_events_deleted: int = 0
     errors: list[str] = field(default_factory=list)
 
 
 class Sweeper:
     """One sweep over everything."""
 
-    def __init__(self, uploads: Uploads, versions: Versions, *, stuck_after: float, gc_grace: float) -> None:
+    def __init__(self, uploads: Uploads, versions: Versions, *, stuck_after: float, gc_grace: float,
+                 audit: AuditTrail | None = None, audit_retention_days: float = 0) -> None:
         self.uploads = uploads
+        self.audit = audit
+        self.audit_retention_days = audit_retention_days
         self.versions = versions
         self.db = uploads.db
         self.store = uploads.store
@@ -60,7 +66,7 @@ class Sweeper:
         """Run every step; a failing step is logged and does not stop the others."""
         report = SweepReport()
         for step in (self._requeue, self._expire, self._purge, self._orphans, self._purge_deleted_datasets,
-                     self._collect):
+                     self._collect, self._expire_audit_events):
             try:
                 await step(report)
             except QuarryError as exc:
@@ -132,6 +138,10 @@ class Sweeper:
                 await self.store.delete(key)
                 await sweeping.forget_object(connection, key)
             report.objects_collected += 1
+
+    async def _expire_audit_events(self, report: SweepReport) -> None:
+        if self.audit is not None and self.audit_retention_days > 0:
+            report.audit_events_deleted = await self.audit.sweep(self.audit_retention_days)
 
 
 def _upload_id(key: str) -> uuid.UUID | None:

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server import metrics
+from server.domain import quotas
 from server.domain.caller import Caller
 from server.domain.crc import combine, crc32c
+from server.domain.namespaces import existing_namespace
 from server.domain.parts import MAX_PARTS
 from server.domain.uploads import NewUpload, Uploads, not_open
 from server.model import names
@@ -28,6 +30,7 @@ from server.model.errors import (
     FailedPrecondition,
     InvalidArgument,
     OutOfRange,
+    QuotaExceeded,
     ResourceExhausted,
     WrongOffset,
     WrongState,
@@ -126,6 +129,7 @@ class UploadStream:
                                   f"resume it at that offset", expected_offset=upload.committed_bytes)
         else:
             upload, created = await self.uploads.load(caller, target, "header.upload"), False
+        caller.call.resource = upload.name
         if not created:
             self._check_writable(upload, write_offset)
         metrics.UPLOAD_STREAMS.inc()
@@ -136,17 +140,15 @@ class UploadStream:
             await on_open(upload)
             committed, finish = await self._write(upload, write_offset, messages, landing)
         except ResourceExhausted as exc:
-            # Past the size limit the upload can never finish: fail it and free its bytes.
-            await asyncio.shield(self._fail(upload, exc, landing))
+            if isinstance(exc, QuotaExceeded):
+                # A namespace quota may be raised, or space freed: the upload stays resumable.
+                await asyncio.shield(self._settle(upload, created, landing))
+            else:
+                # Past the size limit the upload can never finish: fail it and free its bytes.
+                await asyncio.shield(self._fail(upload, exc, landing))
             raise
         except BaseException:
-            # A stream that created its upload and failed (bad input, a dropped connection, a message gRPC
-            # refused) before committing a byte leaves nothing behind: resuming from 0 is starting over.
-            # Otherwise the part in flight lands before the caller hears, so GetUpload is current.
-            if created:
-                await asyncio.shield(self._discard_if_empty(upload, landing))
-            else:
-                await asyncio.shield(landing.settle())
+            await asyncio.shield(self._settle(upload, created, landing))
             raise
         finally:
             metrics.UPLOAD_STREAMS.dec()
@@ -157,11 +159,20 @@ class UploadStream:
             raise FailedPrecondition("the stream ended before a whole part was written and without a finish "
                                      "message; nothing was kept", reason="NOTHING_COMMITTED")
         if finish is not None and not finish.keep_open:
-            return WriteResult(await self.uploads.complete_upload(upload, finish.sha256), committed)
+            return WriteResult(await self.uploads.complete_upload(upload, finish.sha256, caller), committed)
         async with self.uploads.db.connection() as connection:
             current = await repo.get(connection, upload.id)
         assert current is not None
         return WriteResult(current, committed)
+
+    async def _settle(self, upload: Upload, created: bool, landing: _Landing) -> None:
+        # A stream that created its upload and failed (bad input, a dropped connection, a message gRPC refused)
+        # before committing a byte leaves nothing behind: resuming from 0 is starting over. Otherwise the part
+        # in flight lands before the caller hears, so GetUpload is current.
+        if created:
+            await self._discard_if_empty(upload, landing)
+        else:
+            await landing.settle()
 
     async def _discard_if_empty(self, upload: Upload, landing: _Landing) -> None:
         # A part whose commit outlived the stream may still be landing: let it, then look.
@@ -309,7 +320,9 @@ class UploadStream:
         store_kind = self.uploads.store.kind
         metrics.UPLOAD_PART_SECONDS.labels(store=store_kind).observe(time.perf_counter() - started)
         metrics.UPLOAD_PARTS.labels(store=store_kind).inc()
-        async with self.uploads.db.connection() as connection:
+        async with self.uploads.db.transaction() as connection:
+            # A part counts against its namespace's stored bytes from the moment it is recorded.
+            await quotas.check_bytes(connection, await existing_namespace(connection, upload.namespace), size)
             outcome = await repo.record_part(connection, upload.id, UploadPart(part.number, part.offset, size, etag,
                                                                                part.crc),
                                              self.uploads.limits.expiry_seconds)

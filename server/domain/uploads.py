@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server import metrics
+from server.domain import quotas
+from server.domain.audit import record_in
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size, parse_filter
+from server.domain.namespaces import existing_namespace
 from server.domain.parts import UploadLimits, assemble, choose_part_size
 from server.model import names
 from server.model.errors import (
@@ -154,35 +157,35 @@ class Uploads:
         spec = spec.validated(self.limits)
         part_size = choose_part_size(spec.declared_size, self.limits)
         if spec.request_id is not None:
-            existing = await self._by_request_id(namespace, spec.request_id)
-            if existing is not None:
-                return existing, False
+            earlier = await self._by_request_id(namespace, spec.request_id)
+            if earlier is not None:
+                return earlier, False
         upload_id = uuid.uuid4()
         key = staging_key(namespace, upload_id)
         store_upload_id = await self.store.create_multipart(key)
         try:
             async with self.db.transaction() as connection:
-                namespace_id = await namespaces.ensure_namespace(connection, namespace)
-                await namespaces.lock_namespace(connection, namespace_id)
+                space = await existing_namespace(connection, namespace, lock=True)
                 if spec.request_id is not None:
-                    existing = await repo.find_by_request_id(connection, namespace_id, spec.request_id)
-                    if existing is not None:
+                    earlier = await repo.find_by_request_id(connection, space.id, spec.request_id)
+                    if earlier is not None:
                         await self.store.abort_multipart(key, store_upload_id)
-                        return existing, False
-                open_count = await repo.count_open(connection, namespace_id)
-                if open_count >= self.limits.max_open_uploads:
-                    raise ResourceExhausted(
-                        f"namespace {namespace} has {open_count} open uploads; the limit is "
-                        f"{self.limits.max_open_uploads}", reason="TOO_MANY_OPEN_UPLOADS",
-                        metadata={"max_open_uploads": str(self.limits.max_open_uploads)}, retry_after=60)
-                dataset_id = await namespaces.ensure_draft_dataset(connection, namespace_id, spec.dataset)
+                        await record_in(connection, caller, earlier.name)
+                        return earlier, False
+                await quotas.check_open_uploads(connection, space, self.limits.max_open_uploads)
+                if spec.declared_size:
+                    await quotas.check_bytes(connection, space, spec.declared_size)
+                if await namespaces.find_live_dataset(connection, space.id, spec.dataset) is None:
+                    await quotas.check_datasets(connection, space)
+                dataset_id = await namespaces.ensure_draft_dataset(connection, space.id, spec.dataset)
                 upload = await repo.insert(
-                    connection, upload_id=upload_id, namespace_id=namespace_id, dataset_id=dataset_id,
+                    connection, upload_id=upload_id, namespace_id=space.id, dataset_id=dataset_id,
                     path=spec.path, declared_size=spec.declared_size, declared_sha256=spec.declared_sha256,
                     content_type=spec.content_type, auto_commit=spec.auto_commit,
                     commit_message=spec.commit_message, part_size=part_size, staging_key=key,
                     store_upload_id=store_upload_id, request_id=spec.request_id,
                     expiry_seconds=self.limits.expiry_seconds)
+                await record_in(connection, caller, upload.name)
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.abort_multipart(key, store_upload_id))
@@ -215,10 +218,10 @@ class Uploads:
     async def complete(self, caller: Caller, name: str, sha256: str | None) -> Upload:
         """Assemble the parts into the staged object; the upload becomes STAGED and validation is queued."""
         upload = await self.load(caller, name)
-        return await self.complete_upload(upload, sha256)
+        return await self.complete_upload(upload, sha256, caller)
 
-    async def complete_upload(self, upload: Upload, sha256: str | None) -> Upload:
-        """`complete` for an upload already loaded."""
+    async def complete_upload(self, upload: Upload, sha256: str | None, caller: Caller | None = None) -> Upload:
+        """`complete` for an upload already loaded (the call's audit row goes in its transaction)."""
         if sha256 is not None:
             names.sha256_hex(sha256, "sha256")
         async with self.db.transaction() as connection:
@@ -227,6 +230,8 @@ class Uploads:
             if current.state != UploadState.OPEN:
                 if current.state in (UploadState.STAGED, UploadState.VALIDATING, UploadState.VALIDATED,
                                      UploadState.PROMOTED) and sha256 in (None, current.sha256):
+                    if caller is not None:
+                        await record_in(connection, caller, current.name)
                     return current  # completed before: completing again changes nothing
                 raise not_open(current)
             if current.declared_sha256 and sha256 and sha256 != current.declared_sha256:
@@ -239,6 +244,8 @@ class Uploads:
                 [CompletedPart(p.number, p.etag, p.size) for p in current.parts])
             await repo.transition(connection, current.id, [UploadState.OPEN], UploadState.STAGED,
                                   size_bytes=size, sha256=sha256 or current.declared_sha256)
+            if caller is not None:
+                await record_in(connection, caller, current.name)
             staged = await repo.get(connection, current.id)
         assert staged is not None
         metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.STAGED.value).inc()
@@ -257,11 +264,13 @@ class Uploads:
             current = await repo.get(connection, upload.id, for_update=True)
             assert current is not None
             if current.state == UploadState.CANCELLED:
+                await record_in(connection, caller, current.name)
                 return current
             if current.state not in UPLOAD_CANCELLABLE_STATES or current.version_id is not None:
                 raise WrongState(f"upload {name} is {current.state} and cannot be cancelled",
                                  state=current.state.value, reason="UPLOAD_NOT_CANCELLABLE")
             await repo.transition(connection, current.id, UPLOAD_CANCELLABLE_STATES, UploadState.CANCELLED)
+            await record_in(connection, caller, current.name)
         metrics.UPLOAD_TRANSITIONS.labels(state=UploadState.CANCELLED.value).inc()
         await self.purge(current)
         async with self.db.connection() as connection:
@@ -305,6 +314,7 @@ class Uploads:
             if current.version_id is not None:
                 await versions_repo.transition(connection, current.version_id, [VersionState.FAILED],
                                                VersionState.PENDING)
+            await record_in(connection, caller, current.name)
             retried = await repo.get(connection, current.id)
         assert retried is not None
         metrics.UPLOAD_TRANSITIONS.labels(state=state.value).inc()

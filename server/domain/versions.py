@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from server.domain.audit import record_in
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size
 from server.model import names
@@ -148,6 +149,7 @@ class Versions:
                     raise InvalidArgument.field("base_version", f"{base} is not a version of {ref.name}")
                 base_id = await self._resolve(connection, base_ref, base)
             version_id = await self.commit_in(connection, head, base_id, change)
+            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, None, version_id))
         await self.enqueue_promotion(version_id)
         async with self.db.connection() as connection:
             version = await repo.get(connection, version_id)

@@ -2,7 +2,12 @@
 
 Starts Postgres and Redis (data in the data directory, so it survives a restart), a local object store,
 applies migrations, then a server and a worker as child processes. Prints one line when the server is
-SERVING. On Ctrl-C (or SIGTERM) it stops the server and worker gracefully, then Redis, then Postgres,
+SERVING.
+
+It always runs with tokens. On the first start it issues an operator token and writes it (mode 0600) to
+`<data dir>/credentials`, and to the user's credentials file (QUARRY_CREDENTIALS, default
+~/.config/quarry/credentials) unless the user wrote that file themselves, so `quarry` commands in another
+shell just work. On Ctrl-C (or SIGTERM) it stops the server and worker gracefully, then Redis, then Postgres,
 and leaves no process behind. A second `quarry dev` on the same data directory fails at once.
 """
 
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import getpass
 import os
 import signal
 import subprocess
@@ -67,6 +73,55 @@ def _migrate(url: str, timeout: float) -> None:
     asyncio.run(run())
 
 
+def _credentials(settings: Settings, database_url: str, data_dir: Path) -> Path:
+    """The data directory's credentials file, bootstrapping the operator token on the first start; the user's
+    credentials file is kept in step with it."""
+    from server.bootstrap import (
+        WRITTEN_BY_DEV,
+        bootstrap_operator,
+        credentials_text,
+        ensure_user_credentials,
+        read_token,
+        user_credentials_path,
+        write_credentials,
+    )
+    from server.model.errors import FailedPrecondition
+
+    path = data_dir / "credentials"
+    address = _client_address(settings.grpc_address)
+    comment = f"Quarry credentials, {WRITTEN_BY_DEV} for {address} (data directory {data_dir})"
+    kept = read_token(path)
+    if kept is not None:
+        if credentials_text(kept, comment, address) != path.read_text():
+            write_credentials(path, credentials_text(kept, comment, address))  # started on another address
+    else:
+        try:
+            issued = asyncio.run(bootstrap_operator(settings.model_copy(update={"database_url": database_url}),
+                                                    _principal()))
+        except FailedPrecondition:
+            raise ConfigError("QUARRY_DATA_DIR", f"{path} is missing but the database in {data_dir} has an operator "
+                                                 "token already; restore the file, or start from an empty data "
+                                                 "directory") from None
+        write_credentials(path, credentials_text(issued.secret, comment, address))
+    ensure_user_credentials(path, user_credentials_path())
+    return path
+
+
+def _client_address(listen: str) -> str:
+    """Where a client on this machine reaches a server listening on `listen` (every interface: loopback)."""
+    host, _, port = listen.rpartition(":")
+    loopback = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}
+    return f"{loopback.get(host, host)}:{port}"
+
+
+def _principal() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+    return name if name and name.replace("-", "").replace("_", "").replace(".", "").isalnum() else "operator"
+
+
 def _spawn(module: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
     try:
@@ -109,6 +164,7 @@ def run_dev(settings: Settings) -> int:
             database_url = postgres.start()
             redis_url = redis.start()
             _migrate(database_url, settings.startup_timeout_seconds)
+            credentials = _credentials(settings, database_url, data_dir)
             env = dict(os.environ)
             env.update({
                 "QUARRY_DATABASE_URL": database_url,
@@ -116,6 +172,7 @@ def run_dev(settings: Settings) -> int:
                 "QUARRY_STORAGE_URL": f"file://{data_dir / 'objects'}",
                 "QUARRY_GRPC_ADDRESS": settings.grpc_address,
                 "QUARRY_DATA_DIR": str(data_dir),
+                "QUARRY_AUTH_MODE": "tokens",
             })
             children["server"] = _spawn("server", env, logs / "server.log")
             children["worker"] = _spawn("workers", env, logs / "worker.log")
@@ -129,9 +186,9 @@ def run_dev(settings: Settings) -> int:
                         return 1
                 if not announced:
                     if _serving(settings.grpc_address):
-                        metrics = f"http://{settings.grpc_address.rpartition(':')[0]}:{settings.metrics_port}/metrics"
+                        metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
                         print(f"Quarry is serving on {settings.grpc_address} (data {data_dir}, metrics {metrics}, "
-                              f"logs {logs}); press Ctrl-C to stop", flush=True)
+                              f"logs {logs}, credentials {credentials}); press Ctrl-C to stop", flush=True)
                         announced = True
                     elif time.monotonic() > deadline:
                         print(f"quarry: the server was not SERVING after {READY_TIMEOUT:.0f}s; see {logs}",

@@ -3,9 +3,10 @@
     QuarryError                      reason (— : each raise names its own)
     ├── InvalidArgument              INVALID_ARGUMENT, or a precise one (+ field violations)
     │   └── InvalidFile              — the first issue's code: RAGGED_ROW, INVALID_JSON, … (a file failed validation)
+    ├── Unauthenticated              — TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED
     ├── NotFound                     — e.g. DATASET_NOT_FOUND, UPLOAD_NOT_FOUND
     ├── AlreadyExists                — e.g. DATASET_ALREADY_EXISTS
-    ├── PermissionDenied             — e.g. NAMESPACE_MISMATCH
+    ├── PermissionDenied             — ROLE_REQUIRED (metadata: role, namespace), NAMESPACE_NOT_GRANTED
     ├── FailedPrecondition           — e.g. UPLOAD_NOT_COMMITTABLE
     │   ├── WrongOffset              WRONG_OFFSET (metadata: expected_offset)
     │   ├── WrongState               — e.g. UPLOAD_CANCELLED (metadata: state)
@@ -14,7 +15,9 @@
     ├── OutOfRange                   — e.g. OFFSET_OUT_OF_RANGE
     ├── DataLoss                     — e.g. STAGED_OBJECT_MISSING
     │   └── ChecksumMismatch         CHECKSUM_MISMATCH
-    ├── ResourceExhausted            — e.g. TOO_MANY_OPEN_UPLOADS
+    ├── ResourceExhausted            — e.g. UPLOAD_TOO_LARGE
+    │   ├── QuotaExceeded            QUOTA_EXCEEDED, or TOO_MANY_OPEN_UPLOADS (metadata: quota, limit, subject)
+    │   └── RateLimited              RATE_LIMITED (retry_after: when the token may call again)
     ├── Aborted                      — e.g. CONCURRENT_CHANGE (retryable)
     ├── Unavailable                  — e.g. STORE_UNAVAILABLE (retryable)
     ├── NotSupported                 — e.g. DOWNLOAD_URL_UNSUPPORTED
@@ -41,6 +44,7 @@ class ErrorKind(StrEnum):
     Postgres records its kind (never a class name, which a rename would silently turn into INTERNAL)."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -105,6 +109,12 @@ class InvalidFile(InvalidArgument):
     """A file's content is not valid for its format (its reason is the first issue's code)."""
 
 
+class Unauthenticated(QuarryError):
+    """The call carries no usable credentials: no token, a malformed or unknown one, an expired or revoked one."""
+
+    kind = ErrorKind.UNAUTHENTICATED
+
+
 class NotFound(QuarryError):
     """The named resource does not exist (in the caller's namespace)."""
 
@@ -118,7 +128,7 @@ class AlreadyExists(QuarryError):
 
 
 class PermissionDenied(QuarryError):
-    """The caller may not act on that resource (e.g. it is in another namespace)."""
+    """The caller is known but may not do this: a role it lacks, or a namespace it was not granted."""
 
     kind = ErrorKind.PERMISSION_DENIED
 
@@ -179,6 +189,24 @@ class ResourceExhausted(QuarryError):
     """A quota or size limit was reached."""
 
     kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
+class QuotaExceeded(ResourceExhausted):
+    """A namespace's quota (set by an operator) would be exceeded; `quota` names it, e.g. "max_bytes"."""
+
+    reason = "QUOTA_EXCEEDED"
+
+    def __init__(self, message: str, *, subject: str, quota: str, limit: int, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason, metadata={"quota": quota, "limit": str(limit), "subject": subject})
+        self.subject = subject
+        self.quota = quota
+        self.limit = limit
+
+
+class RateLimited(ResourceExhausted):
+    """A token made more calls per second than its namespace allows; it may call again after `retry_after`."""
+
+    reason = "RATE_LIMITED"
 
 
 class Aborted(QuarryError):

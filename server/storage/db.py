@@ -13,11 +13,11 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from server.model.errors import Aborted, AlreadyExists, ConfigError, Internal, Unavailable
+from server.model.redaction import redact
 
 # A connection, as use cases hold it to pass to repositories inside their transaction. The domain names this
 # alias and never asyncpg, so the driver stays a detail of the storage layer.
@@ -85,8 +85,7 @@ async def connect(dsn: str, timeout: float) -> asyncpg.Connection:
             return connection
         except _CONNECT_ERRORS as exc:
             if time.monotonic() >= deadline or isinstance(exc, asyncpg.exceptions.InvalidPasswordError):
-                raise ConfigError("QUARRY_DATABASE_URL",
-                                  f"cannot connect to {_redact(dsn)}: {_describe(exc)}") from None
+                raise ConfigError("QUARRY_DATABASE_URL", redact(f"cannot connect to {dsn}: {_describe(exc)}")) from None
             await asyncio.sleep(0.25)
 
 
@@ -115,12 +114,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _redact(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return dsn
 
 
 class Database:

@@ -17,6 +17,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
 from server.model.errors import ConfigError, Unavailable
+from server.model.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class JobQueue:
                 return cls(await create_pool(redis_settings(url)))
             except Exception as exc:  # redis raises several unrelated classes for "cannot connect"
                 if time.monotonic() >= deadline:
-                    raise ConfigError("QUARRY_REDIS_URL", f"cannot connect to {url}: {exc}") from None
+                    raise ConfigError("QUARRY_REDIS_URL", redact(f"cannot connect to {url}: {exc}")) from None
                 await asyncio.sleep(0.25)
 
     async def enqueue(self, function: str, *args: Any, job_id: str, delay: float | None = None) -> bool:

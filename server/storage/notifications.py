@@ -3,6 +3,10 @@
 Triggers NOTIFY `quarry_upload_state` / `quarry_version_state` with "{row id}:{new state}" on every state
 change (see the first migration), so a subscriber in any server replica hears every change, in order. If the listening
 connection drops, it reconnects and wakes every subscriber with RESYNC, since changes may have been missed.
+
+Caches listen to whole channels instead (`quarry_token`: a revoked token's id; `quarry_namespace`: a changed
+namespace's name): a listener gets every payload, and RESYNC after a reconnect. While the connection is down
+(`connected` is False) no change can be heard, so caches must not trust what they hold.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
@@ -22,18 +26,22 @@ log = logging.getLogger(__name__)
 
 UPLOAD_CHANNEL = "quarry_upload_state"
 VERSION_CHANNEL = "quarry_version_state"
+TOKEN_CHANNEL = "quarry_token"
+NAMESPACE_CHANNEL = "quarry_namespace"
 RESYNC = "*"
 
 
 class NotificationHub:
     """Subscriptions to NOTIFY payloads on a few channels."""
 
-    def __init__(self, dsn: str, channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL),
+    def __init__(self, dsn: str,
+                 channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL, TOKEN_CHANNEL, NAMESPACE_CHANNEL),
                  connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._channels = channels
         self._connect_timeout = connect_timeout
         self._subscribers: dict[tuple[str, str], set[asyncio.Queue[str]]] = defaultdict(set)
+        self._listeners: dict[str, list[Callable[[str], None]]] = defaultdict(list)
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -61,8 +69,23 @@ class NotificationHub:
             for queues in self._subscribers.values():
                 for queue in queues:
                     queue.put_nowait(RESYNC)
+            for listeners in self._listeners.values():
+                for listener in listeners:
+                    listener(RESYNC)
+
+    @property
+    def connected(self) -> bool:
+        """Whether notifications can be heard right now."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    def listen(self, channel: str, listener: Callable[[str], None]) -> None:
+        """Call `listener` with every payload on `channel`, and with RESYNC after a reconnect."""
+        assert channel in self._channels, f"{channel} is not listened to"
+        self._listeners[channel].append(listener)
 
     def _on_notify(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        for listener in self._listeners.get(channel, ()):
+            listener(payload)
         key, _, state = payload.partition(":")
         for queue in self._subscribers.get((channel, key), ()):
             queue.put_nowait(state)

@@ -2,7 +2,7 @@
 
     import quarry
 
-    with quarry.Client("127.0.0.1:50051", namespace="team") as client:
+    with quarry.Client("127.0.0.1:50051", namespace="team", token="qk_…") as client:  # or QUARRY_TOKEN
         result = client.upload_file("sales.csv", "sales", wait=True)
         for version in client.list_versions("sales"):
             print(version.number, version.message)
@@ -11,6 +11,7 @@ Everything public is named here; the generated stubs of the contract are in `qua
 return its messages (`quarry.v1.dataset_pb2.Dataset`, `quarry.v1.upload_pb2.Upload`, ...).
 """
 
+from quarry._admin import IssuedToken
 from quarry._async_client import AsyncClient
 from quarry._client import Client
 from quarry._config import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
@@ -36,6 +37,8 @@ from quarry._exceptions import (
     QuarryError,
     ResourceExhausted,
     RpcError,
+    TlsError,
+    Unauthenticated,
     Unavailable,
     Unimplemented,
     UploadFailed,
@@ -72,6 +75,7 @@ __all__ = [
     "IntegrityError",
     "Internal",
     "InvalidArgument",
+    "IssuedToken",
     "Manifest",
     "MissingDependency",
     "NotFound",
@@ -84,6 +88,8 @@ __all__ = [
     "RemoteFile",
     "RpcError",
     "Selection",
+    "TlsError",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "UploadFailed",

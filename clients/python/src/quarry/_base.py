@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from quarry._admin import AdminCalls
 from quarry._batch import Batch
 from quarry._calls import Calls
 from quarry._config import Config
@@ -33,13 +34,19 @@ class BaseClient(Generic[TransportT]):
 
     _transport: type[TransportT]
 
-    def __init__(self, address: str | None = None, *, namespace: str | None = None, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None, streams: int = 4,
+    def __init__(self, address: str | None = None, *, namespace: str | None = None, token: str | None = None,
+                 tls: bool | None = None, ca_file: str | os.PathLike[str] | None = None,
+                 cert_file: str | os.PathLike[str] | None = None, key_file: str | os.PathLike[str] | None = None,
+                 timeout: float = 30.0, retry: RetryPolicy | None = None, streams: int = 4,
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.config = Config.resolve(address, namespace, cache_dir)
+        """`address` is host:port, or grpcs://host:port for TLS (or pass tls=True; a `ca_file` implies TLS).
+        `token` defaults to QUARRY_TOKEN, then the credentials file (see `quarry._config`)."""
+        self.config = Config.resolve(address, namespace, cache_dir, token=token, tls=tls, ca_file=ca_file,
+                                     cert_file=cert_file, key_file=key_file)
         self.streams = streams
         self._t: TransportT = self._transport(self.config, timeout, retry or RetryPolicy())
         self._calls = Calls(self.config.namespace)
+        self._admin = AdminCalls(self.config.namespace)
         self._resume = ResumeStore(self.config.cache_dir)
         self._chunk: int | None = None
         self._lock = threading.Lock()
@@ -72,13 +79,13 @@ class BaseClient(Generic[TransportT]):
 
     def _batch(self, directory: str | os.PathLike[str], *, prefix: str, ignore: Iterable[str],
                manifest: str | os.PathLike[str] | None, message: str | None, use_gitignore: bool,
-               progress: ProgressCallback | None) -> Batch:
+               progress: ProgressCallback | None, follow_symlinks: bool = False) -> Batch:
         """The files of a directory upload, with the manifest applied (blocking: it walks the directory)."""
         loaded = load_manifest(manifest) if manifest else None
         if loaded is not None and message:
             loaded.message = message
         selection = select_files(directory, ignore=ignore, manifest=loaded, manifest_path=manifest, prefix=prefix,
-                                 use_gitignore=use_gitignore)
+                                 use_gitignore=use_gitignore, follow_symlinks=follow_symlinks)
         if loaded is None and message:
             selection.message = message
         return Batch(selection, progress)

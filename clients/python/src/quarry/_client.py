@@ -11,9 +11,11 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from quarry import _tables
+from quarry._admin import IssuedToken
 from quarry._base import BaseClient
 from quarry._batch import VersionPoll, check_version, version_done
 from quarry._calls import WATCH_TIMEOUT
@@ -30,8 +32,8 @@ from quarry._transport import SyncTransport
 from quarry._uploader import SyncUploader
 from quarry._uploads import UploadJob
 from quarry._version_download import VersionDownload, VersionDownloadResult
+from quarry.v1 import audit_pb2, dataset_pb2, namespace_pb2, token_pb2, upload_pb2, version_pb2
 from quarry.v1 import capabilities_service_pb2 as cpb
-from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
@@ -67,6 +69,56 @@ class Client(BaseClient[SyncTransport]):
     def get_capabilities(self) -> cpb.GetCapabilitiesResponse:
         """The server's limits and features."""
         return self._t.call(self._calls.get_capabilities())
+
+    # --- tokens, namespaces, audit ---------------------------------------------------------------------
+
+    def create_token(self, principal: str, grants: Mapping[str, str] | Iterable[tuple[str, str]] = (), *,
+                     operator: bool = False, expires: float | timedelta | None = None,
+                     request_id: str | None = None) -> IssuedToken:
+        """Issue a token for `principal` with `grants` (namespace -> "reader", "writer" or "admin"), expiring
+        after `expires` (seconds or a timedelta; None: never). The secret is in the result, this once."""
+        return self._t.call(self._admin.create_token(principal, grants, operator=operator, expires=expires,
+                                                     request_id=request_id))
+
+    def list_tokens(self, *, namespace: str | None = None, every: bool = False, show_revoked: bool = False,
+                    page_size: int = 0) -> Iterator[token_pb2.Token]:
+        """The tokens with a grant on a namespace (default: the client's), or every token (`every`, operators)."""
+        return self._t.pages(self._admin.list_tokens(namespace=namespace, every=every, show_revoked=show_revoked,
+                                                     page_size=page_size))
+
+    def revoke_token(self, token: str) -> token_pb2.Token:
+        """Revoke a token (by id, `tokens/{id}`, or the token itself): refused everywhere within a second."""
+        return self._t.call(self._admin.revoke_token(token))
+
+    def create_namespace(self, name: str, *, request_id: str | None = None,
+                         **quota: float) -> namespace_pb2.Namespace:
+        """Create a namespace (operators), with quota fields (max_bytes, max_open_uploads, max_datasets,
+        requests_per_second)."""
+        return self._t.call(self._admin.create_namespace(name, quota=quota, request_id=request_id))
+
+    def list_namespaces(self, *, page_size: int = 0) -> Iterator[namespace_pb2.Namespace]:
+        """The namespaces the token is granted (every namespace, for an operator)."""
+        return self._t.pages(self._admin.list_namespaces(page_size=page_size))
+
+    def get_namespace(self, name: str | None = None) -> namespace_pb2.Namespace:
+        """A namespace (default: the client's) with its quota and usage."""
+        return self._t.call(self._admin.get_namespace(name))
+
+    def update_namespace(self, name: str, *, etag: str = "", max_bytes: int | None = None,
+                         max_open_uploads: int | None = None, max_datasets: int | None = None,
+                         requests_per_second: float | None = None) -> namespace_pb2.Namespace:
+        """Set the quota fields given (operators); 0 removes a limit."""
+        quota = {"max_bytes": max_bytes, "max_open_uploads": max_open_uploads, "max_datasets": max_datasets,
+                 "requests_per_second": requests_per_second}
+        return self._t.call(self._admin.update_namespace(name, quota=quota, etag=etag))
+
+    def list_audit_events(self, *, namespace: str | None = None, every: bool = False, filter: str = "",
+                          principal: str | None = None, method: str | None = None, since: datetime | None = None,
+                          until: datetime | None = None, page_size: int = 0) -> Iterator[audit_pb2.AuditEvent]:
+        """A namespace's audit events (default: the client's; `every`: all, operators), newest first."""
+        return self._t.pages(self._admin.list_audit_events(namespace=namespace, every=every, filter=filter,
+                                                           principal=principal, method=method, since=since,
+                                                           until=until, page_size=page_size))
 
     # --- datasets --------------------------------------------------------------------------------------
 
@@ -293,10 +345,12 @@ class Client(BaseClient[SyncTransport]):
     def upload_dir(self, directory: str | os.PathLike[str], dataset: str, *, prefix: str = "",
                    ignore: Iterable[str] = (), manifest: str | os.PathLike[str] | None = None,
                    message: str | None = None, wait: bool = False, progress: ProgressCallback | None = None,
-                   use_gitignore: bool = True, wait_timeout: float | None = WATCH_TIMEOUT) -> DirectoryUploadResult:
-        """Upload a directory's files (gitignore rules apply) and commit them as one version."""
+                   use_gitignore: bool = True, wait_timeout: float | None = WATCH_TIMEOUT,
+                   follow_symlinks: bool = False) -> DirectoryUploadResult:
+        """Upload a directory's files (gitignore rules apply) and commit them as one version. A symbolic link
+        that leads out of the directory is refused unless `follow_symlinks`."""
         batch = self._batch(directory, prefix=prefix, ignore=ignore, manifest=manifest, message=message,
-                            use_gitignore=use_gitignore, progress=progress)
+                            use_gitignore=use_gitignore, progress=progress, follow_symlinks=follow_symlinks)
 
         def one(file: DirectoryFile, streams: int) -> tuple[UploadJob, UploadResult]:
             job = self._upload_job(file.path, dataset, file.dest, content_type=file.content_type)

@@ -3,6 +3,10 @@
 Ignore rules are gitignore patterns (via `pathspec`): the caller's, then the directory's own
 `.gitignore`. `.git/`, the `.gitignore` itself and a manifest inside the directory are never uploaded.
 
+Symbolic links are followed while they stay inside the directory. One that leads out of it (to /etc/passwd,
+to a home directory) is refused, naming it, unless the caller allows it (`follow_symlinks=True`,
+`--follow-symlinks`) or ignores it: an upload takes what is in the directory, never what a link reaches.
+
 A manifest is a JSON or YAML mapping:
 
     message: Quarterly sales          # optional commit message
@@ -125,26 +129,49 @@ def _spec(root: Path, ignore: Iterable[str], use_gitignore: bool) -> Any:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
+def _outside(path: Path, real_root: Path, relative: str, follow_symlinks: bool) -> bool:
+    """Whether `path` is a link out of the directory that may be followed; UsageError when it may not."""
+    if not path.is_symlink():
+        return False
+    target = path.resolve()
+    if target == real_root or real_root in target.parents:
+        return False
+    if not follow_symlinks:
+        raise UsageError(f"{relative} is a symbolic link to {target}, outside the directory: ignore it, or allow "
+                         "links that leave the directory (follow_symlinks=True, --follow-symlinks)")
+    return True
+
+
 def select_files(root: str | os.PathLike[str], *, ignore: Iterable[str] = (), manifest: Manifest | None = None,
                  manifest_path: str | os.PathLike[str] | None = None, prefix: str = "",
-                 use_gitignore: bool = True) -> Selection:
-    """The files under `root` that are not ignored, with their destination paths and manifest entries."""
+                 use_gitignore: bool = True, follow_symlinks: bool = False) -> Selection:
+    """The files under `root` that are not ignored, with their destination paths and manifest entries (links that
+    leave `root` refused unless `follow_symlinks`)."""
     base = Path(root)
     if not base.is_dir():
         raise UsageError(f"{base}: not a directory")
+    real_root = base.resolve()
+    visited = {real_root}
     spec = _spec(base, ignore, use_gitignore)
     skip = Path(manifest_path).resolve() if manifest_path else None
     prefix = _normal(prefix, "--path") + "/" if prefix.strip("/") else ""
     manifest = manifest or Manifest()
     files: list[DirectoryFile] = []
     ignored: list[str] = []
-    for current, dirs, names in os.walk(base):
+    for current, dirs, names in os.walk(base, followlinks=True):
         relative_dir = Path(current).relative_to(base).as_posix()
         relative_dir = "" if relative_dir == "." else relative_dir + "/"
         for name in list(dirs):
+            path = Path(current) / name
             if spec.match_file(relative_dir + name + "/"):
                 ignored.append(relative_dir + name + "/")
                 dirs.remove(name)  # gitignore: nothing inside an ignored directory comes back
+            elif path.is_symlink():
+                _outside(path, real_root, relative_dir + name + "/", follow_symlinks)
+                if path.resolve() in visited:
+                    dirs.remove(name)  # a link back into what is walked already: a loop
+                else:
+                    visited.add(path.resolve())
         dirs.sort()
         for name in sorted(names):
             relative = relative_dir + name
@@ -152,6 +179,7 @@ def select_files(root: str | os.PathLike[str], *, ignore: Iterable[str] = (), ma
             if spec.match_file(relative) or (skip is not None and path.resolve() == skip):
                 ignored.append(relative)
             elif path.is_file():
+                _outside(path, real_root, relative, follow_symlinks)  # refuses a link out, unless allowed
                 files.append(DirectoryFile(path, prefix + relative, path.stat().st_size,
                                            manifest.descriptions.get(relative, ""),
                                            manifest.content_types.get(relative, "")))

@@ -11,8 +11,9 @@
         ├── DeadlineExceeded        DEADLINE_EXCEEDED
         ├── NotFound                NOT_FOUND
         ├── AlreadyExists           ALREADY_EXISTS
-        ├── PermissionDenied        PERMISSION_DENIED, UNAUTHENTICATED
-        ├── ResourceExhausted       RESOURCE_EXHAUSTED
+        ├── PermissionDenied        PERMISSION_DENIED (reason ROLE_REQUIRED, NAMESPACE_NOT_GRANTED)
+        │   └── Unauthenticated     UNAUTHENTICATED: no token, or a malformed, unknown, expired, revoked one
+        ├── ResourceExhausted       RESOURCE_EXHAUSTED (a quota: .metadata["quota"]; a rate: .retry_delay)
         ├── FailedPrecondition      FAILED_PRECONDITION
         │   ├── WrongOffset         reason WRONG_OFFSET (.expected_offset)
         │   ├── WrongState          reason WRONG_STATE, UPLOAD_CANCELLED, UPLOAD_EXPIRED, UPLOAD_FAILED, …
@@ -23,6 +24,7 @@
         ├── Internal                INTERNAL, UNKNOWN
         ├── Unavailable             UNAVAILABLE
         │   └── ConnectError        UNAVAILABLE without a Quarry reason: the server could not be reached
+        │       └── TlsError        the connection's security does not match the server's (never retried)
         └── DataLoss                DATA_LOSS
             └── ChecksumMismatch    reason CHECKSUM_MISMATCH
 
@@ -42,8 +44,8 @@ __all__ = [
     "Aborted", "AlreadyExists", "BaseMoved", "Cancelled", "ChecksumMismatch", "ConnectError", "DataLoss",
     "DeadlineExceeded", "FailedPrecondition", "FieldViolation", "IntegrityError", "Internal", "InvalidArgument",
     "MissingDependency", "NotFound", "OutOfRange", "PermissionDenied", "QuarryError", "ResourceExhausted", "RpcError",
-    "Unavailable", "Unimplemented", "UploadFailed", "UsageError", "WrongOffset", "WrongState", "error_for",
-    "from_grpc",
+    "TlsError", "Unauthenticated", "Unavailable", "Unimplemented", "UploadFailed", "UsageError", "WrongOffset",
+    "WrongState", "error_for", "from_grpc",
 ]
 
 
@@ -121,6 +123,10 @@ class PermissionDenied(RpcError):
     """The caller may not do that (or is not authenticated)."""
 
 
+class Unauthenticated(PermissionDenied):
+    """The call carried no usable token (`reason`: TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED)."""
+
+
 class ResourceExhausted(RpcError):
     """A quota or size limit was reached."""
 
@@ -170,6 +176,11 @@ class ConnectError(Unavailable):
     """The server could not be reached at all."""
 
 
+class TlsError(ConnectError):
+    """TLS on one side and not the other, an untrusted certificate, or a client certificate missing: trying
+    again cannot help, so it is never retried."""
+
+
 class DataLoss(RpcError):
     """Bytes were corrupted or lost."""
 
@@ -186,7 +197,7 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.ABORTED: Aborted,

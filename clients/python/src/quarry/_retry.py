@@ -27,7 +27,7 @@ from types import TracebackType
 
 import grpc
 
-from quarry._exceptions import RpcError
+from quarry._exceptions import RpcError, TlsError
 
 __all__ = ["Attempt", "Budget", "RetryPolicy", "async_attempts", "attempts"]
 
@@ -52,6 +52,8 @@ class RetryPolicy:
 
     def is_retryable(self, error: RpcError) -> bool:
         """Whether the error's code says trying again may succeed (for a call that is safe to repeat)."""
+        if isinstance(error, TlsError):
+            return False  # a handshake that failed fails the same way next time
         if error.code in _ALWAYS:
             return True
         return error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None

@@ -1,6 +1,7 @@
 """Channels, stubs and the I/O of every kind of call: the one boundary where grpc errors become SDK errors.
 
-Every call gets a deadline and the namespace metadata. `call` sends a unary call, retried as its budget
+Every call gets a deadline, the namespace metadata and, when there is one, the token (`authorization: Bearer
+…`); the channel speaks TLS when the configuration says so. `call` sends a unary call, retried as its budget
 decides; `stream` opens a server stream; `upload` is the client-streaming Upload. Nothing else in the SDK
 touches a grpc call object or catches a grpc exception. Long streams rely on HTTP/2 keepalive pings
 (every 30 s while a call is active; the server accepts one every 10 s) to notice a dead connection
@@ -10,7 +11,7 @@ instead of hanging.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -19,14 +20,23 @@ from grpc import aio
 
 from quarry._calls import Pages, Stream, Unary, stream_timeout
 from quarry._config import Config
-from quarry._exceptions import from_grpc
+from quarry._exceptions import RpcError, from_grpc
 from quarry._retry import Budget, RetryPolicy, async_attempts, attempts
-from quarry.v1 import capabilities_service_pb2_grpc, dataset_service_pb2_grpc, upload_service_pb2_grpc
+from quarry._tls import Diagnosis, channel_credentials
+from quarry.v1 import (
+    audit_service_pb2_grpc,
+    capabilities_service_pb2_grpc,
+    dataset_service_pb2_grpc,
+    namespace_service_pb2_grpc,
+    token_service_pb2_grpc,
+    upload_service_pb2_grpc,
+)
 from quarry.v1 import upload_service_pb2 as upb
 
 __all__ = ["AsyncTransport", "SyncTransport", "channel_options", "stream_timeout", "translated"]
 
 NAMESPACE_METADATA = "x-quarry-namespace"
+AUTHORIZATION_METADATA = "authorization"
 UPLOAD_METADATA = "x-quarry-upload"
 MiB = 1 << 20
 
@@ -46,12 +56,30 @@ def channel_options() -> list[tuple[str, Any]]:
 
 
 @contextmanager
-def translated() -> Iterator[None]:
-    """The boundary: a grpc error raised in the block (sync or aio) leaves it as the SDK's RpcError."""
+def translated(diagnose: Callable[[RpcError], RpcError] | None = None) -> Iterator[None]:
+    """The boundary: a grpc error raised in the block (sync or aio) leaves it as the SDK's RpcError (refined
+    by `diagnose`, which tells a TLS mismatch from a server that is down)."""
     try:
         yield
     except grpc.RpcError as exc:
-        raise from_grpc(exc) from exc
+        error = from_grpc(exc)
+        raise (diagnose(error) if diagnose is not None else error) from exc
+
+
+def metadata_of(config: Config) -> tuple[tuple[str, str], ...]:
+    """The metadata of every call: the namespace, and the token when there is one."""
+    metadata = [(NAMESPACE_METADATA, config.namespace)]
+    if config.token:
+        metadata.append((AUTHORIZATION_METADATA, f"Bearer {config.token}"))
+    return tuple(metadata)
+
+
+def open_channel(config: Config, module: Any) -> Any:
+    """A channel of `module` (grpc or grpc.aio) to the configured server, over TLS when configured."""
+    credentials = channel_credentials(config)
+    if credentials is None:
+        return module.insecure_channel(config.address, options=channel_options())
+    return module.secure_channel(config.address, credentials, options=channel_options())
 
 
 class _Transport:
@@ -59,13 +87,21 @@ class _Transport:
         self.config = config
         self.timeout = timeout
         self.retry = retry
-        self.metadata: tuple[tuple[str, str], ...] = ((NAMESPACE_METADATA, config.namespace),)
+        self.metadata = metadata_of(config)
         self.channel = channel
+        self.diagnose = Diagnosis(config)
         self._services = {
             "datasets": dataset_service_pb2_grpc.DatasetServiceStub(channel),
             "uploads": upload_service_pb2_grpc.UploadServiceStub(channel),
             "capabilities": capabilities_service_pb2_grpc.CapabilitiesServiceStub(channel),
+            "tokens": token_service_pb2_grpc.TokenServiceStub(channel),
+            "namespaces": namespace_service_pb2_grpc.NamespaceServiceStub(channel),
+            "audit": audit_service_pb2_grpc.AuditServiceStub(channel),
         }
+
+    def translated(self) -> Any:
+        """`translated`, with this client's diagnosis of connection failures."""
+        return translated(self.diagnose)
 
     def budget(self, idempotent: bool = True) -> Budget:
         """The retry budget of one call under the client's policy (a call that may not be repeated: none)."""
@@ -77,7 +113,7 @@ class _Transport:
         cancelled when the block ends."""
         messages = self._method(call)(call.request, timeout=self._timeout(call), metadata=self.metadata)
         try:
-            with translated():
+            with self.translated():
                 yield messages
         finally:
             messages.cancel()
@@ -93,12 +129,12 @@ class SyncTransport(_Transport):
     """A blocking channel with its stubs."""
 
     def __init__(self, config: Config, timeout: float, retry: RetryPolicy) -> None:
-        super().__init__(config, timeout, retry, grpc.insecure_channel(config.address, options=channel_options()))
+        super().__init__(config, timeout, retry, open_channel(config, grpc))
 
     def call(self, call: Unary[T]) -> T:
         """Send a unary call, retried while its budget allows; its answer as the call reads it."""
         for attempt in attempts(self.budget(call.idempotent)):
-            with attempt, translated():
+            with attempt, self.translated():
                 response = self._method(call)(call.request, timeout=self._timeout(call), metadata=self.metadata)
         return call.read(response)
 
@@ -118,7 +154,7 @@ class SyncTransport(_Transport):
     def upload(self, requests: Iterable[upb.UploadRequest], timeout: float) -> upb.UploadResponse:
         """One Upload stream. grpc's own thread consumes `requests`, so a server that fails the call while
         they are still being sent is reported with its real status."""
-        with translated():
+        with self.translated():
             return self._services["uploads"].Upload(iter(requests), timeout=timeout, metadata=self.metadata)
 
     def close(self) -> None:
@@ -130,12 +166,12 @@ class AsyncTransport(_Transport):
     """A grpc.aio channel with its stubs."""
 
     def __init__(self, config: Config, timeout: float, retry: RetryPolicy) -> None:
-        super().__init__(config, timeout, retry, aio.insecure_channel(config.address, options=channel_options()))
+        super().__init__(config, timeout, retry, open_channel(config, aio))
 
     async def call(self, call: Unary[T]) -> T:
         """Send a unary call, retried while its budget allows; its answer as the call reads it."""
         async for attempt in async_attempts(self.budget(call.idempotent)):
-            with attempt, translated():
+            with attempt, self.translated():
                 response = await self._method(call)(call.request, timeout=self._timeout(call),
                                                     metadata=self.metadata)
         return call.read(response)
@@ -158,7 +194,7 @@ class AsyncTransport(_Transport):
     async def upload(self, requests: AsyncIterable[upb.UploadRequest] | Iterable[upb.UploadRequest],
                      timeout: float) -> upb.UploadResponse:
         """One Upload stream of the given messages."""
-        with translated():
+        with self.translated():
             return await self._services["uploads"].Upload(requests, timeout=timeout, metadata=self.metadata)
 
     async def upload_from(self, header: upb.UploadRequest, rest: AsyncIterator[upb.UploadRequest],
@@ -170,7 +206,7 @@ class AsyncTransport(_Transport):
         no byte follows before the server's initial metadata (`x-quarry-upload`, sent once the header is
         accepted): a refused header is then read as the real status."""
         call = self._services["uploads"].Upload(metadata=self.metadata, timeout=timeout)
-        with translated():
+        with self.translated():
             try:
                 await call.write(header)
                 if UPLOAD_METADATA not in dict(await call.initial_metadata() or ()):

@@ -2,13 +2,14 @@
 
     import pandas as pd
     pd.read_parquet("quarry://team/sales@3/2024/q1.parquet", columns=["id", "amount"],
-                    storage_options={"address": "quarry.example.com:50051"})
+                    storage_options={"address": "grpcs://quarry.example.com:443", "token": token})
 
 A path is `NAMESPACE/DATASET[@VERSION]/PATH` (no version: the current one, resolved once per lookup).
 Read-only: `ls`, `info`, `open` (seekable, fetching by range: a Parquet reader gets only the footer and the
 column chunks it asks for), `cat_file` with ranges, `find` and `glob`. A version's folders are the prefixes
-of its paths. The server's address is the `address` option, else QUARRY_ADDRESS. Registered under the
-protocol "quarry" through the `fsspec.specs` entry point, so installing the SDK with fsspec is enough.
+of its paths. The server's address is the `address` option, else QUARRY_ADDRESS; the token the `token` option,
+else what `quarry.Client` finds (QUARRY_TOKEN, the credentials file); `ca_file` trusts a private CA. Registered
+under the protocol "quarry" through the `fsspec.specs` entry point, so installing the SDK with fsspec is enough.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ class QuarryFileSystem(AbstractFileSystem):
     protocol = "quarry"
     root_marker = ""
 
-    def __init__(self, address: str | None = None, timeout: float = 30.0, **kwargs: Any) -> None:
+    def __init__(self, address: str | None = None, timeout: float = 30.0, token: str | None = None,
+                 ca_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.address = address
         self.timeout = timeout
+        self._token = token
+        self.ca_file = ca_file
         self._clients: dict[str, Client] = {}
         self._listings: dict[tuple[str, str], list[FoundFile]] = {}
         self._lock = threading.Lock()
@@ -55,7 +59,8 @@ class QuarryFileSystem(AbstractFileSystem):
     def _client(self, namespace: str) -> Client:
         with self._lock:
             if namespace not in self._clients:
-                self._clients[namespace] = Client(self.address, namespace=namespace, timeout=self.timeout)
+                self._clients[namespace] = Client(self.address, namespace=namespace, token=self._token,
+                                                  ca_file=self.ca_file, timeout=self.timeout)
             return self._clients[namespace]
 
     def _split(self, path: str) -> tuple[Client, str, str, str]:

@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from quarry.cli import _datasets, _files, _uploads
+from quarry.cli import _datasets, _files, _identity, _uploads
 from quarry.cli._options import EPILOG, add_global_options
 
 __all__ = ["build_app", "main"]
@@ -17,7 +17,7 @@ def build_app() -> typer.Typer:
     app = typer.Typer(name="quarry", no_args_is_help=True, add_completion=False,
                       help="Quarry: a dataset store you stream files into.", epilog=EPILOG)
     add_global_options(app)
-    for module in (_datasets, _uploads, _files):
+    for module in (_datasets, _uploads, _files, _identity):
         module.register(app)
     for entry in entry_points(group="quarry.commands"):
         entry.load()(app)

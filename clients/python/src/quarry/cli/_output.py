@@ -165,10 +165,15 @@ class Session:
     namespace: str | None = None
     timeout: float = 30.0
     retry_for: float = RetryPolicy.max_total
+    token: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     def client(self) -> Client:
         """A Client configured from the options and QUARRY_* variables."""
-        return Client(self.address, namespace=self.namespace, timeout=self.timeout,
+        return Client(self.address, namespace=self.namespace, token=self.token, ca_file=self.ca_file,
+                      cert_file=self.cert_file, key_file=self.key_file, timeout=self.timeout,
                       retry=RetryPolicy(max_total=self.retry_for))
 
 

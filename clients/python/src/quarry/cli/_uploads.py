@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
                message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
                content_type: Annotated[str, typer.Option(help="Media type of a file.")] = "",
                streams: Annotated[int, typer.Option(min=1, max=32, help="Parallel streams.")] = 4,
+               follow_symlinks: Annotated[bool, typer.Option(
+                   "--follow-symlinks", help="Follow symbolic links that lead out of a directory (refused by "
+                                             "default).")] = False,
                wait_timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 3600.0,
                json: JsonOpt = False, progress: ProgressOpt = None) -> None:
         """Upload a file (resuming an interrupted earlier upload of it) or a directory."""
@@ -86,7 +89,7 @@ def register(app: typer.Typer) -> None:
                 with progress_bar(show_progress(progress, json), source.name) as callback:
                     batch = client.upload_dir(source, dataset, prefix=path or "", ignore=ignore or (),
                                                manifest=manifest, message=message, wait=wait, progress=callback,
-                                               wait_timeout=wait_timeout)
+                                               wait_timeout=wait_timeout, follow_symlinks=follow_symlinks)
                 if json:
                     out.data(batch.to_dict())
                     return

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from quarry.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -10,12 +11,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AuthMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUTH_MODE_UNSPECIFIED: _ClassVar[AuthMode]
+    AUTH_MODE_TOKENS: _ClassVar[AuthMode]
+    AUTH_MODE_NONE: _ClassVar[AuthMode]
+AUTH_MODE_UNSPECIFIED: AuthMode
+AUTH_MODE_TOKENS: AuthMode
+AUTH_MODE_NONE: AuthMode
+
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetCapabilitiesResponse(_message.Message):
-    __slots__ = ("server_version", "max_message_bytes", "max_chunk_bytes", "min_part_size_bytes", "max_part_size_bytes", "max_upload_bytes", "max_open_uploads", "upload_expiry", "checksum_algorithms", "formats", "max_page_size", "max_preview_rows", "download_urls", "storage_kind")
+    __slots__ = ("server_version", "max_message_bytes", "max_chunk_bytes", "min_part_size_bytes", "max_part_size_bytes", "max_upload_bytes", "max_open_uploads", "upload_expiry", "checksum_algorithms", "formats", "max_page_size", "max_preview_rows", "download_urls", "storage_kind", "auth_mode", "tls_required", "client_certificate_required", "max_download_url_ttl")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +40,10 @@ class GetCapabilitiesResponse(_message.Message):
     MAX_PREVIEW_ROWS_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
     STORAGE_KIND_FIELD_NUMBER: _ClassVar[int]
+    AUTH_MODE_FIELD_NUMBER: _ClassVar[int]
+    TLS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    MAX_DOWNLOAD_URL_TTL_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     max_message_bytes: int
     max_chunk_bytes: int
@@ -44,4 +58,8 @@ class GetCapabilitiesResponse(_message.Message):
     max_preview_rows: int
     download_urls: bool
     storage_kind: str
-    def __init__(self, server_version: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., min_part_size_bytes: _Optional[int] = ..., max_part_size_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_open_uploads: _Optional[int] = ..., upload_expiry: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., checksum_algorithms: _Optional[_Iterable[_Union[_common_pb2.ChecksumAlgorithm, str]]] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., max_page_size: _Optional[int] = ..., max_preview_rows: _Optional[int] = ..., download_urls: _Optional[bool] = ..., storage_kind: _Optional[str] = ...) -> None: ...
+    auth_mode: AuthMode
+    tls_required: bool
+    client_certificate_required: bool
+    max_download_url_ttl: _duration_pb2.Duration
+    def __init__(self, server_version: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., min_part_size_bytes: _Optional[int] = ..., max_part_size_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_open_uploads: _Optional[int] = ..., upload_expiry: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., checksum_algorithms: _Optional[_Iterable[_Union[_common_pb2.ChecksumAlgorithm, str]]] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., max_page_size: _Optional[int] = ..., max_preview_rows: _Optional[int] = ..., download_urls: _Optional[bool] = ..., storage_kind: _Optional[str] = ..., auth_mode: _Optional[_Union[AuthMode, str]] = ..., tls_required: _Optional[bool] = ..., client_certificate_required: _Optional[bool] = ..., max_download_url_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

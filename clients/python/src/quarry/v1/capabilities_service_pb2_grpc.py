@@ -28,6 +28,10 @@ if _version_not_supported:
 class CapabilitiesServiceStub:
     """CapabilitiesService tells a client the limits it must respect, so a client generated from this
     contract alone can talk to any Quarry server.
+
+    It needs no token (nor does grpc.health.v1.Health): a client learns here whether the server wants one
+    (auth_mode) and whether it speaks TLS. Every other service needs the call metadata
+    `authorization: Bearer <token>`; server reflection needs any valid token.
     """
 
     def __init__(self, channel):
@@ -46,10 +50,14 @@ class CapabilitiesServiceStub:
 class CapabilitiesServiceServicer:
     """CapabilitiesService tells a client the limits it must respect, so a client generated from this
     contract alone can talk to any Quarry server.
+
+    It needs no token (nor does grpc.health.v1.Health): a client learns here whether the server wants one
+    (auth_mode) and whether it speaks TLS. Every other service needs the call metadata
+    `authorization: Bearer <token>`; server reflection needs any valid token.
     """
 
     def GetCapabilities(self, request, context):
-        """Returns the server's limits and features.
+        """Returns the server's limits and features. Needs no token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,6 +82,10 @@ def add_CapabilitiesServiceServicer_to_server(servicer, server):
 class CapabilitiesService:
     """CapabilitiesService tells a client the limits it must respect, so a client generated from this
     contract alone can talk to any Quarry server.
+
+    It needs no token (nor does grpc.health.v1.Health): a client learns here whether the server wants one
+    (auth_mode) and whether it speaks TLS. Every other service needs the call metadata
+    `authorization: Bearer <token>`; server reflection needs any valid token.
     """
 
     @staticmethod

@@ -29,9 +29,23 @@ class DatasetServiceStub:
     """DatasetService manages datasets and serves their immutable versions: metadata, history, differences,
     previews, statistics and the bytes of their files.
 
-    Every call acts within the caller's namespace. Resource names carry it
-    ("namespaces/{namespace}/datasets/{dataset}"); a name in another namespace is refused with
-    PERMISSION_DENIED. An empty `parent` means the caller's namespace.
+    Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
+    means the caller's namespace.
+
+    Call metadata (request):
+    - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+    expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+    TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+    CapabilitiesService).
+    - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+    request names none (default: the token's first grant). It never grants anything: a namespace the token
+    has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+
+    Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+    PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+    name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+    changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+    allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
     """
 
     def __init__(self, channel):
@@ -116,48 +130,63 @@ class DatasetServiceServicer:
     """DatasetService manages datasets and serves their immutable versions: metadata, history, differences,
     previews, statistics and the bytes of their files.
 
-    Every call acts within the caller's namespace. Resource names carry it
-    ("namespaces/{namespace}/datasets/{dataset}"); a name in another namespace is refused with
-    PERMISSION_DENIED. An empty `parent` means the caller's namespace.
+    Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
+    means the caller's namespace.
+
+    Call metadata (request):
+    - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+    expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+    TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+    CapabilitiesService).
+    - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+    request names none (default: the token's first grant). It never grants anything: a namespace the token
+    has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+
+    Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+    PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+    name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+    changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+    allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
     """
 
     def CreateDataset(self, request, context):
-        """Creates a dataset. A repeated request_id returns the dataset the first request created.
+        """Creates a dataset. A repeated request_id returns the dataset the first request created. Needs the writer
+        role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetDataset(self, request, context):
-        """Returns one dataset by resource name.
+        """Returns one dataset by resource name. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListDatasets(self, request, context):
-        """Lists datasets of a namespace, paged, filtered and ordered.
+        """Lists datasets of a namespace, paged, filtered and ordered. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateDataset(self, request, context):
-        """Changes the fields named in update_mask; a stale etag gets ABORTED.
+        """Changes the fields named in update_mask; a stale etag gets ABORTED. Needs the writer role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteDataset(self, request, context):
-        """Soft-deletes a dataset: it disappears from lists and its name can be reused.
+        """Soft-deletes a dataset: it disappears from lists and its name can be reused. Needs the admin role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListVersions(self, request, context):
-        """Lists the versions of a dataset, newest first, paged.
+        """Lists the versions of a dataset, newest first, paged. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,7 +194,7 @@ class DatasetServiceServicer:
 
     def GetVersion(self, request, context):
         """Returns one version: its metadata and totals, and with VERSION_VIEW_FULL its files too (see
-        ListVersionFiles for the files of a large version).
+        ListVersionFiles for the files of a large version). Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,7 +202,7 @@ class DatasetServiceServicer:
 
     def ListVersionFiles(self, request, context):
         """Lists the files of a READY version, by path, paged; optionally only those under a path prefix or of
-        some formats.
+        some formats. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,35 +210,37 @@ class DatasetServiceServicer:
 
     def CommitVersion(self, request, context):
         """Requests a new version from a base version plus uploads to add or replace and paths to delete.
-        The version is built in the background; it starts PENDING.
+        The version is built in the background; it starts PENDING. Needs the writer role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DiffVersions(self, request, context):
-        """Compares two versions of a dataset: files added, removed and changed, and schema changes.
+        """Compares two versions of a dataset: files added, removed and changed, and schema changes. Needs the
+        reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PreviewFile(self, request, context):
-        """Returns the first rows of a tabular file, as Arrow IPC stream bytes and as JSON rows.
+        """Returns the first rows of a tabular file, as Arrow IPC stream bytes and as JSON rows. Needs the reader
+        role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetFileStats(self, request, context):
-        """Returns per-column statistics of a tabular file.
+        """Returns per-column statistics of a tabular file. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReadFile(self, request, context):
-        """Streams the bytes of a file, from an offset, up to a limit.
+        """Streams the bytes of a file, from an offset, up to a limit. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +248,7 @@ class DatasetServiceServicer:
 
     def GetDownloadUrl(self, request, context):
         """Returns a presigned URL to download a file directly from the object store, where the store supports it.
+        Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -307,9 +339,23 @@ class DatasetService:
     """DatasetService manages datasets and serves their immutable versions: metadata, history, differences,
     previews, statistics and the bytes of their files.
 
-    Every call acts within the caller's namespace. Resource names carry it
-    ("namespaces/{namespace}/datasets/{dataset}"); a name in another namespace is refused with
-    PERMISSION_DENIED. An empty `parent` means the caller's namespace.
+    Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
+    means the caller's namespace.
+
+    Call metadata (request):
+    - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+    expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+    TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+    CapabilitiesService).
+    - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+    request names none (default: the token's first grant). It never grants anything: a namespace the token
+    has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+
+    Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+    PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+    name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+    changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+    allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
     """
 
     @staticmethod

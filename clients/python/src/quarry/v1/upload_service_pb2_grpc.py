@@ -32,6 +32,24 @@ class UploadServiceStub:
     message. A broken stream loses at most the part in flight: GetUpload tells the committed size, and an
     Upload call with a header naming the upload and that write offset continues. Large files go faster over
     several Upload streams at once, each writing whole parts from a part boundary, then CompleteUpload.
+
+    Call metadata (request):
+    - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+    expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+    TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+    CapabilitiesService).
+    - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+    request names none (default: the token's first grant). It never grants anything: a namespace the token
+    has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+
+    Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+    PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+    name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+    changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+    allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
+
+    Call metadata (response): `x-quarry-upload: namespaces/{namespace}/uploads/{uid}`, sent by Upload as soon
+    as it accepts the header, so a client whose stream breaks knows which upload to resume.
     """
 
     def __init__(self, channel):
@@ -89,10 +107,28 @@ class UploadServiceServicer:
     message. A broken stream loses at most the part in flight: GetUpload tells the committed size, and an
     Upload call with a header naming the upload and that write offset continues. Large files go faster over
     several Upload streams at once, each writing whole parts from a part boundary, then CompleteUpload.
+
+    Call metadata (request):
+    - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+    expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+    TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+    CapabilitiesService).
+    - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+    request names none (default: the token's first grant). It never grants anything: a namespace the token
+    has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+
+    Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+    PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+    name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+    changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+    allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
+
+    Call metadata (response): `x-quarry-upload: namespaces/{namespace}/uploads/{uid}`, sent by Upload as soon
+    as it accepts the header, so a client whose stream breaks knows which upload to resume.
     """
 
     def CreateUpload(self, request, context):
-        """Opens an upload session. A repeated request_id returns the first session.
+        """Opens an upload session. A repeated request_id returns the first session. Needs the writer role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,49 +136,51 @@ class UploadServiceServicer:
 
     def Upload(self, request_iterator, context):
         """Writes bytes to an upload: a header, then chunks, then optionally a finish message.
-        A stream that ends without finish commits only whole parts and leaves the upload OPEN.
+        A stream that ends without finish commits only whole parts and leaves the upload OPEN. Needs the writer
+        role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUpload(self, request, context):
-        """Returns an upload: its state, committed size and parts.
+        """Returns an upload: its state, committed size and parts. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListUploads(self, request, context):
-        """Lists the uploads of a namespace, newest first, paged and filtered.
+        """Lists the uploads of a namespace, newest first, paged and filtered. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CompleteUpload(self, request, context):
-        """Assembles the parts written by one or more streams into the staged file.
+        """Assembles the parts written by one or more streams into the staged file. Needs the writer role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelUpload(self, request, context):
-        """Cancels an unfinished upload and deletes its bytes.
+        """Cancels an unfinished upload and deletes its bytes. Needs the writer role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RetryUpload(self, request, context):
-        """Runs a FAILED validation or promotion again when its cause was transient.
+        """Runs a FAILED validation or promotion again when its cause was transient. Needs the writer role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchUpload(self, request, context):
-        """Streams the upload as it is now, then again on every state change, until a terminal state.
+        """Streams the upload as it is now, then again on every state change, until a terminal state. Needs the
+        reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,6 +244,24 @@ class UploadService:
     message. A broken stream loses at most the part in flight: GetUpload tells the committed size, and an
     Upload call with a header naming the upload and that write offset continues. Large files go faster over
     several Upload streams at once, each writing whole parts from a part boundary, then CompleteUpload.
+
+    Call metadata (request):
+    - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+    expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+    TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+    CapabilitiesService).
+    - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+    request names none (default: the token's first grant). It never grants anything: a namespace the token
+    has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+
+    Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+    PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+    name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+    changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+    allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
+
+    Call metadata (response): `x-quarry-upload: namespaces/{namespace}/uploads/{uid}`, sent by Upload as soon
+    as it accepts the header, so a client whose stream breaks knows which upload to resume.
     """
 
     @staticmethod
