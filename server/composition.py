@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from server.connections import Connections
+from server.domain.budget import BufferBudget, StreamCosts
 from server.domain.capabilities import Capabilities
 from server.domain.datasets import Datasets
 from server.domain.files import Files
@@ -60,9 +61,12 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
         versions = Versions(db, deps.queue, tokens, settings.max_page_size)
-        files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size)
+        budget = BufferBudget(settings.max_buffer_bytes, settings.buffer_wait_seconds)
+        costs = StreamCosts(window=settings.stream_window_bytes, max_chunk=settings.max_chunk_bytes)
+        files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size, budget,
+                      costs.download)
         yield Services(
-            db=db, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
+            db=db, uploads=uploads, upload_stream=UploadStream(uploads, budget, costs), datasets=datasets,
             versions=versions, files=files, pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds),

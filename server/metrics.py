@@ -22,6 +22,11 @@ UPLOAD_STREAMS = Gauge("quarry_upload_active_streams", "Upload streams in progre
 UPLOAD_TRANSITIONS = Counter("quarry_upload_transitions_total", "Upload state changes", ["state"])
 UPLOADS_BY_STATE = Gauge("quarry_uploads", "Uploads by state (sampled)", ["state"])
 
+BUFFER_LIMIT = Gauge("quarry_buffer_budget_bytes", "Bytes the server may hold for streams (QUARRY_MAX_BUFFER_BYTES)")
+BUFFER_HELD = Gauge("quarry_buffer_held_bytes", "Bytes granted to streams now")
+BUFFER_REFUSALS = Counter("quarry_buffer_refusals_total", "Streams refused because the buffer budget was spent")
+IDLE_STREAMS = Counter("quarry_idle_streams_ended_total", "Upload streams ended because the client sent nothing")
+
 JOBS = Counter("quarry_jobs_total", "Jobs run by the worker", ["job", "outcome"])
 JOB_SECONDS = Histogram("quarry_job_seconds", "Job duration", ["job"],
                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from quarry.v1 import (
     capabilities_service_pb2_grpc,
     dataset_service_pb2_grpc,
+    upload_service_pb2,
     upload_service_pb2_grpc,
 )
 
@@ -215,7 +216,22 @@ def open_api(address: str, namespace: str | None = None, max_message: int = 64 <
     return Api(channel, namespace)
 
 
-def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:
+async def upload_blocking(address: str, namespace: str, messages: Iterable[upload_service_pb2.UploadRequest],
+                          timeout: float = 120) -> upload_service_pb2.UploadResponse:
+    """One Upload call from grpc's blocking client, in a thread. It reports the server's status even when the
+    server ends the call while the client is still sending, where grpc.aio may report its own failed write
+    (INTERNAL "Internal error from Core") instead."""
+    def call() -> upload_service_pb2.UploadResponse:
+        with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+            stub = upload_service_pb2_grpc.UploadServiceStub(channel)
+            response: upload_service_pb2.UploadResponse = stub.Upload(
+                iter(list(messages)), metadata=(("x-quarry-namespace", namespace),), timeout=timeout)
+            return response
+
+    return await asyncio.to_thread(call)
+
+
+def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
     """(reason, metadata) of the ErrorInfo detail of a failed call."""
     from google.rpc import error_details_pb2, status_pb2
 
@@ -230,7 +246,7 @@ def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:
     return "", {}
 
 
-def field_violations(error: aio.AioRpcError) -> list[str]:
+def field_violations(error: grpc.RpcError) -> list[str]:
     """Field paths of the BadRequest detail of a failed call."""
     from google.rpc import error_details_pb2, status_pb2
 

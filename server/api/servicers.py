@@ -16,9 +16,10 @@ class DatasetServicer(DatasetMethods, VersionMethods, dataset_service_pb2_grpc.D
     """DatasetService: the dataset methods and the version methods."""
 
 
-def add_quarry_servicers(server: aio.Server, services: Services, default_namespace: str) -> None:
-    """Add DatasetService and UploadService."""
+def add_quarry_servicers(server: aio.Server, services: Services, default_namespace: str,
+                         idle_seconds: float) -> None:
+    """Add DatasetService and UploadService (whose upload streams end after `idle_seconds` without a message)."""
     caller = CallerResolver(default_namespace)
     dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(services, caller), server)
     upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
-        UploadServicer(services.uploads, services.upload_stream, caller), server)
+        UploadServicer(services.uploads, services.upload_stream, caller, idle_seconds), server)

@@ -15,7 +15,9 @@
     ├── DataLoss                     — e.g. STAGED_OBJECT_MISSING
     │   └── ChecksumMismatch         CHECKSUM_MISMATCH
     ├── ResourceExhausted            — e.g. TOO_MANY_OPEN_UPLOADS
+    │   └── BufferBudgetSpent        BUFFER_BUDGET_SPENT (retryable: the server's stream memory is spent for now)
     ├── Aborted                      — e.g. CONCURRENT_CHANGE (retryable)
+    │   └── StreamIdle               STREAM_IDLE (an upload stream sent nothing for too long)
     ├── Unavailable                  — e.g. STORE_UNAVAILABLE (retryable)
     ├── NotSupported                 — e.g. DOWNLOAD_URL_UNSUPPORTED
     └── Internal                     INTERNAL, or a precise one
@@ -181,11 +183,24 @@ class ResourceExhausted(QuarryError):
     kind = ErrorKind.RESOURCE_EXHAUSTED
 
 
+class BufferBudgetSpent(ResourceExhausted):
+    """The server holds as many bytes for streams as its buffer budget allows; trying again shortly may succeed."""
+
+    reason = "BUFFER_BUDGET_SPENT"
+    retryable = True
+
+
 class Aborted(QuarryError):
     """A concurrent change got in the way (stale etag, lost race); retrying may succeed."""
 
     kind = ErrorKind.ABORTED
     retryable = True
+
+
+class StreamIdle(Aborted):
+    """The client sent nothing on its stream for too long: the stream ended, the committed parts are kept."""
+
+    reason = "STREAM_IDLE"
 
 
 class Unavailable(QuarryError):
