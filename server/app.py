@@ -160,7 +160,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     async with contextlib.AsyncExitStack() as stack:
         deps = await stack.enter_async_context(open_connections(settings))
         services = await stack.enter_async_context(open_services(deps))
-        health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
+        health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds,
+                                settings.health_failures)
         server = build_grpc_server(settings, deps, services, health)
         _bind(server, settings.grpc_address)
         metrics.serve_metrics(listen_host(settings.grpc_address), settings.metrics_port, "QUARRY_METRICS_PORT")

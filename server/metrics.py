@@ -1,10 +1,17 @@
-"""Prometheus metrics of the server and the worker, served over HTTP on their own ports."""
+"""Prometheus metrics of the server and the worker, served over HTTP on their own ports (with /health)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from server.model.errors import ConfigError
+
+# Whether the process is serving, and if not, why (one line per dependency down).
+HealthCheck = Callable[[], tuple[bool, str]]
 
 GRPC_HANDLED = Counter("quarry_grpc_handled_total", "gRPC calls completed", ["method", "code"])
 GRPC_LATENCY = Histogram("quarry_grpc_handling_seconds", "gRPC call duration", ["method"],
@@ -33,11 +40,40 @@ JOB_SECONDS = Histogram("quarry_job_seconds", "Job duration", ["job"],
 VALIDATED_BYTES = Counter("quarry_validated_bytes_total", "Bytes read by validation")
 
 
-def serve_metrics(host: str, port: int, variable: str) -> None:
-    """Serve /metrics on host:port (port 0 disables); ConfigError naming `variable` when the port is taken."""
+WORKER_SERVING = Gauge("quarry_worker_serving", "1 while the worker's dependencies answer and it takes jobs")
+
+
+def serve_metrics(host: str, port: int, variable: str, health: HealthCheck | None = None) -> None:
+    """Serve /metrics on host:port (port 0 disables), and /health when `health` is given: 200 "SERVING", or 503
+    "NOT_SERVING" and why. ConfigError naming `variable` when the port is taken."""
     if port == 0:
         return
     try:
-        start_http_server(port, addr=host)
+        server = ThreadingHTTPServer((host, port), _handler(health))
     except OSError as exc:
         raise ConfigError(variable, f"cannot listen on port {port}: {exc.strerror or exc}") from None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+
+
+def _handler(health: HealthCheck | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            if self.path.split("?", 1)[0] == "/health" and health is not None:
+                serving, why = health()
+                body = ("SERVING\n" if serving else f"NOT_SERVING\n{why}\n").encode()
+                self._send(200 if serving else 503, "text/plain; charset=utf-8", body)
+            else:
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the signature http.server uses
+            return  # scrapes every few seconds are not worth a log line
+
+    return Handler

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     startup_timeout_seconds: float = Field(10, gt=0, description="how long to wait for dependencies")
     shutdown_grace_seconds: float = Field(10, gt=0, description="time in-flight calls get at stop")
     health_interval_seconds: float = Field(2, gt=0, description="how often dependencies are probed")
+    health_failures: int = Field(3, gt=0, description="failed probes in a row before a dependency is down")
+    min_free_bytes: int = Field(1 << 30, ge=0, description="free space a local store keeps to be SERVING")
     default_namespace: str = Field("default", description="namespace of callers that name none")
     stream_window_bytes: int = Field(2 * MiB, ge=64 * 1024, le=64 * MiB,
                                      description="bytes gRPC accepts on a stream before the handler reads them")
@@ -94,7 +96,7 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(7200, gt=0, description="longest a job may run")
     job_max_tries: int = Field(5, gt=0, description="tries of a job that fails transiently")
     job_heartbeat_seconds: float = Field(30, gt=0, description="how soon another worker takes over a dead one's job")
-    stuck_after_seconds: float = Field(600, gt=0, description="when the sweep re-enqueues work")
+    stuck_after_seconds: float = Field(20, gt=0, description="when unchanged work has its job queued again")
     sweep_interval_seconds: float = Field(60, gt=0, description="how often the sweep runs")
     gc_grace_seconds: float = Field(3600, gt=0, description="age before unreferenced objects are removed")
 

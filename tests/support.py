@@ -137,14 +137,15 @@ def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | Non
             time.sleep(0.1)
 
 
-def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str) -> ServerHandle:
-    """Start a server on free ports and wait until it is SERVING."""
+def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str, *,
+                 ready_service: str = "") -> ServerHandle:
+    """Start a server on free ports and wait until it is SERVING (overall, or `ready_service`)."""
     port, metrics_port, flight_port = free_port(), free_port(), free_port()
     # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
     env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20), **env,
            "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
     process = QuarryProcess("server", env, log_dir / f"{name}.log").start()
-    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process)
+    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, service=ready_service)
     return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind,
                         env["QUARRY_FLIGHT_ADDRESS"])
 

@@ -126,6 +126,10 @@ class ObjectStore(abc.ABC):
     async def modified(self, key: str) -> datetime | None:
         """When the object was last written (UTC), or None when it does not exist."""
 
+    async def free_bytes(self) -> int | None:
+        """Bytes the store can still take, where it knows (a local file system); None where it does not."""
+        return None
+
     async def exists(self, key: str) -> bool:
         """Whether the object exists."""
         return await self.stat(key) is not None

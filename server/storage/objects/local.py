@@ -76,6 +76,10 @@ class LocalStore(ObjectStore):
         if not await asyncio.to_thread(os.access, self.root, os.W_OK):
             raise Unavailable(f"object store directory {self.root} is not writable", reason="STORE_UNAVAILABLE")
 
+    async def free_bytes(self) -> int | None:
+        stat = await asyncio.to_thread(os.statvfs, self.root)
+        return stat.f_bavail * stat.f_frsize
+
     async def _publish(self, temporary: Path, key: str, size: int) -> ObjectInfo:
         """fsync a finished temporary file of `size` bytes and rename it into place."""
         destination = self._path(key)

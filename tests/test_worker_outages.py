@@ -1,0 +1,102 @@
+"""A worker outlives Redis: killed under it, Redis comes back empty, and the worker finds the work again.
+
+A server and a worker share a Redis of their own, which is killed (-9) and started again with no data: the
+worker's /health turns 503 NOT_SERVING naming Redis, the process stays up, an upload staged meanwhile (its
+enqueue failed) is queued again by the server's retry or the worker's requeue cron, and it becomes a READY
+version with nobody restarting anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from quarry.v1 import upload_pb2
+from quarry.v1 import upload_service_pb2 as pb
+
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.listen_ports import free_port
+from tests.conftest import create_database
+from tests.samples import csv_sample
+from tests.support import QuarryProcess, open_api, start_server
+from tests.uploading import create_request, resume_messages, stream_of
+
+pytestmark = pytest.mark.slow
+
+
+def worker_health(port: int) -> tuple[int, str]:
+    """(HTTP status, body) of a worker's /health."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError as error:  # not listening yet
+        return 0, str(error)
+
+
+async def wait_health(port: int, status: int, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        code, body = await asyncio.to_thread(worker_health, port)
+        if code == status:
+            return body
+        assert time.monotonic() < deadline, f"worker /health stayed {code}: {body}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+async def test_a_worker_outlives_redis_and_finds_the_work_again(
+        stack_envs: dict[str, dict[str, str]], postgres: EmbeddedPostgres, own_redis: EmbeddedRedis,
+        tmp_path: Path) -> None:
+    env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "worker_outage"),
+               QUARRY_REDIS_URL=own_redis.url, QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}",
+               QUARRY_HEALTH_INTERVAL_SECONDS="0.3", QUARRY_HEALTH_FAILURES="2", QUARRY_STUCK_AFTER_SECONDS="2")
+    server = await asyncio.to_thread(start_server, env, tmp_path, "server", "file")
+    port = free_port()
+    worker = QuarryProcess("workers", dict(env, QUARRY_WORKER_METRICS_PORT=str(port)), tmp_path / "worker.log").start()
+    api = open_api(server.address)
+    try:
+        assert (await wait_health(port, 200)).strip() == "SERVING"
+        assert own_redis.process is not None
+        own_redis.process.kill()  # kill -9: whatever was queued is gone with it
+        own_redis.process.wait()
+        down_at = time.monotonic()
+        body = await wait_health(port, 503)
+        assert body.startswith("NOT_SERVING") and "redis" in body
+        # Meanwhile an upload is staged: its validation cannot be queued now.
+        sample = csv_sample(200)
+        created = (await api.uploads.CreateUpload(create_request("outage", sample.path, len(sample.data),
+                                                                 sample.sha256, auto_commit=True))).upload
+        staged = await api.uploads.Upload(stream_of(resume_messages(created.name, 0, sample.data)))
+        assert staged.upload.state == upload_pb2.UPLOAD_STATE_STAGED
+        await asyncio.sleep(1)
+        assert worker.process is not None and worker.process.poll() is None  # the worker is still there
+        await asyncio.to_thread(own_redis.start)
+        await wait_health(port, 200)
+        for _ in range(600):
+            upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
+            if upload.state == upload_pb2.UPLOAD_STATE_PROMOTED:
+                break
+            await asyncio.sleep(0.1)
+        assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED, upload
+        print(f"redis down to upload PROMOTED: {time.monotonic() - down_at:.1f} s")
+        assert worker.process.poll() is None
+        assert worker.log().count("redis is not answering; the worker keeps trying") == 1
+        assert "could not enqueue validate_upload" in server.process.log()
+    finally:
+        await api.channel.close()
+        await asyncio.to_thread(worker.stop)
+        await asyncio.to_thread(server.process.stop)
