@@ -52,7 +52,7 @@ async def wait_health(port: int, status: int, timeout: float = 30) -> str:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=False, die_with_parent=False)  # restarted mid-test
     redis.start()
     yield redis
     redis.stop()
@@ -100,3 +100,31 @@ async def test_a_worker_outlives_redis_and_finds_the_work_again(
         await api.channel.close()
         await asyncio.to_thread(worker.stop)
         await asyncio.to_thread(server.process.stop)
+
+
+async def test_a_redis_failure_while_starting_a_job_gives_its_slot_back(own_redis: EmbeddedRedis) -> None:
+    # arq takes a job slot (semaphore and counter) before asking Redis about the job; when Redis fails right
+    # there, it never gives the slot back, and after a few outages the worker would start no job ever again.
+    from arq import create_pool
+
+    from server.storage.jobqueue import redis_settings
+    from workers.runtime import REDIS_DOWN, build_worker
+    from workers.worker import JOBS
+
+    async def nothing(_: object) -> None:
+        return None
+
+    worker = build_worker(own_redis.url, JOBS, [], on_startup=nothing, max_jobs=2, job_timeout=60, max_tries=3,
+                          burst=True)
+    worker._pool = await create_pool(redis_settings(own_redis.url))
+    try:
+        assert own_redis.process is not None
+        own_redis.process.kill()
+        own_redis.process.wait()
+        for _ in range(5):
+            with pytest.raises(REDIS_DOWN):
+                await worker.start_jobs([b"validate_upload:x"])
+        assert worker.job_counter == 0
+        assert worker.sem._value == 3  # max_jobs + 1, as arq made it: every slot is free again
+    finally:
+        await worker._pool.aclose()

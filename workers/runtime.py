@@ -159,7 +159,14 @@ class ResilientWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         if job_ids and not self._accepting():
             return  # a dependency the jobs need is down: they stay queued until it is back
-        await super().start_jobs(job_ids)
+        try:
+            await super().start_jobs(job_ids)
+        except REDIS_DOWN:
+            # arq took a job slot (its semaphore and counter) for the job it was starting when Redis failed, and
+            # never gives it back: after a few outages the worker would take no job ever again.
+            self.job_counter -= 1
+            self.sem.release()
+            raise
 
 
 def build_worker(
@@ -181,8 +188,11 @@ def build_worker(
     for spec in crons:
         seconds = _cron_seconds(spec.interval_seconds)
         minutes = None if seconds is not None else set(range(0, 60, max(1, int(spec.interval_seconds // 60))))
+        # `unique` gives each run its own job id, `{name}:{time}`, which workers share: one run per time however many
+        # workers there are. (One fixed id for every run would let a run start only once the last one's in-progress
+        # mark lapses, which arq keeps a minute after a cron job: no cron could run more often than that.)
         cron_jobs.append(cron(cast(Any, _wrap(JobSpec(spec.name, spec.run), 1)), name=spec.name, second=seconds or {0},
-                              minute=minutes, unique=True, run_at_startup=True, job_id=f"cron:{spec.name}"))
+                              minute=minutes, unique=True, run_at_startup=True))
     return ResilientWorker(
         functions=[_arq_function(_wrap(spec, max_tries, heartbeat), spec.name) for spec in jobs],
         accepting=accepting,
