@@ -226,3 +226,39 @@ def test_the_settings_keep_a_whole_stream_in_the_budget(tmp_path: Path) -> None:
     assert Settings(max_buffer_bytes=64 * MiB).max_buffer_bytes == 64 * MiB
     with pytest.raises(ValueError, match="at least one upload stream"):
         Settings(max_buffer_bytes=40 * MiB)
+
+
+async def test_a_download_holds_its_grant_while_it_streams(small_server: ServerHandle, worker_file: object) -> None:
+    # A ReadFile is granted its window and three 1 MiB messages while it streams, and gives them back when it
+    # ends, read to the end or cancelled half-way by its client.
+    from quarry.v1 import dataset_service_pb2 as dpb
+
+    api = open_api(small_server.address)
+    try:
+        data = os.urandom(6 * MiB)
+        created = (await api.uploads.CreateUpload(create_request(
+            "reads", "r.bin", len(data), hashlib.sha256(data).hexdigest(), auto_commit=True))).upload
+        await api.uploads.Upload(stream_of(resume_messages(created.name, 0, data)))
+        for _ in range(600):
+            upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
+            if upload.state == upload_pb2.UPLOAD_STATE_PROMOTED:
+                break
+            await asyncio.sleep(0.1)
+        assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
+        for cancel in (False, True):
+            reading = api.datasets.ReadFile(dpb.ReadFileRequest(version=upload.version, path="r.bin"))
+            first = await reading.read()
+            assert first.data == data[:MiB]
+            assert _metric(small_server, "quarry_buffer_held_bytes") == 5 * MiB  # 2 MiB window + 3 x 1 MiB
+            if cancel:
+                reading.cancel()
+            else:
+                rest = [message.data async for message in reading]
+                assert first.data + b"".join(rest) == data
+            for _ in range(100):
+                if _metric(small_server, "quarry_buffer_held_bytes") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert _metric(small_server, "quarry_buffer_held_bytes") == 0, f"cancelled={cancel}"
+    finally:
+        await api.channel.close()

@@ -128,3 +128,36 @@ async def test_a_redis_failure_while_starting_a_job_gives_its_slot_back(own_redi
         assert worker.sem._value == 3  # max_jobs + 1, as arq made it: every slot is free again
     finally:
         await worker._pool.aclose()
+
+
+async def test_an_outage_of_the_workers_own_dependencies_uses_no_tries() -> None:
+    # A job whose database is down retries past its tries, and a give-up that cannot be recorded (the database
+    # is down) runs the job again later rather than dropping it; any other transient failure gives up in time.
+    from arq import Retry
+
+    from server.model.errors import Unavailable
+    from workers.runtime import JobSpec, _wrap
+
+    recorded: list[str] = []
+    database_down = Unavailable("database unavailable: ConnectionRefusedError", reason="DATABASE_UNAVAILABLE")
+    store_down = Unavailable("object store unreachable", reason="STORE_UNAVAILABLE")
+
+    def job_failing_with(error: Exception, give_up_error: Exception | None = None) -> object:
+        async def run(ctx: dict[str, object], *args: object) -> None:
+            raise error
+
+        async def give_up(ctx: dict[str, object], args: tuple[object, ...], exc: BaseException) -> None:
+            if give_up_error is not None:
+                raise give_up_error
+            recorded.append(type(exc).__name__ + ":" + getattr(exc, "reason", ""))
+
+        return _wrap(JobSpec("validate_upload", run, give_up), max_tries=3)
+
+    last_try = {"job_try": 3, "job_id": "validate_upload:x"}
+    with pytest.raises(Retry):  # its database is down: no try is used up, however many it had
+        await job_failing_with(database_down)(dict(last_try), "x")  # type: ignore[operator]
+    with pytest.raises(Unavailable):  # the store is down on its last try: it gives up, and says why
+        await job_failing_with(store_down)(dict(last_try), "x")  # type: ignore[operator]
+    assert recorded == ["Unavailable:STORE_UNAVAILABLE"]
+    with pytest.raises(Retry):  # ... unless saying so fails because the database is down: then it runs again
+        await job_failing_with(store_down, database_down)(dict(last_try), "x")  # type: ignore[operator]
