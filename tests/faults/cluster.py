@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import psutil
 import quarry
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_pb2, version_pb2
@@ -209,13 +210,15 @@ class Cluster:
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
+    """Until the process has exited (a zombie waiting for init to reap it counts as gone)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise TimeoutError(f"process {pid} still there")
 
 

@@ -37,8 +37,8 @@ async def test_postgres_killed_mid_flight(cluster: Cluster, tmp_path: Path) -> N
         def progress(done: int, _: int) -> None:
             sent[index] = done
             if sum(sent.values()) >= total * 2 // 5 and not halfway.is_set():
-                cluster.kill_postgres()  # here, in the middle of the streams, not a moment later
                 killed_at.append(time.monotonic())
+                cluster.kill_postgres()  # here, in the middle of the streams, not a moment later
                 killed_with.append(sum(sent.values()))
                 halfway.set()
         return progress
