@@ -141,7 +141,8 @@ class UploadStream:
                     raise WrongOffset(f"upload {upload.name} exists with {upload.committed_bytes} bytes committed; "
                                       f"resume it at that offset", expected_offset=upload.committed_bytes)
             else:
-                upload, created = found, False
+                # Read again: other streams may have moved the upload on while this one waited for its grant.
+                upload, created = await self.uploads.load(caller, found.name, "header.upload"), False
             return await self._stream(upload, created, write_offset, messages, on_open,
                                       WriterBytes(self.budget, writer_bytes))
 
