@@ -70,6 +70,10 @@ async def test_a_worker_outlives_redis_and_finds_the_work_again(
     api = open_api(server.address)
     try:
         assert (await wait_health(port, 200)).strip() == "SERVING"
+        deadline = time.monotonic() + 30
+        while "redis_version=" not in worker.log():  # arq logs it once its loop has started
+            assert time.monotonic() < deadline, worker.log()[-2000:]
+            await asyncio.sleep(0.1)
         assert own_redis.process is not None
         own_redis.process.kill()  # kill -9: whatever was queued is gone with it
         own_redis.process.wait()
@@ -98,8 +102,9 @@ async def test_a_worker_outlives_redis_and_finds_the_work_again(
         assert "could not enqueue validate_upload" in server.process.log()
     finally:
         await api.channel.close()
-        await asyncio.to_thread(worker.stop)
+        stopped = await asyncio.to_thread(worker.stop)
         await asyncio.to_thread(server.process.stop)
+    assert stopped == 0, worker.log()[-3000:]  # SIGTERM is a normal stop
 
 
 async def test_a_redis_failure_while_starting_a_job_gives_its_slot_back(own_redis: EmbeddedRedis) -> None:
@@ -161,3 +166,32 @@ async def test_an_outage_of_the_workers_own_dependencies_uses_no_tries() -> None
     assert recorded == ["Unavailable:STORE_UNAVAILABLE"]
     with pytest.raises(Retry):  # ... unless saying so fails because the database is down: then it runs again
         await job_failing_with(store_down, database_down)(dict(last_try), "x")  # type: ignore[operator]
+
+
+async def test_a_failed_enqueue_is_tried_again_in_the_background(own_redis: EmbeddedRedis) -> None:
+    from server.storage.jobqueue import JobQueue
+
+    queue = await JobQueue.connect(own_redis.url, 5)
+    try:
+        assert own_redis.process is not None
+        own_redis.process.kill()
+        own_redis.process.wait()
+        assert await queue.enqueue_for("validate_upload", "u-1", "upload_id") is False  # logged, not raised
+        assert await queue.enqueue_for("validate_upload", "u-1", "upload_id") is False
+        assert queue.pending_retries == 1  # one retry per job, however often it was asked for
+        await asyncio.sleep(1)
+        await asyncio.to_thread(own_redis.start)  # empty: only the retry can put the job there
+        deadline = time.monotonic() + 15
+        while "validate_upload:u-1" not in await _queued(queue):
+            assert time.monotonic() < deadline, "the enqueue was never tried again"
+            await asyncio.sleep(0.1)
+        assert queue.pending_retries == 0
+    finally:
+        await queue.close()
+
+
+async def _queued(queue: object) -> list[str]:
+    try:
+        return await queue.queued_job_ids()  # type: ignore[attr-defined, no-any-return]
+    except Exception:  # Redis still starting
+        return []

@@ -227,6 +227,11 @@ async def run_worker_until_stopped(worker: Worker) -> None:
                 # async_run keeps the main task that arq's signal handler cancels on SIGTERM/SIGINT.
                 await worker.async_run()
                 return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this task itself is being cancelled
+                return  # arq's signal handler ended its loop: a normal stop
             except REDIS_DOWN as exc:
                 failures += 1
                 log.error("the worker cannot start its loop, redis is not answering (try %d): %s", failures, exc)
