@@ -1,4 +1,5 @@
-"""Short writes and a full disk on the local store: never a part recorded with bytes missing.
+"""Short writes and a full disk on the local store: never a part recorded with bytes missing; and copies into
+fresh storage checked by size.
 
 A file system may take part of a write without an error (tmpfs does when it fills up) or refuse it with
 ENOSPC. Neither can be caused on demand on a real disk, so the store's own seam (`FileCalls`) injects them:
@@ -24,14 +25,17 @@ from server.domain.services import Services
 from server.domain.upload_stream import Chunk, Finish, StreamMessage
 from server.domain.uploads import NewUpload
 from server.embedded import EmbeddedRedis
-from server.model.errors import Unavailable
+from server.model.errors import DataLoss, Unavailable
+from server.model.locations import S3Location
+from server.model.objects import ObjectInfo
 from server.model.uploads import UploadState
 from server.model.versions import VersionState
 from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo
 from server.storage.objects.local import LocalStore
 from server.storage.objects.local_io import FileCalls
-from tests.conftest import create_database, redis_url
+from server.storage.objects.s3 import S3Store
+from tests.conftest import BUCKET, create_database, redis_url
 from tests.inprocess import in_process
 
 MiB = 1 << 20
@@ -234,3 +238,76 @@ async def test_enospc_mid_upload_keeps_only_whole_parts_and_the_upload_resumes(s
         assert result.upload.state == UploadState.STAGED
         assert hashlib.sha256(await promote(services, upload.id)).digest() == hashlib.sha256(data).digest()
     assert probe.upload.state == UploadState.STAGED
+
+
+# --- promotion copies are checked by size --------------------------------------------------------------------
+
+
+async def _validated(services: Services, name: str, data: bytes) -> uuid.UUID:
+    """An auto-commit upload of `data`, validated (its version PENDING promotion); the version's id."""
+    upload, _ = await services.uploads.create(CALLER, "", NewUpload(name, "c.bin", declared_size=len(data),
+                                                                    auto_commit=True))
+    await services.upload_stream.write(CALLER, upload.name, 0, messages(data), nothing)
+    await services.pipeline.validate_upload(upload.id)
+    async with services.db.connection() as connection:
+        validated = await uploads_repo.get(connection, upload.id)
+    assert validated is not None and validated.version_id is not None
+    return validated.version_id
+
+
+async def test_a_fresh_object_of_the_wrong_size_is_copied_again(services: Services) -> None:
+    store = services.uploads.store
+    data = os.urandom(3 * MiB)
+    sha = hashlib.sha256(data).hexdigest()
+    version_id = await _validated(services, "recopy", data)
+    async with services.db.connection() as connection:
+        version = await versions_repo.get(connection, version_id)
+    assert version is not None
+    key = f"fresh/{CALLER.namespace}/{version.dataset_id}/objects/{sha}"
+    await store.put(key, chunks(data[:MiB]))  # what a copy cut short would have left under the content key
+    await services.pipeline.promote_version(version_id)
+    async with services.db.connection() as connection:
+        assert (await versions_repo.get(connection, version_id)).state == VersionState.READY  # type: ignore[union-attr]
+    assert hashlib.sha256(b"".join([c async for c in store.read(key)])).hexdigest() == sha
+
+
+async def test_staged_bytes_changed_after_validation_fail_the_version(services: Services) -> None:
+    store = services.uploads.store
+    data = os.urandom(2 * MiB)
+    version_id = await _validated(services, "changed", data)
+    async with services.db.connection() as connection:
+        [upload] = await uploads_repo.by_version(connection, version_id)
+    await store.put(upload.staging_key, chunks(data + b"tampered"))  # the staged object is not what was validated
+    with pytest.raises(DataLoss) as lost:
+        await services.pipeline.promote_version(version_id)
+    assert lost.value.reason == "STAGED_OBJECT_CHANGED" and not lost.value.retryable
+    await services.pipeline.promotion_gave_up(version_id, lost.value)  # what the worker does with a final error
+    async with services.db.connection() as connection:
+        version = await versions_repo.get(connection, version_id)
+    assert version is not None and version.state == VersionState.FAILED
+    assert version.failure is not None and version.failure.reason == "STAGED_OBJECT_CHANGED"
+
+
+class _ShortCopies(S3Store):
+    """The S3 store, except that a copy's destination reads back a byte short (a copy that went wrong)."""
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        found = await super().stat(key)
+        if found is not None and key.endswith("/copy"):
+            return ObjectInfo(key, found.size - 1)
+        return found
+
+
+async def test_an_s3_copy_of_the_wrong_size_is_refused_and_removed(moto_endpoint: str) -> None:
+    location = S3Location(bucket=BUCKET, prefix=f"short-copies-{uuid.uuid4().hex[:8]}/", endpoint=moto_endpoint,
+                          region="us-east-1")
+    store = await _ShortCopies(location, "test", "test").open()
+    try:
+        await store.put("a/source", chunks(os.urandom(MiB)))
+        with pytest.raises(Unavailable) as refused:
+            await store.copy("a/source", "a/copy")
+        assert refused.value.reason == "COPY_INCOMPLETE" and refused.value.retryable
+        assert await S3Store.stat(store, "a/copy") is None  # not left behind
+        assert (await store.copy("a/source", "a/other")).size == MiB  # a copy of the right size goes through
+    finally:
+        await store.close()
