@@ -206,7 +206,7 @@ async def _stream(api: Api, name: str, offset: int, data: bytes, chunk: int, sto
         await asyncio.Event().wait()  # the connection hangs until it is dropped
 
     call = api.uploads.Upload(requests())
-    answered = asyncio.ensure_future(call)
+    answered = asyncio.ensure_future(finish(call))  # a refusal read as the server said it (see bench/aio_calls.py)
     waiter = asyncio.ensure_future(reached.wait())
     await asyncio.wait([answered, waiter], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
