@@ -70,6 +70,6 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
             versions=versions, files=files, pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds),
-            tables=Tables(files, datasets, deps.store, settings.flight_split_bytes))
+            tables=Tables(files, datasets, deps.store, settings.flight_split_bytes, budget, costs.table))
     finally:
         await hub.close()

@@ -262,3 +262,50 @@ async def test_a_download_holds_its_grant_while_it_streams(small_server: ServerH
             assert _metric(small_server, "quarry_buffer_held_bytes") == 0, f"cancelled={cancel}"
     finally:
         await api.channel.close()
+
+
+async def test_a_flight_read_holds_its_grant_while_it_streams(small_server: ServerHandle, worker_file: object) -> None:
+    # Arrow Flight's DoGet of a table holds its share (the window, a store read, a parsed block, a batch) while
+    # it streams, and gives it back when read to the end or cancelled by its client.
+    import json
+
+    from pyarrow import flight
+
+    from tests.samples import csv_sample
+
+    api = open_api(small_server.address)
+    try:
+        sample = csv_sample(400_000, path="t.csv")
+        created = (await api.uploads.CreateUpload(create_request("tables", sample.path, len(sample.data),
+                                                                 sample.sha256, auto_commit=True))).upload
+        await api.uploads.Upload(stream_of(resume_messages(created.name, 0, sample.data)))
+        for _ in range(600):
+            upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
+            if upload.state == upload_pb2.UPLOAD_STATE_PROMOTED:
+                break
+            await asyncio.sleep(0.1)
+        assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
+        ticket = flight.Ticket(json.dumps({"version": upload.version, "path": "t.csv", "columns": None,
+                                           "row_groups": None}))
+        call = flight.FlightCallOptions(headers=[(b"x-quarry-namespace", api.namespace.encode())])
+        client = flight.connect(small_server.flight_location)
+        try:
+            for cancel in (False, True):
+                reader = await asyncio.to_thread(client.do_get, ticket, call)
+                first = await asyncio.to_thread(reader.read_chunk)
+                assert first.data.num_rows > 0
+                assert _metric(small_server, "quarry_buffer_held_bytes") == 18 * MiB  # 2 MiB window + 16 MiB
+                if cancel:
+                    reader.cancel()
+                else:
+                    rest = await asyncio.to_thread(reader.read_all)
+                    assert first.data.num_rows + rest.num_rows == sample.rows
+                for _ in range(100):
+                    if _metric(small_server, "quarry_buffer_held_bytes") == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert _metric(small_server, "quarry_buffer_held_bytes") == 0, f"cancelled={cancel}"
+        finally:
+            client.close()
+    finally:
+        await api.channel.close()

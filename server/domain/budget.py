@@ -10,7 +10,8 @@ takes (see `StreamCosts`):
   message the handler is waiting for);
 - its part writer's buffers (the store says how many: `ObjectStore.part_buffer_bytes`); a second writer, for
   the next part filling while the last one lands, is borrowed only if free at once (`WriterBytes`);
-- for a download, the messages being read from the store and sent.
+- for a download, the messages being read from the store and sent; for a read of a table (Arrow Flight), the
+  store's read, the block being parsed and the batch being sent.
 
 When the budget is spent a new stream waits (at most `QUARRY_BUFFER_WAIT_SECONDS`, first come first served)
 and then gets RESOURCE_EXHAUSTED with RetryInfo; nothing is half-started, so it can simply be tried again.
@@ -50,6 +51,12 @@ class StreamCosts:
     def download(self) -> int:
         """A download stream: the message being read from the store, the one being sent, and the window's."""
         return self.window + 3 * MiB
+
+    @property
+    def table(self) -> int:
+        """A read of a table (Arrow Flight's DoGet): a 4 MiB read from the store, a 4 MiB block being parsed,
+        and a record batch of up to 64K rows being sent."""
+        return self.window + 16 * MiB
 
 
 class BufferBudget:
