@@ -222,9 +222,15 @@ def _wait_gone(pid: int, timeout: float = 30) -> None:
     raise TimeoutError(f"process {pid} still there")
 
 
+async def full_version(api: Api, name: str) -> version_pb2.Version:
+    """A version with its files (GetVersion's FULL view)."""
+    request = dpb.GetVersionRequest(name=name, view=dpb.VERSION_VIEW_FULL)
+    return (await api.datasets.GetVersion(request)).version  # type: ignore[no-any-return]
+
+
 async def ready_sha256(api: Api, upload: upload_pb2.Upload) -> str:
     """The sha256 of the file a PROMOTED upload became, as its READY version lists it."""
-    version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version))).version
+    version = await full_version(api, upload.version)
     assert version.state == version_pb2.VERSION_STATE_READY, version
     [file] = [f for f in version.files if f.path == upload.path]
     return str(file.sha256)

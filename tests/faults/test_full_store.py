@@ -20,11 +20,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
-from tests.faults.cluster import Cluster, MiB, read_back_sha256, ready_sha256, write_random
+from tests.faults.cluster import Cluster, MiB, full_version, read_back_sha256, ready_sha256, write_random
 from tests.support import error_info, upload_blocking
 from tests.test_server import NOT_SERVING, SERVING, health_of
 from tests.uploading import create_request, resume_messages
@@ -119,7 +118,7 @@ async def _promoted(api, name: str) -> upload_pb2.Upload:  # type: ignore[no-unt
     for _ in range(600):
         upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=name))).upload
         if upload.state == upload_pb2.UPLOAD_STATE_PROMOTED:
-            version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version))).version
+            version = (await full_version(api, upload.version))
             assert version.files
             return upload  # type: ignore[no-any-return]
         assert upload.state != upload_pb2.UPLOAD_STATE_FAILED, upload

@@ -22,7 +22,7 @@ from quarry.v1 import upload_pb2, version_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from bench.memory_load import _BLOCK, MiB, concurrent_uploads, single_upload, stalled_streams
-from tests.faults.cluster import Cluster
+from tests.faults.cluster import Cluster, full_version
 from tests.support import Api
 
 NAMESPACE = "bench"  # where bench/memory_load.py's clients act
@@ -45,7 +45,7 @@ async def commit_all(api: Api, dataset: str, uploads: list[upload_pb2.Upload], t
         assert version.state != version_pb2.VERSION_STATE_FAILED, version
         assert time.monotonic() < deadline, f"{version.name} never READY"
         await asyncio.sleep(0.2)
-        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=version.name))).version
+        version = (await full_version(api, version.name))
     files = {f.path: f for f in version.files}
     for upload in uploads:
         assert files[upload.path].sha256 == expected_sha256(upload.size_bytes), upload.path

@@ -18,7 +18,7 @@ from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_pb2, version_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
-from tests.faults.cluster import Cluster, MiB, read_back_sha256, ready_sha256, write_random
+from tests.faults.cluster import Cluster, MiB, full_version, read_back_sha256, ready_sha256, write_random
 from tests.samples import csv_sample
 from tests.support import Api, upload_blocking
 from tests.uploading import create_request, resume_messages
@@ -72,7 +72,7 @@ async def _wait_state(api: Api, name: str, wanted: int, timeout: float = 120) ->
 async def _wait_version(api: Api, name: str, wanted: set[int], timeout: float = 180) -> version_pb2.Version:
     deadline = time.monotonic() + timeout
     while True:
-        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=name))).version
+        version = (await full_version(api, name))
         if version.state in wanted:
             return version
         assert time.monotonic() < deadline, f"{name} never reached {wanted}: {version.state}"
@@ -115,7 +115,7 @@ async def test_workers_killed_mid_validation_and_mid_promotion(cluster: Cluster,
         version = (await api.datasets.CommitVersion(dpb.CommitVersionRequest(
             parent=f"namespaces/{namespace}/datasets/many", uploads=names))).version
         await _wait_version(api, version.name, {version_pb2.VERSION_STATE_PROMOTING, version_pb2.VERSION_STATE_READY})
-        caught_promoting = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=version.name))).version.state
+        caught_promoting = (await full_version(api, version.name)).state
         worker.process.kill()
         killed = time.monotonic()
         cluster.start_worker("worker3")
