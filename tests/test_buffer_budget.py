@@ -235,7 +235,7 @@ async def test_a_download_holds_its_grant_while_it_streams(small_server: ServerH
 
     api = open_api(small_server.address)
     try:
-        data = os.urandom(6 * MiB)
+        data = os.urandom(40 * MiB)  # more than the transport holds unread: the read is still going when looked at
         created = (await api.uploads.CreateUpload(create_request(
             "reads", "r.bin", len(data), hashlib.sha256(data).hexdigest(), auto_commit=True))).upload
         await api.uploads.Upload(stream_of(resume_messages(created.name, 0, data)))
@@ -275,7 +275,7 @@ async def test_a_flight_read_holds_its_grant_while_it_streams(small_server: Serv
 
     api = open_api(small_server.address)
     try:
-        sample = csv_sample(400_000, path="t.csv")
+        sample = csv_sample(3_000_000, path="t.csv")  # ~80 MB: more than the transport holds unread
         created = (await api.uploads.CreateUpload(create_request("tables", sample.path, len(sample.data),
                                                                  sample.sha256, auto_commit=True))).upload
         await api.uploads.Upload(stream_of(resume_messages(created.name, 0, sample.data)))
