@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test test-acceptance test-big proto lint bench-upload bench-flight clean
+.PHONY: run test test-acceptance test-big test-faults nginx proto lint bench-upload bench-flight clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
@@ -41,6 +41,16 @@ test-acceptance: $(VENV)/.test-installed node_modules/.installed
 ## test-big: the tests of 1 GB files (Flight memory, what pandas fetches); minutes, so not in `make test`
 test-big: $(VENV)/.test-installed node_modules/.installed
 	$(BIN)/pytest -m big
+
+## test-faults: the fault suite: Postgres, Redis, servers and workers killed mid-flight, a full store,
+## stalled clients, memory under load, two replicas behind nginx (minutes; not part of `make test`)
+test-faults: $(VENV)/.test-installed node_modules/.installed nginx
+	$(BIN)/pytest tests/faults
+
+## nginx: Debian's nginx, the scale-out test's balancer, installed when missing (needs root and apt)
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null)
 
 ## bench-flight: Flight DoGet of a 1 GB Parquet file next to pyarrow reading it from local disk
 bench-flight: $(VENV)/.test-installed

@@ -42,6 +42,7 @@ from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
+from server.domain.budget import BufferBudget
 from server.domain.caller import Caller
 from server.domain.files import READ_MESSAGE_BYTES, Files
 from server.domain.jsonrows import json_rows
@@ -379,7 +380,7 @@ async def check_preview_reads(corpus: Corpus, pool: asyncpg.Pool) -> None:
     store = CountingStore(corpus.store)
     db = Database(pool)
     files = Files(db, store, Versions(db, None, PageTokens(b"unused"), 100), 10_000, PageTokens(b"unused"),  # type: ignore[arg-type]
-                  100)
+                  100, BufferBudget(64 << 20, 1), 4 << 20)
     caller = Caller(corpus.api.namespace)
     sample = corpus.first["groups.parquet"]
     metadata = pq.ParquetFile(io.BytesIO(sample.data)).metadata

@@ -253,9 +253,9 @@ class Uploads:
         await self.enqueue_validation(staged.id)
         return staged
 
-    async def enqueue_validation(self, upload_id: uuid.UUID) -> None:
-        """Queue `validate_upload`; a lost enqueue is repaired by the sweep, so failure here is only logged."""
-        await self.queue.enqueue_for("validate_upload", str(upload_id), "upload_id")
+    async def enqueue_validation(self, upload_id: uuid.UUID) -> bool:
+        """Queue `validate_upload` (True if queued now); a failed enqueue is retried, never raised."""
+        return await self.queue.enqueue_for("validate_upload", str(upload_id), "upload_id")
 
     async def cancel(self, caller: Caller, name: str) -> Upload:
         """Cancel an upload that is not yet part of a version, and delete its staged bytes."""

@@ -191,21 +191,23 @@ class Versions:
                                              "uploads": len(change.uploads), "deletes": len(change.delete_paths)})
         return version_id
 
-    async def enqueue_promotion(self, version_id: uuid.UUID, *, after_change: bool = False) -> None:
-        """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged.
+    async def enqueue_promotion(self, version_id: uuid.UUID, *, after_change: bool = False) -> bool:
+        """Queue `promote_version` (True if queued now); a failed enqueue is retried in the background, never
+        raised (the requeue cron covers one lost for good).
 
         `after_change`: one of the version's uploads just changed state. A promotion running at this moment may
         have read the uploads before the change, and the queue drops an enqueue of a job id that is running (the
-        change would then wait for the sweep), so a follow-up under an id of its own runs a moment later. A
-        promotion with nothing to do does nothing."""
-        await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
+        change would then wait for the requeue cron), so a follow-up under an id of its own runs a moment later.
+        A promotion with nothing to do does nothing."""
+        queued = await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
         if after_change:
             try:
                 await self.queue.enqueue("promote_version", str(version_id), delay=FOLLOW_UP_SECONDS,
                                          job_id=f"promote_version:{version_id}:{uuid.uuid4().hex[:12]}")
             except Unavailable as exc:
-                log.warning("could not enqueue a follow-up promotion; the sweep will",
+                log.warning("could not enqueue a follow-up promotion; the requeue cron will",
                             extra={"version_id": str(version_id), "error": str(exc)})
+        return queued
 
 
 def _check_change(change: Change) -> None:
