@@ -1,0 +1,257 @@
+/**
+ * QuarryClient: the generated service clients on one HTTP/2 connection speaking the gRPC protocol, plus
+ * the hand-written operations every user needs (resumable uploads, watching, downloads, previews).
+ *
+ * Every call carries the namespace (`x-quarry-namespace`). Unary calls made through the client's own
+ * methods get Quarry's typed errors and are retried on UNAVAILABLE and ABORTED (reads, idempotent
+ * writes, creates with a request_id); the raw generated clients (`datasets`, `uploads`, `capabilities`)
+ * are there for everything else and throw Connect's ConnectError (`fromConnect` converts it).
+ */
+import { randomUUID } from "node:crypto";
+
+import { createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+
+import { resolveConfig, type ClientOptions, type Config } from "./config.js";
+import { download, type DownloadOptions, type DownloadResult } from "./download.js";
+import { UploadFailed, fromConnect, RpcError } from "./errors.js";
+import { datasetName, uploadName, versionName, LATEST } from "./names.js";
+import { Budget, isRetryable, sleep, withRetries } from "./retry.js";
+import { ResumeStore } from "./state.js";
+import { DEAD, uploadFile, type UploadOptions, type UploadResult } from "./upload.js";
+import { CapabilitiesService, type GetCapabilitiesResponse } from "./gen/quarry/v1/capabilities_service_pb.js";
+import type { Dataset } from "./gen/quarry/v1/dataset_pb.js";
+import { DatasetService } from "./gen/quarry/v1/dataset_service_pb.js";
+import { UploadState, type Upload } from "./gen/quarry/v1/upload_pb.js";
+import { UploadService } from "./gen/quarry/v1/upload_service_pb.js";
+import type { Column, Version } from "./gen/quarry/v1/version_pb.js";
+
+/** Request metadata naming the namespace a call acts in. */
+export const NAMESPACE_METADATA = "x-quarry-namespace";
+
+/** A version of a dataset: a number, "latest", a uid, or a full resource name. */
+export type VersionRef = number | string;
+
+/** The first rows of a tabular file. */
+export interface Preview {
+  columns: Column[];
+  /** One object per row, decoded from the response's JSON rows. */
+  rows: Record<string, unknown>[];
+  rowCount: number;
+  totalRows: number;
+  /** The same rows as an Arrow IPC stream (for apache-arrow's tableFromIPC). */
+  arrowIpcStream: Uint8Array;
+}
+
+/** Options of calls that can be stopped. */
+export interface CallControl {
+  signal?: AbortSignal;
+}
+
+/** Whether an upload being waited for reached its end: PROMOTED, a dead state, or VALIDATED when no
+ * version will be committed automatically. */
+export function waitIsOver(upload: Upload): boolean {
+  return DEAD.has(upload.state) || upload.state === UploadState.PROMOTED
+    || (upload.state === UploadState.VALIDATED && !upload.autoCommit);
+}
+
+/** A client of one Quarry server, acting in one namespace. */
+export class QuarryClient {
+  readonly config: Config;
+  readonly transport: Transport;
+  /** The generated DatasetService client (ConnectError on failure). */
+  readonly datasets: Client<typeof DatasetService>;
+  /** The generated UploadService client (ConnectError on failure). */
+  readonly uploads: Client<typeof UploadService>;
+  /** The generated CapabilitiesService client (ConnectError on failure). */
+  readonly capabilities: Client<typeof CapabilitiesService>;
+  private readonly sessions: Http2SessionManager;
+  private readonly store: ResumeStore;
+  private caps: Promise<GetCapabilitiesResponse> | undefined;
+
+  constructor(options: ClientOptions = {}) {
+    this.config = resolveConfig(options);
+    const namespace = this.config.namespace;
+    const metadata: Interceptor = (next) => (request) => {
+      request.header.set(NAMESPACE_METADATA, namespace);
+      return next(request);
+    };
+    // Pings find a dead connection (a silent peer, a cut that sent no reset) within 30 s.
+    this.sessions = new Http2SessionManager(this.config.baseUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 15_000 });
+    this.transport = createGrpcTransport({
+      baseUrl: this.config.baseUrl, sessionManager: this.sessions, interceptors: [metadata],
+    });
+    this.datasets = createClient(DatasetService, this.transport);
+    this.uploads = createClient(UploadService, this.transport);
+    this.capabilities = createClient(CapabilitiesService, this.transport);
+    this.store = new ResumeStore(this.config.cacheDir);
+  }
+
+  /** The namespace's resource name. */
+  get parent(): string {
+    return `namespaces/${this.config.namespace}`;
+  }
+
+  /** Close the connection; calls in flight fail. */
+  close(): void {
+    this.sessions.abort();
+  }
+
+  /** One unary call with Quarry's errors and a deadline, retried when `retry` (the call is safe to repeat). */
+  async unary<T>(call: (options: CallOptions) => Promise<T>, signal?: AbortSignal, retry = true): Promise<T> {
+    const budget = new Budget(retry ? this.config.retry : { ...this.config.retry, maxAttempts: 1 });
+    return withRetries(budget, async () => {
+      try {
+        return await call({ signal, timeoutMs: this.config.timeoutMs });
+      } catch (error) {
+        throw fromConnect(error);
+      }
+    }, signal);
+  }
+
+  /** The server's limits and features (asked once, then remembered). */
+  getCapabilities(control: CallControl = {}): Promise<GetCapabilitiesResponse> {
+    if (this.caps === undefined) {
+      this.caps = this.unary((o) => this.capabilities.getCapabilities({}, o), control.signal);
+      this.caps.catch(() => { this.caps = undefined; });
+    }
+    return this.caps;
+  }
+
+  // --- datasets and versions ------------------------------------------------------------------------
+
+  /** Create a dataset (a retried create with the same request_id returns the first). */
+  async createDataset(dataset: string, fields: { description?: string; labels?: Record<string, string> } = {},
+                      control: CallControl = {}): Promise<Dataset> {
+    const requestId = randomUUID();
+    const response = await this.unary((o) => this.datasets.createDataset({
+      parent: this.parent, datasetId: dataset, dataset: { description: fields.description ?? "",
+        labels: fields.labels ?? {} }, requestId }, o), control.signal);
+    return response.dataset!;
+  }
+
+  /** One dataset, by short or full name. */
+  async getDataset(dataset: string, control: CallControl = {}): Promise<Dataset> {
+    const name = datasetName(this.config.namespace, dataset);
+    return (await this.unary((o) => this.datasets.getDataset({ name }, o), control.signal)).dataset!;
+  }
+
+  /** Every dataset of the namespace (all pages). */
+  async listDatasets(control: CallControl & { filter?: string } = {}): Promise<Dataset[]> {
+    const found: Dataset[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.unary((o) => this.datasets.listDatasets({ parent: this.parent, pageToken,
+        filter: control.filter ?? "" }, o), control.signal);
+      found.push(...page.datasets);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return found;
+  }
+
+  /** One version with its files. */
+  async getVersion(dataset: string, version: VersionRef = LATEST, control: CallControl = {}): Promise<Version> {
+    const name = versionName(this.config.namespace, dataset, version);
+    return (await this.unary((o) => this.datasets.getVersion({ name }, o), control.signal)).version!;
+  }
+
+  /** Request a new version from uploads to add or replace and paths to delete; it starts PENDING. */
+  async commitVersion(dataset: string, change: { uploads?: string[]; deletePaths?: string[]; message?: string;
+    baseVersion?: string; requestId?: string } = {}, control: CallControl = {}): Promise<Version> {
+    const request = {
+      parent: datasetName(this.config.namespace, dataset),
+      uploads: (change.uploads ?? []).map((u) => uploadName(this.config.namespace, u)),
+      deletePaths: change.deletePaths ?? [], message: change.message ?? "", baseVersion: change.baseVersion ?? "",
+      requestId: change.requestId ?? randomUUID(),
+    };
+    return (await this.unary((o) => this.datasets.commitVersion(request, o), control.signal)).version!;
+  }
+
+  /** The first rows of a tabular file, as objects and as Arrow IPC bytes. */
+  async preview(dataset: string, path: string, options: CallControl & { version?: VersionRef; rows?: number } = {},
+  ): Promise<Preview> {
+    const version = versionName(this.config.namespace, dataset, options.version ?? LATEST);
+    const response = await this.unary((o) => this.datasets.previewFile({ version, path, rowLimit: options.rows ?? 0 },
+      o), options.signal);
+    return {
+      columns: response.columns,
+      rows: response.jsonRows.map((row) => JSON.parse(row) as Record<string, unknown>),
+      rowCount: Number(response.rowCount),
+      totalRows: Number(response.totalRows),
+      arrowIpcStream: response.arrowIpcStream,
+    };
+  }
+
+  /** Copy a file of a version to `out`: resumable (a later call continues), sha256-verified, durable. */
+  download(dataset: string, path: string, out: string, options: DownloadOptions & { version?: VersionRef } = {},
+  ): Promise<DownloadResult> {
+    const version = versionName(this.config.namespace, dataset, options.version ?? LATEST);
+    return download({ retry: this.config.retry, datasets: this.datasets }, version, path, out, options);
+  }
+
+  // --- uploads --------------------------------------------------------------------------------------
+
+  /** Upload a file to a dataset: resumable, over parallel streams for big files, sha256 computed as it
+   * goes. Resolves once the upload is STAGED (or later); follow it with watchUpload/waitUpload. */
+  uploadFile(path: string, dataset: string, options: UploadOptions = {}): Promise<UploadResult> {
+    return uploadFile({
+      namespace: this.config.namespace, retry: this.config.retry, store: this.store, uploads: this.uploads,
+      unary: (call, signal) => this.unary(call, signal),
+      maxChunkBytes: async (signal) => Number((await this.getCapabilities({ signal })).maxChunkBytes),
+    }, path, dataset, options);
+  }
+
+  /** One upload, by uid or full name. */
+  async getUpload(upload: string, control: CallControl = {}): Promise<Upload> {
+    const name = uploadName(this.config.namespace, upload);
+    return (await this.unary((o) => this.uploads.getUpload({ name }, o), control.signal)).upload!;
+  }
+
+  /** Cancel an unfinished upload and delete its bytes. */
+  async cancelUpload(upload: string, control: CallControl = {}): Promise<Upload> {
+    const name = uploadName(this.config.namespace, upload);
+    return (await this.unary((o) => this.uploads.cancelUpload({ name }, o), control.signal)).upload!;
+  }
+
+  /** The upload now, then at every state change until a final state; a broken stream is followed again. */
+  async *watchUpload(upload: string, control: CallControl = {}): AsyncGenerator<Upload> {
+    const name = uploadName(this.config.namespace, upload);
+    const budget = new Budget(this.config.retry, (e) => isRetryable(e) || (!e.reason && e.status !== "NOT_FOUND"
+      && ["INTERNAL", "UNKNOWN", "CANCELLED"].includes(e.status)));
+    for (;;) {
+      try {
+        for await (const message of this.uploads.watchUpload({ name }, { signal: control.signal, timeoutMs: 0 })) {
+          budget.progressed();
+          yield message.upload!;
+        }
+        return;
+      } catch (caught) {
+        const error = fromConnect(caught);
+        const delay = error instanceof RpcError && !control.signal?.aborted ? budget.delayAfter(error) : undefined;
+        if (delay === undefined) {
+          throw error;
+        }
+        await sleep(delay, control.signal);
+      }
+    }
+  }
+
+  /** Wait until the upload is PROMOTED (or VALIDATED when nothing commits it); UploadFailed if it died. */
+  async waitUpload(upload: string, control: CallControl = {}): Promise<Upload> {
+    let last: Upload | undefined;
+    for await (const update of this.watchUpload(upload, control)) {
+      last = update;
+      if (waitIsOver(update)) {
+        break;
+      }
+    }
+    if (last === undefined || !waitIsOver(last)) {
+      last = await this.getUpload(upload, control); // the stream ended without a final state: ask once more
+    }
+    if (DEAD.has(last.state)) {
+      const why = last.failure?.reason ? `: ${last.failure.reason}: ${last.failure.message}` : "";
+      throw new UploadFailed(`upload ${last.name} ended ${UploadState[last.state]}${why}`, last);
+    }
+    return last;
+  }
+}
