@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test test-python test-typescript test-acceptance test-big proto proto-typescript lint bench-upload bench-flight clean
+.PHONY: run test test-python test-typescript test-acceptance test-big proto proto-typescript proto-baseline lint bench-upload bench-flight clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
@@ -62,9 +62,15 @@ proto: $(VENV)/.test-installed proto-typescript
 proto-typescript: node_modules/.installed
 	npm run generate --workspace clients/typescript
 
-## lint: buf lint, ruff and mypy (the test suite runs them too)
+## proto-baseline: take the contract as it is now as the one `buf breaking` guards (after a release, or an
+## intended break that was agreed on)
+proto-baseline: node_modules/.installed
+	node_modules/.bin/buf build --exclude-source-info -o proto-baseline.binpb
+
+## lint: buf lint and breaking, ruff and mypy (the test suite runs them too)
 lint: $(VENV)/.test-installed node_modules/.installed
 	node_modules/.bin/buf lint
+	node_modules/.bin/buf breaking --against proto-baseline.binpb
 	$(BIN)/ruff check server workers tests scripts bench clients/python/src
 	$(BIN)/mypy
 

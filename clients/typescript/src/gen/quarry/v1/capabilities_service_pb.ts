@@ -2,8 +2,8 @@
 // @generated from file quarry/v1/capabilities_service.proto (package quarry.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
 import type { ChecksumAlgorithm, FileFormat } from "./common_pb.js";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/capabilities_service.proto.
  */
 export const file_quarry_v1_capabilities_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRxdWFycnkvdjEvY2FwYWJpbGl0aWVzX3NlcnZpY2UucHJvdG8SCXF1YXJyeS52MSIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IsYDChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIWCg5zZXJ2ZXJfdmVyc2lvbhgBIAEoCRIZChFtYXhfbWVzc2FnZV9ieXRlcxgCIAEoAxIXCg9tYXhfY2h1bmtfYnl0ZXMYAyABKAMSGwoTbWluX3BhcnRfc2l6ZV9ieXRlcxgEIAEoAxIbChNtYXhfcGFydF9zaXplX2J5dGVzGAUgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYBiABKAMSGAoQbWF4X29wZW5fdXBsb2FkcxgHIAEoAxIwCg11cGxvYWRfZXhwaXJ5GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjkKE2NoZWNrc3VtX2FsZ29yaXRobXMYCSADKA4yHC5xdWFycnkudjEuQ2hlY2tzdW1BbGdvcml0aG0SJgoHZm9ybWF0cxgKIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EhUKDW1heF9wYWdlX3NpemUYCyABKAUSGAoQbWF4X3ByZXZpZXdfcm93cxgMIAEoBRIVCg1kb3dubG9hZF91cmxzGA0gASgIEhQKDHN0b3JhZ2Vfa2luZBgOIAEoCTJvChNDYXBhYmlsaXRpZXNTZXJ2aWNlElgKD0dldENhcGFiaWxpdGllcxIhLnF1YXJyeS52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GiIucXVhcnJ5LnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_quarry_v1_common]);
+  fileDesc("CiRxdWFycnkvdjEvY2FwYWJpbGl0aWVzX3NlcnZpY2UucHJvdG8SCXF1YXJyeS52MSIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IuIEChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIWCg5zZXJ2ZXJfdmVyc2lvbhgBIAEoCRIZChFtYXhfbWVzc2FnZV9ieXRlcxgCIAEoAxIXCg9tYXhfY2h1bmtfYnl0ZXMYAyABKAMSGwoTbWluX3BhcnRfc2l6ZV9ieXRlcxgEIAEoAxIbChNtYXhfcGFydF9zaXplX2J5dGVzGAUgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYBiABKAMSGAoQbWF4X29wZW5fdXBsb2FkcxgHIAEoAxIwCg11cGxvYWRfZXhwaXJ5GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjkKE2NoZWNrc3VtX2FsZ29yaXRobXMYCSADKA4yHC5xdWFycnkudjEuQ2hlY2tzdW1BbGdvcml0aG0SJgoHZm9ybWF0cxgKIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EhUKDW1heF9wYWdlX3NpemUYCyABKAUSGAoQbWF4X3ByZXZpZXdfcm93cxgMIAEoBRIVCg1kb3dubG9hZF91cmxzGA0gASgIEhQKDHN0b3JhZ2Vfa2luZBgOIAEoCRImCglhdXRoX21vZGUYDyABKA4yEy5xdWFycnkudjEuQXV0aE1vZGUSFAoMdGxzX3JlcXVpcmVkGBAgASgIEiMKG2NsaWVudF9jZXJ0aWZpY2F0ZV9yZXF1aXJlZBgRIAEoCBI3ChRtYXhfZG93bmxvYWRfdXJsX3R0bBgSIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbipPCghBdXRoTW9kZRIZChVBVVRIX01PREVfVU5TUEVDSUZJRUQQABIUChBBVVRIX01PREVfVE9LRU5TEAESEgoOQVVUSF9NT0RFX05PTkUQAjJvChNDYXBhYmlsaXRpZXNTZXJ2aWNlElgKD0dldENhcGFiaWxpdGllcxIhLnF1YXJyeS52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GiIucXVhcnJ5LnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlQlEKDWRldi5xdWFycnkudjFCGENhcGFiaWxpdGllc1NlcnZpY2VQcm90b1ABWiRxdWFycnkuZGV2L2dlbi9nby9xdWFycnkvdjE7cXVhcnJ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_quarry_v1_common]);
 
 /**
  * Request of GetCapabilities.
@@ -134,6 +134,34 @@ export type GetCapabilitiesResponse = Message<"quarry.v1.GetCapabilitiesResponse
    * @generated from field: string storage_kind = 14;
    */
   storageKind: string;
+
+  /**
+   * How callers prove who they are.
+   *
+   * @generated from field: quarry.v1.AuthMode auth_mode = 15;
+   */
+  authMode: AuthMode;
+
+  /**
+   * Whether the server speaks only TLS (a plaintext connection fails).
+   *
+   * @generated from field: bool tls_required = 16;
+   */
+  tlsRequired: boolean;
+
+  /**
+   * Whether the server also requires a client certificate signed by its client CA (mutual TLS).
+   *
+   * @generated from field: bool client_certificate_required = 17;
+   */
+  clientCertificateRequired: boolean;
+
+  /**
+   * Longest lifetime GetDownloadUrl grants a URL; a longer ttl is refused.
+   *
+   * @generated from field: google.protobuf.Duration max_download_url_ttl = 18;
+   */
+  maxDownloadUrlTtl?: Duration | undefined;
 };
 
 /**
@@ -144,14 +172,53 @@ export const GetCapabilitiesResponseSchema: GenMessage<GetCapabilitiesResponse> 
   messageDesc(file_quarry_v1_capabilities_service, 1);
 
 /**
+ * AuthMode is how a server authenticates its callers.
+ *
+ * @generated from enum quarry.v1.AuthMode
+ */
+export enum AuthMode {
+  /**
+   * Not a mode; never returned.
+   *
+   * @generated from enum value: AUTH_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every call but health checks and GetCapabilities needs `authorization: Bearer <token>`.
+   *
+   * @generated from enum value: AUTH_MODE_TOKENS = 1;
+   */
+  TOKENS = 1,
+
+  /**
+   * No tokens: every caller is trusted as an operator, acting in the namespace `x-quarry-namespace` names
+   * (or the server's default). Only for a trusted network.
+   *
+   * @generated from enum value: AUTH_MODE_NONE = 2;
+   */
+  NONE = 2,
+}
+
+/**
+ * Describes the enum quarry.v1.AuthMode.
+ */
+export const AuthModeSchema: GenEnum<AuthMode> = /*@__PURE__*/
+  enumDesc(file_quarry_v1_capabilities_service, 0);
+
+/**
  * CapabilitiesService tells a client the limits it must respect, so a client generated from this
  * contract alone can talk to any Quarry server.
+ *
+ * It needs no token (nor does grpc.health.v1.Health): a client learns here whether the server wants one
+ * (auth_mode) and whether it speaks TLS. Every other service needs the call metadata
+ * `authorization: Bearer <token>`; server reflection needs any valid token.
  *
  * @generated from service quarry.v1.CapabilitiesService
  */
 export const CapabilitiesService: GenService<{
   /**
-   * Returns the server's limits and features.
+   * Returns the server's limits and features. Needs no token.
    *
    * @generated from rpc quarry.v1.CapabilitiesService.GetCapabilities
    */

@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FileFormat } from "./common_pb.js";
+import { file_quarry_v1_common } from "./common_pb.js";
 import type { Dataset } from "./dataset_pb.js";
 import { file_quarry_v1_dataset } from "./dataset_pb.js";
 import type { Column, ColumnStats, Version, VersionFile } from "./version_pb.js";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/dataset_service.proto.
  */
 export const file_quarry_v1_dataset_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiEKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkiOQoSR2V0VmVyc2lvblJlc3BvbnNlEiMKB3ZlcnNpb24YASABKAsyEi5xdWFycnkudjEuVmVyc2lvbiKIAQoUQ29tbWl0VmVyc2lvblJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhQKDGJhc2VfdmVyc2lvbhgCIAEoCRIPCgd1cGxvYWRzGAMgAygJEhQKDGRlbGV0ZV9wYXRocxgEIAMoCRIPCgdtZXNzYWdlGAUgASgJEhIKCnJlcXVlc3RfaWQYBiABKAkiPAoVQ29tbWl0VmVyc2lvblJlc3BvbnNlEiMKB3ZlcnNpb24YASABKAsyEi5xdWFycnkudjEuVmVyc2lvbiJDChNEaWZmVmVyc2lvbnNSZXF1ZXN0EhQKDGJhc2VfdmVyc2lvbhgBIAEoCRIWCg50YXJnZXRfdmVyc2lvbhgCIAEoCSJXChREaWZmVmVyc2lvbnNSZXNwb25zZRImCgdjaGFuZ2VzGAEgAygLMhUucXVhcnJ5LnYxLkZpbGVDaGFuZ2USFwoPdW5jaGFuZ2VkX2NvdW50GAIgASgDIr0BCgpGaWxlQ2hhbmdlEgwKBHBhdGgYASABKAkSIwoEa2luZBgCIAEoDjIVLnF1YXJyeS52MS5DaGFuZ2VLaW5kEiQKBGJhc2UYAyABKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUSJgoGdGFyZ2V0GAQgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEi4KDXNjaGVtYV9jaGFuZ2UYBSABKAsyFy5xdWFycnkudjEuU2NoZW1hQ2hhbmdlIrQBCgxTY2hlbWFDaGFuZ2USIAoFYWRkZWQYASADKAsyES5xdWFycnkudjEuQ29sdW1uEiIKB3JlbW92ZWQYAiADKAsyES5xdWFycnkudjEuQ29sdW1uEiwKB3JldHlwZWQYAyADKAsyGy5xdWFycnkudjEuQ29sdW1uVHlwZUNoYW5nZRIWCg5iYXNlX3Jvd19jb3VudBgEIAEoAxIYChB0YXJnZXRfcm93X2NvdW50GAUgASgDIkgKEENvbHVtblR5cGVDaGFuZ2USDAoEbmFtZRgBIAEoCRIRCgliYXNlX3R5cGUYAiABKAkSEwoLdGFyZ2V0X3R5cGUYAyABKAkiRgoSUHJldmlld0ZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIRCglyb3dfbGltaXQYAyABKAUijQEKE1ByZXZpZXdGaWxlUmVzcG9uc2USGAoQYXJyb3dfaXBjX3N0cmVhbRgBIAEoDBIRCglqc29uX3Jvd3MYAiADKAkSIgoHY29sdW1ucxgDIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SEQoJcm93X2NvdW50GAQgASgDEhIKCnRvdGFsX3Jvd3MYBSABKAMiNAoTR2V0RmlsZVN0YXRzUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkiUgoUR2V0RmlsZVN0YXRzUmVzcG9uc2USJwoHY29sdW1ucxgBIAMoCzIWLnF1YXJyeS52MS5Db2x1bW5TdGF0cxIRCglyb3dfY291bnQYAiABKAMiTwoPUmVhZEZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDQoFbGltaXQYBCABKAMiWQoQUmVhZEZpbGVSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoAxIXCg9maWxlX3NpemVfYnl0ZXMYAyABKAMSDgoGc2hhMjU2GAQgASgJIl4KFUdldERvd25sb2FkVXJsUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKFkdldERvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpzCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRQ0hBTkdFX0tJTkRfQURERUQQARIXChNDSEFOR0VfS0lORF9SRU1PVkVEEAISGAoUQ0hBTkdFX0tJTkRfTU9ESUZJRUQQAzKmCAoORGF0YXNldFNlcnZpY2USUgoNQ3JlYXRlRGF0YXNldBIfLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVzcG9uc2USSQoKR2V0RGF0YXNldBIcLnF1YXJyeS52MS5HZXREYXRhc2V0UmVxdWVzdBodLnF1YXJyeS52MS5HZXREYXRhc2V0UmVzcG9uc2USTwoMTGlzdERhdGFzZXRzEh4ucXVhcnJ5LnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVzcG9uc2USUgoNVXBkYXRlRGF0YXNldBIfLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVzcG9uc2USUgoNRGVsZXRlRGF0YXNldBIfLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2USTwoMTGlzdFZlcnNpb25zEh4ucXVhcnJ5LnYxLkxpc3RWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVzcG9uc2USSQoKR2V0VmVyc2lvbhIcLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVxdWVzdBodLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVzcG9uc2USUgoNQ29tbWl0VmVyc2lvbhIfLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVxdWVzdBogLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVzcG9uc2USTwoMRGlmZlZlcnNpb25zEh4ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuRGlmZlZlcnNpb25zUmVzcG9uc2USTAoLUHJldmlld0ZpbGUSHS5xdWFycnkudjEuUHJldmlld0ZpbGVSZXF1ZXN0Gh4ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVzcG9uc2USTwoMR2V0RmlsZVN0YXRzEh4ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1JlcXVlc3QaHy5xdWFycnkudjEuR2V0RmlsZVN0YXRzUmVzcG9uc2USRQoIUmVhZEZpbGUSGi5xdWFycnkudjEuUmVhZEZpbGVSZXF1ZXN0GhsucXVhcnJ5LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJVCg5HZXREb3dubG9hZFVybBIgLnF1YXJyeS52MS5HZXREb3dubG9hZFVybFJlcXVlc3QaIS5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_dataset, file_quarry_v1_version]);
+  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uImkKE0RpZmZWZXJzaW9uc1JlcXVlc3QSFAoMYmFzZV92ZXJzaW9uGAEgASgJEhYKDnRhcmdldF92ZXJzaW9uGAIgASgJEiQKBHZpZXcYAyABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciVwoURGlmZlZlcnNpb25zUmVzcG9uc2USJgoHY2hhbmdlcxgBIAMoCzIVLnF1YXJyeS52MS5GaWxlQ2hhbmdlEhcKD3VuY2hhbmdlZF9jb3VudBgCIAEoAyK9AQoKRmlsZUNoYW5nZRIMCgRwYXRoGAEgASgJEiMKBGtpbmQYAiABKA4yFS5xdWFycnkudjEuQ2hhbmdlS2luZBIkCgRiYXNlGAMgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEiYKBnRhcmdldBgEIAEoCzIWLnF1YXJyeS52MS5WZXJzaW9uRmlsZRIuCg1zY2hlbWFfY2hhbmdlGAUgASgLMhcucXVhcnJ5LnYxLlNjaGVtYUNoYW5nZSK0AQoMU2NoZW1hQ2hhbmdlEiAKBWFkZGVkGAEgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIiCgdyZW1vdmVkGAIgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIsCgdyZXR5cGVkGAMgAygLMhsucXVhcnJ5LnYxLkNvbHVtblR5cGVDaGFuZ2USFgoOYmFzZV9yb3dfY291bnQYBCABKAMSGAoQdGFyZ2V0X3Jvd19jb3VudBgFIAEoAyJIChBDb2x1bW5UeXBlQ2hhbmdlEgwKBG5hbWUYASABKAkSEQoJYmFzZV90eXBlGAIgASgJEhMKC3RhcmdldF90eXBlGAMgASgJIkYKElByZXZpZXdGaWxlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcm93X2xpbWl0GAMgASgFIo0BChNQcmV2aWV3RmlsZVJlc3BvbnNlEhgKEGFycm93X2lwY19zdHJlYW0YASABKAwSEQoJanNvbl9yb3dzGAIgAygJEiIKB2NvbHVtbnMYAyADKAsyES5xdWFycnkudjEuQ29sdW1uEhEKCXJvd19jb3VudBgEIAEoAxISCgp0b3RhbF9yb3dzGAUgASgDIjQKE0dldEZpbGVTdGF0c1JlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJIlIKFEdldEZpbGVTdGF0c1Jlc3BvbnNlEicKB2NvbHVtbnMYASADKAsyFi5xdWFycnkudjEuQ29sdW1uU3RhdHMSEQoJcm93X2NvdW50GAIgASgDIk8KD1JlYWRGaWxlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgDEg0KBWxpbWl0GAQgASgDIlkKEFJlYWRGaWxlUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMSFwoPZmlsZV9zaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCSJeChVHZXREb3dubG9hZFVybFJlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJWChZHZXREb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqWgoLVmVyc2lvblZpZXcSHAoYVkVSU0lPTl9WSUVXX1VOU1BFQ0lGSUVEEAASFgoSVkVSU0lPTl9WSUVXX0JBU0lDEAESFQoRVkVSU0lPTl9WSUVXX0ZVTEwQAipzCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRQ0hBTkdFX0tJTkRfQURERUQQARIXChNDSEFOR0VfS0lORF9SRU1PVkVEEAISGAoUQ0hBTkdFX0tJTkRfTU9ESUZJRUQQAzKDCQoORGF0YXNldFNlcnZpY2USUgoNQ3JlYXRlRGF0YXNldBIfLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVzcG9uc2USSQoKR2V0RGF0YXNldBIcLnF1YXJyeS52MS5HZXREYXRhc2V0UmVxdWVzdBodLnF1YXJyeS52MS5HZXREYXRhc2V0UmVzcG9uc2USTwoMTGlzdERhdGFzZXRzEh4ucXVhcnJ5LnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVzcG9uc2USUgoNVXBkYXRlRGF0YXNldBIfLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVzcG9uc2USUgoNRGVsZXRlRGF0YXNldBIfLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2USTwoMTGlzdFZlcnNpb25zEh4ucXVhcnJ5LnYxLkxpc3RWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVzcG9uc2USSQoKR2V0VmVyc2lvbhIcLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVxdWVzdBodLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVzcG9uc2USWwoQTGlzdFZlcnNpb25GaWxlcxIiLnF1YXJyeS52MS5MaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBojLnF1YXJyeS52MS5MaXN0VmVyc2lvbkZpbGVzUmVzcG9uc2USUgoNQ29tbWl0VmVyc2lvbhIfLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVxdWVzdBogLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVzcG9uc2USTwoMRGlmZlZlcnNpb25zEh4ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuRGlmZlZlcnNpb25zUmVzcG9uc2USTAoLUHJldmlld0ZpbGUSHS5xdWFycnkudjEuUHJldmlld0ZpbGVSZXF1ZXN0Gh4ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVzcG9uc2USTwoMR2V0RmlsZVN0YXRzEh4ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1JlcXVlc3QaHy5xdWFycnkudjEuR2V0RmlsZVN0YXRzUmVzcG9uc2USRQoIUmVhZEZpbGUSGi5xdWFycnkudjEuUmVhZEZpbGVSZXF1ZXN0GhsucXVhcnJ5LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJVCg5HZXREb3dubG9hZFVybBIgLnF1YXJyeS52MS5HZXREb3dubG9hZFVybFJlcXVlc3QaIS5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXNwb25zZUJMCg1kZXYucXVhcnJ5LnYxQhNEYXRhc2V0U2VydmljZVByb3RvUAFaJHF1YXJyeS5kZXYvZ2VuL2dvL3F1YXJyeS92MTtxdWFycnl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
 
 /**
  * Request of CreateDataset.
@@ -383,6 +385,15 @@ export type GetVersionRequest = Message<"quarry.v1.GetVersionRequest"> & {
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * How much to return: unset (BASIC) leaves Version.files empty; FULL fills it, each file with its columns
+   * and validation report. FULL of a version with more files than fit in one message is refused with
+   * FAILED_PRECONDITION, reason TOO_MANY_FILES: page through ListVersionFiles instead.
+   *
+   * @generated from field: quarry.v1.VersionView view = 2;
+   */
+  view: VersionView;
 };
 
 /**
@@ -399,7 +410,7 @@ export const GetVersionRequestSchema: GenMessage<GetVersionRequest> = /*@__PURE_
  */
 export type GetVersionResponse = Message<"quarry.v1.GetVersionResponse"> & {
   /**
-   * The version with its files.
+   * The version (with its files when the request asked for VERSION_VIEW_FULL).
    *
    * @generated from field: quarry.v1.Version version = 1;
    */
@@ -412,6 +423,101 @@ export type GetVersionResponse = Message<"quarry.v1.GetVersionResponse"> & {
  */
 export const GetVersionResponseSchema: GenMessage<GetVersionResponse> = /*@__PURE__*/
   messageDesc(file_quarry_v1_dataset_service, 13);
+
+/**
+ * Request of ListVersionFiles.
+ *
+ * @generated from message quarry.v1.ListVersionFilesRequest
+ */
+export type ListVersionFilesRequest = Message<"quarry.v1.ListVersionFilesRequest"> & {
+  /**
+   * The version's resource name: "namespaces/{namespace}/datasets/{dataset}/versions/{number, uid or
+   * latest}". Only a READY version has files; another gets FAILED_PRECONDITION, reason VERSION_NOT_READY.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Most files to return; 0 means 50; values above the server's maximum are lowered to it. A page of
+   * files with large schemas may hold fewer, so that it fits in one message.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page; empty for the first page. It is valid only with the same
+   * parent, path_prefix and formats.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+
+  /**
+   * Only paths that start with this text ("data/2024/" for a folder; a whole path matches that file).
+   *
+   * @generated from field: string path_prefix = 4;
+   */
+  pathPrefix: string;
+
+  /**
+   * Only files of these formats; empty means every format.
+   *
+   * @generated from field: repeated quarry.v1.FileFormat formats = 5;
+   */
+  formats: FileFormat[];
+
+  /**
+   * BASIC (the default) leaves each file's columns and validation report out; FULL includes them.
+   *
+   * @generated from field: quarry.v1.VersionView view = 6;
+   */
+  view: VersionView;
+};
+
+/**
+ * Describes the message quarry.v1.ListVersionFilesRequest.
+ * Use `create(ListVersionFilesRequestSchema)` to create a new message.
+ */
+export const ListVersionFilesRequestSchema: GenMessage<ListVersionFilesRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 14);
+
+/**
+ * Response of ListVersionFiles.
+ *
+ * @generated from message quarry.v1.ListVersionFilesResponse
+ */
+export type ListVersionFilesResponse = Message<"quarry.v1.ListVersionFilesResponse"> & {
+  /**
+   * One page of files, sorted by path.
+   *
+   * @generated from field: repeated quarry.v1.VersionFile files = 1;
+   */
+  files: VersionFile[];
+
+  /**
+   * Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * The listed version's resource name by number, so that a listing of "latest" can be followed by reads
+   * of exactly the version listed.
+   *
+   * @generated from field: string version = 3;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message quarry.v1.ListVersionFilesResponse.
+ * Use `create(ListVersionFilesResponseSchema)` to create a new message.
+ */
+export const ListVersionFilesResponseSchema: GenMessage<ListVersionFilesResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 15);
 
 /**
  * Request of CommitVersion.
@@ -470,7 +576,7 @@ export type CommitVersionRequest = Message<"quarry.v1.CommitVersionRequest"> & {
  * Use `create(CommitVersionRequestSchema)` to create a new message.
  */
 export const CommitVersionRequestSchema: GenMessage<CommitVersionRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 14);
+  messageDesc(file_quarry_v1_dataset_service, 16);
 
 /**
  * Response of CommitVersion.
@@ -491,7 +597,7 @@ export type CommitVersionResponse = Message<"quarry.v1.CommitVersionResponse"> &
  * Use `create(CommitVersionResponseSchema)` to create a new message.
  */
 export const CommitVersionResponseSchema: GenMessage<CommitVersionResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 15);
+  messageDesc(file_quarry_v1_dataset_service, 17);
 
 /**
  * Request of DiffVersions.
@@ -512,6 +618,14 @@ export type DiffVersionsRequest = Message<"quarry.v1.DiffVersionsRequest"> & {
    * @generated from field: string target_version = 2;
    */
   targetVersion: string;
+
+  /**
+   * BASIC (the default) leaves the columns and validation reports out of FileChange.base and
+   * FileChange.target; FULL includes them. Schema changes are in FileChange.schema_change either way.
+   *
+   * @generated from field: quarry.v1.VersionView view = 3;
+   */
+  view: VersionView;
 };
 
 /**
@@ -519,7 +633,7 @@ export type DiffVersionsRequest = Message<"quarry.v1.DiffVersionsRequest"> & {
  * Use `create(DiffVersionsRequestSchema)` to create a new message.
  */
 export const DiffVersionsRequestSchema: GenMessage<DiffVersionsRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 16);
+  messageDesc(file_quarry_v1_dataset_service, 18);
 
 /**
  * Response of DiffVersions.
@@ -547,7 +661,7 @@ export type DiffVersionsResponse = Message<"quarry.v1.DiffVersionsResponse"> & {
  * Use `create(DiffVersionsResponseSchema)` to create a new message.
  */
 export const DiffVersionsResponseSchema: GenMessage<DiffVersionsResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 17);
+  messageDesc(file_quarry_v1_dataset_service, 19);
 
 /**
  * FileChange is how one path differs between two versions.
@@ -596,7 +710,7 @@ export type FileChange = Message<"quarry.v1.FileChange"> & {
  * Use `create(FileChangeSchema)` to create a new message.
  */
 export const FileChangeSchema: GenMessage<FileChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 18);
+  messageDesc(file_quarry_v1_dataset_service, 20);
 
 /**
  * SchemaChange lists column differences of one tabular file.
@@ -645,7 +759,7 @@ export type SchemaChange = Message<"quarry.v1.SchemaChange"> & {
  * Use `create(SchemaChangeSchema)` to create a new message.
  */
 export const SchemaChangeSchema: GenMessage<SchemaChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 19);
+  messageDesc(file_quarry_v1_dataset_service, 21);
 
 /**
  * ColumnTypeChange is one column whose type differs between two versions.
@@ -680,7 +794,7 @@ export type ColumnTypeChange = Message<"quarry.v1.ColumnTypeChange"> & {
  * Use `create(ColumnTypeChangeSchema)` to create a new message.
  */
 export const ColumnTypeChangeSchema: GenMessage<ColumnTypeChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 20);
+  messageDesc(file_quarry_v1_dataset_service, 22);
 
 /**
  * Request of PreviewFile.
@@ -716,7 +830,7 @@ export type PreviewFileRequest = Message<"quarry.v1.PreviewFileRequest"> & {
  * Use `create(PreviewFileRequestSchema)` to create a new message.
  */
 export const PreviewFileRequestSchema: GenMessage<PreviewFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 21);
+  messageDesc(file_quarry_v1_dataset_service, 23);
 
 /**
  * Response of PreviewFile.
@@ -765,7 +879,7 @@ export type PreviewFileResponse = Message<"quarry.v1.PreviewFileResponse"> & {
  * Use `create(PreviewFileResponseSchema)` to create a new message.
  */
 export const PreviewFileResponseSchema: GenMessage<PreviewFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 22);
+  messageDesc(file_quarry_v1_dataset_service, 24);
 
 /**
  * Request of GetFileStats.
@@ -793,7 +907,7 @@ export type GetFileStatsRequest = Message<"quarry.v1.GetFileStatsRequest"> & {
  * Use `create(GetFileStatsRequestSchema)` to create a new message.
  */
 export const GetFileStatsRequestSchema: GenMessage<GetFileStatsRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 23);
+  messageDesc(file_quarry_v1_dataset_service, 25);
 
 /**
  * Response of GetFileStats.
@@ -821,7 +935,7 @@ export type GetFileStatsResponse = Message<"quarry.v1.GetFileStatsResponse"> & {
  * Use `create(GetFileStatsResponseSchema)` to create a new message.
  */
 export const GetFileStatsResponseSchema: GenMessage<GetFileStatsResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 24);
+  messageDesc(file_quarry_v1_dataset_service, 26);
 
 /**
  * Request of ReadFile.
@@ -863,7 +977,7 @@ export type ReadFileRequest = Message<"quarry.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 25);
+  messageDesc(file_quarry_v1_dataset_service, 27);
 
 /**
  * Response of ReadFile: one chunk of bytes.
@@ -905,7 +1019,7 @@ export type ReadFileResponse = Message<"quarry.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 26);
+  messageDesc(file_quarry_v1_dataset_service, 28);
 
 /**
  * Request of GetDownloadUrl.
@@ -928,7 +1042,8 @@ export type GetDownloadUrlRequest = Message<"quarry.v1.GetDownloadUrlRequest"> &
   path: string;
 
   /**
-   * How long the URL stays valid: 0 means 1 hour; at most 7 days.
+   * How long the URL stays valid: 0 means 1 hour (or the maximum, if lower); longer than the server's
+   * maximum (GetCapabilities.max_download_url_ttl) is refused with INVALID_ARGUMENT, reason INVALID_TTL.
    *
    * @generated from field: google.protobuf.Duration ttl = 3;
    */
@@ -940,7 +1055,7 @@ export type GetDownloadUrlRequest = Message<"quarry.v1.GetDownloadUrlRequest"> &
  * Use `create(GetDownloadUrlRequestSchema)` to create a new message.
  */
 export const GetDownloadUrlRequestSchema: GenMessage<GetDownloadUrlRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 27);
+  messageDesc(file_quarry_v1_dataset_service, 29);
 
 /**
  * Response of GetDownloadUrl.
@@ -968,7 +1083,41 @@ export type GetDownloadUrlResponse = Message<"quarry.v1.GetDownloadUrlResponse">
  * Use `create(GetDownloadUrlResponseSchema)` to create a new message.
  */
 export const GetDownloadUrlResponseSchema: GenMessage<GetDownloadUrlResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 28);
+  messageDesc(file_quarry_v1_dataset_service, 30);
+
+/**
+ * VersionView says how much of a version's files a call returns (AIP-157 partial responses).
+ *
+ * @generated from enum quarry.v1.VersionView
+ */
+export enum VersionView {
+  /**
+   * The default: what BASIC returns.
+   *
+   * @generated from enum value: VERSION_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No file list in GetVersion; files without their columns and validation reports elsewhere.
+   *
+   * @generated from enum value: VERSION_VIEW_BASIC = 1;
+   */
+  BASIC = 1,
+
+  /**
+   * Files with their columns and validation reports (including the Arrow schema).
+   *
+   * @generated from enum value: VERSION_VIEW_FULL = 2;
+   */
+  FULL = 2,
+}
+
+/**
+ * Describes the enum quarry.v1.VersionView.
+ */
+export const VersionViewSchema: GenEnum<VersionView> = /*@__PURE__*/
+  enumDesc(file_quarry_v1_dataset_service, 0);
 
 /**
  * ChangeKind says how a path changed.
@@ -1009,21 +1158,36 @@ export enum ChangeKind {
  * Describes the enum quarry.v1.ChangeKind.
  */
 export const ChangeKindSchema: GenEnum<ChangeKind> = /*@__PURE__*/
-  enumDesc(file_quarry_v1_dataset_service, 0);
+  enumDesc(file_quarry_v1_dataset_service, 1);
 
 /**
  * DatasetService manages datasets and serves their immutable versions: metadata, history, differences,
  * previews, statistics and the bytes of their files.
  *
- * Every call acts within the caller's namespace. Resource names carry it
- * ("namespaces/{namespace}/datasets/{dataset}"); a name in another namespace is refused with
- * PERMISSION_DENIED. An empty `parent` means the caller's namespace.
+ * Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
+ * means the caller's namespace.
+ *
+ * Call metadata (request):
+ * - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+ *   expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+ *   TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+ *   CapabilitiesService).
+ * - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+ *   request names none (default: the token's first grant). It never grants anything: a namespace the token
+ *   has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+ *
+ * Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+ * PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+ * name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+ * changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+ * allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
  *
  * @generated from service quarry.v1.DatasetService
  */
 export const DatasetService: GenService<{
   /**
-   * Creates a dataset. A repeated request_id returns the dataset the first request created.
+   * Creates a dataset. A repeated request_id returns the dataset the first request created. Needs the writer
+   * role.
    *
    * @generated from rpc quarry.v1.DatasetService.CreateDataset
    */
@@ -1033,7 +1197,7 @@ export const DatasetService: GenService<{
     output: typeof CreateDatasetResponseSchema;
   },
   /**
-   * Returns one dataset by resource name.
+   * Returns one dataset by resource name. Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.GetDataset
    */
@@ -1043,7 +1207,7 @@ export const DatasetService: GenService<{
     output: typeof GetDatasetResponseSchema;
   },
   /**
-   * Lists datasets of a namespace, paged, filtered and ordered.
+   * Lists datasets of a namespace, paged, filtered and ordered. Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.ListDatasets
    */
@@ -1053,7 +1217,7 @@ export const DatasetService: GenService<{
     output: typeof ListDatasetsResponseSchema;
   },
   /**
-   * Changes the fields named in update_mask; a stale etag gets ABORTED.
+   * Changes the fields named in update_mask; a stale etag gets ABORTED. Needs the writer role.
    *
    * @generated from rpc quarry.v1.DatasetService.UpdateDataset
    */
@@ -1063,7 +1227,7 @@ export const DatasetService: GenService<{
     output: typeof UpdateDatasetResponseSchema;
   },
   /**
-   * Soft-deletes a dataset: it disappears from lists and its name can be reused.
+   * Soft-deletes a dataset: it disappears from lists and its name can be reused. Needs the admin role.
    *
    * @generated from rpc quarry.v1.DatasetService.DeleteDataset
    */
@@ -1073,7 +1237,7 @@ export const DatasetService: GenService<{
     output: typeof DeleteDatasetResponseSchema;
   },
   /**
-   * Lists the versions of a dataset, newest first, paged.
+   * Lists the versions of a dataset, newest first, paged. Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.ListVersions
    */
@@ -1083,7 +1247,8 @@ export const DatasetService: GenService<{
     output: typeof ListVersionsResponseSchema;
   },
   /**
-   * Returns one version with its files, totals and validation reports.
+   * Returns one version: its metadata and totals, and with VERSION_VIEW_FULL its files too (see
+   * ListVersionFiles for the files of a large version). Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.GetVersion
    */
@@ -1093,8 +1258,19 @@ export const DatasetService: GenService<{
     output: typeof GetVersionResponseSchema;
   },
   /**
+   * Lists the files of a READY version, by path, paged; optionally only those under a path prefix or of
+   * some formats. Needs the reader role.
+   *
+   * @generated from rpc quarry.v1.DatasetService.ListVersionFiles
+   */
+  listVersionFiles: {
+    methodKind: "unary";
+    input: typeof ListVersionFilesRequestSchema;
+    output: typeof ListVersionFilesResponseSchema;
+  },
+  /**
    * Requests a new version from a base version plus uploads to add or replace and paths to delete.
-   * The version is built in the background; it starts PENDING.
+   * The version is built in the background; it starts PENDING. Needs the writer role.
    *
    * @generated from rpc quarry.v1.DatasetService.CommitVersion
    */
@@ -1104,7 +1280,8 @@ export const DatasetService: GenService<{
     output: typeof CommitVersionResponseSchema;
   },
   /**
-   * Compares two versions of a dataset: files added, removed and changed, and schema changes.
+   * Compares two versions of a dataset: files added, removed and changed, and schema changes. Needs the
+   * reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.DiffVersions
    */
@@ -1114,7 +1291,8 @@ export const DatasetService: GenService<{
     output: typeof DiffVersionsResponseSchema;
   },
   /**
-   * Returns the first rows of a tabular file, as Arrow IPC stream bytes and as JSON rows.
+   * Returns the first rows of a tabular file, as Arrow IPC stream bytes and as JSON rows. Needs the reader
+   * role.
    *
    * @generated from rpc quarry.v1.DatasetService.PreviewFile
    */
@@ -1124,7 +1302,7 @@ export const DatasetService: GenService<{
     output: typeof PreviewFileResponseSchema;
   },
   /**
-   * Returns per-column statistics of a tabular file.
+   * Returns per-column statistics of a tabular file. Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.GetFileStats
    */
@@ -1134,7 +1312,7 @@ export const DatasetService: GenService<{
     output: typeof GetFileStatsResponseSchema;
   },
   /**
-   * Streams the bytes of a file, from an offset, up to a limit.
+   * Streams the bytes of a file, from an offset, up to a limit. Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.ReadFile
    */
@@ -1145,6 +1323,7 @@ export const DatasetService: GenService<{
   },
   /**
    * Returns a presigned URL to download a file directly from the object store, where the store supports it.
+   * Needs the reader role.
    *
    * @generated from rpc quarry.v1.DatasetService.GetDownloadUrl
    */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/upload_service.proto.
  */
 export const file_quarry_v1_upload_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5xdWFycnkvdjEvdXBsb2FkX3NlcnZpY2UucHJvdG8SCXF1YXJyeS52MSJcChNDcmVhdGVVcGxvYWRSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIhCgZ1cGxvYWQYAiABKAsyES5xdWFycnkudjEuVXBsb2FkEhIKCnJlcXVlc3RfaWQYAyABKAkiOQoUQ3JlYXRlVXBsb2FkUmVzcG9uc2USIQoGdXBsb2FkGAEgASgLMhEucXVhcnJ5LnYxLlVwbG9hZCKWAQoNVXBsb2FkUmVxdWVzdBIpCgZoZWFkZXIYASABKAsyFy5xdWFycnkudjEuVXBsb2FkSGVhZGVySAASJwoFY2h1bmsYAiABKAsyFi5xdWFycnkudjEuVXBsb2FkQ2h1bmtIABIpCgZmaW5pc2gYAyABKAsyFy5xdWFycnkudjEuVXBsb2FkRmluaXNoSABCBgoEa2luZCJyCgxVcGxvYWRIZWFkZXISMAoGY3JlYXRlGAEgASgLMh4ucXVhcnJ5LnYxLkNyZWF0ZVVwbG9hZFJlcXVlc3RIABIQCgZ1cGxvYWQYAiABKAlIABIUCgx3cml0ZV9vZmZzZXQYAyABKANCCAoGdGFyZ2V0IjsKC1VwbG9hZENodW5rEgwKBGRhdGEYASABKAwSEwoGY3JjMzJjGAIgASgNSACIAQFCCQoHX2NyYzMyYyIxCgxVcGxvYWRGaW5pc2gSDgoGc2hhMjU2GAEgASgJEhEKCWtlZXBfb3BlbhgCIAEoCCJQCg5VcGxvYWRSZXNwb25zZRIhCgZ1cGxvYWQYASABKAsyES5xdWFycnkudjEuVXBsb2FkEhsKE2NvbW1pdHRlZF9ieV9zdHJlYW0YAiABKAMiIAoQR2V0VXBsb2FkUmVxdWVzdBIMCgRuYW1lGAEgASgJIjYKEUdldFVwbG9hZFJlc3BvbnNlEiEKBnVwbG9hZBgBIAEoCzIRLnF1YXJyeS52MS5VcGxvYWQiWwoSTGlzdFVwbG9hZHNSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIOCgZmaWx0ZXIYBCABKAkiUgoTTGlzdFVwbG9hZHNSZXNwb25zZRIiCgd1cGxvYWRzGAEgAygLMhEucXVhcnJ5LnYxLlVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNQoVQ29tcGxldGVVcGxvYWRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGc2hhMjU2GAIgASgJIjsKFkNvbXBsZXRlVXBsb2FkUmVzcG9uc2USIQoGdXBsb2FkGAEgASgLMhEucXVhcnJ5LnYxLlVwbG9hZCIjChNDYW5jZWxVcGxvYWRSZXF1ZXN0EgwKBG5hbWUYASABKAkiOQoUQ2FuY2VsVXBsb2FkUmVzcG9uc2USIQoGdXBsb2FkGAEgASgLMhEucXVhcnJ5LnYxLlVwbG9hZCIiChJSZXRyeVVwbG9hZFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI4ChNSZXRyeVVwbG9hZFJlc3BvbnNlEiEKBnVwbG9hZBgBIAEoCzIRLnF1YXJyeS52MS5VcGxvYWQiIgoSV2F0Y2hVcGxvYWRSZXF1ZXN0EgwKBG5hbWUYASABKAkiOAoTV2F0Y2hVcGxvYWRSZXNwb25zZRIhCgZ1cGxvYWQYASABKAsyES5xdWFycnkudjEuVXBsb2FkMv0ECg1VcGxvYWRTZXJ2aWNlEk8KDENyZWF0ZVVwbG9hZBIeLnF1YXJyeS52MS5DcmVhdGVVcGxvYWRSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkNyZWF0ZVVwbG9hZFJlc3BvbnNlEj8KBlVwbG9hZBIYLnF1YXJyeS52MS5VcGxvYWRSZXF1ZXN0GhkucXVhcnJ5LnYxLlVwbG9hZFJlc3BvbnNlKAESRgoJR2V0VXBsb2FkEhsucXVhcnJ5LnYxLkdldFVwbG9hZFJlcXVlc3QaHC5xdWFycnkudjEuR2V0VXBsb2FkUmVzcG9uc2USTAoLTGlzdFVwbG9hZHMSHS5xdWFycnkudjEuTGlzdFVwbG9hZHNSZXF1ZXN0Gh4ucXVhcnJ5LnYxLkxpc3RVcGxvYWRzUmVzcG9uc2USVQoOQ29tcGxldGVVcGxvYWQSIC5xdWFycnkudjEuQ29tcGxldGVVcGxvYWRSZXF1ZXN0GiEucXVhcnJ5LnYxLkNvbXBsZXRlVXBsb2FkUmVzcG9uc2USTwoMQ2FuY2VsVXBsb2FkEh4ucXVhcnJ5LnYxLkNhbmNlbFVwbG9hZFJlcXVlc3QaHy5xdWFycnkudjEuQ2FuY2VsVXBsb2FkUmVzcG9uc2USTAoLUmV0cnlVcGxvYWQSHS5xdWFycnkudjEuUmV0cnlVcGxvYWRSZXF1ZXN0Gh4ucXVhcnJ5LnYxLlJldHJ5VXBsb2FkUmVzcG9uc2USTgoLV2F0Y2hVcGxvYWQSHS5xdWFycnkudjEuV2F0Y2hVcGxvYWRSZXF1ZXN0Gh4ucXVhcnJ5LnYxLldhdGNoVXBsb2FkUmVzcG9uc2UwAWIGcHJvdG8z", [file_quarry_v1_upload]);
+  fileDesc("Ch5xdWFycnkvdjEvdXBsb2FkX3NlcnZpY2UucHJvdG8SCXF1YXJyeS52MSJcChNDcmVhdGVVcGxvYWRSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIhCgZ1cGxvYWQYAiABKAsyES5xdWFycnkudjEuVXBsb2FkEhIKCnJlcXVlc3RfaWQYAyABKAkiOQoUQ3JlYXRlVXBsb2FkUmVzcG9uc2USIQoGdXBsb2FkGAEgASgLMhEucXVhcnJ5LnYxLlVwbG9hZCKWAQoNVXBsb2FkUmVxdWVzdBIpCgZoZWFkZXIYASABKAsyFy5xdWFycnkudjEuVXBsb2FkSGVhZGVySAASJwoFY2h1bmsYAiABKAsyFi5xdWFycnkudjEuVXBsb2FkQ2h1bmtIABIpCgZmaW5pc2gYAyABKAsyFy5xdWFycnkudjEuVXBsb2FkRmluaXNoSABCBgoEa2luZCJyCgxVcGxvYWRIZWFkZXISMAoGY3JlYXRlGAEgASgLMh4ucXVhcnJ5LnYxLkNyZWF0ZVVwbG9hZFJlcXVlc3RIABIQCgZ1cGxvYWQYAiABKAlIABIUCgx3cml0ZV9vZmZzZXQYAyABKANCCAoGdGFyZ2V0IjsKC1VwbG9hZENodW5rEgwKBGRhdGEYASABKAwSEwoGY3JjMzJjGAIgASgNSACIAQFCCQoHX2NyYzMyYyIxCgxVcGxvYWRGaW5pc2gSDgoGc2hhMjU2GAEgASgJEhEKCWtlZXBfb3BlbhgCIAEoCCJQCg5VcGxvYWRSZXNwb25zZRIhCgZ1cGxvYWQYASABKAsyES5xdWFycnkudjEuVXBsb2FkEhsKE2NvbW1pdHRlZF9ieV9zdHJlYW0YAiABKAMiIAoQR2V0VXBsb2FkUmVxdWVzdBIMCgRuYW1lGAEgASgJIjYKEUdldFVwbG9hZFJlc3BvbnNlEiEKBnVwbG9hZBgBIAEoCzIRLnF1YXJyeS52MS5VcGxvYWQiWwoSTGlzdFVwbG9hZHNSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIOCgZmaWx0ZXIYBCABKAkiUgoTTGlzdFVwbG9hZHNSZXNwb25zZRIiCgd1cGxvYWRzGAEgAygLMhEucXVhcnJ5LnYxLlVwbG9hZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNQoVQ29tcGxldGVVcGxvYWRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGc2hhMjU2GAIgASgJIjsKFkNvbXBsZXRlVXBsb2FkUmVzcG9uc2USIQoGdXBsb2FkGAEgASgLMhEucXVhcnJ5LnYxLlVwbG9hZCIjChNDYW5jZWxVcGxvYWRSZXF1ZXN0EgwKBG5hbWUYASABKAkiOQoUQ2FuY2VsVXBsb2FkUmVzcG9uc2USIQoGdXBsb2FkGAEgASgLMhEucXVhcnJ5LnYxLlVwbG9hZCIiChJSZXRyeVVwbG9hZFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI4ChNSZXRyeVVwbG9hZFJlc3BvbnNlEiEKBnVwbG9hZBgBIAEoCzIRLnF1YXJyeS52MS5VcGxvYWQiIgoSV2F0Y2hVcGxvYWRSZXF1ZXN0EgwKBG5hbWUYASABKAkiOAoTV2F0Y2hVcGxvYWRSZXNwb25zZRIhCgZ1cGxvYWQYASABKAsyES5xdWFycnkudjEuVXBsb2FkMv0ECg1VcGxvYWRTZXJ2aWNlEk8KDENyZWF0ZVVwbG9hZBIeLnF1YXJyeS52MS5DcmVhdGVVcGxvYWRSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkNyZWF0ZVVwbG9hZFJlc3BvbnNlEj8KBlVwbG9hZBIYLnF1YXJyeS52MS5VcGxvYWRSZXF1ZXN0GhkucXVhcnJ5LnYxLlVwbG9hZFJlc3BvbnNlKAESRgoJR2V0VXBsb2FkEhsucXVhcnJ5LnYxLkdldFVwbG9hZFJlcXVlc3QaHC5xdWFycnkudjEuR2V0VXBsb2FkUmVzcG9uc2USTAoLTGlzdFVwbG9hZHMSHS5xdWFycnkudjEuTGlzdFVwbG9hZHNSZXF1ZXN0Gh4ucXVhcnJ5LnYxLkxpc3RVcGxvYWRzUmVzcG9uc2USVQoOQ29tcGxldGVVcGxvYWQSIC5xdWFycnkudjEuQ29tcGxldGVVcGxvYWRSZXF1ZXN0GiEucXVhcnJ5LnYxLkNvbXBsZXRlVXBsb2FkUmVzcG9uc2USTwoMQ2FuY2VsVXBsb2FkEh4ucXVhcnJ5LnYxLkNhbmNlbFVwbG9hZFJlcXVlc3QaHy5xdWFycnkudjEuQ2FuY2VsVXBsb2FkUmVzcG9uc2USTAoLUmV0cnlVcGxvYWQSHS5xdWFycnkudjEuUmV0cnlVcGxvYWRSZXF1ZXN0Gh4ucXVhcnJ5LnYxLlJldHJ5VXBsb2FkUmVzcG9uc2USTgoLV2F0Y2hVcGxvYWQSHS5xdWFycnkudjEuV2F0Y2hVcGxvYWRSZXF1ZXN0Gh4ucXVhcnJ5LnYxLldhdGNoVXBsb2FkUmVzcG9uc2UwAUJLCg1kZXYucXVhcnJ5LnYxQhJVcGxvYWRTZXJ2aWNlUHJvdG9QAVokcXVhcnJ5LmRldi9nZW4vZ28vcXVhcnJ5L3YxO3F1YXJyeXYxYgZwcm90bzM", [file_quarry_v1_upload]);
 
 /**
  * Request of CreateUpload.
@@ -544,11 +544,29 @@ export const WatchUploadResponseSchema: GenMessage<WatchUploadResponse> = /*@__P
  * Upload call with a header naming the upload and that write offset continues. Large files go faster over
  * several Upload streams at once, each writing whole parts from a part boundary, then CompleteUpload.
  *
+ * Call metadata (request):
+ * - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
+ *   expired or revoked token fails the call with UNAUTHENTICATED and the ErrorInfo reason TOKEN_MISSING,
+ *   TOKEN_INVALID, TOKEN_EXPIRED or TOKEN_REVOKED (unless the server's auth mode is NONE; see
+ *   CapabilitiesService).
+ * - `x-quarry-namespace: <namespace>` (optional): which of the token's namespaces a call acts in when its
+ *   request names none (default: the token's first grant). It never grants anything: a namespace the token
+ *   has no grant on fails with PERMISSION_DENIED, reason NAMESPACE_NOT_GRANTED.
+ *
+ * Each RPC needs a role in the namespace it touches, as its comment says. A lower role fails with
+ * PERMISSION_DENIED, reason ROLE_REQUIRED, and the ErrorInfo metadata "role" and "namespace"; a resource
+ * name in a namespace the token has no grant on fails with NAMESPACE_NOT_GRANTED. Either way nothing is
+ * changed, and nothing is told about whether the resource exists. More calls per second than the namespace
+ * allows fail with RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a google.rpc.RetryInfo delay.
+ *
+ * Call metadata (response): `x-quarry-upload: namespaces/{namespace}/uploads/{uid}`, sent by Upload as soon
+ * as it accepts the header, so a client whose stream breaks knows which upload to resume.
+ *
  * @generated from service quarry.v1.UploadService
  */
 export const UploadService: GenService<{
   /**
-   * Opens an upload session. A repeated request_id returns the first session.
+   * Opens an upload session. A repeated request_id returns the first session. Needs the writer role.
    *
    * @generated from rpc quarry.v1.UploadService.CreateUpload
    */
@@ -559,7 +577,8 @@ export const UploadService: GenService<{
   },
   /**
    * Writes bytes to an upload: a header, then chunks, then optionally a finish message.
-   * A stream that ends without finish commits only whole parts and leaves the upload OPEN.
+   * A stream that ends without finish commits only whole parts and leaves the upload OPEN. Needs the writer
+   * role.
    *
    * @generated from rpc quarry.v1.UploadService.Upload
    */
@@ -569,7 +588,7 @@ export const UploadService: GenService<{
     output: typeof UploadResponseSchema;
   },
   /**
-   * Returns an upload: its state, committed size and parts.
+   * Returns an upload: its state, committed size and parts. Needs the reader role.
    *
    * @generated from rpc quarry.v1.UploadService.GetUpload
    */
@@ -579,7 +598,7 @@ export const UploadService: GenService<{
     output: typeof GetUploadResponseSchema;
   },
   /**
-   * Lists the uploads of a namespace, newest first, paged and filtered.
+   * Lists the uploads of a namespace, newest first, paged and filtered. Needs the reader role.
    *
    * @generated from rpc quarry.v1.UploadService.ListUploads
    */
@@ -589,7 +608,7 @@ export const UploadService: GenService<{
     output: typeof ListUploadsResponseSchema;
   },
   /**
-   * Assembles the parts written by one or more streams into the staged file.
+   * Assembles the parts written by one or more streams into the staged file. Needs the writer role.
    *
    * @generated from rpc quarry.v1.UploadService.CompleteUpload
    */
@@ -599,7 +618,7 @@ export const UploadService: GenService<{
     output: typeof CompleteUploadResponseSchema;
   },
   /**
-   * Cancels an unfinished upload and deletes its bytes.
+   * Cancels an unfinished upload and deletes its bytes. Needs the writer role.
    *
    * @generated from rpc quarry.v1.UploadService.CancelUpload
    */
@@ -609,7 +628,7 @@ export const UploadService: GenService<{
     output: typeof CancelUploadResponseSchema;
   },
   /**
-   * Runs a FAILED validation or promotion again when its cause was transient.
+   * Runs a FAILED validation or promotion again when its cause was transient. Needs the writer role.
    *
    * @generated from rpc quarry.v1.UploadService.RetryUpload
    */
@@ -619,7 +638,8 @@ export const UploadService: GenService<{
     output: typeof RetryUploadResponseSchema;
   },
   /**
-   * Streams the upload as it is now, then again on every state change, until a terminal state.
+   * Streams the upload as it is now, then again on every state change, until a terminal state. Needs the
+   * reader role.
    *
    * @generated from rpc quarry.v1.UploadService.WatchUpload
    */
