@@ -372,6 +372,7 @@ def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:
                 if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                     info = error_details_pb2.ErrorInfo()
                     detail.Unpack(info)
+                    assert info.domain == "quarry.dev", info  # every reason a test checks is in Quarry's domain
                     return info.reason, dict(info.metadata)
     return "", {}
 

@@ -34,9 +34,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "./gen/google/rpc/error_details_pb.js";
+import { ErrorReason } from "./gen/quarry/v1/error_reason_pb.js";
 
 /** The ErrorInfo domain of Quarry's own errors (AIP-193). */
-export const ERROR_DOMAIN = "quarry.v1";
+export const ERROR_DOMAIN = "quarry.dev";
 
 /** Root of every error the client throws. */
 export class QuarryError extends Error {
@@ -114,6 +115,11 @@ export class RpcError extends QuarryError {
   /** The status code's name, e.g. "NOT_FOUND". */
   get status(): string {
     return STATUS_NAMES[this.code] ?? String(this.code);
+  }
+
+  /** The reason as the contract's ErrorReason (UNSPECIFIED for none, or one newer than this client). */
+  get errorReason(): ErrorReason {
+    return (ErrorReason as unknown as Record<string, ErrorReason | undefined>)[this.reason] ?? ErrorReason.UNSPECIFIED;
   }
 }
 

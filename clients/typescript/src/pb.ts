@@ -5,6 +5,7 @@ export * from "./gen/quarry/v1/capabilities_service_pb.js";
 export * from "./gen/quarry/v1/common_pb.js";
 export * from "./gen/quarry/v1/dataset_pb.js";
 export * from "./gen/quarry/v1/dataset_service_pb.js";
+export * from "./gen/quarry/v1/error_reason_pb.js";
 export * from "./gen/quarry/v1/namespace_pb.js";
 export * from "./gen/quarry/v1/namespace_service_pb.js";
 export * from "./gen/quarry/v1/token_pb.js";

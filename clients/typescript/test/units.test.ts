@@ -9,7 +9,7 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import {
   Aborted, BaseMoved, Budget, ChecksumMismatch, ConnectFailed, DEFAULT_RETRY, ERROR_DOMAIN, FailedPrecondition,
   Internal, InvalidArgument, NotFound, Unauthenticated, Unavailable, UsageError, WrongOffset, WrongState,
-  committedIn, datasetName, fromConnect, planRanges, resolveConfig, resumable, uploadName, versionName,
+  committedIn, datasetName, fromConnect, pb, planRanges, resolveConfig, resumable, uploadName, versionName,
 } from "../src/index.js";
 import { ErrorInfoSchema, BadRequestSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 
@@ -67,6 +67,9 @@ describe("errors are chosen by status code and ErrorInfo reason", () => {
     const offset = fromConnect(wireError(Code.FailedPrecondition, "WRONG_OFFSET"));
     assert.ok(offset instanceof WrongOffset && offset instanceof FailedPrecondition);
     assert.equal(offset.expectedOffset, 42);
+    assert.equal(offset.errorReason, pb.ErrorReason.WRONG_OFFSET); // the contract's enum, prefix stripped
+    assert.equal((fromConnect(wireError(Code.NotFound, "NEWER_THAN_THIS_CLIENT")) as NotFound).errorReason,
+      pb.ErrorReason.UNSPECIFIED);
     assert.ok(fromConnect(wireError(Code.FailedPrecondition, "UPLOAD_EXPIRED")) instanceof WrongState);
     assert.ok(fromConnect(wireError(Code.FailedPrecondition, "BASE_MOVED")) instanceof BaseMoved);
     assert.ok(fromConnect(wireError(Code.DataLoss, "CHECKSUM_MISMATCH")) instanceof ChecksumMismatch);
