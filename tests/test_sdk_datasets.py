@@ -101,13 +101,15 @@ async def test_versions_commit_and_wait(pipeline_env: Env, tmp_path: Path) -> No
     with make_client(env, tmp_path) as client:
         promoted = client.upload_file(first, "tab", "a.csv", wait=True, commit_message="one", wait_timeout=60)
         assert promoted.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
-        assert promoted.upload.version == f"namespaces/{env.namespace}/datasets/tab/versions/1"
+        first_version = client.get_version("tab", 1)
+        assert promoted.upload.version == first_version.name == (
+            f"namespaces/{env.namespace}/datasets/tab/versions/{first_version.uid}")
         staged = client.upload_file(second, "tab", "b.csv")
         pending = client.commit_version("tab", [staged.upload.uid], message="two")
         assert pending.state in (version_pb2.VERSION_STATE_PENDING, version_pb2.VERSION_STATE_VALIDATING,
                                  version_pb2.VERSION_STATE_PROMOTING, version_pb2.VERSION_STATE_READY)
         ready = client._wait_version(pending, 60)
-        assert ready.state == version_pb2.VERSION_STATE_READY and ready.number == 2
+        assert ready.state == version_pb2.VERSION_STATE_READY and ready.number == 2 and ready.name == pending.name
         assert [(v.number, v.message) for v in client.list_versions("tab", page_size=1)] == [(2, "two"), (1, "one")]
         assert not client.get_version("tab").files  # the basic view: no file list
         latest = client.get_version("tab", view="full")

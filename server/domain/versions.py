@@ -149,7 +149,7 @@ class Versions:
                     raise InvalidArgument.field("base_version", f"{base} is not a version of {ref.name}")
                 base_id = await self._resolve(connection, base_ref, base)
             version_id = await self.commit_in(connection, head, base_id, change)
-            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, None, version_id))
+            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, version_id))
         await self.enqueue_promotion(version_id)
         async with self.db.connection() as connection:
             version = await repo.get(connection, version_id)

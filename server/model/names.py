@@ -2,7 +2,7 @@
 
     namespaces/{namespace}
     namespaces/{namespace}/datasets/{dataset}
-    namespaces/{namespace}/datasets/{dataset}/versions/{number | uid | latest}
+    namespaces/{namespace}/datasets/{dataset}/versions/{uid}      (canonical; a number or "latest" on input)
     namespaces/{namespace}/uploads/{uid}
 """
 
@@ -138,9 +138,10 @@ def upload_name(namespace: str, upload_id: uuid.UUID) -> str:
     return f"namespaces/{namespace}/uploads/{upload_id}"
 
 
-def version_name(namespace: str, dataset: str, number: int | None, version_id: uuid.UUID) -> str:
-    """The resource name of a version: by number once READY, by uid before."""
-    return f"namespaces/{namespace}/datasets/{dataset}/versions/{number if number else version_id}"
+def version_name(namespace: str, dataset: str, version_id: uuid.UUID) -> str:
+    """The canonical resource name of a version (AIP-122): by uid, the same from the commit on (a number exists
+    only once the version is READY). A number or "latest" is accepted on input as an alias."""
+    return f"namespaces/{namespace}/datasets/{dataset}/versions/{version_id}"
 
 
 def validate_namespace(name: str) -> str:

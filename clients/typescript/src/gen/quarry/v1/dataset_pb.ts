@@ -58,7 +58,8 @@ export type Dataset = Message<"quarry.v1.Dataset"> & {
   state: DatasetState;
 
   /**
-   * Resource name of the current (newest READY) version; empty while the dataset is DRAFT. Output only.
+   * Canonical resource name of the current (newest READY) version; empty while the dataset is DRAFT. Output
+   * only.
    *
    * @generated from field: string current_version = 6;
    */

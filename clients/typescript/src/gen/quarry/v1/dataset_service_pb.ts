@@ -379,8 +379,8 @@ export const ListVersionsResponseSchema: GenMessage<ListVersionsResponse> = /*@_
  */
 export type GetVersionRequest = Message<"quarry.v1.GetVersionRequest"> & {
   /**
-   * Resource name: "namespaces/{namespace}/datasets/{dataset}/versions/{number or uid}"; the number
-   * "latest" names the current version.
+   * Resource name: "namespaces/{namespace}/datasets/{dataset}/versions/{uid}", or with the version's number
+   * or "latest" (the current version) in place of the uid. The answer carries the canonical, uid-based name.
    *
    * @generated from field: string name = 1;
    */
@@ -504,8 +504,8 @@ export type ListVersionFilesResponse = Message<"quarry.v1.ListVersionFilesRespon
   nextPageToken: string;
 
   /**
-   * The listed version's resource name by number, so that a listing of "latest" can be followed by reads
-   * of exactly the version listed.
+   * The listed version's canonical resource name (by uid), so that a listing of "latest" can be followed by
+   * reads of exactly the version listed.
    *
    * @generated from field: string version = 3;
    */

@@ -137,7 +137,8 @@ export type Upload = Message<"quarry.v1.Upload"> & {
   failure?: Failure | undefined;
 
   /**
-   * Resource name of the version this upload became part of, once PROMOTED. Output only.
+   * Canonical resource name of the version this upload is committed into, from the commit on (cleared if that
+   * version fails); by uid, so it does not change when the version becomes READY. Output only.
    *
    * @generated from field: string version = 17;
    */

@@ -23,8 +23,9 @@ export const file_quarry_v1_version: GenFile = /*@__PURE__*/
  */
 export type Version = Message<"quarry.v1.Version"> & {
   /**
-   * Resource name: "namespaces/{namespace}/datasets/{dataset}/versions/{number}" once READY, or
-   * "namespaces/{namespace}/datasets/{dataset}/versions/{uid}" before a number is assigned. Output only.
+   * Canonical resource name: "namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from the
+   * commit on, before and after the version is READY (AIP-122). Requests also accept the version's number or
+   * "latest" in place of the uid, and answer with this name. Output only.
    *
    * @generated from field: string name = 1;
    */
@@ -53,7 +54,7 @@ export type Version = Message<"quarry.v1.Version"> & {
   number: bigint;
 
   /**
-   * Resource name of the version this one was built from; empty for the first version. Output only.
+   * Canonical resource name of the version this one was built from; empty for the first version. Output only.
    *
    * @generated from field: string parent = 5;
    */
