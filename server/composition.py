@@ -70,7 +70,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         tokens = PageTokens(key)
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
-        versions = Versions(db, deps.queue, tokens, settings.max_page_size)
+        versions = Versions(db, deps.queue, hub, tokens, settings.max_page_size)
         files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size,
                       settings.max_url_ttl_seconds)
         audit = AuditTrail(db, tokens, settings.max_page_size)

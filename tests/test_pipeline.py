@@ -13,7 +13,7 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from tests.conftest import Env
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample, parquet_sample
-from tests.support import Api, error_info, eventually
+from tests.support import Api, error_info, eventually, wait_version
 from tests.uploading import create_request, resume_messages, stream_of
 
 FINAL = {upload_pb2.UPLOAD_STATE_PROMOTED, upload_pb2.UPLOAD_STATE_FAILED, upload_pb2.UPLOAD_STATE_CANCELLED}
@@ -49,16 +49,6 @@ async def upload_and_watch(api: Api, dataset: str, sample: Sample, *, auto_commi
     states = await asyncio.wait_for(watcher, 60)
     upload = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
     return upload, states
-
-
-async def wait_version(api: Api, name: str, timeout: float = 60) -> version_pb2.Version:
-    """Poll a version until READY or FAILED (versions have no watch)."""
-    async def finished() -> version_pb2.Version | None:
-        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=name))).version
-        done = version.state in (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
-        return version if done else None
-
-    return await eventually(finished, f"{name} READY or FAILED", timeout, interval=0.1)
 
 
 async def gone(env: Env, key: str) -> bool:

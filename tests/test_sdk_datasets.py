@@ -120,6 +120,22 @@ async def test_versions_commit_and_wait(pipeline_env: Env, tmp_path: Path) -> No
             client.get_version("tab", 9)
 
 
+def test_a_version_is_followed_with_watch_version(idle_env: Env, tmp_path: Path) -> None:
+    # The idle stack has no worker: the version stays PENDING, so the wait runs out, naming the version.
+    source = tmp_path / "a.csv"
+    source.write_text("id\n1\n")
+    with make_client(idle_env, tmp_path) as client:
+        staged = client.upload_file(source, "idle")
+        pending = client.commit_version("idle", [staged.upload.uid])
+        seen = []
+        with pytest.raises(quarry.DeadlineExceeded):
+            for version in client.watch_version(pending.name, timeout=1):
+                seen.append((version.name, version.state))
+        assert seen == [(pending.name, version_pb2.VERSION_STATE_PENDING)]
+        with pytest.raises(quarry.DeadlineExceeded, match=f"{re.escape(pending.name)} did not become READY"):
+            client._wait_version(pending, 0.5)
+
+
 async def test_async_upload_wait_and_failure(pipeline_env: Env, tmp_path: Path) -> None:
     env = pipeline_env
     good, bad = tmp_path / "g.jsonl", tmp_path / "bad.jsonl"

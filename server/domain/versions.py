@@ -8,21 +8,25 @@ promotion checks again under the dataset's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server.domain.audit import record_in
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size
+from server.domain.watch import follow
 from server.model import names
 from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.model.uploads import Upload, UploadState
-from server.model.versions import DatasetHead, Version
+from server.model.versions import VERSION_FINAL_STATES, DatasetHead, Version, VersionState
 from server.storage import uploads as uploads_repo
 from server.storage import versions as repo
 from server.storage.db import Connection, Database
 from server.storage.jobqueue import JobQueue
+from server.storage.notifications import VERSION_CHANNEL, NotificationHub
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,11 @@ class Change:
 class Versions:
     """Version use cases."""
 
-    def __init__(self, db: Database, queue: JobQueue, page_tokens: PageTokens, max_page_size: int) -> None:
+    def __init__(self, db: Database, queue: JobQueue, hub: NotificationHub, page_tokens: PageTokens,
+                 max_page_size: int) -> None:
         self.db = db
         self.queue = queue
+        self.hub = hub
         self._tokens = page_tokens
         self._max_page_size = max_page_size
 
@@ -111,6 +117,19 @@ class Versions:
                                      f"answer holds ({ANSWER_BYTES >> 20} MiB); page through ListVersionFiles instead",
                                      reason="TOO_MANY_FILES", metadata={"file_count": str(version.file_count)})
         return version
+
+    async def watch(self, caller: Caller, name: str) -> AsyncIterator[Version]:
+        """The version now, then at every state change, until READY or FAILED (without its files)."""
+        version_id = await self.resolve(caller, name)
+
+        async def read() -> Version | None:
+            async with self.db.connection() as connection:
+                return await repo.get(connection, version_id)
+
+        async for current in follow(self.hub, VERSION_CHANNEL, str(version_id), read, lambda v: v.state.value,
+                                    lambda v, state: dataclasses.replace(v, state=VersionState(state)),
+                                    {s.value for s in VERSION_FINAL_STATES}):
+            yield current
 
     async def history(self, caller: Caller, parent: str, size: int, token: str) -> tuple[list[Version], str]:
         """A page of a dataset's versions, newest first."""

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/dataset_service.proto.
  */
 export const file_quarry_v1_dataset_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uImkKE0RpZmZWZXJzaW9uc1JlcXVlc3QSFAoMYmFzZV92ZXJzaW9uGAEgASgJEhYKDnRhcmdldF92ZXJzaW9uGAIgASgJEiQKBHZpZXcYAyABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciVwoURGlmZlZlcnNpb25zUmVzcG9uc2USJgoHY2hhbmdlcxgBIAMoCzIVLnF1YXJyeS52MS5GaWxlQ2hhbmdlEhcKD3VuY2hhbmdlZF9jb3VudBgCIAEoAyK9AQoKRmlsZUNoYW5nZRIMCgRwYXRoGAEgASgJEiMKBGtpbmQYAiABKA4yFS5xdWFycnkudjEuQ2hhbmdlS2luZBIkCgRiYXNlGAMgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEiYKBnRhcmdldBgEIAEoCzIWLnF1YXJyeS52MS5WZXJzaW9uRmlsZRIuCg1zY2hlbWFfY2hhbmdlGAUgASgLMhcucXVhcnJ5LnYxLlNjaGVtYUNoYW5nZSK0AQoMU2NoZW1hQ2hhbmdlEiAKBWFkZGVkGAEgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIiCgdyZW1vdmVkGAIgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIsCgdyZXR5cGVkGAMgAygLMhsucXVhcnJ5LnYxLkNvbHVtblR5cGVDaGFuZ2USFgoOYmFzZV9yb3dfY291bnQYBCABKAMSGAoQdGFyZ2V0X3Jvd19jb3VudBgFIAEoAyJIChBDb2x1bW5UeXBlQ2hhbmdlEgwKBG5hbWUYASABKAkSEQoJYmFzZV90eXBlGAIgASgJEhMKC3RhcmdldF90eXBlGAMgASgJIkYKElByZXZpZXdGaWxlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcm93X2xpbWl0GAMgASgFIo0BChNQcmV2aWV3RmlsZVJlc3BvbnNlEhgKEGFycm93X2lwY19zdHJlYW0YASABKAwSEQoJanNvbl9yb3dzGAIgAygJEiIKB2NvbHVtbnMYAyADKAsyES5xdWFycnkudjEuQ29sdW1uEhEKCXJvd19jb3VudBgEIAEoAxISCgp0b3RhbF9yb3dzGAUgASgDIjQKE0dldEZpbGVTdGF0c1JlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJIlIKFEdldEZpbGVTdGF0c1Jlc3BvbnNlEicKB2NvbHVtbnMYASADKAsyFi5xdWFycnkudjEuQ29sdW1uU3RhdHMSEQoJcm93X2NvdW50GAIgASgDIk8KD1JlYWRGaWxlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgDEg0KBWxpbWl0GAQgASgDIlkKEFJlYWRGaWxlUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMSFwoPZmlsZV9zaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCSJeChVHZXREb3dubG9hZFVybFJlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJWChZHZXREb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqWgoLVmVyc2lvblZpZXcSHAoYVkVSU0lPTl9WSUVXX1VOU1BFQ0lGSUVEEAASFgoSVkVSU0lPTl9WSUVXX0JBU0lDEAESFQoRVkVSU0lPTl9WSUVXX0ZVTEwQAipzCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRQ0hBTkdFX0tJTkRfQURERUQQARIXChNDSEFOR0VfS0lORF9SRU1PVkVEEAISGAoUQ0hBTkdFX0tJTkRfTU9ESUZJRUQQAzKDCQoORGF0YXNldFNlcnZpY2USUgoNQ3JlYXRlRGF0YXNldBIfLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVzcG9uc2USSQoKR2V0RGF0YXNldBIcLnF1YXJyeS52MS5HZXREYXRhc2V0UmVxdWVzdBodLnF1YXJyeS52MS5HZXREYXRhc2V0UmVzcG9uc2USTwoMTGlzdERhdGFzZXRzEh4ucXVhcnJ5LnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVzcG9uc2USUgoNVXBkYXRlRGF0YXNldBIfLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVzcG9uc2USUgoNRGVsZXRlRGF0YXNldBIfLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2USTwoMTGlzdFZlcnNpb25zEh4ucXVhcnJ5LnYxLkxpc3RWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVzcG9uc2USSQoKR2V0VmVyc2lvbhIcLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVxdWVzdBodLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVzcG9uc2USWwoQTGlzdFZlcnNpb25GaWxlcxIiLnF1YXJyeS52MS5MaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBojLnF1YXJyeS52MS5MaXN0VmVyc2lvbkZpbGVzUmVzcG9uc2USUgoNQ29tbWl0VmVyc2lvbhIfLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVxdWVzdBogLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVzcG9uc2USTwoMRGlmZlZlcnNpb25zEh4ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuRGlmZlZlcnNpb25zUmVzcG9uc2USTAoLUHJldmlld0ZpbGUSHS5xdWFycnkudjEuUHJldmlld0ZpbGVSZXF1ZXN0Gh4ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVzcG9uc2USTwoMR2V0RmlsZVN0YXRzEh4ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1JlcXVlc3QaHy5xdWFycnkudjEuR2V0RmlsZVN0YXRzUmVzcG9uc2USRQoIUmVhZEZpbGUSGi5xdWFycnkudjEuUmVhZEZpbGVSZXF1ZXN0GhsucXVhcnJ5LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJVCg5HZXREb3dubG9hZFVybBIgLnF1YXJyeS52MS5HZXREb3dubG9hZFVybFJlcXVlc3QaIS5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXNwb25zZUJMCg1kZXYucXVhcnJ5LnYxQhNEYXRhc2V0U2VydmljZVByb3RvUAFaJHF1YXJyeS5kZXYvZ2VuL2dvL3F1YXJyeS92MTtxdWFycnl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
+  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIiMKE1dhdGNoVmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRXYXRjaFZlcnNpb25SZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24iaQoTRGlmZlZlcnNpb25zUmVxdWVzdBIUCgxiYXNlX3ZlcnNpb24YASABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YAiABKAkSJAoEdmlldxgDIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyJXChREaWZmVmVyc2lvbnNSZXNwb25zZRImCgdjaGFuZ2VzGAEgAygLMhUucXVhcnJ5LnYxLkZpbGVDaGFuZ2USFwoPdW5jaGFuZ2VkX2NvdW50GAIgASgDIr0BCgpGaWxlQ2hhbmdlEgwKBHBhdGgYASABKAkSIwoEa2luZBgCIAEoDjIVLnF1YXJyeS52MS5DaGFuZ2VLaW5kEiQKBGJhc2UYAyABKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUSJgoGdGFyZ2V0GAQgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEi4KDXNjaGVtYV9jaGFuZ2UYBSABKAsyFy5xdWFycnkudjEuU2NoZW1hQ2hhbmdlIrQBCgxTY2hlbWFDaGFuZ2USIAoFYWRkZWQYASADKAsyES5xdWFycnkudjEuQ29sdW1uEiIKB3JlbW92ZWQYAiADKAsyES5xdWFycnkudjEuQ29sdW1uEiwKB3JldHlwZWQYAyADKAsyGy5xdWFycnkudjEuQ29sdW1uVHlwZUNoYW5nZRIWCg5iYXNlX3Jvd19jb3VudBgEIAEoAxIYChB0YXJnZXRfcm93X2NvdW50GAUgASgDIkgKEENvbHVtblR5cGVDaGFuZ2USDAoEbmFtZRgBIAEoCRIRCgliYXNlX3R5cGUYAiABKAkSEwoLdGFyZ2V0X3R5cGUYAyABKAkiRgoSUHJldmlld0ZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIRCglyb3dfbGltaXQYAyABKAUijQEKE1ByZXZpZXdGaWxlUmVzcG9uc2USGAoQYXJyb3dfaXBjX3N0cmVhbRgBIAEoDBIRCglqc29uX3Jvd3MYAiADKAkSIgoHY29sdW1ucxgDIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SEQoJcm93X2NvdW50GAQgASgDEhIKCnRvdGFsX3Jvd3MYBSABKAMiNAoTR2V0RmlsZVN0YXRzUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkiUgoUR2V0RmlsZVN0YXRzUmVzcG9uc2USJwoHY29sdW1ucxgBIAMoCzIWLnF1YXJyeS52MS5Db2x1bW5TdGF0cxIRCglyb3dfY291bnQYAiABKAMiTwoPUmVhZEZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDQoFbGltaXQYBCABKAMiWQoQUmVhZEZpbGVSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoAxIXCg9maWxlX3NpemVfYnl0ZXMYAyABKAMSDgoGc2hhMjU2GAQgASgJIl4KFUdldERvd25sb2FkVXJsUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKFkdldERvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpaCgtWZXJzaW9uVmlldxIcChhWRVJTSU9OX1ZJRVdfVU5TUEVDSUZJRUQQABIWChJWRVJTSU9OX1ZJRVdfQkFTSUMQARIVChFWRVJTSU9OX1ZJRVdfRlVMTBACKnMKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfS0lORF9BRERFRBABEhcKE0NIQU5HRV9LSU5EX1JFTU9WRUQQAhIYChRDSEFOR0VfS0lORF9NT0RJRklFRBADMtYJCg5EYXRhc2V0U2VydmljZRJSCg1DcmVhdGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLkNyZWF0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLkNyZWF0ZURhdGFzZXRSZXNwb25zZRJJCgpHZXREYXRhc2V0EhwucXVhcnJ5LnYxLkdldERhdGFzZXRSZXF1ZXN0Gh0ucXVhcnJ5LnYxLkdldERhdGFzZXRSZXNwb25zZRJPCgxMaXN0RGF0YXNldHMSHi5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVxdWVzdBofLnF1YXJyeS52MS5MaXN0RGF0YXNldHNSZXNwb25zZRJSCg1VcGRhdGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLlVwZGF0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLlVwZGF0ZURhdGFzZXRSZXNwb25zZRJSCg1EZWxldGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLkRlbGV0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLkRlbGV0ZURhdGFzZXRSZXNwb25zZRJPCgxMaXN0VmVyc2lvbnMSHi5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVxdWVzdBofLnF1YXJyeS52MS5MaXN0VmVyc2lvbnNSZXNwb25zZRJJCgpHZXRWZXJzaW9uEhwucXVhcnJ5LnYxLkdldFZlcnNpb25SZXF1ZXN0Gh0ucXVhcnJ5LnYxLkdldFZlcnNpb25SZXNwb25zZRJbChBMaXN0VmVyc2lvbkZpbGVzEiIucXVhcnJ5LnYxLkxpc3RWZXJzaW9uRmlsZXNSZXF1ZXN0GiMucXVhcnJ5LnYxLkxpc3RWZXJzaW9uRmlsZXNSZXNwb25zZRJSCg1Db21taXRWZXJzaW9uEh8ucXVhcnJ5LnYxLkNvbW1pdFZlcnNpb25SZXF1ZXN0GiAucXVhcnJ5LnYxLkNvbW1pdFZlcnNpb25SZXNwb25zZRJRCgxXYXRjaFZlcnNpb24SHi5xdWFycnkudjEuV2F0Y2hWZXJzaW9uUmVxdWVzdBofLnF1YXJyeS52MS5XYXRjaFZlcnNpb25SZXNwb25zZTABEk8KDERpZmZWZXJzaW9ucxIeLnF1YXJyeS52MS5EaWZmVmVyc2lvbnNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1Jlc3BvbnNlEkwKC1ByZXZpZXdGaWxlEh0ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVxdWVzdBoeLnF1YXJyeS52MS5QcmV2aWV3RmlsZVJlc3BvbnNlEk8KDEdldEZpbGVTdGF0cxIeLnF1YXJyeS52MS5HZXRGaWxlU3RhdHNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1Jlc3BvbnNlEkUKCFJlYWRGaWxlEhoucXVhcnJ5LnYxLlJlYWRGaWxlUmVxdWVzdBobLnF1YXJyeS52MS5SZWFkRmlsZVJlc3BvbnNlMAESVQoOR2V0RG93bmxvYWRVcmwSIC5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXF1ZXN0GiEucXVhcnJ5LnYxLkdldERvd25sb2FkVXJsUmVzcG9uc2VCTAoNZGV2LnF1YXJyeS52MUITRGF0YXNldFNlcnZpY2VQcm90b1ABWiRxdWFycnkuZGV2L2dlbi9nby9xdWFycnkvdjE7cXVhcnJ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
 
 /**
  * Request of CreateDataset.
@@ -600,6 +600,49 @@ export const CommitVersionResponseSchema: GenMessage<CommitVersionResponse> = /*
   messageDesc(file_quarry_v1_dataset_service, 17);
 
 /**
+ * Request of WatchVersion.
+ *
+ * @generated from message quarry.v1.WatchVersionRequest
+ */
+export type WatchVersionRequest = Message<"quarry.v1.WatchVersionRequest"> & {
+  /**
+   * Resource name of the version to follow: by uid (as CommitVersion answers), or by number or "latest",
+   * which name a version that is READY already.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message quarry.v1.WatchVersionRequest.
+ * Use `create(WatchVersionRequestSchema)` to create a new message.
+ */
+export const WatchVersionRequestSchema: GenMessage<WatchVersionRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 18);
+
+/**
+ * Response of WatchVersion: the version at one state.
+ *
+ * @generated from message quarry.v1.WatchVersionResponse
+ */
+export type WatchVersionResponse = Message<"quarry.v1.WatchVersionResponse"> & {
+  /**
+   * The version, without its files; its name is the canonical one however the request named it.
+   *
+   * @generated from field: quarry.v1.Version version = 1;
+   */
+  version?: Version | undefined;
+};
+
+/**
+ * Describes the message quarry.v1.WatchVersionResponse.
+ * Use `create(WatchVersionResponseSchema)` to create a new message.
+ */
+export const WatchVersionResponseSchema: GenMessage<WatchVersionResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 19);
+
+/**
  * Request of DiffVersions.
  *
  * @generated from message quarry.v1.DiffVersionsRequest
@@ -633,7 +676,7 @@ export type DiffVersionsRequest = Message<"quarry.v1.DiffVersionsRequest"> & {
  * Use `create(DiffVersionsRequestSchema)` to create a new message.
  */
 export const DiffVersionsRequestSchema: GenMessage<DiffVersionsRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 18);
+  messageDesc(file_quarry_v1_dataset_service, 20);
 
 /**
  * Response of DiffVersions.
@@ -661,7 +704,7 @@ export type DiffVersionsResponse = Message<"quarry.v1.DiffVersionsResponse"> & {
  * Use `create(DiffVersionsResponseSchema)` to create a new message.
  */
 export const DiffVersionsResponseSchema: GenMessage<DiffVersionsResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 19);
+  messageDesc(file_quarry_v1_dataset_service, 21);
 
 /**
  * FileChange is how one path differs between two versions.
@@ -710,7 +753,7 @@ export type FileChange = Message<"quarry.v1.FileChange"> & {
  * Use `create(FileChangeSchema)` to create a new message.
  */
 export const FileChangeSchema: GenMessage<FileChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 20);
+  messageDesc(file_quarry_v1_dataset_service, 22);
 
 /**
  * SchemaChange lists column differences of one tabular file.
@@ -759,7 +802,7 @@ export type SchemaChange = Message<"quarry.v1.SchemaChange"> & {
  * Use `create(SchemaChangeSchema)` to create a new message.
  */
 export const SchemaChangeSchema: GenMessage<SchemaChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 21);
+  messageDesc(file_quarry_v1_dataset_service, 23);
 
 /**
  * ColumnTypeChange is one column whose type differs between two versions.
@@ -794,7 +837,7 @@ export type ColumnTypeChange = Message<"quarry.v1.ColumnTypeChange"> & {
  * Use `create(ColumnTypeChangeSchema)` to create a new message.
  */
 export const ColumnTypeChangeSchema: GenMessage<ColumnTypeChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 22);
+  messageDesc(file_quarry_v1_dataset_service, 24);
 
 /**
  * Request of PreviewFile.
@@ -830,7 +873,7 @@ export type PreviewFileRequest = Message<"quarry.v1.PreviewFileRequest"> & {
  * Use `create(PreviewFileRequestSchema)` to create a new message.
  */
 export const PreviewFileRequestSchema: GenMessage<PreviewFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 23);
+  messageDesc(file_quarry_v1_dataset_service, 25);
 
 /**
  * Response of PreviewFile.
@@ -879,7 +922,7 @@ export type PreviewFileResponse = Message<"quarry.v1.PreviewFileResponse"> & {
  * Use `create(PreviewFileResponseSchema)` to create a new message.
  */
 export const PreviewFileResponseSchema: GenMessage<PreviewFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 24);
+  messageDesc(file_quarry_v1_dataset_service, 26);
 
 /**
  * Request of GetFileStats.
@@ -907,7 +950,7 @@ export type GetFileStatsRequest = Message<"quarry.v1.GetFileStatsRequest"> & {
  * Use `create(GetFileStatsRequestSchema)` to create a new message.
  */
 export const GetFileStatsRequestSchema: GenMessage<GetFileStatsRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 25);
+  messageDesc(file_quarry_v1_dataset_service, 27);
 
 /**
  * Response of GetFileStats.
@@ -935,7 +978,7 @@ export type GetFileStatsResponse = Message<"quarry.v1.GetFileStatsResponse"> & {
  * Use `create(GetFileStatsResponseSchema)` to create a new message.
  */
 export const GetFileStatsResponseSchema: GenMessage<GetFileStatsResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 26);
+  messageDesc(file_quarry_v1_dataset_service, 28);
 
 /**
  * Request of ReadFile.
@@ -977,7 +1020,7 @@ export type ReadFileRequest = Message<"quarry.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 27);
+  messageDesc(file_quarry_v1_dataset_service, 29);
 
 /**
  * Response of ReadFile: one chunk of bytes.
@@ -1019,7 +1062,7 @@ export type ReadFileResponse = Message<"quarry.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 28);
+  messageDesc(file_quarry_v1_dataset_service, 30);
 
 /**
  * Request of GetDownloadUrl.
@@ -1055,7 +1098,7 @@ export type GetDownloadUrlRequest = Message<"quarry.v1.GetDownloadUrlRequest"> &
  * Use `create(GetDownloadUrlRequestSchema)` to create a new message.
  */
 export const GetDownloadUrlRequestSchema: GenMessage<GetDownloadUrlRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 29);
+  messageDesc(file_quarry_v1_dataset_service, 31);
 
 /**
  * Response of GetDownloadUrl.
@@ -1083,7 +1126,7 @@ export type GetDownloadUrlResponse = Message<"quarry.v1.GetDownloadUrlResponse">
  * Use `create(GetDownloadUrlResponseSchema)` to create a new message.
  */
 export const GetDownloadUrlResponseSchema: GenMessage<GetDownloadUrlResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 30);
+  messageDesc(file_quarry_v1_dataset_service, 32);
 
 /**
  * VersionView says how much of a version's files a call returns (AIP-157 partial responses).
@@ -1278,6 +1321,18 @@ export const DatasetService: GenService<{
     methodKind: "unary";
     input: typeof CommitVersionRequestSchema;
     output: typeof CommitVersionResponseSchema;
+  },
+  /**
+   * Streams the version as it is now, then again on every state change, until READY or FAILED, so a client
+   * follows a commit without polling. The messages carry the version without its files (GetVersion has them).
+   * Needs the reader role.
+   *
+   * @generated from rpc quarry.v1.DatasetService.WatchVersion
+   */
+  watchVersion: {
+    methodKind: "server_streaming";
+    input: typeof WatchVersionRequestSchema;
+    output: typeof WatchVersionResponseSchema;
   },
   /**
    * Compares two versions of a dataset: files added, removed and changed, and schema changes. Needs the
