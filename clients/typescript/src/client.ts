@@ -14,7 +14,7 @@ import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-no
 
 import { resolveConfig, type ClientOptions, type Config } from "./config.js";
 import { download, type DownloadOptions, type DownloadResult } from "./download.js";
-import { UploadFailed, fromConnect, RpcError } from "./errors.js";
+import { UploadFailed, VersionFailed, fromConnect, RpcError } from "./errors.js";
 import { datasetName, uploadName, versionName, LATEST } from "./names.js";
 import { Budget, isRetryable, sleep, withRetries } from "./retry.js";
 import { ResumeStore } from "./state.js";
@@ -24,7 +24,7 @@ import type { Dataset } from "./gen/quarry/v1/dataset_pb.js";
 import { DatasetService } from "./gen/quarry/v1/dataset_service_pb.js";
 import { UploadState, type Upload } from "./gen/quarry/v1/upload_pb.js";
 import { UploadService } from "./gen/quarry/v1/upload_service_pb.js";
-import type { Column, Version } from "./gen/quarry/v1/version_pb.js";
+import { VersionState, type Column, type Version } from "./gen/quarry/v1/version_pb.js";
 
 /** Request metadata naming the namespace a call acts in. */
 export const NAMESPACE_METADATA = "x-quarry-namespace";
@@ -167,6 +167,36 @@ export class QuarryClient {
     return (await this.unary((o) => this.datasets.commitVersion(request, o), control.signal)).version!;
   }
 
+  /** The version now (without its files), then at every state change until READY or FAILED (WatchVersion);
+   * a broken stream is followed again. */
+  async *watchVersion(dataset: string, version: VersionRef = LATEST, control: CallControl = {}): AsyncGenerator<Version> {
+    const name = versionName(this.config.namespace, dataset, version);
+    for await (const message of this.follow((o) => this.datasets.watchVersion({ name }, o), control)) {
+      yield message.version!;
+    }
+  }
+
+  /** Follow a version (e.g. as commitVersion answered it) to READY and return it with its files; a FAILED
+   * version throws VersionFailed. */
+  async waitVersion(dataset: string, version: VersionRef = LATEST, control: CallControl = {}): Promise<Version> {
+    let last: Version | undefined;
+    for await (const update of this.watchVersion(dataset, version, control)) {
+      last = update;
+      if (update.state === VersionState.READY || update.state === VersionState.FAILED) {
+        break;
+      }
+    }
+    if (last?.state === VersionState.FAILED) {
+      const why = last.failure?.reason ? `: ${last.failure.reason}: ${last.failure.message}` : "";
+      throw new VersionFailed(`version ${last.name} FAILED${why}`, last);
+    }
+    if (last?.state !== VersionState.READY) {
+      throw new VersionFailed(`the watch of ${versionName(this.config.namespace, dataset, version)} ended before `
+        + "READY", last);
+    }
+    return this.getVersion(last.name, LATEST, control); // with its files
+  }
+
   /** The first rows of a tabular file, as objects and as Arrow IPC bytes. */
   async preview(dataset: string, path: string, options: CallControl & { version?: VersionRef; rows?: number } = {},
   ): Promise<Preview> {
@@ -216,13 +246,22 @@ export class QuarryClient {
   /** The upload now, then at every state change until a final state; a broken stream is followed again. */
   async *watchUpload(upload: string, control: CallControl = {}): AsyncGenerator<Upload> {
     const name = uploadName(this.config.namespace, upload);
-    const budget = new Budget(this.config.retry, (e) => isRetryable(e) || (!e.reason && e.status !== "NOT_FOUND"
-      && ["INTERNAL", "UNKNOWN", "CANCELLED"].includes(e.status)));
+    for await (const message of this.follow((o) => this.uploads.watchUpload({ name }, o), control)) {
+      yield message.upload!;
+    }
+  }
+
+  /** The messages of a server stream, opened again after a break (while the retry budget lasts, renewed by
+   * every message). A watch repeats the current state when it opens, so nothing is missed. */
+  private async *follow<M>(open: (options: CallOptions) => AsyncIterable<M>, control: CallControl): AsyncGenerator<M> {
+    // A broken transport has no Quarry reason; a refusal (NOT_FOUND, INVALID_ARGUMENT…) has one and ends it.
+    const budget = new Budget(this.config.retry, (e) => isRetryable(e)
+      || (!e.reason && ["INTERNAL", "UNKNOWN", "CANCELLED"].includes(e.status)));
     for (;;) {
       try {
-        for await (const message of this.uploads.watchUpload({ name }, { signal: control.signal, timeoutMs: 0 })) {
+        for await (const message of open({ signal: control.signal, timeoutMs: 0 })) {
           budget.progressed();
-          yield message.upload!;
+          yield message;
         }
         return;
       } catch (caught) {

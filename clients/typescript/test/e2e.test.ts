@@ -128,6 +128,38 @@ describe("the whole path", () => {
   });
 });
 
+describe("versions", () => {
+  test("a commit is followed with WatchVersion to READY under one name", async () => {
+    const quarry = client();
+    try {
+      const sent = [await quarry.uploadFile(await csv("one.csv", 10), "commits"),
+        await quarry.uploadFile(await csv("two.csv", 20), "commits")];
+      for (const { upload } of sent) {
+        assert.equal((await quarry.waitUpload(upload.name)).state, pb.UploadState.VALIDATED);
+      }
+      const pending = await quarry.commitVersion("commits", { uploads: sent.map((r) => r.upload.uid),
+        message: "two files" });
+      assert.equal(pending.state, pb.VersionState.PENDING);
+      assert.equal(pending.name, `${quarry.parent}/datasets/commits/versions/${pending.uid}`);
+      const seen: pb.Version[] = [];
+      for await (const version of quarry.watchVersion(pending.name)) {
+        seen.push(version);
+      }
+      assert.deepEqual([...new Set(seen.map((v) => v.name))], [pending.name]); // one name, PENDING to READY
+      assert.equal(seen.at(-1)?.state, pb.VersionState.READY);
+      assert.equal(seen.at(-1)?.number, 1n);
+      const ready = await quarry.waitVersion(pending.name);
+      assert.deepEqual(ready.files.map((f) => [f.path, Number(f.rowCount)]), [["one.csv", 10], ["two.csv", 20]]);
+      // The number and "latest" are aliases, answered with the canonical name.
+      assert.equal((await quarry.getVersion("commits", 1)).name, pending.name);
+      assert.equal((await quarry.waitVersion("commits")).name, pending.name);
+      assert.equal((await quarry.getDataset("commits")).currentVersion, pending.name);
+    } finally {
+      quarry.close();
+    }
+  });
+});
+
 describe("breaks and resumes", () => {
   test("a connection cut twice mid-stream is resumed within the call", async () => {
     const quarry0 = client();
