@@ -232,7 +232,8 @@ def _check_change(change: Change) -> None:
         raise InvalidArgument.field("uploads", "a commit needs at least one upload or one path to delete",
                                     reason="EMPTY_COMMIT")
     if len(change.uploads) + len(change.delete_paths) > MAX_CHANGES:
-        raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes per commit")
+        raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes (uploads and paths to delete) per "
+                                    "commit", reason="TOO_MANY_CHANGES")
     if len(set(change.uploads)) != len(change.uploads):
         raise InvalidArgument.field("uploads", "an upload is named twice", reason="DUPLICATE_UPLOAD")
     for index, path in enumerate(change.delete_paths):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from server.model.errors import InvalidArgument
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+MAX_NAME = 63  # namespace, dataset and label key
+NAME_PATTERN = re.compile(rf"^[a-z0-9][a-z0-9_.-]{{0,{MAX_NAME - 1}}}$")
 MAX_PATH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/capabilities_service.proto.
  */
 export const file_quarry_v1_capabilities_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRxdWFycnkvdjEvY2FwYWJpbGl0aWVzX3NlcnZpY2UucHJvdG8SCXF1YXJyeS52MSIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IuIEChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIWCg5zZXJ2ZXJfdmVyc2lvbhgBIAEoCRIZChFtYXhfbWVzc2FnZV9ieXRlcxgCIAEoAxIXCg9tYXhfY2h1bmtfYnl0ZXMYAyABKAMSGwoTbWluX3BhcnRfc2l6ZV9ieXRlcxgEIAEoAxIbChNtYXhfcGFydF9zaXplX2J5dGVzGAUgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYBiABKAMSGAoQbWF4X29wZW5fdXBsb2FkcxgHIAEoAxIwCg11cGxvYWRfZXhwaXJ5GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjkKE2NoZWNrc3VtX2FsZ29yaXRobXMYCSADKA4yHC5xdWFycnkudjEuQ2hlY2tzdW1BbGdvcml0aG0SJgoHZm9ybWF0cxgKIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EhUKDW1heF9wYWdlX3NpemUYCyABKAUSGAoQbWF4X3ByZXZpZXdfcm93cxgMIAEoBRIVCg1kb3dubG9hZF91cmxzGA0gASgIEhQKDHN0b3JhZ2Vfa2luZBgOIAEoCRImCglhdXRoX21vZGUYDyABKA4yEy5xdWFycnkudjEuQXV0aE1vZGUSFAoMdGxzX3JlcXVpcmVkGBAgASgIEiMKG2NsaWVudF9jZXJ0aWZpY2F0ZV9yZXF1aXJlZBgRIAEoCBI3ChRtYXhfZG93bmxvYWRfdXJsX3R0bBgSIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbipPCghBdXRoTW9kZRIZChVBVVRIX01PREVfVU5TUEVDSUZJRUQQABIUChBBVVRIX01PREVfVE9LRU5TEAESEgoOQVVUSF9NT0RFX05PTkUQAjJvChNDYXBhYmlsaXRpZXNTZXJ2aWNlElgKD0dldENhcGFiaWxpdGllcxIhLnF1YXJyeS52MS5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GiIucXVhcnJ5LnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlQlEKDWRldi5xdWFycnkudjFCGENhcGFiaWxpdGllc1NlcnZpY2VQcm90b1ABWiRxdWFycnkuZGV2L2dlbi9nby9xdWFycnkvdjE7cXVhcnJ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_quarry_v1_common]);
+  fileDesc("CiRxdWFycnkvdjEvY2FwYWJpbGl0aWVzX3NlcnZpY2UucHJvdG8SCXF1YXJyeS52MSIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IrIGChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIWCg5zZXJ2ZXJfdmVyc2lvbhgBIAEoCRIZChFtYXhfbWVzc2FnZV9ieXRlcxgCIAEoAxIXCg9tYXhfY2h1bmtfYnl0ZXMYAyABKAMSGwoTbWluX3BhcnRfc2l6ZV9ieXRlcxgEIAEoAxIbChNtYXhfcGFydF9zaXplX2J5dGVzGAUgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYBiABKAMSGAoQbWF4X29wZW5fdXBsb2FkcxgHIAEoAxIwCg11cGxvYWRfZXhwaXJ5GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjkKE2NoZWNrc3VtX2FsZ29yaXRobXMYCSADKA4yHC5xdWFycnkudjEuQ2hlY2tzdW1BbGdvcml0aG0SJgoHZm9ybWF0cxgKIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EhUKDW1heF9wYWdlX3NpemUYCyABKAUSGAoQbWF4X3ByZXZpZXdfcm93cxgMIAEoBRIVCg1kb3dubG9hZF91cmxzGA0gASgIEhQKDHN0b3JhZ2Vfa2luZBgOIAEoCRImCglhdXRoX21vZGUYDyABKA4yEy5xdWFycnkudjEuQXV0aE1vZGUSFAoMdGxzX3JlcXVpcmVkGBAgASgIEiMKG2NsaWVudF9jZXJ0aWZpY2F0ZV9yZXF1aXJlZBgRIAEoCBI3ChRtYXhfZG93bmxvYWRfdXJsX3R0bBgSIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9taW5fYXBpX3ZlcnNpb24YEyABKAkSFwoPbWF4X2FwaV92ZXJzaW9uGBQgASgJEhcKD21heF9wYXRoX2xlbmd0aBgVIAEoBRISCgptYXhfbGFiZWxzGBYgASgFEhwKFG1heF9sYWJlbF9rZXlfbGVuZ3RoGBcgASgFEh4KFm1heF9sYWJlbF92YWx1ZV9sZW5ndGgYGCABKAUSHgoWbWF4X2NoYW5nZXNfcGVyX2NvbW1pdBgZIAEoBRIRCgltYXhfcGFydHMYGiABKAUqTwoIQXV0aE1vZGUSGQoVQVVUSF9NT0RFX1VOU1BFQ0lGSUVEEAASFAoQQVVUSF9NT0RFX1RPS0VOUxABEhIKDkFVVEhfTU9ERV9OT05FEAIybwoTQ2FwYWJpbGl0aWVzU2VydmljZRJYCg9HZXRDYXBhYmlsaXRpZXMSIS5xdWFycnkudjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBoiLnF1YXJyeS52MS5HZXRDYXBhYmlsaXRpZXNSZXNwb25zZUJRCg1kZXYucXVhcnJ5LnYxQhhDYXBhYmlsaXRpZXNTZXJ2aWNlUHJvdG9QAVokcXVhcnJ5LmRldi9nZW4vZ28vcXVhcnJ5L3YxO3F1YXJyeXYxYgZwcm90bzM", [file_google_protobuf_duration, file_quarry_v1_common]);
 
 /**
  * Request of GetCapabilities.
@@ -162,6 +162,62 @@ export type GetCapabilitiesResponse = Message<"quarry.v1.GetCapabilitiesResponse
    * @generated from field: google.protobuf.Duration max_download_url_ttl = 18;
    */
   maxDownloadUrlTtl?: Duration | undefined;
+
+  /**
+   * Oldest API version (proto package suffix) this server serves, e.g. "v1".
+   *
+   * @generated from field: string min_api_version = 19;
+   */
+  minApiVersion: string;
+
+  /**
+   * Newest API version this server serves, e.g. "v1": a client of a version from min to max is served.
+   *
+   * @generated from field: string max_api_version = 20;
+   */
+  maxApiVersion: string;
+
+  /**
+   * Longest file path in a version, in characters (Upload.path, CommitVersionRequest.delete_paths).
+   *
+   * @generated from field: int32 max_path_length = 21;
+   */
+  maxPathLength: number;
+
+  /**
+   * Most labels on one dataset.
+   *
+   * @generated from field: int32 max_labels = 22;
+   */
+  maxLabels: number;
+
+  /**
+   * Longest label key, in characters (keys are shaped like dataset names).
+   *
+   * @generated from field: int32 max_label_key_length = 23;
+   */
+  maxLabelKeyLength: number;
+
+  /**
+   * Longest label value, in characters.
+   *
+   * @generated from field: int32 max_label_value_length = 24;
+   */
+  maxLabelValueLength: number;
+
+  /**
+   * Most uploads plus paths to delete in one CommitVersion.
+   *
+   * @generated from field: int32 max_changes_per_commit = 25;
+   */
+  maxChangesPerCommit: number;
+
+  /**
+   * Most parts one upload may have (its size divided by its part size, rounded up).
+   *
+   * @generated from field: int32 max_parts = 26;
+   */
+  maxParts: number;
 };
 
 /**
