@@ -2,9 +2,9 @@
  * QuarryClient: the generated service clients on one HTTP/2 connection speaking the gRPC protocol, plus
  * the hand-written operations every user needs (resumable uploads, watching, downloads, previews).
  *
- * Every call carries the namespace (`x-quarry-namespace`). Unary calls made through the client's own
- * methods get Quarry's typed errors and are retried on UNAVAILABLE and ABORTED (reads, idempotent
- * writes, creates with a request_id); the raw generated clients (`datasets`, `uploads`, `capabilities`)
+ * Every call carries the token (`authorization: Bearer …`) and the namespace (`x-quarry-namespace`).
+ * Unary calls made through the client's own methods get Quarry's typed errors and are retried on
+ * UNAVAILABLE and ABORTED (reads, idempotent writes, creates with a request_id); the raw generated clients (`datasets`, `uploads`, `capabilities`)
  * are there for everything else and throw Connect's ConnectError (`fromConnect` converts it).
  */
 import { randomUUID } from "node:crypto";
@@ -26,8 +26,10 @@ import { UploadState, type Upload } from "./gen/quarry/v1/upload_pb.js";
 import { UploadService } from "./gen/quarry/v1/upload_service_pb.js";
 import { VersionState, type Column, type Version } from "./gen/quarry/v1/version_pb.js";
 
-/** Request metadata naming the namespace a call acts in. */
+/** Request metadata naming the namespace a call acts in (when its request names none). */
 export const NAMESPACE_METADATA = "x-quarry-namespace";
+/** Request metadata carrying the caller's token: `Bearer qk_<id>_<secret>`. */
+export const AUTHORIZATION_METADATA = "authorization";
 
 /** A version of a dataset: a number, "latest", a uid, or a full resource name. */
 export type VersionRef = number | string;
@@ -71,13 +73,18 @@ export class QuarryClient {
 
   constructor(options: ClientOptions = {}) {
     this.config = resolveConfig(options);
-    const namespace = this.config.namespace;
+    const { namespace, token } = this.config;
     const metadata: Interceptor = (next) => (request) => {
       request.header.set(NAMESPACE_METADATA, namespace);
+      if (token !== undefined) {
+        request.header.set(AUTHORIZATION_METADATA, `Bearer ${token}`);
+      }
       return next(request);
     };
     // Pings find a dead connection (a silent peer, a cut that sent no reset) within 30 s.
-    this.sessions = new Http2SessionManager(this.config.baseUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 15_000 });
+    const { ca, cert, key } = this.config;
+    this.sessions = new Http2SessionManager(this.config.baseUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 15_000 },
+      this.config.tls ? { ca, cert, key } : undefined);
     this.transport = createGrpcTransport({
       baseUrl: this.config.baseUrl, sessionManager: this.sessions, interceptors: [metadata],
     });

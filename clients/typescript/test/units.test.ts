@@ -1,5 +1,9 @@
 /** The client's logic without a server: plans, error classes, retries, configuration, names. */
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -159,3 +163,64 @@ describe("configuration and names", () => {
     assert.throws(() => versionName("ns", "a", "1/2"), UsageError);
   });
 });
+
+describe("tokens and the credentials file (the Python SDK's rules)", () => {
+  const TOKEN = `qk_${"0123456789abcdef"}_${"s".repeat(43)}`;
+  const OTHER = `qk_${"fedcba9876543210"}_${"t".repeat(43)}`;
+
+  async function credentials(text: string): Promise<Record<string, string>> {
+    const dir = await mkdtemp(join(tmpdir(), "quarry-cred-"));
+    await writeFile(join(dir, "credentials"), text);
+    return { QUARRY_CREDENTIALS: join(dir, "credentials") };
+  }
+
+  test("an option, else QUARRY_TOKEN, else the credentials file", async () => {
+    const file = await credentials(`# written by quarry dev\ntoken = "${TOKEN}"\nnamespace = 'team-a'\n`);
+    assert.equal(resolveConfig({ env: file }).token, TOKEN);
+    assert.equal(resolveConfig({ env: file }).namespace, "team-a"); // the file's namespace goes with its token
+    assert.equal(resolveConfig({ env: { ...file, QUARRY_TOKEN: OTHER } }).token, OTHER);
+    assert.equal(resolveConfig({ env: { ...file, QUARRY_TOKEN: OTHER } }).namespace, "default");
+    assert.equal(resolveConfig({ env: { ...file, QUARRY_TOKEN: OTHER }, token: TOKEN }).token, TOKEN);
+    assert.equal(resolveConfig({ env: { QUARRY_CREDENTIALS: "/nonexistent/credentials" } }).token, undefined);
+  });
+
+  test("a file naming an address gives its token to that server only", async () => {
+    const file = await credentials(`token = "${TOKEN}"\naddress = "grpcs://db.example:7443"\n`);
+    const own = resolveConfig({ env: file });
+    assert.deepEqual([own.token, own.baseUrl, own.tls], [TOKEN, "https://db.example:7443", true]);
+    assert.equal(resolveConfig({ env: { ...file, QUARRY_ADDRESS: "other:50051" } }).token, undefined);
+    assert.equal(resolveConfig({ env: { ...file, QUARRY_ADDRESS: "db.example:7443" } }).token, TOKEN);
+  });
+
+  test("a malformed token or file is refused before any call, never quoting the token", async () => {
+    for (const bad of ["qk_short", `Bearer ${TOKEN}`]) {
+      const error = (() => { try { resolveConfig({ env: { QUARRY_TOKEN: bad } }); } catch (e) { return e; } })();
+      assert.ok(error instanceof UsageError && error.message.includes("QUARRY_TOKEN"), String(error));
+      assert.ok(!(error as Error).message.includes(bad));
+    }
+    assert.throws(() => resolveConfig({ env: {}, token: "nope" }), /the token option/);
+    for (const text of ["token: nope\n", `[section]\ntoken = "${TOKEN}"\n`, "namespace = \"x\"\n"]) {
+      assert.throws(() => resolveConfig({ env: credentialsEnv(text) }), UsageError);
+    }
+  });
+
+  test("TLS from the scheme, or from a CA or client certificate", () => {
+    assert.equal(resolveConfig({ env: {}, address: "grpc://h:1" }).baseUrl, "http://h:1");
+    assert.throws(() => resolveConfig({ env: {}, address: "grpcs://h:1", tls: false }), UsageError);
+    assert.throws(() => resolveConfig({ env: {}, caFile: "/nonexistent.pem" }), /cannot read/);
+    const dir = mkdtempSync(join(tmpdir(), "quarry-pem-"));
+    writeFileSync(join(dir, "cert.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    writeFileSync(join(dir, "junk.pem"), "not a certificate");
+    assert.throws(() => resolveConfig({ env: {}, certFile: join(dir, "cert.pem") }), /needs its key/);
+    assert.throws(() => resolveConfig({ env: {}, caFile: join(dir, "junk.pem") }), /not a PEM file/);
+    const secure = resolveConfig({ env: {}, address: "h:1", caFile: join(dir, "cert.pem") });
+    assert.deepEqual([secure.tls, secure.baseUrl], [true, "https://h:1"]); // a CA given means TLS
+    assert.throws(() => resolveConfig({ env: {}, address: "grpc://h:1", caFile: join(dir, "cert.pem") }), /plaintext/);
+  });
+});
+
+function credentialsEnv(text: string): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), "quarry-cred-"));
+  writeFileSync(join(dir, "credentials"), text);
+  return { QUARRY_CREDENTIALS: join(dir, "credentials") };
+}
