@@ -3,6 +3,7 @@ generated stubs are current, every RPC and error is mapped."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -259,3 +260,43 @@ def test_a_status_quoting_a_huge_input_still_fits_the_clients_metadata_limit() -
     assert len(status.message.encode()) <= 1000 and len(status.details) < 3000
     encoded = sum(3 if b > 126 or b < 32 else 1 for b in status.message.encode())
     assert encoded + len(status.details) * 4 // 3 < 8192
+
+
+# Call metadata a client must know, and the services whose calls carry it (request) or answer it (response).
+# A key the server reads or sends that is missing here fails the first test; each key must be documented in
+# the comment of every service listed.
+METADATA = {
+    "authorization": {"DatasetService", "UploadService", "TokenService", "NamespaceService", "AuditService"},
+    "x-quarry-namespace": {"DatasetService", "UploadService", "TokenService", "NamespaceService", "AuditService"},
+    "x-quarry-upload": {"UploadService"},
+}
+METADATA_KEY = re.compile(r"authorization|x-quarry-[a-z0-9-]+")
+
+
+def service_comments(tmp_path: Path) -> dict[str, str]:
+    """Each service's comment, as every generated client gets it (buf build with source info)."""
+    image = tmp_path / "services.binpb"
+    result = buf("build", "-o", str(image))
+    assert result.returncode == 0, result.stderr
+    comments = {}
+    for file in descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes()).file:
+        located = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
+        for index, service in enumerate(file.service):
+            comments[service.name] = located.get((6, index), "")  # FileDescriptorProto.service
+    return comments
+
+
+def test_every_metadata_key_of_the_server_is_listed() -> None:
+    used = set()
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and METADATA_KEY.fullmatch(node.value):
+                used.add(node.value)
+    assert used == set(METADATA), "list (and document) the server's call metadata keys in METADATA"
+
+
+def test_every_metadata_key_is_documented_on_the_services_that_use_it(tmp_path: Path) -> None:
+    comments = service_comments(tmp_path)
+    missing = [f"{service}: `{key}`" for key, services in METADATA.items() for service in sorted(services)
+               if f"`{key}" not in comments.get(service, "")]
+    assert missing == [], "undocumented call metadata:\n" + "\n".join(missing)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
-from tests.support import ROOT, QuarryProcess, ServerHandle
+from tests.support import ROOT, QuarryProcess, ServerHandle, server_operator
 
 CLIENT = textwrap.dedent("""
     import sys
@@ -40,10 +40,17 @@ COMMIT = textwrap.dedent("""
     assert all(p.startswith(sys.argv[2]) for p in quarry.__path__), quarry.__path__
     from quarry.v1 import dataset_service_pb2 as ds, dataset_service_pb2_grpc as ds_grpc
     from quarry.v1 import upload_pb2, upload_service_pb2 as up, upload_service_pb2_grpc as up_grpc
+    from quarry.v1 import namespace_service_pb2 as ns, namespace_service_pb2_grpc as ns_grpc
     from quarry.v1 import version_pb2
 
     channel = grpc.insecure_channel(sys.argv[1])
-    meta = (("x-quarry-namespace", "bare-" + uuid.uuid4().hex[:8]),)
+    # The operator's token, as the contract says: `authorization: Bearer <token>` on every call; it makes the
+    # namespace, and `x-quarry-namespace` picks it for the calls whose request names none.
+    namespace = "bare-" + uuid.uuid4().hex[:8]
+    auth = (("authorization", "Bearer " + sys.argv[3]),)
+    ns_grpc.NamespaceServiceStub(channel).CreateNamespace(ns.CreateNamespaceRequest(namespace_id=namespace),
+                                                          metadata=auth, timeout=30)
+    meta = auth + (("x-quarry-namespace", namespace),)
     uploads, datasets = up_grpc.UploadServiceStub(channel), ds_grpc.DatasetServiceStub(channel)
     data = b"id,name\\n" + b"".join(b"%d,n%d\\n" % (i, i) for i in range(50))
     names = []
@@ -77,14 +84,14 @@ def generate_bare_client(out: Path) -> None:
     assert protoc.main(args) == 0
 
 
-def run_bare(script: str, address: str, tmp_path: Path) -> str:
+def run_bare(script: str, address: str, tmp_path: Path, *args: str) -> str:
     """Run `script` against the server with stubs generated into tmp_path and no project code importable."""
     generate_bare_client(tmp_path)
     (tmp_path / "client.py").write_text(script)
     # -S: no site processing, so the editable installs of this project are invisible; only the
     # third-party packages (grpc, protobuf, grpc_health) are reachable through PYTHONPATH.
     site_packages = sysconfig.get_paths()["purelib"]
-    result = subprocess.run([sys.executable, "-S", str(tmp_path / "client.py"), address, str(tmp_path)],
+    result = subprocess.run([sys.executable, "-S", str(tmp_path / "client.py"), address, str(tmp_path), *args],
                             env={"PYTHONPATH": f"{tmp_path}:{site_packages}"}, cwd=tmp_path,
                             capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr
@@ -97,5 +104,5 @@ def test_bare_generated_client_gets_serving_and_capabilities(server_file: Server
 
 def test_bare_generated_client_commits_a_version_and_follows_it_to_ready(
         server_file: ServerHandle, worker_file: QuarryProcess, tmp_path: Path) -> None:
-    output = run_bare(COMMIT, server_file.address, tmp_path)
+    output = run_bare(COMMIT, server_file.address, tmp_path, server_operator(server_file.address))
     assert output.startswith("READY namespaces/") and output.rstrip().endswith("VERSION_STATE_READY"), output

@@ -4,8 +4,9 @@
  *
  * Every call carries the token (`authorization: Bearer …`) and the namespace (`x-quarry-namespace`).
  * Unary calls made through the client's own methods get Quarry's typed errors and are retried on
- * UNAVAILABLE and ABORTED (reads, idempotent writes, creates with a request_id); the raw generated clients (`datasets`, `uploads`, `capabilities`)
- * are there for everything else and throw Connect's ConnectError (`fromConnect` converts it).
+ * UNAVAILABLE and ABORTED (reads, idempotent writes, creates with a request_id); the raw generated
+ * clients (`datasets`, `uploads`, `capabilities`, `namespaces`, `tokens`, `audit`) are there for everything
+ * else and throw Connect's ConnectError (`fromConnect` converts it).
  */
 import { randomUUID } from "node:crypto";
 
@@ -24,6 +25,9 @@ import type { Dataset } from "./gen/quarry/v1/dataset_pb.js";
 import { DatasetService } from "./gen/quarry/v1/dataset_service_pb.js";
 import { UploadState, type Upload } from "./gen/quarry/v1/upload_pb.js";
 import { UploadService } from "./gen/quarry/v1/upload_service_pb.js";
+import { AuditService } from "./gen/quarry/v1/audit_service_pb.js";
+import { NamespaceService } from "./gen/quarry/v1/namespace_service_pb.js";
+import { TokenService } from "./gen/quarry/v1/token_service_pb.js";
 import { VersionState, type Column, type Version } from "./gen/quarry/v1/version_pb.js";
 
 /** Request metadata naming the namespace a call acts in (when its request names none). */
@@ -67,6 +71,10 @@ export class QuarryClient {
   readonly uploads: Client<typeof UploadService>;
   /** The generated CapabilitiesService client (ConnectError on failure). */
   readonly capabilities: Client<typeof CapabilitiesService>;
+  /** The generated NamespaceService, TokenService and AuditService clients (ConnectError on failure). */
+  readonly namespaces: Client<typeof NamespaceService>;
+  readonly tokens: Client<typeof TokenService>;
+  readonly audit: Client<typeof AuditService>;
   private readonly sessions: Http2SessionManager;
   private readonly store: ResumeStore;
   private caps: Promise<GetCapabilitiesResponse> | undefined;
@@ -91,6 +99,9 @@ export class QuarryClient {
     this.datasets = createClient(DatasetService, this.transport);
     this.uploads = createClient(UploadService, this.transport);
     this.capabilities = createClient(CapabilitiesService, this.transport);
+    this.namespaces = createClient(NamespaceService, this.transport);
+    this.tokens = createClient(TokenService, this.transport);
+    this.audit = createClient(AuditService, this.transport);
     this.store = new ResumeStore(this.config.cacheDir);
   }
 

@@ -12,7 +12,8 @@ import { create } from "@bufbuild/protobuf";
 
 import {
   AlreadyExists, Aborted, Cancelled, ChecksumMismatch, ConnectFailed, InvalidArgument, NotFound, OutOfRange,
-  PermissionDenied, QuarryClient, ResourceExhausted, Unavailable, Unimplemented, UploadFailed, UsageError,
+  PermissionDenied, QuarryClient, ResourceExhausted, Unauthenticated, Unavailable, Unimplemented, UploadFailed,
+  UsageError,
   WrongOffset, WrongState, fromConnect, pb, type ClientOptions,
 } from "../src/index.js";
 import { BreakingProxy, MiB, freePort, newNamespace, sha256Of, startStack, writeRandomFile, type Stack } from "./support.js";
@@ -38,10 +39,16 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-function client(options: ClientOptions = {}): QuarryClient {
-  // Only what the test gives: no QUARRY_* variable or credentials file of whoever runs the tests.
-  return new QuarryClient({ address: stack.address, namespace: newNamespace(), cacheDir: join(work, "cache"),
-    env: { QUARRY_CREDENTIALS: join(work, "no-credentials") }, ...options });
+/** A client with the operator's token in a namespace of its own (made by the operator: namespaces are
+ * operator-made), unless the options name a namespace. Nothing comes from the environment of whoever runs
+ * the tests: no QUARRY_* variable, no credentials file. */
+async function client(options: ClientOptions = {}): Promise<QuarryClient> {
+  const quarry = new QuarryClient({ address: stack.address, namespace: newNamespace(), token: stack.token,
+    cacheDir: join(work, "cache"), env: { QUARRY_CREDENTIALS: join(work, "no-credentials") }, ...options });
+  if (options.namespace === undefined) {
+    await quarry.unary((o) => quarry.namespaces.createNamespace({ namespaceId: quarry.config.namespace }, o));
+  }
+  return quarry;
 }
 
 async function csv(name: string, rows: number): Promise<string> {
@@ -66,7 +73,7 @@ async function rejectsWith<T extends Error>(promise: Promise<unknown>, kind: abs
 
 describe("the whole path", () => {
   test("upload, watch to PROMOTED, read back, preview", async () => {
-    const quarry = client();
+    const quarry = await client();
     try {
       const path = await csv("sales.csv", 200);
       const sha = await sha256Of(path);
@@ -109,7 +116,7 @@ describe("the whole path", () => {
   });
 
   test("parallel streams write part ranges and CompleteUpload carries the sha256", async () => {
-    const quarry = client({ namespace: newNamespace() });
+    const quarry = await client();
     try {
       const path = join(work, "parallel.bin");
       const size = 4 * PART + 123;
@@ -131,7 +138,7 @@ describe("the whole path", () => {
 
 describe("versions", () => {
   test("a commit is followed with WatchVersion to READY under one name", async () => {
-    const quarry = client();
+    const quarry = await client();
     try {
       const sent = [await quarry.uploadFile(await csv("one.csv", 10), "commits"),
         await quarry.uploadFile(await csv("two.csv", 20), "commits")];
@@ -163,9 +170,9 @@ describe("versions", () => {
 
 describe("breaks and resumes", () => {
   test("a connection cut twice mid-stream is resumed within the call", async () => {
-    const quarry0 = client();
+    const quarry0 = await client();
     const proxy = await new BreakingProxy(stack.address, PART + 3 * MiB, 2).start();
-    const quarry = client({ address: proxy.address, namespace: quarry0.config.namespace });
+    const quarry = await client({ address: proxy.address, namespace: quarry0.config.namespace });
     try {
       const path = join(work, "cut.bin");
       const size = 4 * PART + 99;
@@ -189,7 +196,7 @@ describe("breaks and resumes", () => {
   });
 
   test("an aborted upload is resumed by the next call from the committed parts", async () => {
-    const quarry = client();
+    const quarry = await client();
     try {
       const path = join(work, "abort.bin");
       const size = 8 * PART + 7;
@@ -216,9 +223,9 @@ describe("breaks and resumes", () => {
   });
 
   test("a download cut mid-stream continues where it broke and checks the sha256", async () => {
-    const quarry = client();
+    const quarry = await client();
     const proxy = await new BreakingProxy(stack.address, 3 * MiB, 1, true).start();
-    const reader = client({ address: proxy.address, namespace: quarry.config.namespace });
+    const reader = await client({ address: proxy.address, namespace: quarry.config.namespace });
     try {
       const path = join(work, "down.bin");
       const sha = await writeRandomFile(path, 2 * PART + 5);
@@ -240,7 +247,8 @@ describe("breaks and resumes", () => {
     const port = await freePort();
     let proxy: BreakingProxy | undefined;
     let delays = 0;
-    const quarry = client({ address: `127.0.0.1:${port}`, retry: { initialBackoffMs: 50, random: () => {
+    const quarry = await client({ address: `127.0.0.1:${port}`, namespace: "default", retry: { initialBackoffMs: 50,
+      random: () => {
       delays += 1;
       if (delays === 2) {
         // After the second refused attempt the server becomes reachable at that port.
@@ -260,11 +268,83 @@ describe("breaks and resumes", () => {
   });
 });
 
+describe("tokens", () => {
+  async function issue(operator: QuarryClient, role: pb.Role): Promise<string> {
+    const made = await operator.unary((o) => operator.tokens.createToken({ token: { principal: `ts-${role}`,
+      grants: [{ namespace: operator.parent, role }] } }, o));
+    return made.secret;
+  }
+
+  test("without a token a call is UNAUTHENTICATED; GetCapabilities needs none and says tokens are on", async () => {
+    const anonymous = await client({ token: undefined, namespace: "default" });
+    try {
+      assert.equal(anonymous.config.token, undefined);
+      assert.equal((await anonymous.getCapabilities()).authMode, pb.AuthMode.TOKENS);
+      await rejectsWith(anonymous.getDataset("sales"), Unauthenticated, "TOKEN_MISSING");
+    } finally {
+      anonymous.close();
+    }
+  });
+
+  test("a reader's token reads its namespace, cannot write, and is refused elsewhere", async () => {
+    const operator = await client();
+    const other = await client();
+    try {
+      const sent = await operator.uploadFile(await csv("r.csv", 4), "shared", { autoCommit: true });
+      await operator.waitUpload(sent.upload.name);
+      const reader = await client({ namespace: operator.config.namespace,
+        token: await issue(operator, pb.Role.READER) });
+      try {
+        assert.equal((await reader.getVersion("shared")).state, pb.VersionState.READY);
+        const denied = await rejectsWith(reader.uploadFile(await csv("w.csv", 2), "shared"), PermissionDenied,
+          "ROLE_REQUIRED");
+        assert.equal(denied.metadata["role"], "writer");
+        await rejectsWith(reader.getDataset(`${other.parent}/datasets/shared`), PermissionDenied,
+          "NAMESPACE_NOT_GRANTED");
+      } finally {
+        reader.close();
+      }
+    } finally {
+      operator.close();
+      other.close();
+    }
+  });
+
+  test("the token, address and namespace come from the credentials file, for its server only", async () => {
+    const operator = await client();
+    try {
+      await operator.createDataset("from-file");
+      const token = await issue(operator, pb.Role.READER);
+      const file = join(work, "credentials");
+      await writeFile(file, `# written like quarry dev\ntoken = "${token}"\naddress = "${stack.address}"\n`
+        + `namespace = "${operator.config.namespace}"\n`);
+      const fromFile = new QuarryClient({ cacheDir: join(work, "cache"), env: { QUARRY_CREDENTIALS: file } });
+      try {
+        assert.equal(fromFile.config.namespace, operator.config.namespace);
+        assert.equal((await fromFile.getDataset("from-file")).name, `${operator.parent}/datasets/from-file`);
+      } finally {
+        fromFile.close();
+      }
+      // The same file does not give its token to another server (here: the same one under another name).
+      const elsewhere = new QuarryClient({ address: `localhost:${stack.address.split(":")[1]}`,
+        cacheDir: join(work, "cache"), env: { QUARRY_CREDENTIALS: file } });
+      try {
+        assert.equal(elsewhere.config.token, undefined);
+        await rejectsWith(elsewhere.getDataset("from-file"), Unauthenticated, "TOKEN_MISSING");
+      } finally {
+        elsewhere.close();
+      }
+    } finally {
+      operator.close();
+    }
+  });
+});
+
 describe("a bad input per error class", () => {
   test("UsageError: nothing is sent", async () => {
     assert.throws(() => new QuarryClient({ namespace: "Not A Namespace" }), UsageError);
     assert.throws(() => new QuarryClient({ address: "no port" }), UsageError);
-    const quarry = client();
+    const quarry = await client();
     try {
       await rejectsWith(quarry.uploadFile(join(work, "missing.csv"), "x"), UsageError);
       await rejectsWith(quarry.getDataset("a/b"), UsageError);
@@ -274,14 +354,13 @@ describe("a bad input per error class", () => {
   });
 
   test("InvalidArgument, AlreadyExists, NotFound, PermissionDenied, Aborted", async () => {
-    const quarry = client();
+    const quarry = await client();
     try {
       const bad = await rejectsWith(quarry.createDataset("Bad Name!"), InvalidArgument, "INVALID_DATASET_NAME");
       assert.deepEqual(bad.violations.map((v) => v.field), ["dataset_id"]);
       const made = await quarry.createDataset("ds", { description: "d" });
       await rejectsWith(quarry.createDataset("ds"), AlreadyExists);
       await rejectsWith(quarry.getDataset("nope"), NotFound, "DATASET_NOT_FOUND");
-      await rejectsWith(quarry.getDataset("namespaces/someone-else/datasets/ds"), PermissionDenied);
       // A stale etag is ABORTED: retrying the same request cannot help, so it is made once.
       const stale = quarry.unary((o) => quarry.datasets.updateDataset({
         dataset: { name: made.name, description: "new", etag: "stale" }, updateMask: { paths: ["description"] } }, o),
@@ -293,7 +372,7 @@ describe("a bad input per error class", () => {
   });
 
   test("WrongOffset, WrongState, OutOfRange, Unimplemented", async () => {
-    const quarry = client();
+    const quarry = await client();
     try {
       const path = await csv("small.csv", 3);
       const result = await quarry.uploadFile(path, "small", { autoCommit: true });
@@ -324,7 +403,7 @@ describe("a bad input per error class", () => {
   });
 
   test("ChecksumMismatch, ResourceExhausted, UploadFailed, ConnectFailed", async () => {
-    const quarry = client();
+    const quarry = await client();
     try {
       async function* badCrc(): AsyncGenerator<pb.UploadRequest> {
         yield create(pb.UploadRequestSchema, { kind: { case: "header", value: { target: { case: "create", value: {
@@ -353,7 +432,8 @@ describe("a bad input per error class", () => {
     } finally {
       quarry.close();
     }
-    const nowhere = client({ address: `127.0.0.1:${await freePort()}`, retry: { maxTotalMs: 300 } });
+    const nowhere = await client({ address: `127.0.0.1:${await freePort()}`, namespace: "default",
+      retry: { maxTotalMs: 300 } });
     try {
       const error = await rejectsWith(nowhere.getCapabilities(), ConnectFailed);
       assert.ok(error instanceof Unavailable);

@@ -1,6 +1,6 @@
 /**
- * Test helpers: a real Quarry (scripts/test_stack.py: Postgres, Redis, a local store, a server and a
- * worker), a TCP proxy that cuts connections, random files.
+ * Test helpers: a real Quarry (scripts/test_stack.py: Postgres, Redis, a local store, a server, a worker
+ * and an operator token), a TCP proxy that cuts connections, random files.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
@@ -29,6 +29,8 @@ export function repositoryRoot(): string {
 /** A running Quarry stack. */
 export interface Stack {
   address: string;
+  /** The operator token `quarry admin bootstrap` issued. */
+  token: string;
   work: string;
   process: ChildProcess;
   stop(): Promise<void>;
@@ -54,9 +56,9 @@ export async function startStack(settings: Record<string, string> = {}, timeoutM
       fail(new Error(`test_stack.py exited with ${code} before it printed an address`));
     });
   });
-  const { address, work } = JSON.parse(line) as { address: string; work: string };
+  const { address, token, work } = JSON.parse(line) as { address: string; token: string; work: string };
   return {
-    address, work, process: child,
+    address, token, work, process: child,
     async stop() {
       child.stdin!.end(); // the stack stops when its stdin closes
       const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);

@@ -30,7 +30,9 @@ class DatasetServiceStub:
     previews, statistics and the bytes of their files.
 
     Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
-    means the caller's namespace.
+    means the caller's namespace. A version's name is by uid
+    ("namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from its commit on, as every response
+    gives it); in a request, the version's number or "latest" may stand in for the uid.
 
     Call metadata (request):
     - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
@@ -136,7 +138,9 @@ class DatasetServiceServicer:
     previews, statistics and the bytes of their files.
 
     Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
-    means the caller's namespace.
+    means the caller's namespace. A version's name is by uid
+    ("namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from its commit on, as every response
+    gives it); in a request, the version's number or "latest" may stand in for the uid.
 
     Call metadata (request):
     - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
@@ -359,7 +363,9 @@ class DatasetService:
     previews, statistics and the bytes of their files.
 
     Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
-    means the caller's namespace.
+    means the caller's namespace. A version's name is by uid
+    ("namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from its commit on, as every response
+    gives it); in a request, the version's number or "latest" may stand in for the uid.
 
     Call metadata (request):
     - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
