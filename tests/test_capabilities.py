@@ -66,7 +66,7 @@ async def test_the_changes_per_commit_limit(api: Api) -> None:
     await refused(api.datasets.CommitVersion(dpb.CommitVersionRequest(parent=parent, delete_paths=at)),
                   grpc.StatusCode.FAILED_PRECONDITION, "PATH_NOT_FOUND")
     await refused(api.datasets.CommitVersion(dpb.CommitVersionRequest(parent=parent, delete_paths=[*at, "x.csv"])),
-                  grpc.StatusCode.INVALID_ARGUMENT, "TOO_MANY_CHANGES")
+                  grpc.StatusCode.INVALID_ARGUMENT, "COMMIT_TOO_LARGE")
 
 
 async def test_the_parts_limit(small_parts_file: ServerHandle) -> None:

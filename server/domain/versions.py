@@ -233,7 +233,7 @@ def _check_change(change: Change) -> None:
                                     reason="EMPTY_COMMIT")
     if len(change.uploads) + len(change.delete_paths) > MAX_CHANGES:
         raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes (uploads and paths to delete) per "
-                                    "commit", reason="TOO_MANY_CHANGES")
+                                    "commit", reason="COMMIT_TOO_LARGE")
     if len(set(change.uploads)) != len(change.uploads):
         raise InvalidArgument.field("uploads", "an upload is named twice", reason="DUPLICATE_UPLOAD")
     for index, path in enumerate(change.delete_paths):

@@ -22,13 +22,13 @@ import { ResumeStore } from "./state.js";
 import { DEAD, uploadFile, type UploadOptions, type UploadResult } from "./upload.js";
 import { CapabilitiesService, type GetCapabilitiesResponse } from "./gen/quarry/v1/capabilities_service_pb.js";
 import type { Dataset } from "./gen/quarry/v1/dataset_pb.js";
-import { DatasetService } from "./gen/quarry/v1/dataset_service_pb.js";
+import { DatasetService, VersionView } from "./gen/quarry/v1/dataset_service_pb.js";
 import { UploadState, type Upload } from "./gen/quarry/v1/upload_pb.js";
 import { UploadService } from "./gen/quarry/v1/upload_service_pb.js";
 import { AuditService } from "./gen/quarry/v1/audit_service_pb.js";
 import { NamespaceService } from "./gen/quarry/v1/namespace_service_pb.js";
 import { TokenService } from "./gen/quarry/v1/token_service_pb.js";
-import { VersionState, type Column, type Version } from "./gen/quarry/v1/version_pb.js";
+import { VersionState, type Column, type Version, type VersionFile } from "./gen/quarry/v1/version_pb.js";
 
 /** Request metadata naming the namespace a call acts in (when its request names none). */
 export const NAMESPACE_METADATA = "x-quarry-namespace";
@@ -167,10 +167,28 @@ export class QuarryClient {
     return found;
   }
 
-  /** One version with its files. */
-  async getVersion(dataset: string, version: VersionRef = LATEST, control: CallControl = {}): Promise<Version> {
+  /** One version: its metadata and totals, and with `view: VersionView.FULL` its files too (a version with
+   * more files than one answer holds is refused: use listVersionFiles). */
+  async getVersion(dataset: string, version: VersionRef = LATEST,
+                   control: CallControl & { view?: VersionView } = {}): Promise<Version> {
     const name = versionName(this.config.namespace, dataset, version);
-    return (await this.unary((o) => this.datasets.getVersion({ name }, o), control.signal)).version!;
+    return (await this.unary((o) => this.datasets.getVersion({ name, view: control.view }, o),
+      control.signal)).version!;
+  }
+
+  /** The files of a READY version, by path, every page (optionally under a path prefix); all of one version
+   * even when asked for "latest" (the first page pins it). */
+  async *listVersionFiles(dataset: string, version: VersionRef = LATEST,
+                          control: CallControl & { prefix?: string; view?: VersionView } = {}): AsyncGenerator<VersionFile> {
+    let parent = versionName(this.config.namespace, dataset, version);
+    let pageToken = "";
+    do {
+      const page = await this.unary((o) => this.datasets.listVersionFiles({ parent, pageToken,
+        pathPrefix: control.prefix ?? "", view: control.view }, o), control.signal);
+      yield* page.files;
+      parent = page.version || parent; // the canonical name of the version listed: later pages read the same one
+      pageToken = page.nextPageToken;
+    } while (pageToken);
   }
 
   /** Request a new version from uploads to add or replace and paths to delete; it starts PENDING. */
@@ -194,8 +212,8 @@ export class QuarryClient {
     }
   }
 
-  /** Follow a version (e.g. as commitVersion answered it) to READY and return it with its files; a FAILED
-   * version throws VersionFailed. */
+  /** Follow a version (e.g. as commitVersion answered it) to READY and return it (without its files:
+   * listVersionFiles has them); a FAILED version throws VersionFailed. */
   async waitVersion(dataset: string, version: VersionRef = LATEST, control: CallControl = {}): Promise<Version> {
     let last: Version | undefined;
     for await (const update of this.watchVersion(dataset, version, control)) {
@@ -212,7 +230,7 @@ export class QuarryClient {
       throw new VersionFailed(`the watch of ${versionName(this.config.namespace, dataset, version)} ended before `
         + "READY", last);
     }
-    return this.getVersion(last.name, LATEST, control); // with its files
+    return last;
   }
 
   /** The first rows of a tabular file, as objects and as Arrow IPC bytes. */

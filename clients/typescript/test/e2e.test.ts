@@ -97,7 +97,9 @@ describe("the whole path", () => {
       const version = await quarry.getVersion("sales");
       assert.equal(version.state, pb.VersionState.READY);
       assert.equal(version.message, "first");
-      assert.deepEqual(version.files.map((f) => [f.path, f.sha256, Number(f.rowCount)]), [["sales.csv", sha, 200]]);
+      assert.equal(version.files.length, 0); // the basic view
+      const [file] = (await quarry.getVersion("sales", "latest", { view: pb.VersionView.FULL })).files;
+      assert.deepEqual([file?.path, file?.sha256, Number(file?.rowCount)], ["sales.csv", sha, 200]);
 
       const out = join(work, "copy", "sales.csv");
       const copy = await quarry.download("sales", "sales.csv", out, { version: 1 });
@@ -157,7 +159,14 @@ describe("versions", () => {
       assert.equal(seen.at(-1)?.state, pb.VersionState.READY);
       assert.equal(seen.at(-1)?.number, 1n);
       const ready = await quarry.waitVersion(pending.name);
-      assert.deepEqual(ready.files.map((f) => [f.path, Number(f.rowCount)]), [["one.csv", 10], ["two.csv", 20]]);
+      assert.equal(ready.name, pending.name);
+      const files: pb.VersionFile[] = [];
+      for await (const file of quarry.listVersionFiles("commits", "latest")) {
+        files.push(file);
+      }
+      assert.deepEqual(files.map((f) => [f.path, Number(f.rowCount)]), [["one.csv", 10], ["two.csv", 20]]);
+      const full = await quarry.getVersion("commits", 1, { view: pb.VersionView.FULL });
+      assert.deepEqual(full.files.map((f) => f.path), ["one.csv", "two.csv"]);
       // The number and "latest" are aliases, answered with the canonical name.
       assert.equal((await quarry.getVersion("commits", 1)).name, pending.name);
       assert.equal((await quarry.waitVersion("commits")).name, pending.name);
