@@ -71,7 +71,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         tokens = PageTokens(key)
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
-        versions = Versions(db, deps.queue, tokens, settings.max_page_size)
+        versions = Versions(db, deps.queue, hub, tokens, settings.max_page_size)
         budget = BufferBudget(settings.max_buffer_bytes, settings.buffer_wait_seconds)
         costs = StreamCosts(window=settings.stream_window_bytes, max_chunk=settings.max_chunk_bytes)
         files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size, budget,

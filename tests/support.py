@@ -59,6 +59,20 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeou
         await asyncio.sleep(interval)
 
 
+async def wait_version(api: Api, name: str, timeout: float = 60) -> Any:
+    """Follow a version with WatchVersion until READY or FAILED; return it with its files (GetVersion)."""
+    from quarry.v1 import dataset_service_pb2, version_pb2
+
+    final = (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
+    async for message in api.datasets.WatchVersion(dataset_service_pb2.WatchVersionRequest(name=name),
+                                                   timeout=timeout):
+        if message.version.state in final:
+            break
+    else:
+        raise AssertionError(f"the watch of {name} ended before READY or FAILED")
+    return (await api.datasets.GetVersion(dataset_service_pb2.GetVersionRequest(name=name))).version
+
+
 def clean_env(*, without: Iterable[str] = (), **extra: str) -> dict[str, str]:
     """The test process's environment without QUARRY_* variables (nor the names in `without`), plus `extra`."""
     dropped = set(without)
@@ -388,6 +402,7 @@ def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
                 if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                     info = error_details_pb2.ErrorInfo()
                     detail.Unpack(info)
+                    assert info.domain == "quarry.dev", info  # every reason a test checks is in Quarry's domain
                     return info.reason, dict(info.metadata)
     return "", {}
 

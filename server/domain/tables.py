@@ -7,7 +7,7 @@ reads it in a worker thread: Parquet through the store's random reader, row grou
 columns asked for; CSV and JSON Lines through the store's sequential reader with pyarrow's streaming parsers,
 typed with the schema validation stored. Memory holds a batch and the reader's buffers, never a file.
 
-A part names its version by number, so every part of one plan reads the same version.
+A part names its version by its canonical name (by uid), so every part of one plan reads the same version.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ READ_CHUNK = 4 << 20
 class TablePart:
     """One independently readable piece of a version's tables: a file, or some row groups of a Parquet file."""
 
-    version: str  # resource name by number
+    version: str  # canonical resource name (by uid): exactly the version planned
     path: str
     row_groups: tuple[int, ...] | None  # None: the whole file
     columns: tuple[str, ...] | None  # None: every column

@@ -8,21 +8,25 @@ promotion checks again under the dataset's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server.domain.audit import record_in
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size
+from server.domain.watch import follow
 from server.model import names
 from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.model.uploads import Upload, UploadState
-from server.model.versions import DatasetHead, Version
+from server.model.versions import VERSION_FINAL_STATES, DatasetHead, Version, VersionState
 from server.storage import uploads as uploads_repo
 from server.storage import versions as repo
 from server.storage.db import Connection, Database
 from server.storage.jobqueue import JobQueue
+from server.storage.notifications import VERSION_CHANNEL, NotificationHub
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,11 @@ class Change:
 class Versions:
     """Version use cases."""
 
-    def __init__(self, db: Database, queue: JobQueue, page_tokens: PageTokens, max_page_size: int) -> None:
+    def __init__(self, db: Database, queue: JobQueue, hub: NotificationHub, page_tokens: PageTokens,
+                 max_page_size: int) -> None:
         self.db = db
         self.queue = queue
+        self.hub = hub
         self._tokens = page_tokens
         self._max_page_size = max_page_size
 
@@ -112,6 +118,19 @@ class Versions:
                                      reason="TOO_MANY_FILES", metadata={"file_count": str(version.file_count)})
         return version
 
+    async def watch(self, caller: Caller, name: str) -> AsyncIterator[Version]:
+        """The version now, then at every state change, until READY or FAILED (without its files)."""
+        version_id = await self.resolve(caller, name)
+
+        async def read() -> Version | None:
+            async with self.db.connection() as connection:
+                return await repo.get(connection, version_id)
+
+        async for current in follow(self.hub, VERSION_CHANNEL, str(version_id), read, lambda v: v.state.value,
+                                    lambda v, state: dataclasses.replace(v, state=VersionState(state)),
+                                    {s.value for s in VERSION_FINAL_STATES}):
+            yield current
+
     async def history(self, caller: Caller, parent: str, size: int, token: str) -> tuple[list[Version], str]:
         """A page of a dataset's versions, newest first."""
         head = await self.dataset(caller, parent)
@@ -149,7 +168,7 @@ class Versions:
                     raise InvalidArgument.field("base_version", f"{base} is not a version of {ref.name}")
                 base_id = await self._resolve(connection, base_ref, base)
             version_id = await self.commit_in(connection, head, base_id, change)
-            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, None, version_id))
+            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, version_id))
         await self.enqueue_promotion(version_id)
         async with self.db.connection() as connection:
             version = await repo.get(connection, version_id)
@@ -215,7 +234,8 @@ def _check_change(change: Change) -> None:
         raise InvalidArgument.field("uploads", "a commit needs at least one upload or one path to delete",
                                     reason="EMPTY_COMMIT")
     if len(change.uploads) + len(change.delete_paths) > MAX_CHANGES:
-        raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes per commit")
+        raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes (uploads and paths to delete) per "
+                                    "commit", reason="COMMIT_TOO_LARGE")
     if len(set(change.uploads)) != len(change.uploads):
         raise InvalidArgument.field("uploads", "an upload is named twice", reason="DUPLICATE_UPLOAD")
     for index, path in enumerate(change.delete_paths):
