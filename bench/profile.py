@@ -13,6 +13,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME_LINE = re.compile(r":\d+\)$")
 
@@ -20,9 +22,11 @@ _FRAME_LINE = re.compile(r":\d+\)$")
 def _frame(text: str) -> str:
     """A frame without its line number, its file shortened to the part under site-packages or the checkout."""
     text = _FRAME_LINE.sub(")", text.strip())
-    for marker in ("site-packages/", "/wt-perf/", "/lib/python3"):
-        if marker in text:
-            name, _, path = text.partition(" (")
+    if text.startswith("process "):
+        return "(process)"  # py-spy --subprocesses: the process and its command line
+    name, _, path = text.partition(" (")
+    for marker in ("site-packages/", f"/{ROOT.name}/", "/lib/python3.", "/lib/python3"):
+        if marker in path:
             return f"{name} ({path.split(marker, 1)[1]}"
     return text
 

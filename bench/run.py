@@ -133,16 +133,20 @@ class Bench:
     profile_out: Path | None = None
     counter: int = 0
     profiles: int = 0
+    profiling: bool = False
 
     def client(self, kind: str, **args: Any) -> dict[str, Any]:
         """One run of a client process; its JSON answer."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
         env["QUARRY_CREDENTIALS"] = str(self.work / "no-credentials")
-        done = subprocess.run([sys.executable, "-m", "bench.clients", kind, json.dumps(args)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=1200)
+        command = [sys.executable, "-m", "bench.clients", kind, json.dumps(args)]
+        if self.profiling:
+            command = [*self._spy("--subprocesses", "--output", str(self._profile_file("client")), "--"), *command]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
         if done.returncode != 0:
             raise RuntimeError(f"bench client {kind} failed:\n{done.stderr[-4000:]}")
-        answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        answer: dict[str, Any] = json.loads(next(line for line in reversed(done.stdout.splitlines())
+                                                 if line.startswith("{")))
         return answer
 
     def _common(self, address: str, namespace: str = "default") -> dict[str, Any]:
@@ -208,23 +212,29 @@ class Bench:
         outcome["rss_after"] = current_rss(pid)
         return outcome
 
+    def _spy(self, *arguments: str) -> list[str]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        return [spy, "record", "--format", "raw", "--rate", "200", "--nonblocking", *arguments]
+
+    def _profile_file(self, side: str) -> Path:
+        assert self.profile_out is not None
+        return self.profile_out.with_name(f"{self.profile_out.name}.{self.profiles}.{side}.txt")
+
     @contextlib.contextmanager
     def _profiled(self, name: str) -> Iterator[None]:
+        """py-spy on the server (and, through `client`, on the client) over a run of the profiled path."""
         if name != self.profile:
             yield
             return
-        assert self.profile_out is not None
-        pid = str(self.server_pid)
         self.profiles += 1
-        out = self.profile_out.with_name(f"{self.profile_out.name}.{self.profiles}.txt")
-        spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        spy = subprocess.Popen([spy_bin, "record", "--pid", pid, "--format", "raw", "--output", str(out),
-                                "--rate", "200", "--nonblocking"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(self._spy("--pid", str(self.server_pid), "--output", str(self._profile_file("server"))),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
+        self.profiling = True
         try:
             yield
         finally:
+            self.profiling = False
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
 
@@ -363,6 +373,7 @@ def main() -> None:
     if args.s3_size > GiB:
         parser.error("--s3-size: at most 1GiB (moto keeps objects in memory)")
     extra = dict(item.split("=", 1) for item in args.server_env)
+    args.profile_out.parent.mkdir(parents=True, exist_ok=True)
     for stale in args.profile_out.parent.glob(args.profile_out.name + ".*.txt"):
         stale.unlink()
     file = source_file(args.size)
@@ -397,7 +408,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"runs": figures.runs, "loads": figures.loads}, indent=1))
     if args.profile:
         for out in sorted(args.profile_out.parent.glob(args.profile_out.name + ".*.txt")):
-            print(f"\nprofile of the server over {args.profile} ({out.name}):")
+            print(f"\nprofile over {args.profile} ({out.name}):")
             print("\n".join(summary(out)))
 
 
