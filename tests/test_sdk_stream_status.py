@@ -98,8 +98,8 @@ async def test_a_busy_server_is_waited_out(stack_envs: dict[str, dict[str, str]]
         assert "x-quarry-upload" in dict(await held.initial_metadata())
         path = tmp_path / "small.bin"
         path.write_bytes(os.urandom(MiB))
-        async with quarry.AsyncClient(server.address, namespace=api.namespace, cache_dir=tmp_path / "cache",
-                                      streams=1) as client:
+        async with quarry.AsyncClient(server.address, namespace=api.namespace, token=api.token,
+                                      cache_dir=tmp_path / "cache", streams=1) as client:
             uploading = asyncio.ensure_future(client.upload_file(path, "busy"))
             await asyncio.sleep(3)  # refused, and trying again, meanwhile
             assert not uploading.done()
