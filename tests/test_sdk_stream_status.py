@@ -45,7 +45,7 @@ class _RefusingUploads(upload_service_pb2_grpc.UploadServiceServicer):
             received += len(request.chunk.data)
             if received >= 8 * MiB:
                 break
-        info = error_details_pb2.ErrorInfo(reason="PART_CONFLICT", domain="quarry.v1")
+        info = error_details_pb2.ErrorInfo(reason="PART_CONFLICT", domain="quarry.dev")
         detail = any_pb2.Any()
         detail.Pack(info)
         status = status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message="refused midway", details=[detail])
