@@ -40,6 +40,16 @@ READ = "/quarry.v1.DatasetService/ReadFile"
 GET = "/quarry.v1.DatasetService/GetDataset"
 
 
+class Clock:
+    """Wall time and this process's CPU time (all its threads) from now."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall, "client_cpu": time.process_time() - self.cpu}
+
+
 def _same(raw: bytes) -> bytes:
     return raw
 
@@ -60,7 +70,7 @@ async def upload(args: dict[str, Any]) -> dict[str, Any]:
         call = channel.stream_unary(args["method"], request_serializer=upb.UploadRequest.SerializeToString,
                                     response_deserializer=_same)
         await channel.channel_ready()
-        started = time.perf_counter()
+        clock = Clock()
         name = "bare"
         if not bare:
             create = channel.unary_unary(CREATE, request_serializer=upb.CreateUploadRequest.SerializeToString,
@@ -90,7 +100,7 @@ async def upload(args: dict[str, Any]) -> dict[str, Any]:
                                            response_deserializer=upb.CompleteUploadResponse.FromString)
             done = await complete(upb.CompleteUploadRequest(name=name), metadata=metadata)
             assert done.upload.state == upload_pb2.UPLOAD_STATE_STAGED, done
-        return {"seconds": time.perf_counter() - started, "bytes": size, "upload": name}
+        return {**clock.stop(), "bytes": size, "upload": name}
 
 
 def sdk_client(args: dict[str, Any]) -> Any:
@@ -104,11 +114,11 @@ def sdk_upload(args: dict[str, Any]) -> dict[str, Any]:
     """`upload_file` of a file on disk (its pages cached, as the runs before left them)."""
     with sdk_client(args) as client:
         client.get_capabilities()  # connected, and the chunk size known
-        started = time.perf_counter()
+        clock = Clock()
         result = client.upload_file(args["file"], args["dataset"], args["path"], streams=args["streams"])
-        seconds = time.perf_counter() - started
+        measured = clock.stop()
     assert result.upload.state == upload_pb2.UPLOAD_STATE_STAGED, result.upload
-    return {"seconds": seconds, "bytes": result.size, "upload": result.upload.name}
+    return {**measured, "bytes": result.size, "upload": result.upload.name}
 
 
 async def read(args: dict[str, Any]) -> dict[str, Any]:
@@ -118,13 +128,13 @@ async def read(args: dict[str, Any]) -> dict[str, Any]:
                                     response_deserializer=dpb.ReadFileResponse.FromString)
         await channel.channel_ready()
         request = dpb.ReadFileRequest(version=args["version"], path=args["path"], limit=args["size"])
-        started = time.perf_counter()
+        clock = Clock()
         received = 0
         async for message in call(request, metadata=_metadata(args), timeout=600):
             received += len(message.data)
-        seconds = time.perf_counter() - started
+        measured = clock.stop()
     assert received == args["size"], (received, args["size"])
-    return {"seconds": seconds, "bytes": received}
+    return {**measured, "bytes": received}
 
 
 def sdk_download(args: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +142,11 @@ def sdk_download(args: dict[str, Any]) -> dict[str, Any]:
     out = Path(args["out"])
     with sdk_client(args) as client:
         client.get_capabilities()
-        started = time.perf_counter()
+        clock = Clock()
         result = client.download(args["dataset"], args["path"], out, version=args["version"])
-        seconds = time.perf_counter() - started
+        measured = clock.stop()
     out.unlink()
-    return {"seconds": seconds, "bytes": result.size}
+    return {**measured, "bytes": result.size}
 
 
 async def unary(args: dict[str, Any]) -> dict[str, Any]:
@@ -156,11 +166,12 @@ async def unary(args: dict[str, Any]) -> dict[str, Any]:
                 await call(request, metadata=metadata, timeout=30)
                 latencies.append(time.perf_counter() - now)
 
-        started = time.perf_counter()
+        clock = Clock()
         await asyncio.gather(*(loop() for _ in range(args["callers"])))
-        seconds = time.perf_counter() - started
+        measured = clock.stop()
     ordered = sorted(latencies)
-    return {"seconds": seconds, "calls": len(ordered), "rps": len(ordered) / seconds,
+    seconds = measured["seconds"]
+    return {**measured, "calls": len(ordered), "rps": len(ordered) / seconds,
             "p50": statistics.median(ordered), "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
 
 
@@ -173,7 +184,7 @@ async def s3_direct(args: dict[str, Any]) -> dict[str, Any]:
     async with session.client("s3", endpoint_url=args["endpoint"]) as s3:
         await s3.list_objects_v2(Bucket=args["bucket"], MaxKeys=1)  # connected
         key = f"direct/{time.monotonic_ns()}"
-        started = time.perf_counter()
+        clock = Clock()
         upload_id = (await s3.create_multipart_upload(Bucket=args["bucket"], Key=key))["UploadId"]
         semaphore = asyncio.Semaphore(args["in_flight"])
         etags: dict[int, str] = {}
@@ -194,9 +205,9 @@ async def s3_direct(args: dict[str, Any]) -> dict[str, Any]:
         await s3.complete_multipart_upload(
             Bucket=args["bucket"], Key=key, UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]})
-        seconds = time.perf_counter() - started
+        measured = clock.stop()
         await s3.delete_object(Bucket=args["bucket"], Key=key)
-    return {"seconds": seconds, "bytes": size}
+    return {**measured, "bytes": size}
 
 
 KINDS = {"upload": upload, "sdk-upload": sdk_upload, "read": read, "sdk-download": sdk_download, "unary": unary,

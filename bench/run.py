@@ -52,6 +52,7 @@ from bench.stack import (
     ROOT,
     Services,
     bootstrap,
+    cpu_seconds,
     current_rss,
     peak_rss,
     process,
@@ -89,22 +90,25 @@ class PathSpec:
     base: str | None = None
     target: float | None = None
     unary: bool = False
+    server: str = "file"  # whose CPU time is counted: "bare" (bench/ceilings.py), "file", "s3", or "" (none of ours)
 
 
 PATHS = [
-    PathSpec("up.ceiling", "up", "bare grpc.aio client-streaming, server discards (1 MiB prebuilt)"),
-    PathSpec("up.write", "up", "bare grpc.aio server, pwrite each chunk, fdatasync per 64 MiB", "up.ceiling"),
+    PathSpec("up.ceiling", "up", "bare grpc.aio client-streaming, server discards (1 MiB prebuilt)", server="bare"),
+    PathSpec("up.write", "up", "bare grpc.aio server, pwrite each chunk, fdatasync per 64 MiB", "up.ceiling",
+             server="bare"),
     PathSpec("up.raw", "up", "raw client -> Quarry Upload, 1 MiB chunks, 1 stream", "up.ceiling", 0.8),
     PathSpec("up.raw4", "up", "raw client -> Quarry Upload, 1 MiB chunks, 4 streams", "up.ceiling"),
     PathSpec("up.sdk1", "up", "SDK upload_file, 1 stream", "up.ceiling", 0.7),
     PathSpec("up.sdk4", "up", "SDK upload_file, 4 streams", "up.ceiling", 0.7),
-    PathSpec("down.ceiling", "down", "bare grpc.aio server-streaming, 1 MiB messages from memory"),
+    PathSpec("down.ceiling", "down", "bare grpc.aio server-streaming, 1 MiB messages from memory", server="bare"),
     PathSpec("down.raw", "down", "ReadFile, raw client", "down.ceiling", 0.7),
     PathSpec("down.sdk", "down", "SDK download of the file (written, sha256-checked, fsynced)", "down.ceiling", 0.6),
-    PathSpec("unary.ceiling", "unary", "bare grpc.aio unary, 64 concurrent callers", unary=True),
+    PathSpec("unary.ceiling", "unary", "bare grpc.aio unary, 64 concurrent callers", unary=True, server="bare"),
     PathSpec("unary.get", "unary", "GetDataset with a token, 64 concurrent callers", "unary.ceiling", 0.6, True),
-    PathSpec("s3.direct", "s3", "aioboto3 multipart straight to moto, 4 parts in flight"),
-    PathSpec("s3.sdk4", "s3", "SDK upload_file through Quarry on S3 (moto), 4 streams", "s3.direct", 0.95),
+    PathSpec("s3.direct", "s3", "aioboto3 multipart straight to moto, 4 parts in flight", server=""),
+    PathSpec("s3.sdk4", "s3", "SDK upload_file through Quarry on S3 (moto), 4 streams", "s3.direct", 0.95,
+             server="s3"),
 ]
 BY_NAME = {spec.name: spec for spec in PATHS}
 RSS_PATHS = ("up.sdk4", "s3.sdk4")
@@ -124,6 +128,7 @@ class Bench:
     token: str
     reader: str
     ceilings: str
+    ceilings_pid: int
     server: str
     server_pid: int
     s3_server: str | None
@@ -157,9 +162,13 @@ class Bench:
         return f"run-{self.counter}.bin"
 
     def run(self, name: str) -> dict[str, Any]:
-        """Measure one path once."""
+        """Measure one path once, with the CPU time its server used meanwhile."""
+        pid = {"bare": self.ceilings_pid, "file": self.server_pid, "s3": self.s3_server_pid}.get(BY_NAME[name].server)
+        before = cpu_seconds(pid) if pid else 0.0
         with self._profiled(name):
             outcome = self._measure(name)
+        if pid:
+            outcome["server_cpu"] = cpu_seconds(pid) - before
         self._clean()
         return outcome
 
@@ -278,9 +287,10 @@ class Figures:
     loads: list[tuple[float, float, float]]
 
 
-def measure(bench: Bench, groups: list[str], turns: int, log: Callable[[str], None]) -> Figures:
-    """`turns` turns of every path of `groups`, interleaved."""
-    names = [spec.name for spec in PATHS if spec.group in groups]
+def measure(bench: Bench, groups: list[str], turns: int, log: Callable[[str], None],
+            only: set[str] | None = None) -> Figures:
+    """`turns` turns of every path of `groups` (or only those named in `only`), interleaved."""
+    names = [spec.name for spec in PATHS if spec.group in groups and (not only or spec.name in only)]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     loads = []
     for turn in range(turns):
@@ -299,10 +309,18 @@ def _value(spec: PathSpec, outcome: dict[str, Any]) -> float:
     return float(outcome["rps"]) if spec.unary else outcome["bytes"] / outcome["seconds"] / 1e6
 
 
+def _cpu(spec: PathSpec, outcome: dict[str, Any]) -> tuple[float, float]:
+    """CPU of client and server per unit: seconds per GiB moved, or microseconds per call."""
+    unit = outcome["calls"] / 1e6 if spec.unary else outcome["bytes"] / GiB
+    return outcome.get("client_cpu", 0.0) / unit, outcome.get("server_cpu", 0.0) / unit
+
+
 def _one(spec: PathSpec, outcome: dict[str, Any]) -> str:
+    client, server = _cpu(spec, outcome)
     if spec.unary:
-        return f"{outcome['rps']:7.0f} rps  p50 {outcome['p50'] * 1e3:5.1f} ms  p99 {outcome['p99'] * 1e3:5.1f} ms"
-    text = f"{_value(spec, outcome):7.0f} MB/s"
+        return (f"{outcome['rps']:7.0f} rps  p50 {outcome['p50'] * 1e3:5.1f} ms  p99 {outcome['p99'] * 1e3:5.1f} ms  "
+                f"CPU/call client {client:.0f} us, server {server:.0f} us")
+    text = f"{_value(spec, outcome):7.0f} MB/s  CPU/GiB client {client:.2f} s, server {server:.2f} s"
     if "peak_rss" in outcome:
         text += f"  server RSS peak {outcome['peak_rss'] / MiB:.0f} MiB, after {outcome['rss_after'] / MiB:.0f} MiB"
     return text
@@ -352,6 +370,15 @@ def table(figures: Figures) -> list[str]:
                 met = max(peaks) * MiB < RSS_LIMIT
                 lines.append(f"| server RSS over {spec.name}: peak (RSS after) | {_spread(peaks)} MiB "
                              f"({_spread(after)} MiB) | | | | peak < 300 MiB {'met' if met else 'NOT met'} (max) |")
+    lines += ["", "CPU time per GiB moved (per call for unary paths), client and server, median (min-max):", "",
+              "| path | client | server |", "| --- | --- | --- |"]
+    for spec in PATHS:
+        runs = figures.runs.get(spec.name)
+        if runs:
+            cpus = [_cpu(spec, run) for run in runs]
+            unit = " us" if spec.unary else " s"
+            lines.append(f"| {spec.name} | {_spread([c for c, _ in cpus], 0 if spec.unary else 2)}{unit} | "
+                         f"{_spread([s for _, s in cpus], 0 if spec.unary else 2) if spec.server else '-'}{unit} |")
     loads = ", ".join(f"{one:.2f}" for one, _, _ in figures.loads)
     lines.append(f"\nload average (1 min) before each turn and at the end: {loads}")
     return lines
@@ -364,6 +391,7 @@ def main() -> None:
     parser.add_argument("--s3-size", type=parse_size, default=512 * MiB,
                         help="bytes uploaded to moto (at most 1GiB: moto holds objects in memory, ~5x)")
     parser.add_argument("--only", default="up,down,unary,s3", help="groups to run: up, down, unary, s3")
+    parser.add_argument("--paths", default="", help="only these paths of those groups (e.g. up.ceiling,up.raw)")
     parser.add_argument("--profile", choices=[spec.name for spec in PATHS], help="py-spy the server over this path")
     parser.add_argument("--profile-out", type=Path, default=OUT / "profile")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -398,10 +426,11 @@ def main() -> None:
                                                       svc.work / "s3-server.log")).pid
         operator, reader, version = prepare(svc, address, file, "s3" in groups)
         assert ceilings_process.poll() is None
-        bench = Bench(svc, svc.work, args.size, args.s3_size, file, s3_file, operator, reader, bare, address,
+        bench = Bench(svc, svc.work, args.size, args.s3_size, file, s3_file, operator, reader, bare,
+                      ceilings_process.pid, address,
                       server.pid, s3_address, s3_pid, version, args.profile, args.profile_out)
         log(f"ready: server pid {server.pid}, version {version}")
-        figures = measure(bench, groups, args.turns, log)
+        figures = measure(bench, groups, args.turns, log, {name for name in args.paths.split(",") if name})
     lines = table(figures)
     print("\n".join(lines))
     if args.json:

@@ -179,6 +179,12 @@ def current_rss(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
 def reset_peak(pid: int) -> None:
     """Start a process's peak over from its current resident size (Linux: 5 written to clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -220,15 +226,9 @@ def quarry_stack(store: str, extra_env: dict[str, str] | None = None) -> Iterato
 
         stack.callback(stop_server)
         wait_serving(address)
-        token = operator_token(env)
+        token = bootstrap(env)
         create_namespace(address, token, "bench")
         yield Stack(work, address, server, storage, endpoint, env, token)
-
-
-def operator_token(env: dict[str, str]) -> str:
-    """The first operator token of the stack's database (`quarry admin bootstrap`)."""
-    return subprocess.run([sys.executable, "-m", "quarry.cli", "admin", "bootstrap"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def create_namespace(address: str, operator: str, namespace: str) -> None:
