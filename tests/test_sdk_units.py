@@ -330,3 +330,30 @@ def test_chunks_carry_a_crc32c_only_when_a_fast_one_is_installed() -> None:
     with_crc = upb.UploadRequest.FromString(chunk_message(b"123456789", fast))  # encoded by hand (_wire.py)
     assert with_crc.chunk.crc32c == 0xE3069283 and with_crc.chunk.data == b"123456789"  # the CRC32C check value
     assert not upb.UploadRequest.FromString(chunk_message(b"123456789", None)).chunk.HasField("crc32c")
+
+
+@pytest.mark.parametrize("size", [0, 1000, 8 * MiB, 8 * MiB + 1, 20 * MiB + 3])
+def test_a_file_digest_is_the_files_sha256(tmp_path: Path, size: int) -> None:
+    import hashlib
+    import os
+
+    from quarry._checksums import FileDigest
+
+    data = os.urandom(size)
+    source = tmp_path / "f.bin"
+    source.write_bytes(data)
+    assert FileDigest(source, size).hexdigest() == hashlib.sha256(data).hexdigest()  # inline or in its thread
+    assert FileDigest(source, size // 2).hexdigest() == hashlib.sha256(data[:size // 2]).hexdigest()
+
+
+def test_a_file_digest_of_a_file_that_ends_early_fails_and_a_cancelled_one_says_so(tmp_path: Path) -> None:
+    from quarry._checksums import FileDigest
+
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x" * (9 * MiB))
+    with pytest.raises(EOFError):  # the upload turns it into IntegrityError ("got shorter")
+        FileDigest(source, 10 * MiB).hexdigest()
+    digest = FileDigest(source, 9 * MiB)
+    digest.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        digest.hexdigest()
