@@ -1,4 +1,4 @@
-"""Upload chunks read from the bytes gRPC received, without protobuf copying their data.
+"""Upload chunks read from the bytes gRPC received, and ReadFile messages encoded, without protobuf copying data.
 
 A chunk message is almost all data. Parsed by protobuf, its data is copied into the message and copied once
 more into a Python bytes object when read: two copies and two allocations of the chunk's size per message,
@@ -8,11 +8,16 @@ returns a `RawChunk` whose data is a view of the received bytes, with the data's
 CRC of the whole message (one pass, no copy: `crc_after` and `crc_between`). Anything else (a header, a
 finish, an empty chunk, unknown or repeated fields, another field order) is parsed by protobuf, so what a
 message means is protobuf's to say.
+
+A ReadFile message is almost all data too: built by protobuf, the data is copied into the message, then again
+when it is serialized. `read_response` encodes it as protobuf would (fields 1-4 in order, zero values left out)
+with one copy (`b"".join`), and `serialize_response` passes such bytes through as the method's serializer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from quarry.v1 import upload_service_pb2 as pb
 
@@ -88,3 +93,28 @@ def upload_request(raw: bytes) -> pb.UploadRequest | RawChunk:
 def message_size(message: pb.UploadRequest | RawChunk) -> int:
     """The bytes a received message took on the wire."""
     return message.size if isinstance(message, RawChunk) else message.ByteSize()
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_response(data: bytes, offset: int, file_size: int, sha256: str) -> bytes:
+    """A serialized ReadFileResponse (data = 1, offset = 2, file_size_bytes = 3, sha256 = 4), as protobuf
+    encodes it. Offsets and sizes are never negative."""
+    digest = sha256.encode()
+    return b"".join((
+        b"\x0a" + _encode_varint(len(data)) if data else b"", data,
+        b"\x10" + _encode_varint(offset) if offset else b"",
+        b"\x18" + _encode_varint(file_size) if file_size else b"",
+        b"\x22" + _encode_varint(len(digest)) + digest if digest else b""))
+
+
+def serialize_response(message: Any) -> bytes:
+    """A serializer for a method whose responses may come encoded already (bytes) or as messages."""
+    return message if isinstance(message, bytes) else bytes(message.SerializeToString())

@@ -1,6 +1,7 @@
-"""Upload chunks encoded by hand (the SDK, clients/python/src/quarry/_wire.py) and read in place (the server,
-server/api/wire.py): both must mean exactly what protobuf's own encoding and parse mean, and the data's CRC32C
-the server derives from the whole message must be the data's own."""
+"""Messages encoded and read by hand: upload chunks encoded by the SDK (clients/python/src/quarry/_wire.py) and
+read in place by the server, ReadFile messages encoded by the server (server/api/wire.py). Each must be exactly
+what protobuf's own encoding and parse make of it, and the data's CRC32C the server derives from the whole
+message must be the data's own."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import os
 import google_crc32c
 import pytest
 from quarry._wire import encode_chunk, serialize_request
+from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as pb
 
-from server.api.wire import RawChunk, message_size, upload_request
+from server.api.wire import RawChunk, message_size, read_response, serialize_response, upload_request
 from server.domain.crc import combine, crc32c, crc_after, crc_between
 
 SIZES = [1, 127, 128, 300, 16_383, 16_384, 1 << 20, (1 << 20) + 7]
@@ -106,3 +108,14 @@ def test_crcs_of_pieces_inside_a_buffer(lengths: tuple[int, int, int]) -> None:
     assert crc_after(crc32c(head + middle), crc32c(head), len(middle)) == crc32c(middle)
     assert crc_between(whole, crc32c(head), crc32c(tail), len(tail), len(middle), crc32c(middle))
     assert not crc_between(whole, crc32c(head), crc32c(tail), len(tail), len(middle), crc32c(middle) ^ 0x100)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 1 << 20])
+@pytest.mark.parametrize(("offset", "file_size"), [(0, 0), (0, 5), (1, 1 << 20), (127, 128), ((1 << 40) + 3, 1 << 41)])
+@pytest.mark.parametrize("sha256", ["", "ab" * 32])
+def test_the_server_encodes_a_read_as_protobuf_does(size: int, offset: int, file_size: int, sha256: str) -> None:
+    data = os.urandom(size)
+    message = dpb.ReadFileResponse(data=data, offset=offset, file_size_bytes=file_size, sha256=sha256)
+    encoded = read_response(data, offset, file_size, sha256)
+    assert encoded == message.SerializeToString() and dpb.ReadFileResponse.FromString(encoded) == message
+    assert serialize_response(encoded) is encoded and serialize_response(message) == encoded
