@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: run test test-python test-typescript test-acceptance test-big test-faults nginx proto proto-typescript \
-	proto-baseline lint bench-upload bench-flight clean
+	proto-baseline lint bench bench-flight clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
@@ -56,6 +56,11 @@ test-faults: $(VENV)/.test-installed node_modules/.installed nginx
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null)
+
+## bench: every path of the performance issue against its ceiling (upload, download, unary, S3 via moto), in
+## interleaved turns, as one table (minutes; not part of `make test`). BENCH_ARGS passes options (--turns, --only…)
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## bench-flight: Flight DoGet of a 1 GB Parquet file next to pyarrow reading it from local disk
 bench-flight: $(VENV)/.test-installed

@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +32,7 @@ from quarry.v1 import token_pb2  # noqa: E402
 from quarry.v1 import token_service_pb2 as tpb  # noqa: E402
 from quarry.v1 import token_service_pb2_grpc as tpb_grpc  # noqa: E402
 
-from bench.stack import ROOT, wait_serving  # noqa: E402
-from server.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from bench.stack import bootstrap, services, start_server  # noqa: E402
 from server.listen_ports import free_port  # noqa: E402
 
 NAMESPACE = "bench"
@@ -62,15 +58,6 @@ async def rate(address: str, metadata: tuple[tuple[str, str], ...], callers: int
         return done / (time.perf_counter() - started)
 
 
-def start_server(env: dict[str, str], mode: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, stdout=log.open("wb"),
-                               stderr=subprocess.STDOUT,
-                               env=dict(env, QUARRY_AUTH_MODE=mode, QUARRY_GRPC_ADDRESS=address))
-    wait_serving(address)
-    return process, address
-
-
 async def prepare(address: str, operator: str) -> str:
     """The namespace, its dataset, and a reader token for it."""
     metadata = (("authorization", f"Bearer {operator}"),)
@@ -91,24 +78,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one run")
     parser.add_argument("--callers", type=int, default=64, help="concurrent callers")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="quarry-bench-") as tmp, contextlib.ExitStack() as stack:
-        work = Path(tmp)
-        postgres, redis = EmbeddedPostgres(work / "pg"), EmbeddedRedis(work / "redis", persistent=False)
-        postgres.start()
-        stack.callback(postgres.stop)
-        redis.start()
-        stack.callback(redis.stop)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
-        env.update(QUARRY_DATABASE_URL=postgres.url, QUARRY_REDIS_URL=redis.url, QUARRY_METRICS_PORT="0",
-                   QUARRY_STORAGE_URL=f"file://{work / 'objects'}", QUARRY_LOG_LEVEL="WARNING")
-        bootstrap = subprocess.run([sys.executable, "-m", "quarry.cli", "admin", "bootstrap"], env=env, cwd=ROOT,
-                                   capture_output=True, text=True, check=True)
-        operator = bootstrap.stdout.strip()
+    with services() as svc, contextlib.ExitStack() as stack:
+        operator = bootstrap(svc.env)
         servers = {}
         for mode in ("tokens", "none"):
-            process, address = start_server(env, mode, work / f"server-{mode}.log")
-            stack.callback(process.wait, 30)
-            stack.callback(process.terminate)
+            address = f"127.0.0.1:{free_port()}"
+            stack.enter_context(start_server(svc.server_env("file", address, {"QUARRY_AUTH_MODE": mode}),
+                                             svc.work / f"server-{mode}.log"))
             servers[mode] = address
         reader = asyncio.run(prepare(servers["tokens"], operator))
         metadata = {"tokens": (("authorization", f"Bearer {reader}"),),

@@ -314,8 +314,8 @@ class _Sampler(threading.Thread):
 
 
 def main() -> None:
+    from bench.sizes import parse_size
     from bench.stack import quarry_stack
-    from bench.upload_throughput import parse_size
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=["stalled", "uploads", "single", "all"])

@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.sizes import parse_size  # noqa: E402
 from bench.stack import BUCKET, moto_server  # noqa: E402
-from bench.upload_throughput import parse_size  # noqa: E402
 from server.domain.preview import preview_file  # noqa: E402
 from server.model.datasets import FileFormat  # noqa: E402
 from server.model.locations import S3Location  # noqa: E402

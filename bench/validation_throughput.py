@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.upload_throughput import parse_size  # noqa: E402
+from bench.sizes import parse_size  # noqa: E402
 from server.domain.validation import validate_object  # noqa: E402
 from server.model.datasets import DatasetRules  # noqa: E402
 from server.storage.objects.local import LocalStore  # noqa: E402

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import signal
 import threading
@@ -45,34 +43,6 @@ from server.model.errors import ConfigError
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Keep large buffers out of the C heap, so memory freed after an upload goes back to the system.
-#
-# Upload parts pass through buffers of a few MiB. glibc's malloc raises its mmap threshold each time such a
-# block is freed, after which equal blocks come from the heap, where freed space fragments and stays in the
-# process: with several S3 streams the server's resident size roughly doubled for the same live data. A
-# fixed threshold (which also turns off the adjustment) keeps every block of 1 MiB or more in its own
-# mapping, returned on free. Elsewhere than glibc this does nothing.
-M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def map_large_blocks() -> bool:
-    """Set glibc's mmap threshold to 1 MiB; False where that is not possible."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    if not done:
-        log.debug("mallopt(M_MMAP_THRESHOLD) refused")
-    return done
-
 
 QUARRY_SERVICES = (
     dataset_service_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
@@ -173,7 +143,6 @@ async def _stop_flight(flight_server: QuarryFlightServer, grace: float) -> None:
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the server until a signal (or `stop` in tests) ends it."""
-    map_large_blocks()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,6 +24,7 @@ from server.domain.tokens import Tokens
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
+from server.memory import HeapTrimmer
 from server.settings import Settings
 from server.storage import namespaces
 from server.storage.db import Database
@@ -67,12 +68,13 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
     limiter = RateLimiter.from_url(settings.redis_url)
     authenticator = Authenticator(db, hub)
     authenticator.start()
+    trimmer = HeapTrimmer(lambda: budget.idle)  # the heap given back once streams are done (server/memory.py)
+    budget = BufferBudget(settings.max_buffer_bytes, settings.buffer_wait_seconds, on_idle=trimmer)
     try:
         tokens = PageTokens(key)
         uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
         versions = Versions(db, deps.queue, hub, tokens, settings.max_page_size)
-        budget = BufferBudget(settings.max_buffer_bytes, settings.buffer_wait_seconds)
         costs = StreamCosts(window=settings.stream_window_bytes, max_chunk=settings.max_chunk_bytes)
         files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size, budget,
                       costs.download, settings.max_url_ttl_seconds)
@@ -89,6 +91,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
             admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
                                 spaces, limiter, audit))
     finally:
+        trimmer.close()
         await authenticator.close()
         await limiter.close()
         await hub.close()

@@ -14,6 +14,7 @@ from quarry._exceptions import error_for, from_grpc
 from quarry._plan import plan_ranges
 from quarry._resume import FileIdentity, ResumeState, ResumeStore
 from quarry._retry import Budget
+from quarry.v1 import upload_service_pb2 as upb
 
 MiB = 1 << 20
 
@@ -293,14 +294,14 @@ def test_resume_state_is_keyed_by_identity_and_target(tmp_path: Path) -> None:
     others = [store.key(identity, "ns", "d", "g.bin"), store.key(identity, "ns2", "d", "f.bin"),
               store.key(identity, "ns", "e", "f.bin")]
     assert len({key, *others}) == 4
-    store.save(key, ResumeState(sha256="a" * 64, upload="namespaces/ns/uploads/u"))
+    store.save(key, ResumeState(upload="namespaces/ns/uploads/u"))
     assert store.load(key).upload == "namespaces/ns/uploads/u"  # type: ignore[union-attr]
     source.write_bytes(b"y" * 11)
     assert FileIdentity.of(source) != identity  # a changed file is a new identity, hence a new upload
     saved = store.directory / f"{key}.json"
     saved.write_text("{not json")
     assert store.load(key) is None
-    store.save(key, ResumeState(sha256="b" * 64, upload="namespaces/ns/uploads/v"))
+    store.save(key, ResumeState(upload="namespaces/ns/uploads/v"))
     assert store.load(key).upload == "namespaces/ns/uploads/v"  # type: ignore[union-attr]
     store.delete(key)
     assert not saved.exists() and store.load(key) is None
@@ -326,5 +327,33 @@ def test_chunks_carry_a_crc32c_only_when_a_fast_one_is_installed() -> None:
 
     fast = crc32c_function()
     assert fast is not None  # google-crc32c is in the dev environment (the clean-venv test covers its absence)
-    assert chunk_message(b"123456789", fast).chunk.crc32c == 0xE3069283  # the CRC32C check value
-    assert not chunk_message(b"123456789", None).chunk.HasField("crc32c")
+    with_crc = upb.UploadRequest.FromString(chunk_message(b"123456789", fast))  # encoded by hand (_wire.py)
+    assert with_crc.chunk.crc32c == 0xE3069283 and with_crc.chunk.data == b"123456789"  # the CRC32C check value
+    assert not upb.UploadRequest.FromString(chunk_message(b"123456789", None)).chunk.HasField("crc32c")
+
+
+@pytest.mark.parametrize("size", [0, 1000, 8 * MiB, 8 * MiB + 1, 20 * MiB + 3])
+def test_a_file_digest_is_the_files_sha256(tmp_path: Path, size: int) -> None:
+    import hashlib
+    import os
+
+    from quarry._checksums import FileDigest
+
+    data = os.urandom(size)
+    source = tmp_path / "f.bin"
+    source.write_bytes(data)
+    assert FileDigest(source, size).hexdigest() == hashlib.sha256(data).hexdigest()  # inline or in its thread
+    assert FileDigest(source, size // 2).hexdigest() == hashlib.sha256(data[:size // 2]).hexdigest()
+
+
+def test_a_file_digest_of_a_file_that_ends_early_fails_and_a_cancelled_one_says_so(tmp_path: Path) -> None:
+    from quarry._checksums import FileDigest
+
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x" * (9 * MiB))
+    with pytest.raises(EOFError):  # the upload turns it into IntegrityError ("got shorter")
+        FileDigest(source, 10 * MiB).hexdigest()
+    digest = FileDigest(source, 9 * MiB)
+    digest.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        digest.hexdigest()

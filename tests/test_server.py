@@ -167,14 +167,3 @@ async def test_sigterm_lets_an_upload_in_flight_finish(stack_envs: dict[str, dic
     assert response.upload.state == upload_pb2.UPLOAD_STATE_STAGED and response.upload.size_bytes == size
     await api.channel.close()
     assert await asyncio.to_thread(handle.process.stop, signal.SIGTERM, 30) == 0
-
-
-def test_large_blocks_are_mapped_on_glibc() -> None:
-    """The server fixes glibc's mmap threshold so freed part buffers leave the process (see server.app)."""
-    import platform
-
-    from server.app import map_large_blocks
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-    assert map_large_blocks() is True

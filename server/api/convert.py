@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2
 from quarry.v1 import common_pb2, dataset_pb2, dataset_service_pb2, upload_pb2, version_pb2
 
+from server.api import wire
 from server.api.errors import code_for_kind
 from server.domain.diff import FileChange, SchemaChange, VersionDiff
 from server.domain.files import DownloadUrl, FilePage, FileRead
@@ -219,10 +220,9 @@ def file_stats(value: VersionFile) -> dataset_service_pb2.GetFileStatsResponse:
                                                     row_count=value.row_count)
 
 
-def read_chunk(read: FileRead, offset: int, data: bytes) -> dataset_service_pb2.ReadFileResponse:
-    """One ReadFile message."""
-    return dataset_service_pb2.ReadFileResponse(data=data, offset=offset, file_size_bytes=read.file.size,
-                                                sha256=read.file.sha256)
+def read_chunk(read: FileRead, offset: int, data: bytes) -> bytes:
+    """One ReadFile message, encoded (server/api/wire.py: one copy of the data, where protobuf makes two)."""
+    return wire.read_response(data, offset, read.file.size, read.file.sha256)
 
 
 def duration_seconds(value: duration_pb2.Duration) -> float:

@@ -25,6 +25,7 @@ from grpc import aio
 from server import metrics
 from server.api.caller import CURRENT_CALLER, credentials
 from server.api.errors import code_for, status_for
+from server.api.wire import message_size
 from server.domain.access import Rule, rule_for
 from server.domain.admission import Admission
 from server.domain.caller import Caller, CallRecord
@@ -69,7 +70,7 @@ async def drain(requests: AsyncIterator[Any]) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(DRAIN_SECONDS):
             async for request in requests:
-                budget -= request.ByteSize()
+                budget -= message_size(request)
                 if budget < 0:
                     return
 

@@ -14,12 +14,14 @@ from server import metrics
 from server.api import convert
 from server.api.caller import CallerResolver
 from server.api.interceptors import drain
+from server.api.wire import RawChunk
 from server.domain.upload_stream import Chunk, Finish, StreamMessage, UploadStream
 from server.domain.uploads import NewUpload, Uploads
 from server.model.errors import BufferBudgetSpent, InvalidArgument, QuarryError, StreamIdle
 from server.model.uploads import Upload
 
 UPLOAD_METADATA = "x-quarry-upload"
+Received = pb.UploadRequest | RawChunk  # what an Upload stream's messages are read as (server/api/wire.py)
 
 
 def new_upload(request: pb.CreateUploadRequest) -> tuple[str, NewUpload]:
@@ -37,7 +39,7 @@ def new_upload(request: pb.CreateUploadRequest) -> tuple[str, NewUpload]:
     )
 
 
-async def _until_idle(requests: AsyncIterator[pb.UploadRequest], seconds: float) -> AsyncIterator[pb.UploadRequest]:
+async def _until_idle(requests: AsyncIterator[Received], seconds: float) -> AsyncIterator[Received]:
     """The stream's messages; StreamIdle when the client sends none for `seconds`. Only the wait for the client
     counts: while the server holds the stream back (a slow store, the budget), no message is asked for."""
     iterator = aiter(requests)
@@ -55,8 +57,11 @@ async def _until_idle(requests: AsyncIterator[pb.UploadRequest], seconds: float)
         yield request
 
 
-async def _messages(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[StreamMessage]:
+async def _messages(requests: AsyncIterator[pb.UploadRequest | RawChunk]) -> AsyncIterator[StreamMessage]:
     async for request in requests:
+        if isinstance(request, RawChunk):  # most messages: a chunk read in place (server/api/wire.py)
+            yield Chunk(request.data, request.crc32c, request.data_crc)
+            continue
         kind = request.WhichOneof("kind")
         if kind == "chunk":
             chunk = request.chunk
@@ -71,8 +76,8 @@ async def _messages(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[
             raise InvalidArgument.field("kind", "empty message: set header, chunk or finish")
 
 
-def _header(first: pb.UploadRequest | None) -> pb.UploadHeader:
-    if first is None or first.WhichOneof("kind") != "header":
+def _header(first: Received | None) -> pb.UploadHeader:
+    if not isinstance(first, pb.UploadRequest) or first.WhichOneof("kind") != "header":
         raise InvalidArgument.field("header", "the first message of an Upload stream must be a header",
                                     reason="HEADER_MISSING")
     return first.header
@@ -93,7 +98,7 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
         upload, _ = await self._uploads.create(self._caller(context), parent, spec)
         return pb.CreateUploadResponse(upload=convert.upload(upload))
 
-    async def Upload(self, request_iterator: AsyncIterator[pb.UploadRequest],
+    async def Upload(self, request_iterator: AsyncIterator[Received],
                      context: aio.ServicerContext) -> pb.UploadResponse:
         async def announce(upload: Upload) -> None:
             # Sent before any byte is read, so a client whose stream breaks knows what to resume.

@@ -66,13 +66,13 @@ class VersionMethods(ServicerBase):
         return convert.file_stats(file)
 
     async def ReadFile(self, request: pb.ReadFileRequest,
-                       context: aio.ServicerContext) -> AsyncIterator[pb.ReadFileResponse]:
+                       context: aio.ServicerContext) -> AsyncIterator[bytes]:
         read = await self.services.files.read(self.caller(context), request.version, request.path, request.offset,
                                               request.limit)
         # Each message is read from the store only when gRPC asks for the next one: a slow reader holds us back.
         async for offset, data in read.chunks():
             metrics.READ_BYTES.labels(protocol="grpc").inc(len(data))
-            yield convert.read_chunk(read, offset, data)
+            yield convert.read_chunk(read, offset, data)  # encoded: ReadFile's serializer passes it through
 
     async def GetDownloadUrl(self, request: pb.GetDownloadUrlRequest,
                              context: aio.ServicerContext) -> pb.GetDownloadUrlResponse:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from server import metrics
@@ -62,18 +62,28 @@ class StreamCosts:
 class BufferBudget:
     """Bytes granted to streams, never more than `limit` at once; takers wait first come, first served."""
 
-    def __init__(self, limit: int, wait_seconds: float) -> None:
+    def __init__(self, limit: int, wait_seconds: float, on_idle: Callable[[], None] | None = None) -> None:
         self.queue_limit = limit // 4  # for the windows of streams waiting for their grant
         self.limit = limit - self.queue_limit  # for the grants of streams at work
         self.wait_seconds = wait_seconds
         self.held = 0
         self.queued = 0
+        self._total = 0  # held + queued, as last reported
+        self._on_idle = on_idle  # told when the last byte held is given back (the server trims its heap)
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         metrics.BUFFER_LIMIT.set(limit)
 
     def _set(self, held: int) -> None:
         self.held = held
-        metrics.BUFFER_HELD.set(self.held + self.queued)
+        total, self._total = self._total, self.held + self.queued
+        metrics.BUFFER_HELD.set(self._total)
+        if total and not self._total and self._on_idle is not None:
+            self._on_idle()
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is held or waited for."""
+        return not self.held + self.queued and not self._waiters
 
     def take_now(self, nbytes: int) -> bool:
         """Take `nbytes` if they are free and nobody waits before us; False otherwise."""

@@ -5,12 +5,16 @@ A version's files exist once it is READY; asking for a file of a version still b
 FAILED_PRECONDITION (VERSION_NOT_READY), and a path the version does not have is NOT_FOUND (FILE_NOT_FOUND).
 
 ReadFile streams `store.read` in messages of READ_MESSAGE_BYTES, pulled one at a time by the gRPC
-layer, so a slow reader makes the server wait instead of buffering. An offset equal to the file's size
+layer, so a slow reader makes the server wait instead of buffering. One message is read ahead: while gRPC
+sends one, the next is read from the store (the read grant counts both: `StreamCosts.download`), so the
+disk or S3 and the socket work at once instead of in turn. An offset equal to the file's size
 reads nothing: the stream ends without a message (as does any read of an empty file).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,6 +64,23 @@ class FileFilter:
     formats: tuple[FileFormat, ...] = ()
 
 
+async def _one_ahead(pieces: AsyncIterator[tuple[int, bytes]]) -> AsyncIterator[tuple[int, bytes]]:
+    """`pieces`, the next one read while the caller handles the current one (at most one ahead)."""
+    iterator = aiter(pieces)
+    ahead: asyncio.Future[tuple[int, bytes] | None] = asyncio.ensure_future(anext(iterator, None))
+    try:
+        while (piece := await ahead) is not None:
+            ahead = asyncio.ensure_future(anext(iterator, None))
+            yield piece
+    finally:
+        # The caller stopped early (the client went away) or the store failed: stop the read in flight, then close
+        # the store's reader (its file or connection) here rather than whenever the collector finds it.
+        ahead.cancel()
+        await asyncio.wait([ahead])  # raises nothing of the read's; our own cancellation still goes through
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class FileRead:
     """A validated read of a file: where it starts and how many bytes it covers."""
@@ -77,7 +98,7 @@ class FileRead:
         if self.length == 0:
             return
         async with self.budget.hold(self.grant, f"a read of {self.file.path!r}"):
-            async for piece in self._pieces():
+            async for piece in _one_ahead(self._pieces()):
                 yield piece
 
     async def _pieces(self) -> AsyncIterator[tuple[int, bytes]]:

@@ -45,10 +45,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Chunk:
-    """Bytes that continue the write, with the client's optional CRC32C of them."""
+    """Bytes that continue the write, with the client's optional CRC32C of them and, when the receiver computed
+    it already, their own."""
 
-    data: bytes
+    data: bytes | memoryview
     crc32c: int | None = None
+    data_crc: int | None = None
 
 
 @dataclass(frozen=True)
@@ -289,10 +291,14 @@ class UploadStream:
             raise InvalidArgument.field("chunk.data", f"chunk of {len(data)} bytes exceeds max_chunk_bytes "
                                                       f"({limits.max_chunk_bytes})", reason="CHUNK_TOO_LARGE")
         pieces = self._split(upload, position, data)
-        crcs = [crc32c(piece) if len(piece) < len(data) else crc32c(data) for piece in pieces]
-        chunk_crc = 0
-        for piece, piece_crc in zip(pieces, crcs, strict=True):
-            chunk_crc = combine(chunk_crc, piece_crc, len(piece))
+        if len(pieces) == 1:
+            chunk_crc = chunk.data_crc if chunk.data_crc is not None else crc32c(data)
+            crcs = [chunk_crc]
+        else:  # a chunk across a part boundary: each part gets the CRC of its piece
+            crcs = [crc32c(piece) for piece in pieces]
+            chunk_crc = 0
+            for piece, piece_crc in zip(pieces, crcs, strict=True):
+                chunk_crc = combine(chunk_crc, piece_crc, len(piece))
         if chunk.crc32c is not None and chunk.crc32c != chunk_crc:
             raise ChecksumMismatch(f"crc32c of the chunk at offset {position} is {chunk_crc}, the client "
                                    f"sent {chunk.crc32c}; the chunk was not committed",
@@ -308,7 +314,7 @@ class UploadStream:
         return pieces, crcs
 
     @staticmethod
-    def _split(upload: Upload, position: int, data: bytes) -> list[memoryview]:
+    def _split(upload: Upload, position: int, data: bytes | memoryview) -> list[memoryview]:
         """The chunk cut at part boundaries."""
         view = memoryview(data)
         pieces = []

@@ -302,7 +302,7 @@ class AsyncClient(BaseClient[AsyncTransport]):
                                                 view="basic")
         download, pieces = await asyncio.to_thread(VersionDownload.plan, directory, pinned, found, include, exclude,
                                                    progress)
-        limit = asyncio.Semaphore(parallel or self.streams)
+        limit = asyncio.Semaphore(self._parallel(parallel))
 
         async def one(piece: Piece) -> None:
             async with limit:
@@ -386,8 +386,8 @@ class AsyncClient(BaseClient[AsyncTransport]):
         PROMOTED (or raises UploadFailed)."""
         job = await asyncio.to_thread(self._upload_job, path, dataset, dest, content_type=content_type,
                                       auto_commit=wait, commit_message=commit_message)
-        uploader = AsyncUploader(self._t, self._calls, streams or self.streams, await self._chunk_size(),
-                                 crc32c_function())
+        chunk = await self._chunk_size()
+        uploader = AsyncUploader(self._t, self._calls, self._upload_streams(streams), chunk, crc32c_function())
         return await uploader.run(job, progress=progress, wait=wait, wait_timeout=wait_timeout,
                                   watch=lambda name, left: self.watch_upload(name, timeout=left))
 
@@ -402,7 +402,7 @@ class AsyncClient(BaseClient[AsyncTransport]):
                                         message=message, use_gitignore=use_gitignore, progress=progress,
                                         follow_symlinks=follow_symlinks)
         chunk = await self._chunk_size()
-        limit = asyncio.Semaphore(self.streams)
+        limit = asyncio.Semaphore(self._parallel())
 
         async def one(file: DirectoryFile, streams: int) -> tuple[UploadJob, UploadResult]:
             async with limit:
@@ -411,7 +411,7 @@ class AsyncClient(BaseClient[AsyncTransport]):
                 uploader = AsyncUploader(self._t, self._calls, streams, chunk, crc32c_function())
                 return job, await uploader.run(job, progress=batch.total.callback(file.dest), keep_state=True)
 
-        batch.done = [await one(file, self.streams) for file in batch.big]
+        batch.done = [await one(file, self._upload_streams()) for file in batch.big]
         batch.done += await asyncio.gather(*(one(file, 1) for file in batch.small))
         version = await self._t.call(batch.commit(self._calls, dataset))
         batch.forget()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from quarry._calls import Calls, stream_timeout
+from quarry._checksums import FileDigest
 from quarry._exceptions import NotFound, PermissionDenied, RpcError
 from quarry._plan import Range
 from quarry._results import ProgressCallback, UploadResult
@@ -24,7 +25,6 @@ from quarry._uploads import (
     Tally,
     UploadJob,
     check_waited,
-    chunk_message,
     finish_message,
     header_message,
     range_budget,
@@ -56,17 +56,23 @@ class AsyncUploader:
         """Upload the job's file (resuming when a saved upload matches); optionally wait for the end."""
         tally = Tally(job.size, progress)
         upload, resumed = await self._open(job)
-        if upload.state == OPEN:
-            upload = await self._send(job, upload, tally)
-        else:
-            tally.skip(job.size)
+        digest = await asyncio.to_thread(job.digest, upload)
+        try:
+            if upload.state == OPEN:
+                upload = await self._send(job, upload, tally, digest)
+            else:
+                tally.skip(job.size)
+            sha256 = await asyncio.to_thread(job.sha256_of, digest)
+        finally:
+            if digest is not None:
+                await asyncio.to_thread(digest.cancel)
         job.check_unchanged()
         if wait:
             assert watch is not None
             upload = await self._wait(upload, watch, wait_timeout)
         if not keep_state:
             job.forget()
-        return job.result(upload, tally, resumed)
+        return job.result(upload, tally, resumed, sha256)
 
     async def _open(self, job: UploadJob) -> tuple[upload_pb2.Upload, bool]:
         if job.state.upload:
@@ -74,13 +80,15 @@ class AsyncUploader:
                 saved = await self.t.call(self.calls.get_upload(job.state.upload))
             except (NotFound, PermissionDenied):
                 saved = None
-            if job.resumes(saved):
+            resumes = await asyncio.to_thread(job.resumes, saved)  # reads the committed parts back
+            if resumes and saved is not None:
                 return saved, True
         upload = await self.t.call(self.calls.created(job.create_request()))
         job.remember(upload)
         return upload, bool(upload.parts)
 
-    async def _send(self, job: UploadJob, upload: upload_pb2.Upload, tally: Tally) -> upload_pb2.Upload:
+    async def _send(self, job: UploadJob, upload: upload_pb2.Upload, tally: Tally,
+                    digest: FileDigest | None) -> upload_pb2.Upload:
         tally.skip(sum(part.size_bytes for part in upload.parts))
         planned, single = job.plan(upload, self.streams)
         ranges = deque(planned)
@@ -88,7 +96,8 @@ class AsyncUploader:
 
         async def worker() -> None:
             while ranges:
-                responses.append(await self._send_range(job, upload.name, ranges.popleft(), not single, tally))
+                responses.append(await self._send_range(job, upload.name, ranges.popleft(), not single, tally,
+                                                        digest))
 
         tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.streams, len(ranges)))]
         if tasks:
@@ -104,10 +113,12 @@ class AsyncUploader:
         staged = staged_in(responses)
         if staged is not None:
             return staged
+        sha256 = await asyncio.to_thread(job.sha256_of, digest)
         job.check_unchanged()
-        return await self.t.call(self.calls.complete_upload(upload.name))
+        return await self.t.call(self.calls.complete_upload(upload.name, sha256=sha256))
 
-    async def _send_range(self, job: UploadJob, name: str, span: Range, keep_open: bool, tally: Tally) -> Any:
+    async def _send_range(self, job: UploadJob, name: str, span: Range, keep_open: bool, tally: Tally,
+                          digest: FileDigest | None) -> Any:
         stream = RangeStream(name, span, tally)
         budget = range_budget(self.t.retry, aio=True)
         async for attempt in async_attempts(budget):
@@ -121,22 +132,23 @@ class AsyncUploader:
                 timeout = stream_timeout(span.stop - stream.start, self.t.timeout)
                 try:
                     response = await self.t.upload_from(header_message(name, stream.start),
-                                                        self._chunks(job, stream, keep_open), timeout)
+                                                        self._chunks(job, stream, keep_open, digest), timeout)
                 except RpcError as error:
                     stream.broke(error)
                     raise
         return response
 
-    async def _chunks(self, job: UploadJob, stream: RangeStream, keep_open: bool) -> AsyncIterator[pb.UploadRequest]:
+    async def _chunks(self, job: UploadJob, stream: RangeStream, keep_open: bool,
+                      digest: FileDigest | None) -> AsyncIterator[pb.UploadRequest | bytes]:
         span, position = stream.span, stream.start
         while position < span.stop:
             size = min(self.chunk_size, span.stop - position)
-            data = await asyncio.to_thread(job.read, position, size)
-            yield chunk_message(data, self.crc)
+            yield await asyncio.to_thread(job.chunk, position, size, self.crc)  # read, CRC'd and encoded there
             stream.add(size)
             position += size
         if span.last:
-            yield finish_message(keep_open)
+            sha256 = "" if keep_open else await asyncio.to_thread(job.sha256_of, digest)
+            yield finish_message(keep_open, sha256)
 
     async def _wait(self, upload: upload_pb2.Upload, watch: AsyncWatch, timeout: float | None) -> upload_pb2.Upload:
         loop = asyncio.get_running_loop()

@@ -268,7 +268,7 @@ class Client(BaseClient[SyncTransport]):
         pinned, found = self._reader.listing(self._calls.version(dataset, version), view="basic")
         download, pieces = VersionDownload.plan(directory, pinned, found, include, exclude, progress)
         try:
-            with ThreadPoolExecutor(parallel or self.streams, thread_name_prefix="quarry-get") as pool:
+            with ThreadPoolExecutor(self._parallel(parallel), thread_name_prefix="quarry-get") as pool:
                 for _ in pool.map(lambda p: download.received_piece(p, self._reader.read(p.job.found, p.offset,
                                                                                          p.length)), pieces):
                     pass
@@ -345,12 +345,13 @@ class Client(BaseClient[SyncTransport]):
         PROMOTED (or raises UploadFailed)."""
         job = self._upload_job(path, dataset, dest, content_type=content_type, auto_commit=wait,
                                commit_message=commit_message)
-        return self._uploader(streams or self.streams).run(
+        return self._uploader(streams).run(
             job, progress=progress, wait=wait, wait_timeout=wait_timeout,
             watch=lambda name, left: self.watch_upload(name, timeout=left))
 
-    def _uploader(self, streams: int) -> SyncUploader:
-        return SyncUploader(self._t, self._calls, streams, self._chunk_size(), crc32c_function())
+    def _uploader(self, streams: int | None) -> SyncUploader:
+        chunk = self._chunk_size()
+        return SyncUploader(self._t, self._calls, self._upload_streams(streams), chunk, crc32c_function())
 
     def upload_dir(self, directory: str | os.PathLike[str], dataset: str, *, prefix: str = "",
                    ignore: Iterable[str] = (), manifest: str | os.PathLike[str] | None = None,
@@ -362,12 +363,12 @@ class Client(BaseClient[SyncTransport]):
         batch = self._batch(directory, prefix=prefix, ignore=ignore, manifest=manifest, message=message,
                             use_gitignore=use_gitignore, progress=progress, follow_symlinks=follow_symlinks)
 
-        def one(file: DirectoryFile, streams: int) -> tuple[UploadJob, UploadResult]:
+        def one(file: DirectoryFile, streams: int | None) -> tuple[UploadJob, UploadResult]:
             job = self._upload_job(file.path, dataset, file.dest, content_type=file.content_type)
             return job, self._uploader(streams).run(job, progress=batch.total.callback(file.dest), keep_state=True)
 
-        batch.done = [one(file, self.streams) for file in batch.big]
-        with ThreadPoolExecutor(self.streams, thread_name_prefix="quarry-dir") as pool:
+        batch.done = [one(file, None) for file in batch.big]
+        with ThreadPoolExecutor(self._parallel(), thread_name_prefix="quarry-dir") as pool:
             batch.done += pool.map(lambda file: one(file, 1), batch.small)
         version = self._t.call(batch.commit(self._calls, dataset))
         batch.forget()

@@ -2,8 +2,10 @@
 
 One small JSON file per upload under `{cache_dir}/uploads/`, named by a hash of the file's identity
 (absolute path, size, mtime_ns) and its target (namespace, dataset, path). A file that changed gets a new
-identity, so stale state is never applied to new bytes; the server's GetUpload is checked before any
-state is trusted. Losing the cache costs only the resume, so write failures are logged, not raised.
+identity, so stale state is never applied to new bytes; before an upload is continued, the server's
+GetUpload is checked, and the CRC32C of every part it committed against the same bytes of the file (the
+uploaders do that: a file rewritten with its size and time kept is caught there, with no hash of the whole
+file). Losing the cache costs only the resume, so write failures are logged, not raised.
 """
 
 from __future__ import annotations
@@ -40,9 +42,8 @@ class FileIdentity:
 
 @dataclass
 class ResumeState:
-    """What a resumed upload needs: the file's sha256 (hashed once) and, once created, the upload's name."""
+    """What a resumed upload needs: the request_id of its create and, once created, the upload's name."""
 
-    sha256: str
     part_size: int = 0
     upload: str = ""
     request_id: str = ""

@@ -23,6 +23,7 @@ from quarry._config import Config
 from quarry._exceptions import RpcError, from_grpc
 from quarry._retry import Budget, RetryPolicy, async_attempts, attempts
 from quarry._tls import Diagnosis, channel_credentials
+from quarry._wire import serialize_request
 from quarry.v1 import (
     audit_service_pb2_grpc,
     capabilities_service_pb2_grpc,
@@ -38,6 +39,7 @@ __all__ = ["AsyncTransport", "SyncTransport", "channel_options", "stream_timeout
 NAMESPACE_METADATA = "x-quarry-namespace"
 AUTHORIZATION_METADATA = "authorization"
 UPLOAD_METADATA = "x-quarry-upload"
+UPLOAD_METHOD = "/quarry.v1.UploadService/Upload"
 OWN_WRITE_FAILURE = "Internal error from Core"  # grpc.aio's status for a write that failed under it
 MiB = 1 << 20
 
@@ -118,6 +120,9 @@ class _Transport:
             "namespaces": namespace_service_pb2_grpc.NamespaceServiceStub(channel),
             "audit": audit_service_pb2_grpc.AuditServiceStub(channel),
         }
+        # Upload as the stub has it, but taking chunk messages encoded already (bytes: `_wire.py`).
+        self._upload = channel.stream_unary(UPLOAD_METHOD, request_serializer=serialize_request,
+                                            response_deserializer=upb.UploadResponse.FromString)
 
     def translated(self) -> Any:
         """`translated`, with this client's diagnosis of connection failures."""
@@ -171,11 +176,12 @@ class SyncTransport(_Transport):
         with self.stream(call) as messages:
             yield from messages
 
-    def upload(self, requests: Iterable[upb.UploadRequest], timeout: float) -> upb.UploadResponse:
-        """One Upload stream. grpc's own thread consumes `requests`, so a server that fails the call while
-        they are still being sent is reported with its real status."""
+    def upload(self, requests: Iterable[upb.UploadRequest | bytes], timeout: float) -> upb.UploadResponse:
+        """One Upload stream (messages, or chunks encoded already). grpc's own thread consumes `requests`, so a
+        server that fails the call while they are still being sent is reported with its real status."""
         with self.translated():
-            return self._services["uploads"].Upload(iter(requests), timeout=timeout, metadata=self.metadata)
+            response: upb.UploadResponse = self._upload(iter(requests), timeout=timeout, metadata=self.metadata)
+            return response
 
     def close(self) -> None:
         """Close the channel."""
@@ -211,13 +217,14 @@ class AsyncTransport(_Transport):
             async for message in messages:
                 yield message
 
-    async def upload(self, requests: AsyncIterable[upb.UploadRequest] | Iterable[upb.UploadRequest],
+    async def upload(self, requests: AsyncIterable[upb.UploadRequest | bytes] | Iterable[upb.UploadRequest | bytes],
                      timeout: float) -> upb.UploadResponse:
-        """One Upload stream of the given messages."""
+        """One Upload stream of the given messages (or chunks encoded already)."""
         with self.translated():
-            return await self._services["uploads"].Upload(requests, timeout=timeout, metadata=self.metadata)
+            response: upb.UploadResponse = await self._upload(requests, timeout=timeout, metadata=self.metadata)
+            return response
 
-    async def upload_from(self, header: upb.UploadRequest, rest: AsyncIterator[upb.UploadRequest],
+    async def upload_from(self, header: upb.UploadRequest, rest: AsyncIterator[upb.UploadRequest | bytes],
                           timeout: float) -> upb.UploadResponse:
         """One Upload stream: the header, then (once the server accepted it) the rest.
 
@@ -227,7 +234,7 @@ class AsyncTransport(_Transport):
         metadata (`x-quarry-upload`, sent once the header is accepted): a refused header is read as the real
         status. A refusal midway (the server drains only a few MiB) is read from the status the call first
         settled with, which a done-callback sees before the failed write can replace it."""
-        call = self._services["uploads"].Upload(metadata=self.metadata, timeout=timeout)
+        call = self._upload(metadata=self.metadata, timeout=timeout)
         first: list[aio.AioRpcError | None] = []
         call.add_done_callback(lambda done: first.append(_status_now(done)))
         with self.translated():

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from quarry._calls import Calls, stream_timeout
+from quarry._checksums import FileDigest
 from quarry._exceptions import NotFound, PermissionDenied, QuarryError, RpcError
 from quarry._plan import Range
 from quarry._results import ProgressCallback, UploadResult
@@ -57,23 +58,25 @@ def _result(futures: list[Future[Any]]) -> Any:
 
 
 class _Requests:
-    """The messages of one stream: header, chunks of the range read as they are sent, finish.
+    """The messages of one stream: header, chunks of the range read as they are sent (encoded by hand:
+    `_wire.py`), finish (with the sha256, once hashed, when it stages the upload).
 
     It ends early, without the finish, when told to stop (another stream failed, or Ctrl-C): the server
     then keeps the whole parts received, so the upload stays resumable. A local error is kept for the
     caller rather than raised into grpc's thread."""
 
     def __init__(self, job: UploadJob, stream: RangeStream, keep_open: bool, chunk_size: int,
-                 crc: Callable[[bytes], int] | None, stop: threading.Event) -> None:
+                 crc: Callable[[bytes], int] | None, stop: threading.Event, digest: FileDigest | None) -> None:
         self.job, self.stream, self.keep_open = job, stream, keep_open
         self.chunk_size, self.crc, self.stop = chunk_size, crc, stop
+        self.digest = digest
         self.error: QuarryError | None = None
 
-    def __iter__(self) -> Iterator[pb.UploadRequest]:
+    def __iter__(self) -> Iterator[pb.UploadRequest | bytes]:
         stream, span = self.stream, self.stream.span
         yield header_message(stream.name, stream.start)
         try:
-            with open(self.job.path, "rb") as file:
+            with open(self.job.path, "rb", buffering=0) as file:
                 file.seek(stream.start)
                 position = stream.start
                 while position < span.stop:
@@ -91,7 +94,12 @@ class _Requests:
             self.error = self.job.unreadable(exc)
             return
         if span.last:
-            yield finish_message(self.keep_open)
+            try:
+                sha256 = "" if self.keep_open else self.job.sha256_of(self.digest)
+            except QuarryError as exc:
+                self.error = exc
+                return
+            yield finish_message(self.keep_open, sha256)
 
 
 class SyncUploader:
@@ -110,17 +118,23 @@ class SyncUploader:
         """Upload the job's file (resuming when a saved upload matches); optionally wait for the end."""
         tally = Tally(job.size, progress)
         upload, resumed = self._open(job)
-        if upload.state == OPEN:
-            upload = self._send(job, upload, tally)
-        else:
-            tally.skip(job.size)
+        digest = job.digest(upload)
+        try:
+            if upload.state == OPEN:
+                upload = self._send(job, upload, tally, digest)
+            else:
+                tally.skip(job.size)
+            sha256 = job.sha256_of(digest)
+        finally:
+            if digest is not None:
+                digest.cancel()
         job.check_unchanged()
         if wait:
             assert watch is not None
             upload = self._wait(upload, watch, wait_timeout)
         if not keep_state:
             job.forget()
-        return job.result(upload, tally, resumed)
+        return job.result(upload, tally, resumed, sha256)
 
     def _open(self, job: UploadJob) -> tuple[upload_pb2.Upload, bool]:
         if job.state.upload:
@@ -135,16 +149,18 @@ class SyncUploader:
         # A create repeated with the saved request_id returns the first upload, parts and all.
         return upload, bool(upload.parts)
 
-    def _send(self, job: UploadJob, upload: upload_pb2.Upload, tally: Tally) -> upload_pb2.Upload:
+    def _send(self, job: UploadJob, upload: upload_pb2.Upload, tally: Tally,
+              digest: FileDigest | None) -> upload_pb2.Upload:
         tally.skip(sum(part.size_bytes for part in upload.parts))
         ranges, single = job.plan(upload, self.streams)
         stop = threading.Event()
         responses: list[Any] = []
         if len(ranges) == 1:
-            responses.append(self._send_range(job, upload.name, ranges[0], not single, tally, stop))
+            responses.append(self._send_range(job, upload.name, ranges[0], not single, tally, stop, digest))
         elif ranges:
             with ThreadPoolExecutor(min(self.streams, len(ranges)), thread_name_prefix="quarry-upload") as pool:
-                futures = [pool.submit(self._send_range, job, upload.name, span, True, tally, stop) for span in ranges]
+                futures = [pool.submit(self._send_range, job, upload.name, span, True, tally, stop, digest)
+                           for span in ranges]
                 try:
                     wait(futures, return_when=FIRST_EXCEPTION)
                 except BaseException:
@@ -156,11 +172,12 @@ class SyncUploader:
         staged = staged_in(responses)
         if staged is not None:
             return staged
+        sha256 = job.sha256_of(digest)
         job.check_unchanged()
-        return self.t.call(self.calls.complete_upload(upload.name))
+        return self.t.call(self.calls.complete_upload(upload.name, sha256=sha256))
 
     def _send_range(self, job: UploadJob, name: str, span: Range, keep_open: bool, tally: Tally,
-                    stop: threading.Event) -> Any:
+                    stop: threading.Event, digest: FileDigest | None) -> Any:
         """Send one range over a stream, continuing it after breaks; None when the range is committed but
         the upload may still need CompleteUpload."""
         stream = RangeStream(name, span, tally)
@@ -171,7 +188,7 @@ class SyncUploader:
                 # is still landing on the server. Then ask where to go on.
                 if stream.broken is not None and stream.resume(self.t.call(self.calls.get_upload(name)), budget):
                     return None
-                requests = _Requests(job, stream, keep_open, self.chunk_size, self.crc, stop)
+                requests = _Requests(job, stream, keep_open, self.chunk_size, self.crc, stop, digest)
                 stream.opened()
                 try:
                     response = self.t.upload(requests, stream_timeout(span.stop - stream.start, self.t.timeout))

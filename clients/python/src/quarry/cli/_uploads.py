@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
                    help="JSON/YAML file of per-file descriptions for a directory.")] = None,
                message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
                content_type: Annotated[str, typer.Option(help="Media type of a file.")] = "",
-               streams: Annotated[int, typer.Option(min=1, max=32, help="Parallel streams.")] = 4,
+               streams: Annotated[int | None, typer.Option(
+                   min=1, max=32, help="Parallel streams (default: 1 with a local store, 4 with S3).")] = None,
                follow_symlinks: Annotated[bool, typer.Option(
                    "--follow-symlinks", help="Follow symbolic links that lead out of a directory (refused by "
                                              "default).")] = False,
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         out = Output(json)
 
         def command(client: Client) -> None:
-            client.streams = streams
+            client.streams = streams or client.streams
             if source.is_dir():
                 with progress_bar(show_progress(progress, json), source.name) as callback:
                     batch = client.upload_dir(source, dataset, prefix=path or "", ignore=ignore or (),

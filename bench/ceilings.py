@@ -1,0 +1,118 @@
+"""The bare grpc.aio servers the benchmarks measure Quarry against: what the transport gives with no work done.
+
+    python -m bench.ceilings ADDRESS DIRECTORY
+
+One process, one grpc.aio server (no interceptor, no database, no store), four methods:
+
+- `/bench.Bare/Sink`: client-streaming, reads every message as raw bytes and drops it (the upload ceiling);
+- `/bench.Bare/Write`: client-streaming, parses each message as an UploadRequest and writes its chunk to a file
+  in DIRECTORY at its offset from a worker thread, fdatasync'd every 64 MiB and at the end (a plain server
+  that makes the bytes durable, as Quarry does part by part);
+- `/bench.Bare/Read`: server-streaming, sends one prebuilt serialized ReadFileResponse of 1 MiB again and again
+  until the request's `limit` bytes are sent (the read ceiling: from memory, nothing read or parsed);
+- `/bench.Bare/Get`: unary, answers every call with one prebuilt serialized GetDatasetResponse (the unary
+  ceiling), whatever the request.
+
+Prints "ready" once it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from grpc import aio
+from quarry.v1 import dataset_pb2
+from quarry.v1 import dataset_service_pb2 as dpb
+from quarry.v1 import upload_service_pb2 as upb
+
+MiB = 1 << 20
+MESSAGE = MiB
+SYNC_EVERY = 64 * MiB
+SERVICE = "bench.Bare"
+SINK, WRITE, READ, GET = (f"/{SERVICE}/{name}" for name in ("Sink", "Write", "Read", "Get"))
+
+
+def read_message(offset: int = 0) -> bytes:
+    """The serialized ReadFileResponse the read ceiling sends: 1 MiB of data and the fields Quarry fills."""
+    return dpb.ReadFileResponse(data=os.urandom(MESSAGE), offset=offset, file_size_bytes=1 << 30,
+                                sha256="0" * 64).SerializeToString()
+
+
+def dataset_answer() -> bytes:
+    """The serialized GetDatasetResponse the unary ceiling answers: about the size of Quarry's."""
+    dataset = dataset_pb2.Dataset(name="namespaces/default/datasets/bench", uid=str(uuid.uuid4()),
+                                  description="", etag="0123456789abcdef", state=dataset_pb2.DATASET_STATE_ACTIVE)
+    dataset.create_time.GetCurrentTime()
+    dataset.update_time.GetCurrentTime()
+    return dpb.GetDatasetResponse(dataset=dataset).SerializeToString()
+
+
+class Bare:
+    """The four handlers."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.message = read_message()
+        self.answer = dataset_answer()
+
+    async def sink(self, requests: AsyncIterator[bytes], context: aio.ServicerContext) -> bytes:
+        received = 0
+        async for message in requests:
+            received += len(message)
+        return str(received).encode()
+
+    async def write(self, requests: AsyncIterator[bytes], context: aio.ServicerContext) -> bytes:
+        path = self.directory / uuid.uuid4().hex
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        written = synced = 0
+        try:
+            async for raw in requests:
+                request = upb.UploadRequest.FromString(raw)
+                if request.WhichOneof("kind") != "chunk":
+                    continue
+                data = request.chunk.data
+                await asyncio.to_thread(os.pwrite, fd, data, written)
+                written += len(data)
+                if written - synced >= SYNC_EVERY:
+                    await asyncio.to_thread(os.fdatasync, fd)
+                    synced = written
+            await asyncio.to_thread(os.fdatasync, fd)
+        finally:
+            os.close(fd)
+            path.unlink()
+        return str(written).encode()
+
+    async def read(self, request: bytes, context: aio.ServicerContext) -> AsyncIterator[bytes]:
+        left = dpb.ReadFileRequest.FromString(request).limit
+        while left > 0:
+            yield self.message
+            left -= MESSAGE
+
+    async def get(self, request: bytes, context: aio.ServicerContext) -> bytes:
+        return self.answer
+
+
+async def main(address: str, directory: Path) -> None:
+    bare = Bare(directory)
+    server = aio.server(options=[("grpc.max_receive_message_length", 64 * MiB),
+                                 ("grpc.max_send_message_length", 64 * MiB), ("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+        "Sink": grpc.stream_unary_rpc_method_handler(bare.sink),
+        "Write": grpc.stream_unary_rpc_method_handler(bare.write),
+        "Read": grpc.unary_stream_rpc_method_handler(bare.read),
+        "Get": grpc.unary_unary_rpc_method_handler(bare.get),
+    }),))
+    server.add_insecure_port(address)
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], Path(sys.argv[2])))
