@@ -12,6 +12,8 @@ from server.domain.capabilities import Capabilities
 from server.domain.datasets import Datasets
 from server.domain.files import Files
 from server.domain.identity import Authenticator
+from server.domain.inline import InlineWrites
+from server.domain.lifecycle import Lifecycle
 from server.domain.listing import PageTokens
 from server.domain.namespaces import Namespaces
 from server.domain.parts import UploadLimits
@@ -27,6 +29,7 @@ from server.settings import Settings
 from server.storage import namespaces
 from server.storage.db import Database
 from server.storage.notifications import NotificationHub
+from server.storage.objects.routed import RoutedStore
 from server.storage.ratelimit import RateLimiter
 
 
@@ -39,7 +42,7 @@ def capabilities_of(settings: Settings, storage_kind: str) -> Capabilities:
         upload_expiry_seconds=settings.upload_expiry_seconds, max_page_size=settings.max_page_size,
         max_preview_rows=settings.max_preview_rows, storage_kind=storage_kind, auth_mode=settings.auth_mode,
         tls=settings.tls, client_certificates=settings.tls_client_ca_file is not None,
-        max_url_ttl_seconds=settings.max_url_ttl_seconds)
+        max_url_ttl_seconds=settings.max_url_ttl_seconds, max_inline_bytes=settings.inline_max_bytes)
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
@@ -59,6 +62,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
     """Build the services (and start the notification listener they share)."""
     settings = deps.settings
     db = Database(deps.pool)
+    store = RoutedStore(deps.store, db)  # Quarry's store, and Postgres for the inline files WriteFile keeps
     async with db.connection() as connection:
         key = await namespaces.page_token_key(connection)
     hub = NotificationHub(settings.database_url, connect_timeout=settings.startup_timeout_seconds)
@@ -68,10 +72,10 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
     authenticator.start()
     try:
         tokens = PageTokens(key)
-        uploads = Uploads(db, deps.store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
+        uploads = Uploads(db, store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
         versions = Versions(db, deps.queue, tokens, settings.max_page_size)
-        files = Files(db, deps.store, versions, settings.max_preview_rows, tokens, settings.max_page_size,
+        files = Files(db, store, versions, settings.max_preview_rows, tokens, settings.max_page_size,
                       settings.max_url_ttl_seconds)
         audit = AuditTrail(db, tokens, settings.max_page_size)
         spaces = Namespaces(db, hub, tokens, settings.max_page_size)
@@ -80,11 +84,14 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
             versions=versions, files=files, pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds, audit=audit,
-                            audit_retention_days=settings.audit_retention_days),
-            tables=Tables(files, datasets, deps.store, settings.flight_split_bytes),
+                            audit_retention_days=settings.audit_retention_days,
+                            deleted_retention_days=settings.deleted_retention_days),
+            tables=Tables(files, datasets, store, settings.flight_split_bytes),
             namespaces=spaces, tokens=Tokens(db, authenticator, tokens, settings.max_page_size), audit=audit,
             admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
-                                spaces, limiter, audit))
+                                spaces, limiter, audit),
+            lifecycle=Lifecycle(db, versions, settings.deleted_retention_days),
+            inline=InlineWrites(db, versions, settings.inline_max_bytes))
     finally:
         await authenticator.close()
         await limiter.close()

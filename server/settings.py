@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     tls_client_ca_file: Path | None = Field(None, description="PEM CA bundle: require client certificates (mTLS)")
     audit_retention_days: float = Field(365, gt=0, description="age at which the sweep deletes audit events")
     max_url_ttl_seconds: float = Field(3600, gt=0, le=7 * 86400, description="longest a download URL lives")
+    deleted_retention_days: float = Field(7, gt=0, description="how long a deleted dataset can be undeleted")
+    inline_max_bytes: int = Field(256 * 1024, ge=0, le=4 * MiB - 64 * 1024,
+                                  description="largest file WriteFile keeps inline in Postgres; 0: off")
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
     @classmethod

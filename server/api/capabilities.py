@@ -49,4 +49,5 @@ def _capabilities(settings: Capabilities) -> pb.GetCapabilitiesResponse:
         tls_required=settings.tls,
         client_certificate_required=settings.client_certificates,
         max_download_url_ttl=url_ttl,
+        max_inline_bytes=settings.max_inline_bytes,
     )

@@ -23,6 +23,7 @@ class Capabilities:
     tls: bool = False
     client_certificates: bool = False
     max_url_ttl_seconds: float = 3600
+    max_inline_bytes: int = 0
 
     @property
     def download_urls(self) -> bool:

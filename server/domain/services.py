@@ -8,6 +8,8 @@ from server.domain.admission import Admission
 from server.domain.audit import AuditTrail
 from server.domain.datasets import Datasets
 from server.domain.files import Files
+from server.domain.inline import InlineWrites
+from server.domain.lifecycle import Lifecycle
 from server.domain.namespaces import Namespaces
 from server.domain.pipeline import Pipeline
 from server.domain.sweep import Sweeper
@@ -36,3 +38,5 @@ class Services:
     tokens: Tokens
     audit: AuditTrail
     admission: Admission
+    lifecycle: Lifecycle
+    inline: InlineWrites

@@ -11,6 +11,7 @@ from typing import Any
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
 from server.model.names import version_name
+from server.model.objects import INLINE_PREFIX
 from server.model.report import ColumnInfo, ColumnStats, Issue
 
 
@@ -80,6 +81,11 @@ class VersionFile:
     arrow_schema: bytes | None
     upload_id: uuid.UUID | None = None
 
+    @property
+    def inline(self) -> bool:
+        """Whether the bytes are kept in Postgres (WriteFile) rather than the object store."""
+        return self.object_key.startswith(INLINE_PREFIX)
+
     def approx_bytes(self, full: bool) -> int:
         """About how many bytes the file takes in an answer: a little more than its protobuf encoding, so that a
         sum of these bounds a message's size."""
@@ -114,6 +120,7 @@ class Version:
     create_time: datetime
     ready_time: datetime | None
     files: tuple[VersionFile, ...] = field(default=())
+    cloned_from: str = ""
 
     @property
     def name(self) -> str:

@@ -33,7 +33,8 @@ def _version(row: asyncpg.Record, files: Sequence[VersionFile] = ()) -> Version:
         parent_number=row["parent_number"], message=row["message"], state=VersionState(row["state"]),
         failure=Failure.from_json(row["failure"]), author=row["author"], delete_paths=tuple(row["delete_paths"]),
         file_count=row["file_count"], total_bytes=row["total_bytes"], total_rows=row["total_rows"],
-        create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files))
+        create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files),
+        cloned_from=row["cloned_from"])
 
 
 def _file(row: asyncpg.Record) -> VersionFile:
@@ -231,6 +232,41 @@ async def touch_object(connection: asyncpg.Connection, *, key: str, namespace_id
     await connection.execute(
         """INSERT INTO fresh_objects (key, namespace_id, dataset_id, sha256, size_bytes) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (key) DO UPDATE SET touch_time = now()""", key, namespace_id, dataset_id, sha256, size)
+
+
+async def insert_ready(connection: asyncpg.Connection, *, dataset_id: uuid.UUID, number: int,
+                       base_id: uuid.UUID | None, parent_id: uuid.UUID | None, message: str, author: str,
+                       request_id: str | None, cloned_from: str = "") -> uuid.UUID:
+    """A version READY at once (a clone, an inline write): its files follow in the same transaction, then
+    `set_totals`."""
+    return await connection.fetchval(
+        """INSERT INTO versions (dataset_id, number, base_id, parent_id, message, author, request_id, state,
+                                 ready_time, cloned_from)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'READY', now(), $8) RETURNING id""",
+        dataset_id, number, base_id, parent_id, message, author, request_id, cloned_from)
+
+
+async def copy_files(connection: asyncpg.Connection, source_id: uuid.UUID, target_id: uuid.UUID,
+                     except_paths: Sequence[str] = ()) -> int:
+    """Give a version the files of another (but `except_paths`) in one statement: rows only, the objects they
+    list are shared. Returns how many were copied."""
+    result = await connection.execute(
+        """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
+                                      content_type, columns, arrow_schema, row_count, report, stats)
+           SELECT $2, path, object_key, upload_id, size_bytes, sha256, format, content_type, columns, arrow_schema,
+                  row_count, report, stats
+           FROM version_files WHERE version_id = $1 AND NOT path = ANY($3::text[])""",
+        source_id, target_id, list(except_paths))
+    return int(result.split()[-1])
+
+
+async def set_totals(connection: asyncpg.Connection, version_id: uuid.UUID) -> None:
+    """A version's file count, bytes and rows, summed from its file list."""
+    await connection.execute(
+        """UPDATE versions v SET file_count = t.files, total_bytes = t.bytes, total_rows = t.rows
+           FROM (SELECT count(*) AS files, coalesce(sum(size_bytes), 0) AS bytes, coalesce(sum(row_count), 0) AS rows
+                 FROM version_files WHERE version_id = $1) t
+           WHERE v.id = $1""", version_id)
 
 
 async def ids_in_states_before(connection: asyncpg.Connection, states: Iterable[VersionState],

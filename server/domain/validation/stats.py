@@ -1,25 +1,34 @@
-"""Column statistics gathered batch by batch: nulls, min, max and a distinct-count estimate.
+"""Column statistics gathered batch by batch, in the validation pass: nulls, min, max, a distinct count, the top
+values of a low-cardinality column, and for numeric columns mean, standard deviation, quantiles and a histogram.
 
-Distinct counts use a HyperLogLog sketch (4,096 registers, ~1.6 % error) fed with vectorised 64-bit hashes
-for numeric and temporal columns. String-like columns are hashed value by value in Python, so only their
-first SAMPLE_ROWS rows feed the sketch; their estimate then says so in `source`.
+Distinct counts are exact while a column has at most MAX_DISTINCT values (they are all counted, which also gives
+the top values); past that a HyperLogLog sketch (4,096 registers, ~1.6 % error) fed with vectorised 64-bit
+hashes estimates them for numeric and temporal columns. String-like columns are hashed value by value in
+Python, so only their first SAMPLE_ROWS rows feed the sketch; their estimate then says so in `source`.
+Quantiles come from a KLL sketch (Apache DataSketches, k = 200: normalised rank error about 1.3 % with 99 %
+confidence); moments and the histogram are exact (see sketches.py).
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasketches import kll_doubles_sketch
 
-from server.model.report import ColumnStats
+from server.domain.validation.sketches import MAX_DISTINCT, Frequencies, Histogram, Moments
+from server.model.report import ColumnStats, HistogramBucket
 
 PRECISION = 12
 REGISTERS = 1 << PRECISION
 SAMPLE_ROWS = 1_000_000
+KLL_K = 200
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 _MIX_1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
 
@@ -110,6 +119,7 @@ def text_of(value: object) -> str:
 class _Column:
     name: str
     type: pa.DataType
+    rows: int = 0
     nulls: int = 0
     minimum: pa.Scalar | None = None
     maximum: pa.Scalar | None = None
@@ -118,6 +128,22 @@ class _Column:
     sampled: bool = False
     orderable: bool = True
     hashable: bool = True
+    numeric: bool = False
+    moments: Moments = field(default_factory=Moments)
+    histogram: Histogram = field(default_factory=Histogram)
+    quantiles: kll_doubles_sketch | None = None
+    frequencies: Frequencies = field(default_factory=Frequencies)
+
+    def __post_init__(self) -> None:
+        kind = self.type
+        self.numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        if self.numeric:
+            self.quantiles = kll_doubles_sketch(KLL_K)
+        countable = (pa.types.is_primitive(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                     or pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_decimal(kind)
+                     or pa.types.is_dictionary(kind))
+        if not countable:
+            self.frequencies = Frequencies(None)
 
 
 class StatsAccumulator:
@@ -129,6 +155,7 @@ class StatsAccumulator:
     def add(self, batch: pa.RecordBatch) -> None:
         """Fold one batch in."""
         for state, column in zip(self.columns, batch.columns, strict=False):
+            state.rows += len(column)
             state.nulls += column.null_count
             if state.orderable:
                 try:
@@ -141,7 +168,41 @@ class StatsAccumulator:
                         state.maximum = high
                 except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid):
                     state.orderable = False
+            if state.numeric:
+                self._numbers(state, column)
+            self._count_values(state, column)
             self._sketch(state, column)
+
+    @staticmethod
+    def _numbers(state: _Column, column: pa.Array) -> None:
+        """Moments, quantiles and the histogram of the finite values."""
+        values = column if column.null_count == 0 else column.drop_null()
+        if pa.types.is_boolean(values.type):
+            values = values.cast(pa.uint8())
+        floats = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        if pa.types.is_floating(column.type):
+            floats = floats[np.isfinite(floats)]
+        if floats.size == 0:
+            return
+        state.moments.add(floats)
+        state.histogram.add(floats)
+        assert state.quantiles is not None
+        state.quantiles.update(floats)
+
+    @staticmethod
+    def _count_values(state: _Column, column: pa.Array) -> None:
+        if not state.frequencies.active:
+            return
+        try:
+            counted = pc.value_counts(column.drop_null())
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            state.frequencies = Frequencies(None)
+            return
+        if len(counted) > MAX_DISTINCT:  # decided before any value is turned into text
+            state.frequencies = Frequencies(None)
+            return
+        state.frequencies.add([text_of(v) for v in counted.field("values")],
+                              counted.field("counts").to_pylist())
 
     @staticmethod
     def _sketch(state: _Column, column: pa.Array) -> None:
@@ -151,6 +212,8 @@ class StatsAccumulator:
         if numeric is not None:
             state.sketch.add_hashes(_mix(numeric))
             return
+        if state.frequencies.active:
+            return  # counted exactly while the values are few: no need to hash them
         if state.sampled_rows >= SAMPLE_ROWS:
             state.sampled = True
             return
@@ -165,11 +228,35 @@ class StatsAccumulator:
 
     def result(self, source: str = "computed") -> list[ColumnStats]:
         """The statistics so far."""
-        return [ColumnStats(
+        return [self._result(c, source) for c in self.columns]
+
+    @staticmethod
+    def _result(c: _Column, source: str) -> ColumnStats:
+        exact = c.frequencies.counts is not None
+        if exact:
+            assert c.frequencies.counts is not None
+            distinct = len(c.frequencies.counts)
+        else:
+            distinct = c.sketch.estimate() if c.hashable else 0
+        note = source
+        if c.sampled and not exact:
+            note = f"{source}; distinct from the first {c.sampled_rows} rows"
+        moments = c.moments
+        quantiles: tuple[tuple[float, float], ...] = ()
+        if c.quantiles is not None and not c.quantiles.is_empty():
+            quantiles = tuple(zip(QUANTILES, (float(v) for v in c.quantiles.get_quantiles(list(QUANTILES))),
+                                  strict=True))
+        return ColumnStats(
             name=c.name, type=str(c.type), null_count=c.nulls, min=text_of(c.minimum), max=text_of(c.maximum),
-            distinct_estimate=c.sketch.estimate() if c.hashable else 0,
-            source=f"{source}; distinct from the first {c.sampled_rows} rows" if c.sampled else source,
-        ) for c in self.columns]
+            distinct_estimate=distinct, source=note, count=c.rows - c.nulls, distinct_exact=exact,
+            mean=_finite(moments.mean) if moments.count else None,
+            stddev=_finite(moments.stddev) if moments.count else None,
+            quantiles=quantiles, top_values=tuple(c.frequencies.top()),
+            histogram=tuple(HistogramBucket(b.lower, b.upper, b.count) for b in c.histogram.buckets()))
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 class BackgroundStats:

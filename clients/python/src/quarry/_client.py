@@ -149,6 +149,17 @@ class Client(BaseClient[SyncTransport]):
         """Soft-delete a dataset."""
         return self._t.call(self._calls.delete_dataset(name, etag=etag))
 
+    def clone_dataset(self, source: str, name: str, *, version: int | str | None = None, message: str = "",
+                      request_id: str | None = None) -> dpb.CloneDatasetResponse:
+        """A new dataset `name` whose version 1 holds the files of `source`'s version (its current one by
+        default): metadata only, no bytes copied. The answer carries the new dataset and its READY version."""
+        return self._t.call(self._calls.clone_dataset(source, name, version=version, message=message,
+                                                      request_id=request_id))
+
+    def undelete_dataset(self, name: str) -> dataset_pb2.Dataset:
+        """Restore a deleted dataset (with its versions) within the server's retention period."""
+        return self._t.call(self._calls.undelete_dataset(name))
+
     # --- versions --------------------------------------------------------------------------------------
 
     def list_versions(self, dataset: str, *, page_size: int = 0) -> Iterator[version_pb2.Version]:
@@ -172,6 +183,20 @@ class Client(BaseClient[SyncTransport]):
         """Request a new version from uploads to add or replace and paths to delete."""
         return self._t.call(self._calls.commit_version(dataset, uploads, delete_paths=delete_paths, message=message,
                                                        base_version=base_version, request_id=request_id))
+
+    def write_file(self, dataset: str, path: str, content: bytes, *, content_type: str = "", message: str = "",
+                   base_version: str = "", request_id: str | None = None) -> version_pb2.Version:
+        """Write one small file (at most the server's max_inline_bytes), kept inline, and commit it: the answer is
+        the new READY version."""
+        return self._t.call(self._calls.write_file(dataset, path, content, content_type=content_type,
+                                                   message=message, base_version=base_version,
+                                                   request_id=request_id))
+
+    def write_text(self, dataset: str, path: str, text: str, *, message: str = "", content_type: str = "",
+                   base_version: str = "", request_id: str | None = None) -> version_pb2.Version:
+        """`write_file` of text (UTF-8): a config, JSON, notes or a small CSV, READY when this returns."""
+        return self.write_file(dataset, path, text.encode(), content_type=content_type, message=message,
+                                 base_version=base_version, request_id=request_id)
 
     def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
                       view: View = "basic") -> dpb.DiffVersionsResponse:
