@@ -107,7 +107,7 @@ class Lifecycle:
                 connection, dataset_id=created.id, number=1, base_id=None, parent_id=None,
                 message=request.message or f"clone of {source.name}", author=caller.identity, request_id=None,
                 cloned_from=source.name)
-            files = await versions_repo.copy_files(connection, source.id, version_id)
+            files = await versions_repo.copy_files(connection, source.id, version_id, same_dataset=False)
             await versions_repo.set_totals(connection, version_id)
             await versions_repo.set_current(connection, created.id, version_id)
             await record_in(connection, caller, resource)

@@ -247,16 +247,17 @@ async def insert_ready(connection: asyncpg.Connection, *, dataset_id: uuid.UUID,
 
 
 async def copy_files(connection: asyncpg.Connection, source_id: uuid.UUID, target_id: uuid.UUID,
-                     except_paths: Sequence[str] = ()) -> int:
+                     except_paths: Sequence[str] = (), *, same_dataset: bool = True) -> int:
     """Give a version the files of another (but `except_paths`) in one statement: rows only, the objects they
-    list are shared. Returns how many were copied."""
+    list are shared. Into another dataset (a clone) the rows forget the uploads that brought the files, which
+    belong to the source and go when it is purged. Returns how many were copied."""
     result = await connection.execute(
         """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
                                       content_type, columns, arrow_schema, row_count, report, stats)
-           SELECT $2, path, object_key, upload_id, size_bytes, sha256, format, content_type, columns, arrow_schema,
+           SELECT $2, path, object_key, CASE WHEN $4 THEN upload_id END, size_bytes, sha256, format, content_type, columns, arrow_schema,
                   row_count, report, stats
            FROM version_files WHERE version_id = $1 AND NOT path = ANY($3::text[])""",
-        source_id, target_id, list(except_paths))
+        source_id, target_id, list(except_paths), same_dataset)
     return int(result.split()[-1])
 
 
