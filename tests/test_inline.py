@@ -26,7 +26,7 @@ from server.domain.inline import InlineWrite
 from server.domain.services import Services
 from server.embedded import EmbeddedRedis
 from server.model.datasets import DatasetRules, FileFormat
-from server.model.errors import BaseMoved, InvalidFile, NotSupported, ResourceExhausted, RuleViolation
+from server.model.errors import BaseMoved, InvalidArgument, InvalidFile, NotSupported, ResourceExhausted, RuleViolation
 from server.model.namespaces import Quota
 from tests.conftest import create_database, redis_url
 from tests.lifecycle_support import CountingStore, counted_services, publish
@@ -110,6 +110,12 @@ async def test_refused_inline_writes_leave_nothing(inline: tuple[Services, Count
         (InlineWrite(ds("strict"), "ragged.csv", b"x,y\n1,2\n3\n"), InvalidFile, "RAGGED_ROW"),
         (InlineWrite(ds("strict"), "notes.txt", b"just text\n"), RuleViolation, "FORMAT_NOT_ALLOWED"),
         (InlineWrite(ds("strict"), "a.csv", b"x,z\n1,2\n"), RuleViolation, "COLUMN_REMOVED"),
+        (InlineWrite(ds("strict"), "b.csv", b"x\n1\n", message="m" * 16385), InvalidArgument, "INVALID_MESSAGE"),
+        (InlineWrite(ds("strict"), "b.csv", b"x\n1\n", content_type="t" * 256), InvalidArgument,
+         "INVALID_CONTENT_TYPE"),
+        (InlineWrite(ds("strict"), "b.csv", b"x\n1\n", base_version=f"{ds('other')}/versions/1"), InvalidArgument,
+         "INVALID_BASE_VERSION"),
+        (InlineWrite(ds("strict"), "../b.csv", b"x\n1\n"), InvalidArgument, "INVALID_PATH"),
     ]
     for request, error, reason in cases:
         with pytest.raises(error) as raised:

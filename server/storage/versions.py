@@ -254,8 +254,8 @@ async def copy_files(connection: asyncpg.Connection, source_id: uuid.UUID, targe
     result = await connection.execute(
         """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
                                       content_type, columns, arrow_schema, row_count, report, stats)
-           SELECT $2, path, object_key, CASE WHEN $4 THEN upload_id END, size_bytes, sha256, format, content_type, columns, arrow_schema,
-                  row_count, report, stats
+           SELECT $2, path, object_key, CASE WHEN $4 THEN upload_id END, size_bytes, sha256, format, content_type,
+                  columns, arrow_schema, row_count, report, stats
            FROM version_files WHERE version_id = $1 AND NOT path = ANY($3::text[])""",
         source_id, target_id, list(except_paths), same_dataset)
     return int(result.split()[-1])

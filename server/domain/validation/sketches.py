@@ -5,8 +5,9 @@
 - `Histogram`: exact counts on a grid of power-of-two-wide bins anchored at zero. A batch that falls outside
   the grid's BINS bins doubles the width, which merges neighbouring bins exactly (bin b becomes b // 2), so no
   count is ever estimated. At the end the used bins are grouped into at most TARGET_BUCKETS equal buckets.
-- `Frequencies`: exact counts of each value while a column has at most MAX_DISTINCT of them (the top values
-  and an exact distinct count); past that it gives up and frees its memory.
+- `Frequencies`: exact counts of each value (as its Python value; rendered as text only for the answer) while
+  a column has at most MAX_DISTINCT of them (the top values and an exact distinct count); past that it gives up
+  and frees its memory.
 - Quantiles come from Apache DataSketches' KLL sketch (see stats.py), whose error is bounded and known.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,15 +36,18 @@ class Moments:
 
     def add(self, values: np.ndarray) -> None:
         """Fold in a batch of finite float64 values."""
-        n = int(values.size)
-        if n == 0:
+        if values.size:
+            mean = float(values.mean())
+            self.add_counts(int(values.size), mean, float(np.square(values - mean).sum()))
+
+    def add_counts(self, count: int, mean: float, m2: float) -> None:
+        """Fold in a batch summarised by its count, mean and M2."""
+        if count == 0:
             return
-        mean = float(values.mean())
-        m2 = float(np.square(values - mean).sum())
-        total = self.count + n
+        total = self.count + count
         delta = mean - self.mean
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * count / total
+        self.mean += delta * count / total
         self.count = total
 
     @property
@@ -85,7 +90,7 @@ class Histogram:
             self.origin = math.floor(low_value / self.width)
         # Bin numbers stay floats: a value far from zero on a fine grid has a bin number beyond int64, yet the
         # difference of two such numbers (what is stored) is small and exact.
-        bins = np.floor(values / self.width)
+        bins = np.floor(values * (1.0 / self.width))  # the reciprocal of a power of two: exact, and faster
         low, high = min(self.low, float(bins.min())), max(self.high, float(bins.max()))
         while high - low >= BINS:
             self._coarsen()
@@ -142,9 +147,9 @@ class Histogram:
 class Frequencies:
     """Exact counts per value while there are at most MAX_DISTINCT values; None once there are more."""
 
-    counts: Counter[str] | None = field(default_factory=Counter)
+    counts: Counter[object] | None = field(default_factory=Counter)
 
-    def add(self, values: list[str], counts: list[int]) -> None:
+    def add(self, values: list[object], counts: list[int]) -> None:
         """Fold in one batch's value counts."""
         if self.counts is None:
             return
@@ -161,8 +166,9 @@ class Frequencies:
         """Whether every value is still counted."""
         return self.counts is not None
 
-    def top(self, limit: int = TOP_VALUES) -> list[tuple[str, int]]:
-        """The most frequent values, most frequent first, ties by value."""
+    def top(self, text: Callable[[object], str], limit: int = TOP_VALUES) -> list[tuple[str, int]]:
+        """The most frequent values as `text` renders them, most frequent first, ties by that text."""
         if self.counts is None:
             return []
-        return sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return sorted(((text(value), count) for value, count in self.counts.items()),
+                      key=lambda item: (-item[1], item[0]))[:limit]
