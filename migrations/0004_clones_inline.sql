@@ -1,4 +1,4 @@
--- Clones, undelete and inline files.
+-- Clones, undelete, inline files and Parquet renditions.
 --
 -- A clone's versions list the same content-addressed objects as its source (nothing is copied), so an object
 -- outlives the dataset that first stored it: its row keeps the namespace that stored it (quotas) and forgets
@@ -21,3 +21,13 @@ CREATE TABLE inline_objects (
     key     text PRIMARY KEY REFERENCES fresh_objects (key) ON DELETE CASCADE CHECK (key ~ '^inline/'),
     content bytea NOT NULL
 );
+
+-- A CSV or JSON Lines file of a dataset with the rule normalize_to_parquet has a Parquet rendition, written at
+-- promotion into fresh storage (content-addressed like any object) and listed beside the file it renders.
+ALTER TABLE version_files
+    ADD COLUMN rendition_key    text REFERENCES fresh_objects (key),
+    ADD COLUMN rendition_size   bigint CHECK (rendition_size >= 0),
+    ADD COLUMN rendition_sha256 text CHECK (rendition_sha256 ~ '^[0-9a-f]{64}$'),
+    ADD CONSTRAINT version_files_rendition_whole
+        CHECK ((rendition_key IS NULL) = (rendition_size IS NULL) AND (rendition_key IS NULL) = (rendition_sha256 IS NULL));
+CREATE INDEX version_files_by_rendition ON version_files (rendition_key) WHERE rendition_key IS NOT NULL;

@@ -77,6 +77,7 @@ def dataset_rules(value: DatasetRules) -> dataset_pb2.DatasetRules:
         min_rows=value.min_rows,
         required_columns=list(value.required_columns),
         allow_breaking_schema_changes=value.allow_breaking_schema_changes,
+        normalize_to_parquet=value.normalize_to_parquet,
     )
 
 
@@ -108,7 +109,8 @@ def rules_from(message: dataset_pb2.DatasetRules) -> DatasetRules:
     formats = formats_from(message.allowed_formats, "dataset.rules.allowed_formats", "INVALID_RULES")
     return DatasetRules(max_file_bytes=message.max_file_bytes, allowed_formats=formats,
                         min_rows=message.min_rows, required_columns=tuple(message.required_columns),
-                        allow_breaking_schema_changes=message.allow_breaking_schema_changes)
+                        allow_breaking_schema_changes=message.allow_breaking_schema_changes,
+                        normalize_to_parquet=message.normalize_to_parquet)
 
 
 def dataset(value: Dataset) -> dataset_pb2.Dataset:
@@ -153,6 +155,10 @@ def version_file(value: VersionFile, view: VersionView = VersionView.FULL) -> ve
                                       content_type=value.content_type,
                                       storage=version_pb2.FILE_STORAGE_INLINE if value.inline
                                       else version_pb2.FILE_STORAGE_OBJECT_STORE)
+    if value.rendition is not None:
+        message.rendition.CopyFrom(version_pb2.Rendition(format=common_pb2.FILE_FORMAT_PARQUET,
+                                                         size_bytes=value.rendition.size,
+                                                         sha256=value.rendition.sha256))
     if view is VersionView.FULL:
         report = value.report
         message.columns.extend(column(c) for c in value.columns)

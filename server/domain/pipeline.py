@@ -12,6 +12,7 @@ import logging
 import uuid
 
 from server import metrics
+from server.domain.renditions import Renditions, fresh_key
 from server.domain.uploads import ENDED_REASONS, Uploads
 from server.domain.validation import Report, validate_object
 from server.domain.validation.rules import RULE_CODES
@@ -40,11 +41,6 @@ WAITING = frozenset({UploadState.STAGED, UploadState.VALIDATING})
 DEAD = frozenset(ENDED_REASONS)  # FAILED, CANCELLED, EXPIRED
 
 
-def fresh_key(namespace: str, dataset_id: uuid.UUID, sha256: str) -> str:
-    """Where content lives once promoted: keyed by its hash, so a file unchanged between versions is stored once."""
-    return f"fresh/{namespace}/{dataset_id}/objects/{sha256}"
-
-
 def _failure_of(report: Report, path: str) -> Failure:
     issue = report.errors[0]
     kind = RuleViolation if issue.code in RULE_CODES else InvalidFile
@@ -67,6 +63,7 @@ class Pipeline:
         self.versions = versions
         self.db = uploads.db
         self.store = uploads.store
+        self.renditions = Renditions(self.db, self.store)
 
     # --- validation ----------------------------------------------------------------------------------
 
@@ -191,6 +188,18 @@ class Pipeline:
                                            VersionState.PROMOTING)
         log.info("promoting", extra={"version_id": str(version.id), "files": len(uploads)})
         entries = [await self._land(version, upload) for upload in uploads]
+        async with self.db.connection() as connection:
+            head = await versions_repo.dataset_head_by_id(connection, version.dataset_id)
+        if head is not None and head.rules.normalize_to_parquet:
+            rendered = []
+            for entry in entries:
+                try:
+                    rendered.append(await self.renditions.render(version.namespace, head.namespace_id,
+                                                                 version.dataset_id, entry))
+                except InvalidFile as exc:  # the content, not a fault: no retry will convert it
+                    await self._fail(version, Failure.of(exc, entry.path))
+                    return
+            entries = rendered
         await self._finish(version, uploads, entries)
 
     async def _land(self, version: Version, upload: Upload) -> VersionFile:

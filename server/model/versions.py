@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,16 @@ class FileReport:
 
 
 @dataclass(frozen=True)
+class Rendition:
+    """The Parquet rendition of a CSV or JSON Lines file (the rule normalize_to_parquet): where it is, its size and
+    sha256."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class VersionFile:
     """One file of a version."""
 
@@ -80,6 +91,15 @@ class VersionFile:
     stats: tuple[ColumnStats, ...]
     arrow_schema: bytes | None
     upload_id: uuid.UUID | None = None
+    rendition: Rendition | None = None
+
+    def rendered(self) -> VersionFile:
+        """The file as its Parquet rendition reads (same path, columns and rows), or itself when it has none."""
+        if self.rendition is None:
+            return self
+        return dataclasses.replace(self, object_key=self.rendition.key, size=self.rendition.size,
+                                   sha256=self.rendition.sha256, format=FileFormat.PARQUET, rendition=None,
+                                   report=dataclasses.replace(self.report, format=FileFormat.PARQUET, row_groups=0))
 
     @property
     def inline(self) -> bool:

@@ -80,6 +80,7 @@ async def unreferenced_objects(connection: asyncpg.Connection, grace_seconds: fl
         """SELECT o.key FROM fresh_objects o
            WHERE o.touch_time < now() - make_interval(secs => $1)
              AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.object_key = o.key)
+             AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.rendition_key = o.key)
            LIMIT $2""", grace_seconds, limit)
     return [row["key"] for row in rows]
 
@@ -90,6 +91,7 @@ async def lock_if_unreferenced(connection: asyncpg.Connection, key: str, grace_s
         """SELECT o.key FROM fresh_objects o
            WHERE o.key = $1 AND o.touch_time < now() - make_interval(secs => $2)
              AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.object_key = o.key)
+             AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.rendition_key = o.key)
            FOR UPDATE SKIP LOCKED""", key, grace_seconds)
     return found is not None
 

@@ -15,7 +15,7 @@ import asyncpg
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
 from server.model.report import ColumnInfo, ColumnStats
-from server.model.versions import DatasetHead, FileReport, Version, VersionFile, VersionState
+from server.model.versions import DatasetHead, FileReport, Rendition, Version, VersionFile, VersionState
 
 _SELECT = """
     SELECT v.*, n.name AS namespace_name, d.name AS dataset_name, p.number AS parent_number
@@ -37,6 +37,11 @@ def _version(row: asyncpg.Record, files: Sequence[VersionFile] = ()) -> Version:
         cloned_from=row["cloned_from"])
 
 
+def _rendition(row: asyncpg.Record) -> Rendition | None:
+    key = row.get("rendition_key")
+    return None if key is None else Rendition(key, row["rendition_size"], row["rendition_sha256"])
+
+
 def _file(row: asyncpg.Record) -> VersionFile:
     fmt = FileFormat(row["format"])
     return VersionFile(
@@ -44,7 +49,7 @@ def _file(row: asyncpg.Record) -> VersionFile:
         content_type=row["content_type"], columns=tuple(ColumnInfo.from_json(c) for c in row["columns"]),
         row_count=row["row_count"], report=FileReport.from_json(row["report"], fmt),
         stats=tuple(ColumnStats.from_json(s) for s in row["stats"]), arrow_schema=row["arrow_schema"],
-        upload_id=row["upload_id"])
+        upload_id=row["upload_id"], rendition=_rendition(row))
 
 
 _HEAD = """
@@ -137,6 +142,7 @@ async def files(connection: asyncpg.Connection, version_id: uuid.UUID) -> list[V
 
 # What a BASIC listing reads: no columns, schema, report or statistics (the bulk of a row).
 _BASIC_COLUMNS = """path, object_key, upload_id, size_bytes, sha256, format, content_type, row_count,
+                    rendition_key, rendition_size, rendition_sha256,
                     '[]'::jsonb AS columns, NULL::bytea AS arrow_schema, '{}'::jsonb AS report, '[]'::jsonb AS stats"""
 
 
@@ -169,6 +175,15 @@ async def validated_file(connection: asyncpg.Connection, upload_id: uuid.UUID) -
     return None if row is None else _file(row)
 
 
+async def rendition_of(connection: asyncpg.Connection, dataset_id: uuid.UUID, sha256: str) -> Rendition | None:
+    """A rendition a file of the same content already has in this dataset (rendered once, shared since)."""
+    row = await connection.fetchrow(
+        """SELECT vf.rendition_key, vf.rendition_size, vf.rendition_sha256 FROM version_files vf
+           JOIN versions v ON v.id = vf.version_id
+           WHERE v.dataset_id = $1 AND vf.sha256 = $2 AND vf.rendition_key IS NOT NULL LIMIT 1""", dataset_id, sha256)
+    return None if row is None else _rendition(row)
+
+
 async def changed_paths(connection: asyncpg.Connection, base_id: uuid.UUID | None,
                         current_id: uuid.UUID | None) -> set[str]:
     """Paths added, removed or changed between two versions (either may be None: no files)."""
@@ -194,11 +209,17 @@ async def insert_files(connection: asyncpg.Connection, version_id: uuid.UUID, en
     """Write a version's file list."""
     await connection.executemany(
         """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
-                                      content_type, columns, arrow_schema, row_count, report, stats)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+                                      content_type, columns, arrow_schema, row_count, report, stats, rendition_key,
+                                      rendition_size, rendition_sha256)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
         [(version_id, f.path, f.object_key, f.upload_id, f.size, f.sha256, f.format.value, f.content_type,
           [c.to_json() for c in f.columns], f.arrow_schema, f.row_count, _report_json(f.report),
-          [s.to_json() for s in f.stats]) for f in entries])
+          [s.to_json() for s in f.stats], *_rendition_values(f)) for f in entries])
+
+
+def _rendition_values(file: VersionFile) -> tuple[str | None, int | None, str | None]:
+    rendition = file.rendition
+    return (None, None, None) if rendition is None else (rendition.key, rendition.size, rendition.sha256)
 
 
 def _report_json(report: FileReport) -> dict[str, Any]:
@@ -253,9 +274,10 @@ async def copy_files(connection: asyncpg.Connection, source_id: uuid.UUID, targe
     belong to the source and go when it is purged. Returns how many were copied."""
     result = await connection.execute(
         """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
-                                      content_type, columns, arrow_schema, row_count, report, stats)
+                                      content_type, columns, arrow_schema, row_count, report, stats, rendition_key,
+                                      rendition_size, rendition_sha256)
            SELECT $2, path, object_key, CASE WHEN $4 THEN upload_id END, size_bytes, sha256, format, content_type,
-                  columns, arrow_schema, row_count, report, stats
+                  columns, arrow_schema, row_count, report, stats, rendition_key, rendition_size, rendition_sha256
            FROM version_files WHERE version_id = $1 AND NOT path = ANY($3::text[])""",
         source_id, target_id, list(except_paths), same_dataset)
     return int(result.split()[-1])

@@ -233,9 +233,12 @@ class AsyncClient(BaseClient[AsyncTransport]):
         return await self._t.call(self._calls.get_file_stats(dataset, path, version=version))
 
     def read_file(self, dataset: str, path: str, *, version: int | str = "latest", offset: int = 0,
-                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> AsyncIterator[dpb.ReadFileResponse]:
-        """The raw ReadFile stream (see `download` for a resumable, verified copy)."""
-        call = self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit, timeout=timeout)
+                  limit: int = 0, timeout: float = WATCH_TIMEOUT,
+                  rendition: bool = False) -> AsyncIterator[dpb.ReadFileResponse]:
+        """The raw ReadFile stream (see `download` for a resumable, verified copy); of the file's Parquet rendition
+        with `rendition`."""
+        call = self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit, timeout=timeout,
+                                     rendition=rendition)
         return self._t.messages(call)
 
     async def get_download_url(self, dataset: str, path: str, *, version: int | str = "latest",

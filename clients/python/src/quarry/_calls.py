@@ -221,9 +221,10 @@ class Calls:
         return Unary("datasets", "GetFileStats", request)
 
     def read_file(self, dataset: str, path: str, *, version: int | str, offset: int, limit: int,
-                  timeout: float) -> Stream:
-        """ReadFile, the raw stream."""
-        request = dpb.ReadFileRequest(version=self.version(dataset, version), path=path, offset=offset, limit=limit)
+                  timeout: float, rendition: bool = False) -> Stream:
+        """ReadFile, the raw stream (of the file's Parquet rendition with `rendition`)."""
+        request = dpb.ReadFileRequest(version=self.version(dataset, version), path=path, offset=offset, limit=limit,
+                                      rendition=rendition)
         return Stream("datasets", "ReadFile", request, timeout)
 
     def get_download_url(self, dataset: str, path: str, *, version: int | str,

@@ -217,10 +217,12 @@ class Client(BaseClient[SyncTransport]):
         return self._t.call(self._calls.get_file_stats(dataset, path, version=version))
 
     def read_file(self, dataset: str, path: str, *, version: int | str = "latest", offset: int = 0,
-                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> Iterator[dpb.ReadFileResponse]:
-        """The raw ReadFile stream (see `download` for a resumable, verified copy)."""
+                  limit: int = 0, timeout: float = WATCH_TIMEOUT,
+                  rendition: bool = False) -> Iterator[dpb.ReadFileResponse]:
+        """The raw ReadFile stream (see `download` for a resumable, verified copy); of the file's Parquet rendition
+        with `rendition`."""
         return self._t.messages(self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit,
-                                                      timeout=timeout))
+                                                      timeout=timeout, rendition=rendition))
 
     def get_download_url(self, dataset: str, path: str, *, version: int | str = "latest",
                          ttl: float | None = None) -> dpb.GetDownloadUrlResponse:

@@ -38,15 +38,21 @@ def register(app: typer.Typer) -> None:
             target = parse_ref(ref)
 
         def command(client: Client) -> None:
-            found = client.list_version_files(target.dataset, target.version, prefix=prefix, formats=format or (),
-                                              page_size=1000)
+            found = list(client.list_version_files(target.dataset, target.version, prefix=prefix,
+                                                   formats=format or (), page_size=1000))
             if json:
                 out.data([to_dict(f) for f in found])
                 return
-            rows = [[f.path, enum_name(f, "format", "FILE_FORMAT_"), size(f.size_bytes),
-                     f.row_count if f.row_count else "", f.sha256[:12]] for f in found]
+            rows = []
+            for f in found:
+                rows.append([f.path, enum_name(f, "format", "FILE_FORMAT_"), size(f.size_bytes),
+                             f.row_count if f.row_count else "", f.sha256[:12]])
+                if f.HasField("rendition"):  # the Parquet rendition Quarry made of it (normalize_to_parquet)
+                    rows.append([f"  └ {f.path} (rendition)", enum_name(f.rendition, "format", "FILE_FORMAT_"),
+                                 size(f.rendition.size_bytes), f.row_count if f.row_count else "",
+                                 f.rendition.sha256[:12]])
             out.table(["PATH", "FORMAT", "SIZE", "ROWS", "SHA256"], rows, empty="no files")
-            out.note(f"{len(rows)} files")
+            out.note(f"{len(found)} files")
 
         run(session_of(ctx), out, command)
 

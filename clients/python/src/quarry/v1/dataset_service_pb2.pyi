@@ -294,16 +294,18 @@ class GetFileStatsResponse(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[_Union[_version_pb2.ColumnStats, _Mapping]]] = ..., row_count: _Optional[int] = ...) -> None: ...
 
 class ReadFileRequest(_message.Message):
-    __slots__ = ("version", "path", "offset", "limit")
+    __slots__ = ("version", "path", "offset", "limit", "rendition")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RENDITION_FIELD_NUMBER: _ClassVar[int]
     version: str
     path: str
     offset: int
     limit: int
-    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    rendition: bool
+    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., rendition: _Optional[bool] = ...) -> None: ...
 
 class ReadFileResponse(_message.Message):
     __slots__ = ("data", "offset", "file_size_bytes", "sha256")

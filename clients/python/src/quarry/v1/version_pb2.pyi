@@ -72,7 +72,7 @@ class Version(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., dataset: _Optional[str] = ..., number: _Optional[int] = ..., parent: _Optional[str] = ..., message: _Optional[str] = ..., state: _Optional[_Union[VersionState, str]] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., author: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., total_rows: _Optional[int] = ..., files: _Optional[_Iterable[_Union[VersionFile, _Mapping]]] = ..., cloned_from: _Optional[str] = ...) -> None: ...
 
 class VersionFile(_message.Message):
-    __slots__ = ("path", "size_bytes", "sha256", "format", "columns", "row_count", "report", "content_type", "storage")
+    __slots__ = ("path", "size_bytes", "sha256", "format", "columns", "row_count", "report", "content_type", "storage", "rendition")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class VersionFile(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FIELD_NUMBER: _ClassVar[int]
+    RENDITION_FIELD_NUMBER: _ClassVar[int]
     path: str
     size_bytes: int
     sha256: str
@@ -91,7 +92,18 @@ class VersionFile(_message.Message):
     report: ValidationReport
     content_type: str
     storage: FileStorage
-    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.FileFormat, str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., row_count: _Optional[int] = ..., report: _Optional[_Union[ValidationReport, _Mapping]] = ..., content_type: _Optional[str] = ..., storage: _Optional[_Union[FileStorage, str]] = ...) -> None: ...
+    rendition: Rendition
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.FileFormat, str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., row_count: _Optional[int] = ..., report: _Optional[_Union[ValidationReport, _Mapping]] = ..., content_type: _Optional[str] = ..., storage: _Optional[_Union[FileStorage, str]] = ..., rendition: _Optional[_Union[Rendition, _Mapping]] = ...) -> None: ...
+
+class Rendition(_message.Message):
+    __slots__ = ("format", "size_bytes", "sha256")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    format: _common_pb2.FileFormat
+    size_bytes: int
+    sha256: str
+    def __init__(self, format: _Optional[_Union[_common_pb2.FileFormat, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Column(_message.Message):
     __slots__ = ("name", "type", "nullable")
