@@ -16,5 +16,5 @@ RUN pip install /app
 RUN useradd --system --uid 10001 quarry
 USER quarry
 
-EXPOSE 50051 9464
+EXPOSE 50051 9464 9465
 CMD ["quarry", "serve"]

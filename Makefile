@@ -7,7 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test test-acceptance test-big proto lint bench-upload bench-flight clean
+.PHONY: run test test-python test-typescript test-acceptance test-big test-faults nginx proto proto-typescript \
+	proto-baseline lint bench-upload bench-flight clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Quarry needs Python 3.11 or newer"'
@@ -21,7 +22,7 @@ $(VENV)/.test-installed: pyproject.toml clients/python/pyproject.toml | $(BIN)/p
 	$(PIP) -e clients/python -e '.[dev]'
 	@touch $@ $(VENV)/.run-installed
 
-node_modules/.installed: package.json package-lock.json
+node_modules/.installed: package.json package-lock.json clients/typescript/package.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -29,8 +30,12 @@ node_modules/.installed: package.json package-lock.json
 run: $(VENV)/.run-installed
 	$(BIN)/quarry dev
 
-## test: the test suite against real Postgres, Redis, moto S3 and server processes (all but the acceptance tier)
-test: $(VENV)/.test-installed node_modules/.installed
+## test: the test suite against real Postgres, Redis, moto S3 and server processes (all but the acceptance
+## and big tiers), then the TypeScript client's
+test: test-python test-typescript
+
+## test-python: the pytest suite (server, workers, Python SDK and CLI, the contract), without the slow tiers
+test-python: $(VENV)/.test-installed node_modules/.installed
 	$(BIN)/pytest -m "not big and not acceptance"
 
 ## test-acceptance: the end-to-end acceptance tier: the README quick start against `quarry dev`, TLS and mTLS,
@@ -42,19 +47,43 @@ test-acceptance: $(VENV)/.test-installed node_modules/.installed
 test-big: $(VENV)/.test-installed node_modules/.installed
 	$(BIN)/pytest -m big
 
+## test-faults: the fault suite: Postgres, Redis, servers and workers killed mid-flight, a full store,
+## stalled clients, memory under load, two replicas behind nginx (minutes; not part of `make test`)
+test-faults: $(VENV)/.test-installed node_modules/.installed nginx
+	$(BIN)/pytest tests/faults
+
+## nginx: Debian's nginx, the scale-out test's balancer, installed when missing (needs root and apt)
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null)
+
 ## bench-flight: Flight DoGet of a 1 GB Parquet file next to pyarrow reading it from local disk
 bench-flight: $(VENV)/.test-installed
 	$(BIN)/python -m bench.flight_throughput
 
-## proto: regenerate the Python stubs from proto/
-proto: $(VENV)/.test-installed
+## test-typescript: build the TypeScript client and run its tests (node --test) against a real server
+test-typescript: $(VENV)/.test-installed node_modules/.installed
+	npm test --workspace clients/typescript
+
+## proto: regenerate the Python stubs and the TypeScript code from proto/
+proto: $(VENV)/.test-installed proto-typescript
 	$(BIN)/python scripts/generate_stubs.py
 
-## lint: buf lint, ruff and mypy (the test suite runs them too)
+## proto-typescript: regenerate clients/typescript/src/gen from proto/ (buf generate with protoc-gen-es)
+proto-typescript: node_modules/.installed
+	npm run generate --workspace clients/typescript
+
+## proto-baseline: take the contract as it is now as the one `buf breaking` guards (after a release, or an
+## intended break that was agreed on)
+proto-baseline: node_modules/.installed
+	node_modules/.bin/buf build --exclude-source-info -o proto-baseline.binpb
+
+## lint: buf lint and breaking, ruff and mypy (the test suite runs them too)
 lint: $(VENV)/.test-installed node_modules/.installed
 	node_modules/.bin/buf lint
+	node_modules/.bin/buf breaking --against proto-baseline.binpb
 	$(BIN)/ruff check server workers tests scripts bench clients/python/src
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules clients/typescript/dist .pytest_cache .mypy_cache .ruff_cache

@@ -101,14 +101,15 @@ def build_grpc_server(settings: Settings, deps: Connections, services: Services,
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             # A fixed read-ahead per stream instead of one grown by bandwidth probing, which on a fast link
-            # let each stream buffer tens of MiB in the transport while the store was slower.
+            # let each stream buffer tens of MiB in the transport while the store was slower. It is the HTTP/2
+            # stream window: bytes a client may push before the handler reads, which the buffer budget counts.
             ("grpc.http2.bdp_probe", 0),
-            ("grpc.http2.lookahead_bytes", settings.stream_window),
+            ("grpc.http2.lookahead_bytes", settings.stream_window_bytes),
         ],
     )
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
         CapabilitiesServicer(capabilities_of(settings, deps.store.kind)), server)
-    add_quarry_servicers(server, services)
+    add_quarry_servicers(server, services, settings.stream_idle_seconds)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
         [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -181,7 +182,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     async with contextlib.AsyncExitStack() as stack:
         deps = await stack.enter_async_context(open_connections(settings))
         services = await stack.enter_async_context(open_services(deps))
-        health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds)
+        health = HealthReporter(deps.probe, QUARRY_SERVICES, settings.health_interval_seconds,
+                                settings.health_failures)
         server = build_grpc_server(settings, deps, services, health)
         _bind(server, settings.grpc_address, server_credentials(settings))
         metrics.serve_metrics(settings.metrics_host, settings.metrics_port, "QUARRY_METRICS_PORT")

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from server.connections import Connections
 from server.domain.admission import Admission, AuthMode
 from server.domain.audit import AuditTrail
+from server.domain.budget import BufferBudget, StreamCosts
 from server.domain.capabilities import Capabilities
 from server.domain.datasets import Datasets
 from server.domain.files import Files
@@ -74,19 +75,21 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         tokens = PageTokens(key)
         uploads = Uploads(db, store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
         datasets = Datasets(db, tokens, settings.max_page_size)
-        versions = Versions(db, deps.queue, tokens, settings.max_page_size)
-        files = Files(db, store, versions, settings.max_preview_rows, tokens, settings.max_page_size,
-                      settings.max_url_ttl_seconds)
+        versions = Versions(db, deps.queue, hub, tokens, settings.max_page_size)
+        budget = BufferBudget(settings.max_buffer_bytes, settings.buffer_wait_seconds)
+        costs = StreamCosts(window=settings.stream_window_bytes, max_chunk=settings.max_chunk_bytes)
+        files = Files(db, store, versions, settings.max_preview_rows, tokens, settings.max_page_size, budget,
+                      costs.download, settings.max_url_ttl_seconds)
         audit = AuditTrail(db, tokens, settings.max_page_size)
         spaces = Namespaces(db, hub, tokens, settings.max_page_size)
         yield Services(
-            db=db, uploads=uploads, upload_stream=UploadStream(uploads), datasets=datasets,
+            db=db, uploads=uploads, upload_stream=UploadStream(uploads, budget, costs), datasets=datasets,
             versions=versions, files=files, pipeline=Pipeline(uploads, versions),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds, audit=audit,
                             audit_retention_days=settings.audit_retention_days,
                             deleted_retention_days=settings.deleted_retention_days),
-            tables=Tables(files, datasets, store, settings.flight_split_bytes),
+            tables=Tables(files, datasets, store, settings.flight_split_bytes, budget, costs.table),
             namespaces=spaces, tokens=Tokens(db, authenticator, tokens, settings.max_page_size), audit=audit,
             admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
                                 spaces, limiter, audit),

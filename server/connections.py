@@ -1,4 +1,5 @@
-"""The shared clients every process needs (Postgres pool, job queue, object store), opened once."""
+"""The shared clients every process needs (Postgres pool, job queue, object store), opened once, and the
+probes that tell whether each still answers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import asyncpg
 from server.model.errors import ConfigError, QuarryError
 from server.model.objects import ObjectStore
 from server.model.redaction import redact
+from server.probes import DependencyProbes
 from server.settings import Settings
 from server.storage import db
 from server.storage.jobqueue import JobQueue
@@ -21,27 +23,16 @@ from server.storage.objects import open_store
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Connections:
-    """Open connections to Postgres, Redis and the object store."""
+    """Open connections to Postgres, Redis and the object store, and their probes."""
 
     settings: Settings
     pool: asyncpg.Pool
     queue: JobQueue
     store: ObjectStore
-
-    async def probe(self) -> dict[str, bool]:
-        """Ask each dependency whether it answers (within 3 s), concurrently; True per name when it does."""
-        checks = {"postgres": self.pool.fetchval("SELECT 1"), "redis": self.queue.ping(),
-                  "object-store": self.store.ping()}
-        results = await asyncio.gather(*(asyncio.wait_for(c, timeout=3) for c in checks.values()),
-                                       return_exceptions=True)
-        status: dict[str, bool] = {}
-        for name, result in zip(checks, results, strict=True):
-            status[name] = not isinstance(result, BaseException)
-            if isinstance(result, BaseException):
-                log.warning("dependency %s is down: %s", name, str(result) or type(result).__name__)
-        return status
+    probe: DependencyProbes
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +53,9 @@ async def open_connections(settings: Settings) -> AsyncIterator[Connections]:
         if applied:
             log.info("applied migrations", extra={"migrations": applied})
         pool = await stack.enter_async_context(db.pool_of(settings.database_url, timeout))
-        yield Connections(settings, pool, queue, store)
+        probes = DependencyProbes(settings.database_url, queue, store, settings.min_free_bytes)
+        stack.push_async_callback(probes.close)
+        yield Connections(settings, pool, queue, store, probes)
 
 
 async def open_configured_store(settings: Settings) -> ObjectStore:

@@ -83,10 +83,15 @@ class Settings(BaseSettings):
     startup_timeout_seconds: float = Field(10, gt=0, description="how long to wait for dependencies")
     shutdown_grace_seconds: float = Field(10, gt=0, description="time in-flight calls get at stop")
     health_interval_seconds: float = Field(2, gt=0, description="how often dependencies are probed")
+    health_failures: int = Field(3, gt=0, description="failed probes in a row before a dependency is down")
+    min_free_bytes: int = Field(1 << 30, ge=0, description="free space a local store keeps to be SERVING")
     default_namespace: str = Field("default", description="namespace of callers that name none")
-    stream_window_bytes: int | None = Field(None, ge=64 * 1024, le=64 * MiB,
-                                            description="bytes read ahead on each stream; default by store")
+    stream_window_bytes: int = Field(2 * MiB, ge=64 * 1024, le=64 * MiB,
+                                     description="bytes gRPC accepts on a stream before the handler reads them")
     max_chunk_bytes: int = Field(8 * MiB, ge=64 * 1024, le=64 * MiB, description="largest upload chunk")
+    max_buffer_bytes: int = Field(256 * MiB, ge=32 * MiB, description="bytes the server holds for streams, at most")
+    buffer_wait_seconds: float = Field(10, ge=0, description="how long a stream waits for buffer space")
+    stream_idle_seconds: float = Field(30, gt=0, description="an upload stream that sends nothing this long ends")
     min_part_bytes: int = Field(5 * MiB, ge=5 * MiB, description="smallest part size (S3's minimum is 5 MiB)")
     max_part_bytes: int = Field(128 * MiB, ge=5 * MiB, le=5 * GiB, description="largest part size")
     max_upload_bytes: int = Field(1 << 40, gt=0, description="largest file one upload may hold")
@@ -98,7 +103,7 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(7200, gt=0, description="longest a job may run")
     job_max_tries: int = Field(5, gt=0, description="tries of a job that fails transiently")
     job_heartbeat_seconds: float = Field(30, gt=0, description="how soon another worker takes over a dead one's job")
-    stuck_after_seconds: float = Field(600, gt=0, description="when the sweep re-enqueues work")
+    stuck_after_seconds: float = Field(20, gt=0, description="when unchanged work has its job queued again")
     sweep_interval_seconds: float = Field(60, gt=0, description="how often the sweep runs")
     gc_grace_seconds: float = Field(3600, gt=0, description="age before unreferenced objects are removed")
     auth_mode: Literal["tokens", "none"] = Field("tokens", description="tokens, or none for a trusted network")
@@ -213,13 +218,19 @@ class Settings(BaseSettings):
         """The parsed storage location."""
         return parse_storage_url(self.storage_url)
 
-    @property
-    def stream_window(self) -> int:
-        """Read-ahead per stream. S3 drains each stream at tens of MB/s, so a deep read-ahead there only holds
-        memory; a local disk drains at hundreds, and a deeper one carries the stream over part commits."""
-        if self.stream_window_bytes is not None:
-            return self.stream_window_bytes
-        return 4 * MiB if isinstance(self.storage, S3Location) else 16 * MiB
+    @field_validator("max_buffer_bytes")
+    @classmethod
+    def _budget_holds_a_stream(cls, value: int, info: ValidationInfo) -> int:
+        # Three quarters of it (the rest holds the windows of waiting streams) must hold one upload stream and its
+        # part writer, or no upload could ever start.
+        window, chunk = info.data.get("stream_window_bytes"), info.data.get("max_chunk_bytes")
+        if window is not None and chunk is not None:
+            needed = window + 2 * chunk + 16 * MiB
+            if value - value // 4 < needed:
+                raise ValueError(f"must hold at least one upload stream in three quarters of it: {needed * 4 // 3} "
+                                 "bytes (QUARRY_STREAM_WINDOW_BYTES + 2 x QUARRY_MAX_CHUNK_BYTES + 16 MiB of part "
+                                 "buffers, and a quarter for streams waiting)")
+        return value
 
     @property
     def max_message_bytes(self) -> int:

@@ -94,6 +94,7 @@ REQUESTS: dict[str, Callable[[Fixture, str], Any]] = {
     "/quarry.v1.DatasetService/ListVersionFiles": lambda f, t: D.ListVersionFilesRequest(parent=f.version),
     "/quarry.v1.DatasetService/CommitVersion": lambda f, t: D.CommitVersionRequest(parent=f.dataset,
                                                                                    uploads=[f.upload]),
+    "/quarry.v1.DatasetService/WatchVersion": lambda f, t: D.WatchVersionRequest(name=f.version),
     "/quarry.v1.DatasetService/DiffVersions": lambda f, t: D.DiffVersionsRequest(
         base_version=f.version, target_version=f"{f.dataset}/versions/2"),
     "/quarry.v1.DatasetService/PreviewFile": lambda f, t: D.PreviewFileRequest(version=f.version, path="a.csv"),

@@ -79,7 +79,7 @@ class Published:
     namespace: str
     root: Path
     tables: dict[str, pa.Table]
-    version: str = "namespaces/{ns}/datasets/lib/versions/1"
+    version: str = ""  # version 1's canonical name (by uid; "…/versions/1" is an alias of it)
     paths: list[str] = field(default_factory=list)
     token: str = ""  # an admin's of the namespace
 
@@ -100,9 +100,11 @@ def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     root = base / "lib"
     tables = write_tree(root)
     namespace, token = provision(server.address)
-    done = Published(kind, server, namespace, root, tables, f"namespaces/{namespace}/datasets/lib/versions/1",
+    done = Published(kind, server, namespace, root, tables, "",
                      sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()), token)
     with done.client() as client:
         result = client.upload_dir(root, "lib", message="v1", wait=True, wait_timeout=120)
-    assert result.version.name == done.version
+    assert result.version.number == 1
+    assert result.version.name == f"namespaces/{namespace}/datasets/lib/versions/{result.version.uid}"
+    done.version = result.version.name
     yield done

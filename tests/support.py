@@ -34,6 +34,7 @@ from quarry.v1 import (
     token_pb2,
     token_service_pb2,
     token_service_pb2_grpc,
+    upload_service_pb2,
     upload_service_pb2_grpc,
 )
 
@@ -56,6 +57,20 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeou
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def wait_version(api: Api, name: str, timeout: float = 60) -> Any:
+    """Follow a version with WatchVersion until READY or FAILED; return it with its files (GetVersion)."""
+    from quarry.v1 import dataset_service_pb2, version_pb2
+
+    final = (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
+    async for message in api.datasets.WatchVersion(dataset_service_pb2.WatchVersionRequest(name=name),
+                                                   timeout=timeout):
+        if message.version.state in final:
+            break
+    else:
+        raise AssertionError(f"the watch of {name} ended before READY or FAILED")
+    return (await api.datasets.GetVersion(dataset_service_pb2.GetVersionRequest(name=name))).version
 
 
 def clean_env(*, without: Iterable[str] = (), **extra: str) -> dict[str, str]:
@@ -151,15 +166,15 @@ def wait_serving(address: str, timeout: float = 60, process: QuarryProcess | Non
 
 
 def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: str, *,
-                 credentials: grpc.ChannelCredentials | None = None) -> ServerHandle:
-    """Start a server on free ports and wait until it is SERVING (its operator token registered for open_api);
-    `credentials` to reach a server that speaks TLS."""
+                 credentials: grpc.ChannelCredentials | None = None, ready_service: str = "") -> ServerHandle:
+    """Start a server on free ports and wait until it is SERVING (overall, or `ready_service`), its operator
+    token registered for open_api; `credentials` to reach a server that speaks TLS."""
     port, metrics_port, flight_port = free_port(), free_port(), free_port()
     # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
     env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20), **env,
            "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
     process = QuarryProcess("server", env, log_dir / f"{name}.log").start()
-    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, credentials=credentials)
+    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, service=ready_service, credentials=credentials)
     register_server(env["QUARRY_GRPC_ADDRESS"], env)
     return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind,
                         env["QUARRY_FLIGHT_ADDRESS"])
@@ -361,7 +376,22 @@ def open_api(address: str, namespace: str | None = None, max_message: int = 64 <
     return Api(channel, namespace, token)
 
 
-def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:
+async def upload_blocking(address: str, namespace: str, messages: Iterable[upload_service_pb2.UploadRequest],
+                          timeout: float = 120) -> upload_service_pb2.UploadResponse:
+    """One Upload call from grpc's blocking client, in a thread. It reports the server's status even when the
+    server ends the call while the client is still sending, where grpc.aio may report its own failed write
+    (INTERNAL "Internal error from Core") instead."""
+    def call() -> upload_service_pb2.UploadResponse:
+        with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+            stub = upload_service_pb2_grpc.UploadServiceStub(channel)
+            response: upload_service_pb2.UploadResponse = stub.Upload(
+                iter(list(messages)), metadata=(("x-quarry-namespace", namespace),), timeout=timeout)
+            return response
+
+    return await asyncio.to_thread(call)
+
+
+def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
     """(reason, metadata) of the ErrorInfo detail of a failed call."""
     from google.rpc import error_details_pb2, status_pb2
 
@@ -372,11 +402,12 @@ def error_info(error: aio.AioRpcError) -> tuple[str, dict[str, str]]:
                 if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                     info = error_details_pb2.ErrorInfo()
                     detail.Unpack(info)
+                    assert info.domain == "quarry.dev", info  # every reason a test checks is in Quarry's domain
                     return info.reason, dict(info.metadata)
     return "", {}
 
 
-def field_violations(error: aio.AioRpcError) -> list[str]:
+def field_violations(error: grpc.RpcError) -> list[str]:
     """Field paths of the BadRequest detail of a failed call."""
     from google.rpc import error_details_pb2, status_pb2
 

@@ -47,7 +47,7 @@ SPEC = {
                       "ListActions"},
     "reader": {"GetDataset", "ListDatasets", "ListVersions", "GetVersion", "ListVersionFiles", "DiffVersions",
                "PreviewFile", "GetFileStats", "ReadFile", "GetDownloadUrl", "GetUpload", "ListUploads",
-               "WatchUpload", "GetNamespace", "ListFlights", "GetFlightInfo", "GetSchema", "DoGet"},
+               "WatchUpload", "WatchVersion", "GetNamespace", "ListFlights", "GetFlightInfo", "GetSchema", "DoGet"},
     "writer": {"CreateDataset", "UpdateDataset", "CommitVersion", "CreateUpload", "Upload", "CompleteUpload",
                "CancelUpload", "RetryUpload", "CloneDataset", "WriteFile"},
     "admin": {"DeleteDataset", "UndeleteDataset", "CreateToken", "ListTokens", "RevokeToken", "ListAuditEvents"},

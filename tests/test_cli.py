@@ -166,6 +166,9 @@ def test_upload_a_directory_as_one_version(piped: Cli, tmp_path: Path) -> None:
     assert version["name"] == result["version"] and version["state"] == "VERSION_STATE_READY"
     assert version["file_count"] == "2"
     assert version["message"] == "Drop one\n\nin/a.csv: The points\nin/nested/b.jsonl: The events"
+    # The text output names the version as the other commands take it (NAME@NUMBER), not by its long uid name.
+    text = cli.run("upload", str(root), "-d", "drop2", "--ignore", "*.tmp", "--wait", "--wait-timeout", "60")
+    assert text.returncode == 0 and "2 files (3 ignored) in version drop2@1 (READY)" in text.stdout, text
     bad_manifest = tmp_path / "bad.yaml"
     bad_manifest.write_text("files: [oops")
     assert_one_line_error(cli.run("upload", str(root), "-d", "drop", "--manifest", str(bad_manifest)), 2)

@@ -115,12 +115,9 @@ def test_client_variables_are_not_unknown(good_env: dict[str, str]) -> None:
     assert_one_line_naming(run_module("server", env), "QUARRY_DATABASE_URL", "postgresql://")
 
 
-def test_stream_window_follows_the_store_unless_set() -> None:
-    from server.settings import MiB, Settings
-
-    assert Settings(storage_url="file:///tmp/q").stream_window == 16 * MiB
-    assert Settings(storage_url="s3://bucket?endpoint=http://127.0.0.1:9000").stream_window == 4 * MiB
-    assert Settings(storage_url="file:///tmp/q", stream_window_bytes=MiB).stream_window == MiB
+def test_a_buffer_budget_too_small_for_one_upload_stream_is_refused() -> None:
+    env = clean_env(QUARRY_MAX_BUFFER_BYTES=str(32 << 20))  # below 2 MiB + 2 x 8 MiB + 16 MiB
+    assert_one_line_naming(run_module("server", env), "QUARRY_MAX_BUFFER_BYTES", "at least one upload stream")
 
 
 def test_max_part_below_min_part_is_refused() -> None:

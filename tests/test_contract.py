@@ -1,16 +1,20 @@
-"""The contract: buf lint is clean, the generated stubs are current, every RPC and error is mapped."""
+"""The contract: buf lint, format and breaking are clean, every file carries Go and Java options, the
+generated stubs are current, every RPC and error is mapped."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 
 from server.api import errors as api_errors
 from server.model import errors as domain_errors
@@ -18,13 +22,92 @@ from server.model.failures import Failure
 from tests.support import ROOT
 
 BUF = ROOT / "node_modules" / ".bin" / "buf"
+BASELINE = ROOT / "proto-baseline.binpb"
+GO_PACKAGE = "quarry.dev/gen/go/quarry/v1;quarryv1"
+JAVA_PACKAGE = "dev.quarry.v1"
+
+
+def buf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run buf (from npm, as `make test` installs it)."""
+    binary = str(BUF) if BUF.exists() else shutil.which("buf")
+    assert binary, "buf is not installed: run `npm ci` (make test does)"
+    return subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_buf_lint_is_clean() -> None:
-    buf = str(BUF) if BUF.exists() else shutil.which("buf")
-    assert buf, "buf is not installed: run `npm ci` (make test does)"
-    result = subprocess.run([buf, "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = buf("lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_format_is_clean() -> None:
+    result = buf("format", "--diff", "--exit-code")
+    assert result.returncode == 0, "run `buf format -w`:\n" + result.stdout + result.stderr
+
+
+def test_no_breaking_change_against_the_baseline() -> None:
+    # The baseline is the contract clients were built against (`make proto-baseline` takes a new one).
+    result = buf("breaking", "--against", str(BASELINE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Each edit keeps a valid contract that old clients would misread; buf names what broke.
+BREAKS = {
+    "field renumbered": ("upload.proto", "string path = 4;", "string path = 40;",
+                         'field "4" with name "path" on message "Upload" was deleted'),
+    "field removed": ("upload.proto", "  string content_type = 7;\n", "",
+                      'field "7" with name "content_type" on message "Upload" was deleted'),
+    "field retyped": ("version.proto", "int64 number = 4;", "int32 number = 4;",
+                      'changed type from "int64" to "int32"'),
+    "rpc removed": ("upload_service.proto",
+                    "  rpc CancelUpload(CancelUploadRequest) returns (CancelUploadResponse);\n", "",
+                    'RPC "CancelUpload" on service "UploadService" was deleted'),
+    "enum value renumbered": ("upload.proto", "UPLOAD_STATE_OPEN = 1;", "UPLOAD_STATE_OPEN = 9;",
+                              'enum value "1" on enum "UploadState" was deleted'),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BREAKS))
+def test_a_deliberate_break_fails_the_breaking_check(kind: str, tmp_path: Path) -> None:
+    file, old, new, said = BREAKS[kind]
+    shutil.copytree(ROOT / "proto", tmp_path / "proto")
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    target = tmp_path / "proto" / "quarry" / "v1" / file
+    text = target.read_text()
+    assert old in text, f"{file} no longer has {old!r}: pick another break"
+    target.write_text(text.replace(old, new, 1))
+    assert buf("build", cwd=tmp_path).returncode == 0  # still a valid contract, only an incompatible one
+    result = buf("breaking", "--against", str(BASELINE), cwd=tmp_path)
+    assert result.returncode != 0, f"{kind} passed buf breaking"
+    assert said in result.stdout, result.stdout
+
+
+def contract_files(tmp_path: Path) -> list[descriptor_pb2.FileDescriptorProto]:
+    """The contract's files as `buf build` compiles them (a buf image is a FileDescriptorSet)."""
+    image = tmp_path / "image.binpb"
+    result = buf("build", "--exclude-source-info", "-o", str(image))
+    assert result.returncode == 0, result.stderr
+    files = descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes()).file
+    return [f for f in files if f.package.startswith("quarry.")]
+
+
+def test_every_proto_file_has_go_and_java_options(tmp_path: Path) -> None:
+    files = contract_files(tmp_path)
+    assert len(files) == len(list((ROOT / "proto/quarry/v1").glob("*.proto")))
+    # With java_multiple_files every message, enum and service is a class of the Java package: an outer
+    # class of the same name would not compile.
+    types = {t.name for f in files for t in [*f.message_type, *f.enum_type, *f.service]}
+    outers = set()
+    for file in files:
+        options = file.options
+        assert options.go_package == GO_PACKAGE, file.name
+        import_path, _, go_name = options.go_package.partition(";")
+        assert re.fullmatch(r"[a-z0-9.-]+(/[a-z0-9_.-]+)+", import_path) and go_name.isidentifier(), file.name
+        assert options.java_package == JAVA_PACKAGE and options.java_multiple_files, file.name
+        stem = Path(file.name).stem
+        assert options.java_outer_classname == "".join(w.title() for w in stem.split("_")) + "Proto", file.name
+        assert options.java_outer_classname not in types, f"{file.name}: outer class name taken by a type"
+        outers.add(options.java_outer_classname)
+    assert len(outers) == len(files)
 
 
 def test_buf_config_keeps_default_rules() -> None:
@@ -177,3 +260,43 @@ def test_a_status_quoting_a_huge_input_still_fits_the_clients_metadata_limit() -
     assert len(status.message.encode()) <= 1000 and len(status.details) < 3000
     encoded = sum(3 if b > 126 or b < 32 else 1 for b in status.message.encode())
     assert encoded + len(status.details) * 4 // 3 < 8192
+
+
+# Call metadata a client must know, and the services whose calls carry it (request) or answer it (response).
+# A key the server reads or sends that is missing here fails the first test; each key must be documented in
+# the comment of every service listed.
+METADATA = {
+    "authorization": {"DatasetService", "UploadService", "TokenService", "NamespaceService", "AuditService"},
+    "x-quarry-namespace": {"DatasetService", "UploadService", "TokenService", "NamespaceService", "AuditService"},
+    "x-quarry-upload": {"UploadService"},
+}
+METADATA_KEY = re.compile(r"authorization|x-quarry-[a-z0-9-]+")
+
+
+def service_comments(tmp_path: Path) -> dict[str, str]:
+    """Each service's comment, as every generated client gets it (buf build with source info)."""
+    image = tmp_path / "services.binpb"
+    result = buf("build", "-o", str(image))
+    assert result.returncode == 0, result.stderr
+    comments = {}
+    for file in descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes()).file:
+        located = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
+        for index, service in enumerate(file.service):
+            comments[service.name] = located.get((6, index), "")  # FileDescriptorProto.service
+    return comments
+
+
+def test_every_metadata_key_of_the_server_is_listed() -> None:
+    used = set()
+    for path in sorted((ROOT / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and METADATA_KEY.fullmatch(node.value):
+                used.add(node.value)
+    assert used == set(METADATA), "list (and document) the server's call metadata keys in METADATA"
+
+
+def test_every_metadata_key_is_documented_on_the_services_that_use_it(tmp_path: Path) -> None:
+    comments = service_comments(tmp_path)
+    missing = [f"{service}: `{key}`" for key, services in METADATA.items() for service in sorted(services)
+               if f"`{key}" not in comments.get(service, "")]
+    assert missing == [], "undocumented call metadata:\n" + "\n".join(missing)

@@ -268,7 +268,9 @@ async def test_list_filters(api: Api, worker_file: QuarryProcess) -> None:
             break
     metrics = await get(api, "metrics")
     assert metrics.state == dataset_pb2.DATASET_STATE_ACTIVE and metrics.current_version_number == 1
-    assert metrics.current_version == f"{api.parent}/datasets/metrics/versions/1"
+    metrics_name = f"{api.parent}/datasets/metrics"
+    current = (await api.datasets.GetVersion(pb.GetVersionRequest(name=f"{metrics_name}/versions/1"))).version
+    assert metrics.current_version == current.name == f"{metrics_name}/versions/{current.uid}"
     await api.datasets.DeleteDataset(pb.DeleteDatasetRequest(name=f"{api.parent}/datasets/logs_old"))
 
     assert await names(api) == ["logs-db", "logs-web", "metrics"]

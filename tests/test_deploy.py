@@ -70,3 +70,37 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`{PREFIX}{name.upper()}`" in readme, name
+
+
+LONG_RUNNING = ("postgres", "redis", "minio", "server", "worker", "balancer")
+
+
+def test_every_long_running_service_restarts_when_it_dies() -> None:
+    services = compose()["services"]
+    for name in LONG_RUNNING:
+        assert services[name].get("restart") in ("unless-stopped", "always", "on-failure"), name
+
+
+def test_replicas_scale_without_host_port_collisions_behind_the_balancer() -> None:
+    services = compose()["services"]
+    # Only the balancer publishes a host port: `--scale server=N --scale worker=M` fits on one host.
+    for name in ("server", "worker"):
+        assert "ports" not in services[name], f"{name} publishes a host port: replicas would collide"
+    server_port = services["server"]["environment"]["QUARRY_GRPC_ADDRESS"].rsplit(":", 1)[1]
+    assert server_port in [str(p) for p in services["server"]["expose"]]
+    balancer = services["balancer"]
+    assert balancer["image"].startswith("nginx")
+    assert any(p.endswith(":50051") for p in balancer["ports"])
+    assert balancer["depends_on"]["server"]["condition"] == "service_healthy"
+    [mount] = [v for v in balancer["volumes"] if v.endswith(":/etc/nginx/nginx.conf:ro")]
+    config = (ROOT / mount.split(":", 1)[0]).read_text()
+    assert f"server server:{server_port}" in config  # every replica of the compose service
+    assert "listen 50051 http2;" in config and "grpc_pass grpc://quarry_servers;" in config
+    assert "client_max_body_size 0;" in config  # uploads of any size pass
+
+
+def test_the_worker_healthcheck_asks_its_health_endpoint() -> None:
+    worker = compose()["services"]["worker"]
+    port = worker["environment"]["QUARRY_WORKER_METRICS_PORT"]
+    assert f"127.0.0.1:{port}/health" in " ".join(worker["healthcheck"]["test"])
+    assert str(port) in [str(p) for p in worker["expose"]]

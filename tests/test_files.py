@@ -42,6 +42,7 @@ from quarry.v1 import dataset_pb2, upload_pb2, version_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_service_pb2 as upb
 
+from server.domain.budget import BufferBudget
 from server.domain.caller import Caller
 from server.domain.files import READ_MESSAGE_BYTES, Files
 from server.domain.jsonrows import json_rows
@@ -52,7 +53,7 @@ from server.storage.db import Database, pool_of
 from server.storage.objects.seekable import READ_AHEAD_BYTES, RangeFile
 from tests.conftest import STORE_KINDS
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample
-from tests.support import Api, ServerHandle, error_info, field_violations, open_api
+from tests.support import Api, ServerHandle, error_info, field_violations, open_api, wait_version
 from tests.test_generated_client import generate_bare_client
 from tests.uploading import MiB, chunk_messages, create_request, stream_of
 
@@ -81,15 +82,11 @@ async def upload(api: Api, dataset: str, sample: Sample) -> upload_pb2.Upload:
     return done
 
 
-async def wait_version(api: Api, name: str) -> version_pb2.Version:
-    """Poll a version until READY."""
-    for _ in range(600):
-        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=name))).version
-        if version.state == version_pb2.VERSION_STATE_READY:
-            return version  # type: ignore[no-any-return]
-        assert version.state != version_pb2.VERSION_STATE_FAILED, version.failure
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} never became READY")
+async def ready_version(api: Api, name: str) -> version_pb2.Version:
+    """Follow a version until READY (failing if it FAILED)."""
+    version = await wait_version(api, name)
+    assert version.state == version_pb2.VERSION_STATE_READY, version.failure
+    return version  # type: ignore[no-any-return]
 
 
 async def commit(api: Api, dataset: str, samples: list[Sample], delete: tuple[str, ...] = (),
@@ -99,7 +96,7 @@ async def commit(api: Api, dataset: str, samples: list[Sample], delete: tuple[st
     parent = f"{api.parent}/datasets/{dataset}"
     version = (await api.datasets.CommitVersion(dpb.CommitVersionRequest(
         parent=parent, base_version=base, uploads=[u.name for u in uploads], delete_paths=list(delete)))).version
-    return await wait_version(api, version.name)
+    return await ready_version(api, version.name)
 
 
 # --- the files ----------------------------------------------------------------------------------------------
@@ -378,8 +375,8 @@ async def check_preview_reads(corpus: Corpus, pool: asyncpg.Pool) -> None:
     """The domain's preview in this process, over the server's database and a store that counts what it serves."""
     store = CountingStore(corpus.store)
     db = Database(pool)
-    files = Files(db, store, Versions(db, None, PageTokens(b"unused"), 100), 10_000, PageTokens(b"unused"),  # type: ignore[arg-type]
-                  100)
+    files = Files(db, store, Versions(db, None, None, PageTokens(b"unused"), 100), 10_000, PageTokens(b"unused"),  # type: ignore[arg-type]
+                  100, BufferBudget(64 << 20, 1), 4 << 20)
     caller = Caller(corpus.api.namespace)
     sample = corpus.first["groups.parquet"]
     metadata = pq.ParquetFile(io.BytesIO(sample.data)).metadata

@@ -41,7 +41,7 @@ def layer_of(module: str) -> str | None:
         return "support"
     if module.startswith("server.embedded") or module in (
             "server.app", "server.bootstrap", "server.cli", "server.composition", "server.connections",
-            "server.listen_ports", "server.__main__"):
+            "server.listen_ports", "server.__main__", "server.probes"):
         return "root"
     if module == "server.settings":
         return "config"

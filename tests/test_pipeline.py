@@ -13,7 +13,7 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from tests.conftest import Env
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample, parquet_sample
-from tests.support import Api, error_info, eventually
+from tests.support import Api, error_info, eventually, wait_version
 from tests.uploading import create_request, resume_messages, stream_of
 
 FINAL = {upload_pb2.UPLOAD_STATE_PROMOTED, upload_pb2.UPLOAD_STATE_FAILED, upload_pb2.UPLOAD_STATE_CANCELLED}
@@ -51,16 +51,6 @@ async def upload_and_watch(api: Api, dataset: str, sample: Sample, *, auto_commi
     return upload, states
 
 
-async def wait_version(api: Api, name: str, timeout: float = 60) -> version_pb2.Version:
-    """Poll a version until READY or FAILED (versions have no watch)."""
-    async def finished() -> version_pb2.Version | None:
-        version = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=name))).version
-        done = version.state in (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
-        return version if done else None
-
-    return await eventually(finished, f"{name} READY or FAILED", timeout, interval=0.1)
-
-
 async def gone(env: Env, key: str) -> bool:
     """Whether `key` disappears within 5 s (the worker deletes staged bytes just after the state changes)."""
     async def deleted() -> bool:
@@ -80,10 +70,11 @@ async def test_each_format_becomes_a_ready_version(pipeline_env: Env, make: obje
     upload, states = await upload_and_watch(env.api, "formats", sample)
     assert states == [upload_pb2.UPLOAD_STATE_OPEN, upload_pb2.UPLOAD_STATE_STAGED, upload_pb2.UPLOAD_STATE_VALIDATING,
                       upload_pb2.UPLOAD_STATE_VALIDATED, upload_pb2.UPLOAD_STATE_PROMOTED], states
-    assert upload.version == f"namespaces/{env.namespace}/datasets/formats/versions/1"
     version = (await env.api.datasets.GetVersion(dpb.GetVersionRequest(name=upload.version,
                                                                          view=dpb.VERSION_VIEW_FULL))).version
     assert version.state == version_pb2.VERSION_STATE_READY and version.number == 1
+    # The canonical name is by uid, also once READY and numbered (AIP-122).
+    assert upload.version == version.name == f"namespaces/{env.namespace}/datasets/formats/versions/{version.uid}"
     assert version.file_count == 1 and version.total_bytes == len(sample.data) and version.total_rows == sample.rows
     [file] = version.files
     assert (file.path, file.size_bytes, file.sha256) == (sample.path, len(sample.data), sample.sha256)
@@ -167,15 +158,18 @@ async def test_commit_adds_replaces_and_deletes_copy_on_write(pipeline_env: Env)
     again = (await api.datasets.CommitVersion(dpb.CommitVersionRequest(
         parent=parent, uploads=[u.name for u in uploads], message="first", request_id="c1"))).version
     assert again.uid == v1.uid  # a retried commit is the same commit
+    assert v1.state == version_pb2.VERSION_STATE_PENDING and v1.name == f"{parent}/versions/{v1.uid}"
+    pending_name = v1.name
     v1 = await wait_version(api, v1.name)
     assert v1.state == version_pb2.VERSION_STATE_READY and v1.number == 1 and v1.file_count == 3
+    assert v1.name == pending_name  # one name from the commit to READY and after
     replacement = (await upload_and_watch(api, "cow", csv_sample(30, path="a.csv"), auto_commit=False))[0]
     v2 = (await api.datasets.CommitVersion(dpb.CommitVersionRequest(
         parent=parent, base_version=v1.name, uploads=[replacement.name], delete_paths=["c.bin"],
         message="second"))).version
     v2 = await wait_version(api, v2.name)
     v2 = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=v2.name, view=dpb.VERSION_VIEW_FULL))).version
-    assert v2.number == 2 and v2.parent == f"{parent}/versions/1"
+    assert v2.number == 2 and v2.parent == v1.name
     assert [f.path for f in v2.files] == ["a.csv", "b.jsonl"]
     assert v2.files[0].row_count == 30 and v2.files[1].sha256 == first[1].sha256
     # Version 1 never changed.
@@ -184,6 +178,10 @@ async def test_commit_adds_replaces_and_deletes_copy_on_write(pipeline_env: Env)
     assert [f.path for f in old.files] == ["a.csv", "b.jsonl", "c.bin"] and old.files[0].row_count == 20
     latest = (await api.datasets.GetVersion(dpb.GetVersionRequest(name=f"{parent}/versions/latest"))).version
     assert latest.number == 2 and not latest.files  # the default view leaves the files out
+    # Aliases in, the canonical name out.
+    assert (old.name, latest.name) == (v1.name, v2.name)
+    dataset = (await api.datasets.GetDataset(dpb.GetDatasetRequest(name=parent))).dataset
+    assert dataset.current_version == v2.name
     listed = (await api.datasets.ListVersions(dpb.ListVersionsRequest(parent=parent))).versions
     assert [v.number for v in listed] == [2, 1] and not listed[0].files
     # The unchanged file is stored once: both versions point at the same content key.

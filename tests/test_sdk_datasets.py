@@ -34,7 +34,7 @@ def test_every_rpc_of_the_contract_has_a_method(client_class: type) -> None:
     services = [capabilities_service_pb2, dataset_service_pb2, upload_service_pb2]
     rpcs = [method.name for module in services for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods]
-    assert len(rpcs) == 23
+    assert len(rpcs) == 27
     for rpc in rpcs:
         method = getattr(client_class, RENAMED.get(rpc, snake(rpc)), None)
         assert callable(method), f"{client_class.__name__} has no method for {rpc}"
@@ -101,13 +101,15 @@ async def test_versions_commit_and_wait(pipeline_env: Env, tmp_path: Path) -> No
     with make_client(env, tmp_path) as client:
         promoted = client.upload_file(first, "tab", "a.csv", wait=True, commit_message="one", wait_timeout=60)
         assert promoted.upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
-        assert promoted.upload.version == f"namespaces/{env.namespace}/datasets/tab/versions/1"
+        first_version = client.get_version("tab", 1)
+        assert promoted.upload.version == first_version.name == (
+            f"namespaces/{env.namespace}/datasets/tab/versions/{first_version.uid}")
         staged = client.upload_file(second, "tab", "b.csv")
         pending = client.commit_version("tab", [staged.upload.uid], message="two")
         assert pending.state in (version_pb2.VERSION_STATE_PENDING, version_pb2.VERSION_STATE_VALIDATING,
                                  version_pb2.VERSION_STATE_PROMOTING, version_pb2.VERSION_STATE_READY)
         ready = client._wait_version(pending, 60)
-        assert ready.state == version_pb2.VERSION_STATE_READY and ready.number == 2
+        assert ready.state == version_pb2.VERSION_STATE_READY and ready.number == 2 and ready.name == pending.name
         assert [(v.number, v.message) for v in client.list_versions("tab", page_size=1)] == [(2, "two"), (1, "one")]
         assert not client.get_version("tab").files  # the basic view: no file list
         latest = client.get_version("tab", view="full")
@@ -116,6 +118,22 @@ async def test_versions_commit_and_wait(pipeline_env: Env, tmp_path: Path) -> No
         assert client.get_version("tab", 1).file_count == 1
         with pytest.raises(quarry.NotFound):
             client.get_version("tab", 9)
+
+
+def test_a_version_is_followed_with_watch_version(idle_env: Env, tmp_path: Path) -> None:
+    # The idle stack has no worker: the version stays PENDING, so the wait runs out, naming the version.
+    source = tmp_path / "a.csv"
+    source.write_text("id\n1\n")
+    with make_client(idle_env, tmp_path) as client:
+        staged = client.upload_file(source, "idle")
+        pending = client.commit_version("idle", [staged.upload.uid])
+        seen = []
+        with pytest.raises(quarry.DeadlineExceeded):
+            for version in client.watch_version(pending.name, timeout=1):
+                seen.append((version.name, version.state))
+        assert seen == [(pending.name, version_pb2.VERSION_STATE_PENDING)]
+        with pytest.raises(quarry.DeadlineExceeded, match=f"{re.escape(pending.name)} did not become READY"):
+            client._wait_version(pending, 0.5)
 
 
 async def test_async_upload_wait_and_failure(pipeline_env: Env, tmp_path: Path) -> None:

@@ -35,10 +35,11 @@ class FakeRpcError(grpc.RpcError):
 
 
 def status_trailer(code: grpc.StatusCode, reason: str = "", metadata: dict[str, str] | None = None,
-                   retry_after: float | None = None, fields: tuple[str, ...] = ()) -> tuple:  # type: ignore[type-arg]
+                   retry_after: float | None = None, fields: tuple[str, ...] = (),
+                   domain: str = "quarry.dev") -> tuple:  # type: ignore[type-arg]
     details = []
     if reason:
-        info = error_details_pb2.ErrorInfo(reason=reason, domain="quarry.v1", metadata=metadata or {})
+        info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {})
         details.append(info)
     if retry_after is not None:
         delay = duration_pb2.Duration()
@@ -104,6 +105,15 @@ def test_details_are_parsed() -> None:
     busy = from_grpc(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "m",
                                   status_trailer(grpc.StatusCode.RESOURCE_EXHAUSTED, "X", retry_after=2.5)))
     assert busy.retry_delay == 2.5
+
+
+def test_an_error_info_of_another_domain_names_no_reason() -> None:
+    # A proxy in the path may add its own ErrorInfo: only Quarry's domain (AIP-193) names a Quarry reason.
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    foreign = from_grpc(FakeRpcError(code, "m", status_trailer(code, "WRONG_OFFSET", domain="proxy.example")))
+    assert type(foreign) is quarry.FailedPrecondition and foreign.reason == ""
+    ours = from_grpc(FakeRpcError(code, "m", status_trailer(code, "WRONG_OFFSET", domain=quarry.ERROR_DOMAIN)))
+    assert type(ours) is quarry.WrongOffset
 
 
 def test_garbage_details_keep_the_status() -> None:

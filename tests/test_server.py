@@ -84,7 +84,7 @@ async def test_metrics_endpoint(server_file: ServerHandle) -> None:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    redis = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    redis = EmbeddedRedis(tmp_path / "redis", persistent=False, die_with_parent=False)  # restarted mid-test
     redis.start()
     yield redis
     redis.stop()

@@ -87,6 +87,7 @@ async def test_an_auto_commit_that_gave_up_is_committed_again(services: Services
     upload, _ = await services.uploads.create(CALLER, "", NewUpload("auto", sample.path, len(sample.data)))
     await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
     await services.pipeline.validate_upload(upload.id)
+    await services.uploads.queue._redis.flushdb()  # that job has run: it is no longer queued
     async with services.db.connection() as connection:
         # What an auto-commit upload looks like when its commit exhausted its retries (Postgres went away
         # between validation and commit, which this test cannot arrange): VALIDATED and in no version.
@@ -158,6 +159,7 @@ async def test_unreferenced_objects_are_collected_after_the_grace(services: Serv
                                                                      auto_commit=True))
     await services.upload_stream.write(CALLER, upload.name, 0, messages(sample.data), nothing)
     await services.pipeline.validate_upload(upload.id)
+    await services.uploads.queue._redis.flushdb()  # that job has run: it is no longer queued
     async with services.db.connection() as connection:
         promoted = await uploads_repo.get(connection, upload.id)
     assert promoted is not None and promoted.version_id is not None

@@ -20,9 +20,19 @@ from hypothesis import strategies as st
 from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
+from bench.aio_calls import finish
 from server.model.objects import ObjectStore
 from tests.conftest import SMALL_PART_BYTES, STORE_KINDS, Env
-from tests.support import Api, ServerHandle, error_info, eventually, open_api, read_metrics, start_server
+from tests.support import (
+    Api,
+    ServerHandle,
+    error_info,
+    eventually,
+    open_api,
+    read_metrics,
+    start_server,
+    upload_blocking,
+)
 from tests.uploading import (
     MiB,
     chunk_messages,
@@ -106,15 +116,16 @@ async def _send_until(env: Env, messages: list[pb.UploadRequest], stop_after: in
             yield message
 
     call = env.api.uploads.Upload(requests())
+    outcome = asyncio.ensure_future(finish(call))  # watching from the start: the server's status, if it refuses
     metadata = dict(await call.initial_metadata())
     if "x-quarry-upload" not in metadata:
         with pytest.raises(aio.AioRpcError) as raised:
-            await call
+            await outcome
         assert error_info(raised.value)[0] == "WRONG_OFFSET", raised.value
         return None
     name = metadata["x-quarry-upload"]
     waiter = asyncio.ensure_future(broken.wait())
-    done, _ = await asyncio.wait([waiter, asyncio.ensure_future(call)], return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait([waiter, outcome], return_when=asyncio.FIRST_COMPLETED)
     if waiter in done:
         if landed:
             await _wait_committed(env, name, landed)
@@ -195,7 +206,7 @@ async def _stream(api: Api, name: str, offset: int, data: bytes, chunk: int, sto
         await asyncio.Event().wait()  # the connection hangs until it is dropped
 
     call = api.uploads.Upload(requests())
-    answered = asyncio.ensure_future(call)
+    answered = asyncio.ensure_future(finish(call))  # a refusal read as the server said it (see bench/aio_calls.py)
     waiter = asyncio.ensure_future(reached.wait())
     await asyncio.wait([answered, waiter], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
@@ -270,9 +281,10 @@ async def test_retried_one_call_upload_learns_where_to_resume(env: Env) -> None:
     messages = [pb.UploadRequest(header=header), *chunk_messages(data)]
     name = await _send_until(env, messages, PART + MiB, landed=PART)
     assert name is not None
-    # The same one-call request again: the server names the upload and the offset to resume from.
-    with pytest.raises(aio.AioRpcError) as raised:
-        await env.api.uploads.Upload(stream_of(messages))
+    # The same one-call request again: the server names the upload and the offset to resume from (refused while
+    # still sending: the blocking client reports the server's status where grpc.aio may report its failed write).
+    with pytest.raises(grpc.RpcError) as raised:
+        await upload_blocking(env.server.address, env.namespace, messages)
     reason, metadata = error_info(raised.value)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason == "WRONG_OFFSET"
     assert metadata["expected_offset"] == str(PART)

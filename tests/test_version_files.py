@@ -50,7 +50,7 @@ async def test_pages_through_every_file_by_path(api: Api, published: Published) 
     paths, pages = await list_all(api, dpb.ListVersionFilesRequest(parent=latest, page_size=3))
     assert paths == published.paths and pages == 3  # 7 files, 3 a page
     first = await api.datasets.ListVersionFiles(dpb.ListVersionFilesRequest(parent=latest))
-    assert first.version == published.version  # "latest" answered by number, to read exactly what was listed
+    assert first.version == published.version  # "latest" answered by uid, to read exactly what was listed
     by_path = {f.path: f for f in first.files}
     assert by_path["parts/p1.parquet"].sha256 and by_path["parts/p1.parquet"].row_count == PARQUET_ROWS
     assert common_pb2.FileFormat.Name(by_path["events/e1.jsonl"].format) == "FILE_FORMAT_JSONL"

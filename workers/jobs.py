@@ -63,3 +63,10 @@ async def sweep(ctx: dict[str, Any]) -> None:
     """Re-enqueue stuck work, expire abandoned uploads, delete what nothing owns."""
     with _Timed("sweep"):
         await _services(ctx).sweeper.sweep()
+
+
+async def requeue(ctx: dict[str, Any]) -> None:
+    """Queue again the jobs of work unchanged past QUARRY_STUCK_AFTER_SECONDS (a job lost with Redis, or an
+    enqueue that failed); a job still queued or running is not queued twice."""
+    with _Timed("requeue"):
+        await _services(ctx).sweeper.requeue()

@@ -49,5 +49,13 @@ def _capabilities(settings: Capabilities) -> pb.GetCapabilitiesResponse:
         tls_required=settings.tls,
         client_certificate_required=settings.client_certificates,
         max_download_url_ttl=url_ttl,
+        min_api_version=settings.api_versions[0],
+        max_api_version=settings.api_versions[1],
+        max_path_length=settings.max_path_length,
+        max_labels=settings.max_labels,
+        max_label_key_length=settings.max_label_key_length,
+        max_label_value_length=settings.max_label_value_length,
+        max_changes_per_commit=settings.max_changes_per_commit,
+        max_parts=settings.max_parts,
         max_inline_bytes=settings.max_inline_bytes,
     )

@@ -117,7 +117,7 @@ def dataset(value: Dataset) -> dataset_pb2.Dataset:
     """The contract's Dataset."""
     current = ""
     if value.current_version_id is not None:
-        current = version_name(value.namespace, value.name, value.current_version_number, value.current_version_id)
+        current = version_name(value.namespace, value.name, value.current_version_id)
     return dataset_pb2.Dataset(
         name=value.resource_name,
         uid=str(value.id),

@@ -20,7 +20,8 @@ from server.model import errors
 
 log = logging.getLogger(__name__)
 
-DOMAIN = "quarry.v1"
+# The ErrorInfo domain (AIP-193: the service's name); proto/quarry/v1/error_reason.proto lists the reasons.
+DOMAIN = "quarry.dev"
 # The status travels in trailers, which clients cap (grpc: 8 KiB by default); the message appears twice in them
 # (grpc-message and the google.rpc.Status), so every text is clipped, in bytes, well below that.
 MAX_MESSAGE = 1000

@@ -33,8 +33,10 @@ from server.model.identity import Access
 
 log = logging.getLogger(__name__)
 
-DRAIN_BYTES = 256 << 20
-DRAIN_SECONDS = 10.0
+# After a refusal, what is read (and dropped) of a client still sending, at most: enough for the last chunks
+# and the finish of a stream refused near its end, never the rest of a large part.
+DRAIN_BYTES = 4 << 20
+DRAIN_SECONDS = 1.0
 _NAMESPACED = (Access.READER, Access.WRITER, Access.ADMIN)
 _NO_RULE = Rule(Access.OPERATOR)
 

@@ -23,12 +23,13 @@ class DatasetServicer(DatasetMethods, VersionMethods, dataset_service_pb2_grpc.D
     """DatasetService: the dataset methods and the version methods."""
 
 
-def add_quarry_servicers(server: aio.Server, services: Services) -> None:
-    """Add DatasetService, UploadService, TokenService, NamespaceService and AuditService."""
+def add_quarry_servicers(server: aio.Server, services: Services, idle_seconds: float) -> None:
+    """Add DatasetService, UploadService (whose upload streams end after `idle_seconds` without a message),
+    TokenService, NamespaceService and AuditService."""
     caller = CallerResolver()
     dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(services, caller), server)
     upload_service_pb2_grpc.add_UploadServiceServicer_to_server(
-        UploadServicer(services.uploads, services.upload_stream, caller), server)
+        UploadServicer(services.uploads, services.upload_stream, caller, idle_seconds), server)
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(services.tokens, caller), server)
     namespace_service_pb2_grpc.add_NamespaceServiceServicer_to_server(
         NamespaceServicer(services.namespaces, caller), server)

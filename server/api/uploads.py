@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from grpc import aio
@@ -9,12 +10,13 @@ from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 from quarry.v1 import upload_service_pb2_grpc as pb_grpc
 
+from server import metrics
 from server.api import convert
 from server.api.caller import CallerResolver
 from server.api.interceptors import drain
 from server.domain.upload_stream import Chunk, Finish, StreamMessage, UploadStream
 from server.domain.uploads import NewUpload, Uploads
-from server.model.errors import InvalidArgument, QuarryError
+from server.model.errors import BufferBudgetSpent, InvalidArgument, QuarryError, StreamIdle
 from server.model.uploads import Upload
 
 UPLOAD_METADATA = "x-quarry-upload"
@@ -35,12 +37,32 @@ def new_upload(request: pb.CreateUploadRequest) -> tuple[str, NewUpload]:
     )
 
 
+async def _until_idle(requests: AsyncIterator[pb.UploadRequest], seconds: float) -> AsyncIterator[pb.UploadRequest]:
+    """The stream's messages; StreamIdle when the client sends none for `seconds`. Only the wait for the client
+    counts: while the server holds the stream back (a slow store, the budget), no message is asked for."""
+    iterator = aiter(requests)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                request = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            metrics.IDLE_STREAMS.inc()
+            raise StreamIdle(f"the client sent nothing for {seconds:g} s, so the stream was ended; the parts "
+                             "committed are kept: resume from GetUpload's committed_bytes", retry_after=0.0,
+                             metadata={"idle_seconds": f"{seconds:g}"}) from None
+        yield request
+
+
 async def _messages(requests: AsyncIterator[pb.UploadRequest]) -> AsyncIterator[StreamMessage]:
     async for request in requests:
         kind = request.WhichOneof("kind")
         if kind == "chunk":
             chunk = request.chunk
-            yield Chunk(chunk.data, chunk.crc32c if chunk.HasField("crc32c") else None)
+            message = Chunk(chunk.data, chunk.crc32c if chunk.HasField("crc32c") else None)
+            del request, chunk  # the parsed message holds a second copy of the bytes: not kept while they are used
+            yield message
         elif kind == "finish":
             yield Finish(request.finish.sha256 or None, request.finish.keep_open)
         elif kind == "header":
@@ -59,10 +81,11 @@ def _header(first: pb.UploadRequest | None) -> pb.UploadHeader:
 class UploadServicer(pb_grpc.UploadServiceServicer):
     """The UploadService handlers."""
 
-    def __init__(self, uploads: Uploads, stream: UploadStream, caller: CallerResolver) -> None:
+    def __init__(self, uploads: Uploads, stream: UploadStream, caller: CallerResolver, idle_seconds: float) -> None:
         self._uploads = uploads
         self._stream = stream
         self._caller = caller
+        self._idle_seconds = idle_seconds
 
     async def CreateUpload(self, request: pb.CreateUploadRequest,
                            context: aio.ServicerContext) -> pb.CreateUploadResponse:
@@ -76,9 +99,10 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
             # Sent before any byte is read, so a client whose stream breaks knows what to resume.
             await context.send_initial_metadata(((UPLOAD_METADATA, upload.name),))
 
+        requests = _until_idle(request_iterator, self._idle_seconds)
         try:
             caller = self._caller(context)
-            header = _header(await anext(aiter(request_iterator), None))
+            header = _header(await anext(requests, None))
             parent = ""
             target: NewUpload | str
             if header.WhichOneof("target") == "create":
@@ -88,11 +112,14 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
             else:
                 raise InvalidArgument.field("header.target", "set create (a new upload) or upload (an existing one)",
                                             reason="HEADER_MISSING")
-            result = await self._stream.write(caller, target, header.write_offset, _messages(request_iterator),
-                                              announce, parent)
-        except QuarryError:
-            # Every refusal, the header's included: a client still sending must get our status, not its own.
-            await drain(request_iterator)
+            result = await self._stream.write(caller, target, header.write_offset, _messages(requests), announce,
+                                              parent)
+        except QuarryError as exc:
+            # A refusal (the header's included) while the client may still be sending: a little of what it
+            # sends is read first, so a client near its end gets our status rather than its own failed write. Not
+            # for a stream refused for want of memory (it must let go at once) or one whose client sends nothing.
+            if not isinstance(exc, BufferBudgetSpent | StreamIdle):
+                await drain(request_iterator)
             raise
         return pb.UploadResponse(upload=convert.upload(result.upload), committed_by_stream=result.committed)
 

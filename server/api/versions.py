@@ -43,6 +43,11 @@ class VersionMethods(ServicerBase):
             list(request.delete_paths), request.message, request.request_id)
         return pb.CommitVersionResponse(version=convert.version(version))
 
+    async def WatchVersion(self, request: pb.WatchVersionRequest,
+                           context: aio.ServicerContext) -> AsyncIterator[pb.WatchVersionResponse]:
+        async for version in self.services.versions.watch(self.caller(context), request.name):
+            yield pb.WatchVersionResponse(version=convert.version(version))
+
     async def DiffVersions(self, request: pb.DiffVersionsRequest,
                            context: aio.ServicerContext) -> pb.DiffVersionsResponse:
         view = convert.view_from(request.view)

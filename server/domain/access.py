@@ -46,6 +46,7 @@ RPC_RULES: dict[str, Rule] = {
         "GetVersion": READ,
         "ListVersionFiles": READ,
         "CommitVersion": WRITE,
+        "WatchVersion": READ,
         "DiffVersions": READ,
         "PreviewFile": READ,
         "GetFileStats": READ,

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from server.domain.budget import BufferBudget
 from server.domain.caller import Caller
 from server.domain.diff import VersionDiff, diff_versions
 from server.domain.listing import PageTokens, page_size
@@ -67,11 +68,19 @@ class FileRead:
     offset: int
     length: int
     store: ObjectStore
+    budget: BufferBudget
+    grant: int  # what the read holds at most: its buffer budget grant
 
     async def chunks(self) -> AsyncIterator[tuple[int, bytes]]:
-        """(offset, bytes) in pieces of READ_MESSAGE_BYTES (the last may be shorter), read as they are consumed."""
+        """(offset, bytes) in pieces of READ_MESSAGE_BYTES (the last may be shorter), read as they are consumed,
+        within the server's buffer budget."""
         if self.length == 0:
             return
+        async with self.budget.hold(self.grant, f"a read of {self.file.path!r}"):
+            async for piece in self._pieces():
+                yield piece
+
+    async def _pieces(self) -> AsyncIterator[tuple[int, bytes]]:
         offset = self.offset
         held = bytearray()
         stream = self.store.read(self.file.object_key, self.offset, self.length, chunk_bytes=READ_MESSAGE_BYTES)
@@ -95,7 +104,8 @@ class Files:
     """Version reads: diffs, and previews, statistics, bytes and download URLs of files."""
 
     def __init__(self, db: Database, store: ObjectStore, versions: Versions, max_preview_rows: int,
-                 page_tokens: PageTokens, max_page_size: int, max_url_ttl: float = DEFAULT_URL_TTL) -> None:
+                 page_tokens: PageTokens, max_page_size: int, budget: BufferBudget, read_grant: int,
+                 max_url_ttl: float = DEFAULT_URL_TTL) -> None:
         self.max_url_ttl = max_url_ttl
         self.db = db
         self.store = store
@@ -103,6 +113,8 @@ class Files:
         self.max_preview_rows = max_preview_rows
         self._tokens = page_tokens
         self._max_page_size = max_page_size
+        self.budget = budget
+        self.read_grant = read_grant
 
     async def list(self, caller: Caller, parent: str, size: int, token: str, which: FileFilter,
                    view: VersionView) -> FilePage:
@@ -197,7 +209,8 @@ class Files:
             raise OutOfRange(f"offset {offset} is past the end of {path!r} ({file.size} bytes)",
                              reason="OFFSET_OUT_OF_RANGE", metadata={"size": str(file.size)})
         available = file.size - offset
-        return FileRead(file, offset, available if limit == 0 else min(limit, available), self.store)
+        return FileRead(file, offset, available if limit == 0 else min(limit, available), self.store, self.budget,
+                        self.read_grant)
 
     @property
     def default_url_ttl(self) -> float:

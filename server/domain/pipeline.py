@@ -212,15 +212,22 @@ class Pipeline:
             # Recorded first: the garbage collector never deletes an object whose row was touched recently.
             await versions_repo.touch_object(connection, key=key, namespace_id=upload.namespace_id,
                                              dataset_id=version.dataset_id, sha256=staged.sha256, size=staged.size)
-        if not await self.store.exists(key):
+        present = await self.store.stat(key)
+        if present is None or present.size != staged.size:
+            # Missing, or (from a copy cut short before its size was checked) of the wrong size: copied again.
             try:
-                await self.store.copy(upload.staging_key, key)
+                copied = await self.store.copy(upload.staging_key, key)
             except NotFound:
                 # Another worker promoting this version may have landed the content and removed the staged copy
                 # since we looked: then all is well. Only when fresh storage lacks it too are the bytes lost.
-                if not await self.store.exists(key):
+                landed = await self.store.stat(key)
+                if landed is None or landed.size != staged.size:
                     raise DataLoss(f"the staged bytes of {upload.path} are gone before promotion",
                                    reason="STAGED_OBJECT_MISSING") from None
+            else:
+                if copied.size != staged.size:
+                    raise DataLoss(f"{upload.path}: the staged object has {copied.size} bytes, validation read "
+                                   f"{staged.size}", reason="STAGED_OBJECT_CHANGED")
         return dataclasses.replace(staged, object_key=key)
 
     async def _finish(self, version: Version, uploads: list[Upload], entries: list[VersionFile]) -> None:

@@ -2,7 +2,9 @@
 
 - re-enqueues uploads and versions stuck in a working state past `stuck_after` (jobs are idempotent, and a
   job already queued or running under the same id is not queued twice), and the validation of VALIDATED
-  auto-commit uploads whose commit gave up (a re-run of `validate_upload` commits them);
+  auto-commit uploads whose commit gave up (a re-run of `validate_upload` commits them); this step alone
+  also runs as its own cron (`requeue`) every half `stuck_after`, so a job lost with Redis waits well under a
+  minute by default;
 - expires OPEN uploads past their expiry and deletes their bytes;
 - deletes staged bytes still held by cancelled, expired, promoted or invalid uploads;
 - aborts multipart writes and deletes staging objects that no upload owns (older than the grace period);
@@ -67,6 +69,15 @@ class Sweeper:
         self.gc_grace = gc_grace
         self.deleted_retention = deleted_retention_days * 86400
 
+    async def requeue(self) -> SweepReport:
+        """Only the first step: re-enqueue stuck work (cheap: one indexed query, and an enqueue that is a no-op
+        for a job still queued or running), run far more often than the whole sweep."""
+        report = SweepReport()
+        await self._requeue(report)
+        if report.requeued_uploads or report.requeued_versions:
+            log.info("requeue", extra={"uploads": report.requeued_uploads, "versions": report.requeued_versions})
+        return report
+
     async def sweep(self) -> SweepReport:
         """Run every step; a failing step is logged and does not stop the others."""
         report = SweepReport()
@@ -86,11 +97,9 @@ class Sweeper:
                 connection, [UploadState.STAGED.value, UploadState.VALIDATING.value], self.stuck_after)
             stuck += await sweeping.uncommitted_auto_commits(connection, self.stuck_after)
             versions = await versions_repo.ids_in_states_before(connection, VERSION_WORKING_STATES, self.stuck_after)
-        for upload_id in stuck:
-            await self.uploads.enqueue_validation(upload_id)
-        for version_id in versions:
-            await self.versions.enqueue_promotion(version_id)
-        report.requeued_uploads, report.requeued_versions = len(stuck), len(versions)
+        # Counted only when queued now: a job still queued or running is left alone.
+        report.requeued_uploads = sum([await self.uploads.enqueue_validation(i) for i in stuck])
+        report.requeued_versions = sum([await self.versions.enqueue_promotion(i) for i in versions])
 
     async def _expire(self, report: SweepReport) -> None:
         async with self.db.connection() as connection:

@@ -7,15 +7,18 @@ reads it in a worker thread: Parquet through the store's random reader, row grou
 columns asked for; CSV and JSON Lines through the store's sequential reader with pyarrow's streaming parsers,
 typed with the schema validation stored. Memory holds a batch and the reader's buffers, never a file.
 
-A part names its version by number, so every part of one plan reads the same version.
+A part names its version by its canonical name (by uid), so every part of one plan reads the same version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
-from collections.abc import Generator, Iterator, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -23,6 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from server.domain.budget import BufferBudget
 from server.domain.caller import Caller
 from server.domain.datasets import DatasetListing, Datasets
 from server.domain.files import FileFilter, Files, tabular
@@ -43,7 +47,7 @@ READ_CHUNK = 4 << 20
 class TablePart:
     """One independently readable piece of a version's tables: a file, or some row groups of a Parquet file."""
 
-    version: str  # resource name by number
+    version: str  # canonical resource name (by uid): exactly the version planned
     path: str
     row_groups: tuple[int, ...] | None  # None: the whole file
     columns: tuple[str, ...] | None  # None: every column
@@ -88,14 +92,16 @@ class TableStream:
     """An opened part: its schema, and its batches read from the store (blocking: run it in a worker thread)."""
 
     def __init__(self, part: TablePart, file: VersionFile, schema: pa.Schema,
-                 source: RandomReader | ChunkReader) -> None:
+                 source: RandomReader | ChunkReader, release: Callable[[], None] = lambda: None) -> None:
         self.part = part
         self.file = file
         self.schema = schema
         self._source = source
+        self._release = release
 
     def batches(self) -> Generator[pa.RecordBatch, None, None]:
-        """The part's record batches, in file order; the store reader is released at the end or on close."""
+        """The part's record batches, in file order; the store reader and the read's share of the buffer budget
+        are released at the end or on close."""
         try:
             if self.file.format == FileFormat.PARQUET:
                 yield from self._parquet()
@@ -103,6 +109,7 @@ class TableStream:
                 yield from self._text()
         finally:
             self._source.close()
+            self._release()
 
     def _parquet(self) -> Iterator[pa.RecordBatch]:
         assert isinstance(self._source, RandomReader)
@@ -157,11 +164,14 @@ class ChunkFile(io.RawIOBase):
 class Tables:
     """Plans and opens reads of versions as tables."""
 
-    def __init__(self, files: Files, datasets: Datasets, store: ObjectStore, split_bytes: int) -> None:
+    def __init__(self, files: Files, datasets: Datasets, store: ObjectStore, split_bytes: int,
+                 budget: BufferBudget, read_grant: int) -> None:
         self.files = files
         self.datasets = datasets
         self.store = store
         self.split_bytes = split_bytes
+        self.budget = budget
+        self.read_grant = read_grant
 
     async def current(self, caller: Caller, name_prefix: str = "") -> list[TablePlan]:
         """The current version of each dataset of the caller's namespace (whose name starts with
@@ -251,8 +261,37 @@ class Tables:
                 raise InvalidArgument.field("row_groups", f"{part.path!r} has row groups 0-"
                                                           f"{file.report.row_groups - 1}; got {bad[0]}",
                                             reason="INVALID_TICKET")
-        if file.format == FileFormat.PARQUET:
-            source: RandomReader | ChunkReader = await self.store.open_random(file.object_key, file.size)
-        else:
-            source = await self.store.open_sequential(file.object_key, READ_CHUNK)
-        return TableStream(part, file, schema, source)
+        # Its share of the buffer budget, given back when the batches end (in the thread that reads them), or when
+        # the stream is dropped unread.
+        await self.budget.take(self.read_grant, f"a read of the table {part.path!r}")
+        release = _GiveBack(self.budget, self.read_grant, asyncio.get_running_loop())
+        try:
+            if file.format == FileFormat.PARQUET:
+                source: RandomReader | ChunkReader = await self.store.open_random(file.object_key, file.size)
+            else:
+                source = await self.store.open_sequential(file.object_key, READ_CHUNK)
+        except BaseException:
+            release()
+            raise
+        stream = TableStream(part, file, schema, source, release)
+        weakref.finalize(stream, release)
+        return stream
+
+
+class _GiveBack:
+    """Give a grant back to the budget once, from any thread (the budget lives on the event loop)."""
+
+    def __init__(self, budget: BufferBudget, nbytes: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._budget = budget
+        self._nbytes = nbytes
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is stopping
+            self._loop.call_soon_threadsafe(self._budget.give, self._nbytes)

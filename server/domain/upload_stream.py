@@ -19,10 +19,11 @@ from typing import Any
 
 from server import metrics
 from server.domain import quotas
+from server.domain.budget import BufferBudget, StreamCosts, WriterBytes
 from server.domain.caller import Caller
 from server.domain.crc import combine, crc32c
 from server.domain.namespaces import existing_namespace
-from server.domain.parts import MAX_PARTS
+from server.domain.parts import MAX_PARTS, choose_part_size
 from server.domain.uploads import NewUpload, Uploads, not_open
 from server.model import names
 from server.model.errors import (
@@ -74,6 +75,7 @@ class _OpenPart:
     number: int
     offset: int
     writer: PartWriter
+    own_bytes: bool  # whether its buffers are the stream's own (else borrowed from the budget)
     crc: int = 0
 
     @property
@@ -110,26 +112,47 @@ class _Landing:
 
 
 class UploadStream:
-    """Writes the bytes of one stream into an upload."""
+    """Writes the bytes of one stream into an upload, within the server's buffer budget."""
 
-    def __init__(self, uploads: Uploads) -> None:
+    def __init__(self, uploads: Uploads, budget: BufferBudget, costs: StreamCosts) -> None:
         self.uploads = uploads
+        self.budget = budget
+        self.costs = costs
 
     async def write(self, caller: Caller, target: NewUpload | str, write_offset: int,
                     messages: AsyncIterator[StreamMessage],
                     on_open: Callable[[Upload], Awaitable[None]], parent: str = "") -> WriteResult:
-        """Open (under `parent`) or find the upload, then write the stream's bytes into it."""
+        """Open (under `parent`) or find the upload, then write the stream's bytes into it. The stream's
+        grant of the buffer budget comes first: a stream refused for want of memory has opened nothing."""
         if isinstance(target, NewUpload):
             if write_offset != 0:
                 raise InvalidArgument.field("header.write_offset", "must be 0 when the header creates the upload")
-            upload, created = await self.uploads.create(caller, parent, target)
-            if not created and upload.committed_bytes != write_offset:
-                # A retried one-call upload (same request_id): tell the client where to resume.
-                raise WrongOffset(f"upload {upload.name} exists with {upload.committed_bytes} bytes committed; "
-                                  f"resume it at that offset", expected_offset=upload.committed_bytes)
+            found = None
+            declared = target.validated(self.uploads.limits).declared_size
+            part_size = choose_part_size(declared, self.uploads.limits)
         else:
-            upload, created = await self.uploads.load(caller, target, "header.upload"), False
-        caller.call.resource = upload.name
+            found = await self.uploads.load(caller, target, "header.upload")
+            declared, part_size = found.declared_size, found.part_size
+        writer_bytes = self.uploads.store.part_buffer_bytes(part_size, _part_count(declared, part_size))
+        rest = self.costs.upload - self.costs.window + writer_bytes
+        async with self.budget.stream(self.costs.window, rest, "an upload stream"):
+            if found is None:
+                assert isinstance(target, NewUpload)
+                upload, created = await self.uploads.create(caller, parent, target)
+                if not created and upload.committed_bytes != write_offset:
+                    # A retried one-call upload (same request_id): tell the client where to resume.
+                    raise WrongOffset(f"upload {upload.name} exists with {upload.committed_bytes} bytes committed; "
+                                      f"resume it at that offset", expected_offset=upload.committed_bytes)
+            else:
+                # Read again: other streams may have moved the upload on while this one waited for its grant.
+                upload, created = await self.uploads.load(caller, found.name, "header.upload"), False
+            caller.call.resource = upload.name
+            return await self._stream(caller, upload, created, write_offset, messages, on_open,
+                                      WriterBytes(self.budget, writer_bytes))
+
+    async def _stream(self, caller: Caller, upload: Upload, created: bool, write_offset: int,
+                      messages: AsyncIterator[StreamMessage], on_open: Callable[[Upload], Awaitable[None]],
+                      writers: WriterBytes) -> WriteResult:
         if not created:
             self._check_writable(upload, write_offset)
         metrics.UPLOAD_STREAMS.inc()
@@ -138,10 +161,11 @@ class UploadStream:
             # Inside the try: if announcing the upload fails, or the call is cancelled meanwhile, an upload this
             # stream created is discarded like any other that committed nothing.
             await on_open(upload)
-            committed, finish = await self._write(upload, write_offset, messages, landing)
+            committed, finish = await self._write(upload, write_offset, messages, landing, writers)
         except ResourceExhausted as exc:
-            if isinstance(exc, QuotaExceeded):
-                # A namespace quota may be raised, or space freed: the upload stays resumable.
+            if isinstance(exc, QuotaExceeded) or exc.retryable:
+                # A namespace quota may be raised or space freed, and the server's buffer budget frees up in a
+                # moment: the upload stays resumable.
                 await asyncio.shield(self._settle(upload, created, landing))
             else:
                 # Past the size limit the upload can never finish: fail it and free its bytes.
@@ -213,7 +237,7 @@ class UploadStream:
                           expected_offset=committed)
 
     async def _write(self, upload: Upload, offset: int, messages: AsyncIterator[StreamMessage],
-                     landing: _Landing) -> tuple[int, Finish | None]:
+                     landing: _Landing, writers: WriterBytes) -> tuple[int, Finish | None]:
         position = offset
         part: _OpenPart | None = None
         finish: Finish | None = None
@@ -230,7 +254,7 @@ class UploadStream:
                 metrics.UPLOAD_BYTES.inc(len(data))
                 for piece, piece_crc in zip(pieces, crcs, strict=True):
                     if part is None:
-                        part = await self._open_part(upload, position)
+                        part = await self._open_part(upload, position, writers, landing)
                     await part.writer.write(piece)
                     part.crc = combine(part.crc, piece_crc, len(piece)) if part.size > len(piece) else piece_crc
                     position += len(piece)
@@ -239,7 +263,7 @@ class UploadStream:
                         # ours for the `finally` to discard.
                         await landing.wait()
                         full, part = part, None  # the commit owns it now, even if this stream is cancelled
-                        landing.start(self._commit(upload, full))
+                        landing.start(self._commit(upload, full, writers))
             if finish is not None and upload.declared_size is not None and position != upload.declared_size:
                 raise FailedPrecondition(f"the stream ended at byte {position} of a {upload.declared_size}-byte "
                                          "upload", reason="SIZE_SHORT",
@@ -249,11 +273,11 @@ class UploadStream:
             if part is not None and (finish is not None or at_end):
                 await landing.wait()
                 last, part = part, None
-                landing.start(self._commit(upload, last))
+                landing.start(self._commit(upload, last, writers))
             await landing.wait()
         finally:
             if part is not None:
-                await part.writer.discard()
+                await _release(part, writers)
         return landing.committed, finish
 
     def _accept(self, upload: Upload, position: int, chunk: Chunk) -> tuple[list[memoryview], list[int]]:
@@ -295,7 +319,7 @@ class UploadStream:
             view = view[room:]
         return pieces
 
-    async def _open_part(self, upload: Upload, position: int) -> _OpenPart:
+    async def _open_part(self, upload: Upload, position: int, writers: WriterBytes, landing: _Landing) -> _OpenPart:
         number = position // upload.part_size + 1
         if number > MAX_PARTS:
             raise ResourceExhausted(f"the file needs more than {MAX_PARTS} parts of {upload.part_size} bytes; "
@@ -307,16 +331,26 @@ class UploadStream:
                                          "must stop where another stream's parts begin",
                                          reason="PART_ALREADY_WRITTEN", metadata={"part_number": str(number)})
         assert upload.store_upload_id is not None
-        part_count = MAX_PARTS if upload.declared_size is None else max(1, -(-upload.declared_size //
-                                                                               upload.part_size))
-        writer = self.uploads.store.open_part(upload.staging_key, upload.store_upload_id, number, position,
-                                              upload.part_size, part_count)
-        return _OpenPart(number, position, writer)
+        own = writers.take()
+        if own is None:
+            await landing.wait()  # no memory for a second writer: the last part lands, and gives its writer back
+            own = writers.take()
+            assert own is not None
+        try:
+            writer = self.uploads.store.open_part(upload.staging_key, upload.store_upload_id, number, position,
+                                                  upload.part_size, _part_count(upload.declared_size, upload.part_size))
+        except BaseException:
+            writers.give(own)
+            raise
+        return _OpenPart(number, position, writer, own)
 
-    async def _commit(self, upload: Upload, part: _OpenPart) -> int:
+    async def _commit(self, upload: Upload, part: _OpenPart, writers: WriterBytes) -> int:
         started = time.perf_counter()
         size = part.size
-        etag = await part.writer.commit()
+        try:
+            etag = await part.writer.commit()
+        finally:
+            await _release(part, writers)  # committed or not, the writer's buffers are done with
         store_kind = self.uploads.store.kind
         metrics.UPLOAD_PART_SECONDS.labels(store=store_kind).observe(time.perf_counter() - started)
         metrics.UPLOAD_PARTS.labels(store=store_kind).inc()
@@ -334,6 +368,19 @@ class UploadStream:
             raise FailedPrecondition(f"part {part.number} was written by another stream with different bytes",
                                      reason="PART_CONFLICT", metadata={"part_number": str(part.number)})
         return size
+
+
+def _part_count(declared_size: int | None, part_size: int) -> int:
+    """How many parts an upload will have at most."""
+    return MAX_PARTS if declared_size is None else max(1, -(-declared_size // part_size))
+
+
+async def _release(part: _OpenPart, writers: WriterBytes) -> None:
+    """Drop a part's writer and give its buffers back."""
+    try:
+        await part.writer.discard()
+    finally:
+        writers.give(part.own_bytes)
 
 
 def _check_finish(upload: Upload, finish: Finish) -> None:

@@ -22,6 +22,7 @@ from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size, parse_filter
 from server.domain.namespaces import existing_namespace
 from server.domain.parts import UploadLimits, assemble, choose_part_size
+from server.domain.watch import follow
 from server.model import names
 from server.model.errors import (
     ChecksumMismatch,
@@ -41,7 +42,7 @@ from server.storage import uploads as repo
 from server.storage import versions as versions_repo
 from server.storage.db import Database
 from server.storage.jobqueue import JobQueue
-from server.storage.notifications import RESYNC, UPLOAD_CHANNEL, NotificationHub
+from server.storage.notifications import UPLOAD_CHANNEL, NotificationHub
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +254,9 @@ class Uploads:
         await self.enqueue_validation(staged.id)
         return staged
 
-    async def enqueue_validation(self, upload_id: uuid.UUID) -> None:
-        """Queue `validate_upload`; a lost enqueue is repaired by the sweep, so failure here is only logged."""
-        await self.queue.enqueue_for("validate_upload", str(upload_id), "upload_id")
+    async def enqueue_validation(self, upload_id: uuid.UUID) -> bool:
+        """Queue `validate_upload` (True if queued now); a failed enqueue is retried, never raised."""
+        return await self.queue.enqueue_for("validate_upload", str(upload_id), "upload_id")
 
     async def cancel(self, caller: Caller, name: str) -> Upload:
         """Cancel an upload that is not yet part of a version, and delete its staged bytes."""
@@ -328,24 +329,15 @@ class Uploads:
     async def watch(self, caller: Caller, name: str) -> AsyncIterator[Upload]:
         """The upload now, then at every state change, until a final state."""
         upload = await self.load(caller, name)
-        async with self.hub.subscribe(UPLOAD_CHANNEL, str(upload.id)) as changes:
-            # Read after subscribing, so no change between the read and the subscription is missed.
+
+        async def read() -> Upload | None:
             async with self.db.connection() as connection:
-                current = await repo.get(connection, upload.id)
-            assert current is not None
+                return await repo.get(connection, upload.id)
+
+        async for current in follow(self.hub, UPLOAD_CHANNEL, str(upload.id), read, lambda u: u.state.value,
+                                    lambda u, state: dataclasses.replace(u, state=UploadState(state)),
+                                    {s.value for s in UPLOAD_FINAL_STATES}):
             yield current
-            seen = current.state
-            while seen not in UPLOAD_FINAL_STATES:
-                announced = await changes.get()
-                async with self.db.connection() as connection:
-                    current = await repo.get(connection, upload.id)
-                if current is None:
-                    return
-                # Each state is reported as it was announced, even if the row has moved on since.
-                state = current.state if announced == RESYNC else UploadState(announced)
-                if state != seen:
-                    seen = state
-                    yield dataclasses.replace(current, state=state)
 
 
 # Why an upload takes no more bytes and joins no version: the error of a write to it, and the failure of a

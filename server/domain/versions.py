@@ -8,21 +8,25 @@ promotion checks again under the dataset's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server.domain.audit import record_in
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size
+from server.domain.watch import follow
 from server.model import names
 from server.model.errors import BaseMoved, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.model.uploads import Upload, UploadState
-from server.model.versions import DatasetHead, Version
+from server.model.versions import VERSION_FINAL_STATES, DatasetHead, Version, VersionState
 from server.storage import uploads as uploads_repo
 from server.storage import versions as repo
 from server.storage.db import Connection, Database
 from server.storage.jobqueue import JobQueue
+from server.storage.notifications import VERSION_CHANNEL, NotificationHub
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,11 @@ class Change:
 class Versions:
     """Version use cases."""
 
-    def __init__(self, db: Database, queue: JobQueue, page_tokens: PageTokens, max_page_size: int) -> None:
+    def __init__(self, db: Database, queue: JobQueue, hub: NotificationHub, page_tokens: PageTokens,
+                 max_page_size: int) -> None:
         self.db = db
         self.queue = queue
+        self.hub = hub
         self._tokens = page_tokens
         self._max_page_size = max_page_size
 
@@ -116,6 +122,19 @@ class Versions:
                                      reason="TOO_MANY_FILES", metadata={"file_count": str(version.file_count)})
         return version
 
+    async def watch(self, caller: Caller, name: str) -> AsyncIterator[Version]:
+        """The version now, then at every state change, until READY or FAILED (without its files)."""
+        version_id = await self.resolve(caller, name)
+
+        async def read() -> Version | None:
+            async with self.db.connection() as connection:
+                return await repo.get(connection, version_id)
+
+        async for current in follow(self.hub, VERSION_CHANNEL, str(version_id), read, lambda v: v.state.value,
+                                    lambda v, state: dataclasses.replace(v, state=VersionState(state)),
+                                    {s.value for s in VERSION_FINAL_STATES}):
+            yield current
+
     async def history(self, caller: Caller, parent: str, size: int, token: str) -> tuple[list[Version], str]:
         """A page of a dataset's versions, newest first."""
         head = await self.dataset(caller, parent)
@@ -153,7 +172,7 @@ class Versions:
                     raise InvalidArgument.field("base_version", f"{base} is not a version of {ref.name}")
                 base_id = await self._resolve(connection, base_ref, base)
             version_id = await self.commit_in(connection, head, base_id, change)
-            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, None, version_id))
+            await record_in(connection, caller, names.version_name(ref.namespace, ref.dataset, version_id))
         await self.enqueue_promotion(version_id)
         async with self.db.connection() as connection:
             version = await repo.get(connection, version_id)
@@ -195,21 +214,23 @@ class Versions:
                                              "uploads": len(change.uploads), "deletes": len(change.delete_paths)})
         return version_id
 
-    async def enqueue_promotion(self, version_id: uuid.UUID, *, after_change: bool = False) -> None:
-        """Queue `promote_version`; a lost enqueue is repaired by the sweep, so failure is only logged.
+    async def enqueue_promotion(self, version_id: uuid.UUID, *, after_change: bool = False) -> bool:
+        """Queue `promote_version` (True if queued now); a failed enqueue is retried in the background, never
+        raised (the requeue cron covers one lost for good).
 
         `after_change`: one of the version's uploads just changed state. A promotion running at this moment may
         have read the uploads before the change, and the queue drops an enqueue of a job id that is running (the
-        change would then wait for the sweep), so a follow-up under an id of its own runs a moment later. A
-        promotion with nothing to do does nothing."""
-        await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
+        change would then wait for the requeue cron), so a follow-up under an id of its own runs a moment later.
+        A promotion with nothing to do does nothing."""
+        queued = await self.queue.enqueue_for("promote_version", str(version_id), "version_id")
         if after_change:
             try:
                 await self.queue.enqueue("promote_version", str(version_id), delay=FOLLOW_UP_SECONDS,
                                          job_id=f"promote_version:{version_id}:{uuid.uuid4().hex[:12]}")
             except Unavailable as exc:
-                log.warning("could not enqueue a follow-up promotion; the sweep will",
+                log.warning("could not enqueue a follow-up promotion; the requeue cron will",
                             extra={"version_id": str(version_id), "error": str(exc)})
+        return queued
 
 
 def _check_change(change: Change) -> None:
@@ -217,7 +238,8 @@ def _check_change(change: Change) -> None:
         raise InvalidArgument.field("uploads", "a commit needs at least one upload or one path to delete",
                                     reason="EMPTY_COMMIT")
     if len(change.uploads) + len(change.delete_paths) > MAX_CHANGES:
-        raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes per commit")
+        raise InvalidArgument.field("uploads", f"at most {MAX_CHANGES} changes (uploads and paths to delete) per "
+                                    "commit", reason="COMMIT_TOO_LARGE")
     if len(set(change.uploads)) != len(change.uploads):
         raise InvalidArgument.field("uploads", "an upload is named twice", reason="DUPLICATE_UPLOAD")
     for index, path in enumerate(change.delete_paths):

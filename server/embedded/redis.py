@@ -19,9 +19,13 @@ _MAX_SOCKET_PATH = 100
 class EmbeddedRedis:
     """redis-server with its data (append-only file) in `directory`, on a Unix socket when the path allows."""
 
-    def __init__(self, directory: Path, *, persistent: bool = True) -> None:
+    def __init__(self, directory: Path, *, persistent: bool = True, die_with_parent: bool = True) -> None:
+        """`die_with_parent` asks Linux to stop redis-server when the thread that started it ends. It runs
+        Python in the forked child before exec, which a process with other threads (a gRPC client's, say) must
+        not do: the child can crash on a lock another thread held. Such a process passes False."""
         self.directory = directory.resolve()
         self.persistent = persistent
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
         self.socket_path = self.directory / "redis.sock"
         self.port = 0
@@ -47,7 +51,7 @@ class EmbeddedRedis:
         args += ["--appendonly", "yes" if self.persistent else "no"]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=die_with_parent)
+                                        preexec_fn=die_with_parent if self.die_with_parent else None)
         deadline = time.monotonic() + 30
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:

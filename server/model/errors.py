@@ -17,8 +17,10 @@
     │   └── ChecksumMismatch         CHECKSUM_MISMATCH
     ├── ResourceExhausted            — e.g. UPLOAD_TOO_LARGE
     │   ├── QuotaExceeded            QUOTA_EXCEEDED, or TOO_MANY_OPEN_UPLOADS (metadata: quota, limit, subject)
-    │   └── RateLimited              RATE_LIMITED (retry_after: when the token may call again)
+    │   ├── RateLimited              RATE_LIMITED (retry_after: when the token may call again)
+    │   └── BufferBudgetSpent        BUFFER_BUDGET_SPENT (retryable: the server's stream memory is spent for now)
     ├── Aborted                      — e.g. CONCURRENT_CHANGE (retryable)
+    │   └── StreamIdle               STREAM_IDLE (an upload stream sent nothing for too long)
     ├── Unavailable                  — e.g. STORE_UNAVAILABLE (retryable)
     ├── NotSupported                 — e.g. DOWNLOAD_URL_UNSUPPORTED
     └── Internal                     INTERNAL, or a precise one
@@ -209,11 +211,24 @@ class RateLimited(ResourceExhausted):
     reason = "RATE_LIMITED"
 
 
+class BufferBudgetSpent(ResourceExhausted):
+    """The server holds as many bytes for streams as its buffer budget allows; trying again shortly may succeed."""
+
+    reason = "BUFFER_BUDGET_SPENT"
+    retryable = True
+
+
 class Aborted(QuarryError):
     """A concurrent change got in the way (stale etag, lost race); retrying may succeed."""
 
     kind = ErrorKind.ABORTED
     retryable = True
+
+
+class StreamIdle(Aborted):
+    """The client sent nothing on its stream for too long: the stream ended, the committed parts are kept."""
+
+    reason = "STREAM_IDLE"
 
 
 class Unavailable(QuarryError):

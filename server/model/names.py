@@ -2,7 +2,7 @@
 
     namespaces/{namespace}
     namespaces/{namespace}/datasets/{dataset}
-    namespaces/{namespace}/datasets/{dataset}/versions/{number | uid | latest}
+    namespaces/{namespace}/datasets/{dataset}/versions/{uid}      (canonical; a number or "latest" on input)
     namespaces/{namespace}/uploads/{uid}
 """
 
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from server.model.errors import InvalidArgument
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+MAX_NAME = 63  # namespace, dataset and label key
+NAME_PATTERN = re.compile(rf"^[a-z0-9][a-z0-9_.-]{{0,{MAX_NAME - 1}}}$")
 MAX_PATH = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -138,9 +139,10 @@ def upload_name(namespace: str, upload_id: uuid.UUID) -> str:
     return f"namespaces/{namespace}/uploads/{upload_id}"
 
 
-def version_name(namespace: str, dataset: str, number: int | None, version_id: uuid.UUID) -> str:
-    """The resource name of a version: by number once READY, by uid before."""
-    return f"namespaces/{namespace}/datasets/{dataset}/versions/{number if number else version_id}"
+def version_name(namespace: str, dataset: str, version_id: uuid.UUID) -> str:
+    """The canonical resource name of a version (AIP-122): by uid, the same from the commit on (a number exists
+    only once the version is READY). A number or "latest" is accepted on input as an alias."""
+    return f"namespaces/{namespace}/datasets/{dataset}/versions/{version_id}"
 
 
 def validate_namespace(name: str) -> str:

@@ -142,6 +142,10 @@ class ObjectStore(abc.ABC):
     async def modified(self, key: str) -> datetime | None:
         """When the object was last written (UTC), or None when it does not exist."""
 
+    async def free_bytes(self) -> int | None:
+        """Bytes the store can still take, where it knows (a local file system); None where it does not."""
+        return None
+
     async def exists(self, key: str) -> bool:
         """Whether the object exists."""
         return await self.stat(key) is not None
@@ -152,7 +156,8 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def copy(self, source: str, destination: str) -> ObjectInfo:
-        """Copy an object inside the store without passing its bytes through this process when possible."""
+        """Copy an object inside the store without passing its bytes through this process when possible; the
+        copy's size is checked against the source's (Unavailable, nothing left at `destination`, if it differs)."""
 
     @abc.abstractmethod
     def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
@@ -172,6 +177,11 @@ class ObjectStore(abc.ABC):
                   part_count: int) -> PartWriter:
         """A writer for part `number` of a multipart write whose parts have `part_size` bytes (the last may be
         shorter) and which will have at most `part_count` parts."""
+
+    @abc.abstractmethod
+    def part_buffer_bytes(self, part_size: int, part_count: int) -> int:
+        """The most memory one `open_part` writer holds for parts of `part_size` (in a file of `part_count`
+        parts): what the server's buffer budget must grant it."""
 
     @abc.abstractmethod
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:

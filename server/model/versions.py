@@ -128,7 +128,6 @@ class Version:
     number: int | None
     base_id: uuid.UUID | None
     parent_id: uuid.UUID | None
-    parent_number: int | None
     message: str
     state: VersionState
     failure: Failure | None
@@ -144,8 +143,8 @@ class Version:
 
     @property
     def name(self) -> str:
-        """Resource name: by number once READY, by uid before."""
-        return version_name(self.namespace, self.dataset, self.number, self.id)
+        """Canonical resource name (by uid: the same before and after the version is READY)."""
+        return version_name(self.namespace, self.dataset, self.id)
 
     @property
     def dataset_name(self) -> str:
@@ -157,7 +156,7 @@ class Version:
         """Resource name of the parent version, or empty."""
         if self.parent_id is None:
             return ""
-        return version_name(self.namespace, self.dataset, self.parent_number, self.parent_id)
+        return version_name(self.namespace, self.dataset, self.parent_id)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ _UNAVAILABLE = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.InterfaceError,
+    # What asyncpg raises when the server vanished under a connection between two of its operations (seen with
+    # Postgres killed: "cannot switch to state 15; another operation (2) is in progress").
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -18,21 +18,20 @@ from server.model.names import version_name
 from server.model.uploads import Upload, UploadPart, UploadState
 
 _SELECT = """
-    SELECT u.*, n.name AS namespace_name, d.name AS dataset_name, v.number AS version_number,
+    SELECT u.*, n.name AS namespace_name, d.name AS dataset_name,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(p.number, p.offset_bytes, p.size_bytes, p.etag, p.crc32c)
                                       ORDER BY p.number), '[]'::jsonb)
             FROM upload_parts p WHERE p.upload_id = u.id) AS part_rows
     FROM uploads u
     JOIN namespaces n ON n.id = u.namespace_id
     JOIN datasets d ON d.id = u.dataset_id
-    LEFT JOIN versions v ON v.id = u.version_id
 """
 
 
 def _upload(row: asyncpg.Record) -> Upload:
     version = None
     if row["version_id"] is not None:
-        version = version_name(row["namespace_name"], row["dataset_name"], row["version_number"], row["version_id"])
+        version = version_name(row["namespace_name"], row["dataset_name"], row["version_id"])
     return Upload(
         id=row["id"], namespace=row["namespace_name"], namespace_id=row["namespace_id"],
         dataset=row["dataset_name"], dataset_id=row["dataset_id"], path=row["path"],

@@ -18,11 +18,10 @@ from server.model.report import ColumnInfo, ColumnStats
 from server.model.versions import DatasetHead, FileReport, Rendition, Version, VersionFile, VersionState
 
 _SELECT = """
-    SELECT v.*, n.name AS namespace_name, d.name AS dataset_name, p.number AS parent_number
+    SELECT v.*, n.name AS namespace_name, d.name AS dataset_name
     FROM versions v
     JOIN datasets d ON d.id = v.dataset_id
     JOIN namespaces n ON n.id = d.namespace_id
-    LEFT JOIN versions p ON p.id = v.parent_id
 """
 
 
@@ -30,7 +29,7 @@ def _version(row: asyncpg.Record, files: Sequence[VersionFile] = ()) -> Version:
     return Version(
         id=row["id"], dataset_id=row["dataset_id"], namespace=row["namespace_name"], dataset=row["dataset_name"],
         number=row["number"], base_id=row["base_id"], parent_id=row["parent_id"],
-        parent_number=row["parent_number"], message=row["message"], state=VersionState(row["state"]),
+        message=row["message"], state=VersionState(row["state"]),
         failure=Failure.from_json(row["failure"]), author=row["author"], delete_paths=tuple(row["delete_paths"]),
         file_count=row["file_count"], total_bytes=row["total_bytes"], total_rows=row["total_rows"],
         create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files),

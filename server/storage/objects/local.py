@@ -1,8 +1,10 @@
 """A local-directory object store (aiofiles), used by the embedded default and single-machine setups.
 
 Layout under the root: objects at `<root>/<key>`, multipart writes in `<root>/.multipart/<key>/<id>` (one
-file, each part written at its offset), temporary files in `<root>/.tmp/`. Every write is fsynced before it
-returns, and objects appear by an atomic rename, so a crash never leaves a half-written object under a key.
+file, each part written at its offset), temporary files in `<root>/.tmp/`. Every write goes through
+`FileCalls` (local_io.py), which checks the bytes each call took; every write is fsynced before it returns,
+and objects appear by an atomic rename once their size is checked, so neither a crash nor a file system that
+took only part of a write leaves a short object under a key.
 File-system errors (a full disk, an I/O error) are translated here, at the boundary, into Unavailable
 (STORE_UNAVAILABLE) as the S3 store does: untranslated, an OSError raised inside a database transaction
 would reach the client as "database unavailable".
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -35,9 +36,11 @@ from server.model.objects import (
     check_key,
 )
 from server.storage.objects.chunk_readers import FileChunkReader
-from server.storage.objects.local_io import boundary, fsync_path
-from server.storage.objects.local_parts import WriteThroughPart
+from server.storage.objects.local_io import SYSTEM, FileCalls, boundary, fsync_path, write_all
+from server.storage.objects.local_parts import PART_WRITER_BYTES, WriteThroughPart
 from server.storage.objects.local_reader import LocalFileReader
+
+COPY_BLOCK = 4 << 20
 
 
 class LocalStore(ObjectStore):
@@ -45,8 +48,9 @@ class LocalStore(ObjectStore):
 
     kind = "file"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, calls: FileCalls = SYSTEM) -> None:
         self.root = root
+        self.calls = calls
         self._tmp = root / ".tmp"
         self._multipart = root / ".multipart"
 
@@ -72,14 +76,21 @@ class LocalStore(ObjectStore):
         if not await asyncio.to_thread(os.access, self.root, os.W_OK):
             raise Unavailable(f"object store directory {self.root} is not writable", reason="STORE_UNAVAILABLE")
 
-    async def _publish(self, temporary: Path, key: str) -> ObjectInfo:
-        """fsync a finished temporary file and rename it into place."""
+    async def free_bytes(self) -> int | None:
+        stat = await asyncio.to_thread(os.statvfs, self.root)
+        return stat.f_bavail * stat.f_frsize
+
+    async def _publish(self, temporary: Path, key: str, size: int) -> ObjectInfo:
+        """fsync a finished temporary file of `size` bytes and rename it into place."""
         destination = self._path(key)
         await asyncio.to_thread(fsync_path, temporary)
+        found = (await aiofiles.os.stat(temporary)).st_size
+        if found != size:
+            raise Unavailable(f"object {key} would have {found} bytes instead of {size}; not published",
+                              reason="STORE_UNAVAILABLE")
         await aiofiles.os.makedirs(destination.parent, exist_ok=True)
         await aiofiles.os.replace(temporary, destination)
         await asyncio.to_thread(fsync_path, destination.parent)
-        size = (await aiofiles.os.stat(destination)).st_size
         return ObjectInfo(key, size)
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
@@ -87,10 +98,15 @@ class LocalStore(ObjectStore):
         temporary = self._tmp / uuid.uuid4().hex
         with boundary(f"object {key}"):
             try:
-                async with aiofiles.open(temporary, "wb") as out:
+                fd = await asyncio.to_thread(self.calls.open, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                size = 0
+                try:
                     async for chunk in chunks:
-                        await out.write(chunk)
-                return await self._publish(temporary, key)
+                        size += await asyncio.to_thread(write_all, self.calls, fd, chunk, size)
+                    await asyncio.to_thread(self.calls.fdatasync, fd)
+                finally:
+                    await asyncio.to_thread(self.calls.close, fd)
+                return await self._publish(temporary, key, size)
             finally:
                 await asyncio.to_thread(temporary.unlink, missing_ok=True)
 
@@ -138,6 +154,7 @@ class LocalStore(ObjectStore):
         with boundary(f"copy of {source} to {destination}"):
             try:
                 try:
+                    size = (await aiofiles.os.stat(src)).st_size
                     # Objects never change once written, so a hard link is a safe, instant copy.
                     await asyncio.to_thread(os.link, src, temporary)
                 except FileNotFoundError:
@@ -145,8 +162,8 @@ class LocalStore(ObjectStore):
                 except OSError as exc:
                     if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                         raise
-                    await asyncio.to_thread(shutil.copyfile, src, temporary)
-                return await self._publish(temporary, destination)
+                    await asyncio.to_thread(self._copy_bytes, src, temporary)
+                return await self._publish(temporary, destination, size)
             finally:
                 await asyncio.to_thread(temporary.unlink, missing_ok=True)
 
@@ -176,17 +193,18 @@ class LocalStore(ObjectStore):
             raise NotFound(f"multipart write {upload_id} not found", reason="MULTIPART_NOT_FOUND") from None
         with boundary(f"part {number} of {key}"):
             try:
-                await handle.seek(offset)
-                await handle.write(data)
-                await handle.flush()
-                await asyncio.to_thread(os.fdatasync, handle.fileno())
+                await asyncio.to_thread(write_all, self.calls, handle.fileno(), data, offset)
+                await asyncio.to_thread(self.calls.fdatasync, handle.fileno())
             finally:
                 await handle.close()
         return f"{number}-{offset}-{len(data)}"
 
     def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
                   part_count: int) -> PartWriter:
-        return WriteThroughPart(self._part_file(key, upload_id), key, upload_id, number, offset)
+        return WriteThroughPart(self._part_file(key, upload_id), key, upload_id, number, offset, self.calls)
+
+    def part_buffer_bytes(self, part_size: int, part_count: int) -> int:
+        return PART_WRITER_BYTES
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         part_file = self._part_file(key, upload_id)
@@ -204,7 +222,7 @@ class LocalStore(ObjectStore):
                                          reason="MULTIPART_SHORT")
             if size > total:
                 await asyncio.to_thread(os.truncate, part_file, total)
-            info = await self._publish(part_file, key)
+            info = await self._publish(part_file, key, total)
             await asyncio.to_thread(_remove_empty_dir, part_file.parent)
         return info
 
@@ -240,6 +258,19 @@ class LocalStore(ObjectStore):
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
         raise NotSupported("the local object store cannot presign URLs; use ReadFile to download",
                            reason="DOWNLOAD_URL_UNSUPPORTED")
+
+
+    def _copy_bytes(self, source: Path, destination: Path) -> None:
+        """Copy a file's bytes through FileCalls (where a hard link is impossible), fdatasync'd."""
+        fd = self.calls.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            with open(source, "rb") as reader:
+                offset = 0
+                while block := reader.read(COPY_BLOCK):
+                    offset += write_all(self.calls, fd, block, offset)
+            self.calls.fdatasync(fd)
+        finally:
+            self.calls.close(fd)
 
 
 def _remove_empty_dir(directory: Path) -> None:

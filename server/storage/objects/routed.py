@@ -73,6 +73,9 @@ class RoutedStore(ObjectStore):
     async def ping(self) -> None:
         await self.store.ping()
 
+    async def free_bytes(self) -> int | None:
+        return await self.store.free_bytes()
+
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         self._no_writes(key)
         return await self.store.put(key, chunks)
@@ -137,6 +140,9 @@ class RoutedStore(ObjectStore):
     def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
                   part_count: int) -> PartWriter:
         return self.store.open_part(key, upload_id, number, offset, part_size, part_count)
+
+    def part_buffer_bytes(self, part_size: int, part_count: int) -> int:
+        return self.store.part_buffer_bytes(part_size, part_count)
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         return await self.store.complete_multipart(key, upload_id, parts)

@@ -32,7 +32,7 @@ from server.model.objects import (
     check_key,
 )
 from server.storage.objects.chunk_readers import LoopChunkReader
-from server.storage.objects.s3parts import StreamedPart, s3_parts
+from server.storage.objects.s3parts import IN_FLIGHT, StreamedPart, s3_parts, sub_parts
 from server.storage.objects.seekable import RangeFile
 
 MULTIPART_THRESHOLD = 8 << 20
@@ -187,21 +187,38 @@ class S3Store(ObjectStore):
         copy_source = {"Bucket": self._bucket, "Key": self._key(source)}
         if info.size <= MAX_SINGLE_COPY:
             with _boundary(f"copy of {source}"):
-                await self._client.copy_object(Bucket=self._bucket, Key=self._key(destination),
-                                               CopySource=copy_source)
-            return ObjectInfo(destination, info.size)
+                result = await self._client.copy_object(Bucket=self._bucket, Key=self._key(destination),
+                                                        CopySource=copy_source)
+            if not result.get("CopyObjectResult", {}).get("ETag"):
+                raise Unavailable(f"copy of {source} returned no result", reason="COPY_INCOMPLETE")
+            return await self._check_copy(source, destination, info.size)
         # Above 5 GiB S3 refuses a single copy: copy ranges as parts of a multipart upload.
+        await self._copy_parts(source, destination, copy_source, info.size)
+        return await self._check_copy(source, destination, info.size)
+
+    async def _check_copy(self, source: str, destination: str, size: int) -> ObjectInfo:
+        """The copy has the source's size, or it is deleted and the copy fails (to be tried again)."""
+        copied = await self.stat(destination)
+        if copied is None or copied.size != size:
+            with contextlib.suppress(Exception):
+                await self.delete(destination)
+            found = "nothing" if copied is None else f"{copied.size} bytes"
+            raise Unavailable(f"copy of {source} ({size} bytes) left {found} at {destination}",
+                              reason="COPY_INCOMPLETE")
+        return copied
+
+    async def _copy_parts(self, source: str, destination: str, copy_source: dict[str, str], size: int) -> None:
         upload_id = await self.create_multipart(destination)
         try:
             parts = []
-            for number, start in enumerate(range(0, info.size, COPY_PART_BYTES), start=1):
-                end = min(start + COPY_PART_BYTES, info.size) - 1
+            for number, start in enumerate(range(0, size, COPY_PART_BYTES), start=1):
+                end = min(start + COPY_PART_BYTES, size) - 1
                 with _boundary(f"copy of {source}"):
                     result = await self._client.upload_part_copy(
                         Bucket=self._bucket, Key=self._key(destination), UploadId=upload_id,
                         PartNumber=number, CopySource=copy_source, CopySourceRange=f"bytes={start}-{end}")
                 parts.append(CompletedPart(number, result["CopyPartResult"]["ETag"], end - start + 1))
-            return await self.complete_multipart(destination, upload_id, parts)
+            await self.complete_multipart(destination, upload_id, parts)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.abort_multipart(destination, upload_id)
@@ -234,6 +251,10 @@ class S3Store(ObjectStore):
     def open_part(self, key: str, upload_id: str, number: int, offset: int, part_size: int,
                   part_count: int) -> PartWriter:
         return StreamedPart(self, key, upload_id, number, offset, part_size, part_count)
+
+    def part_buffer_bytes(self, part_size: int, part_count: int) -> int:
+        # The S3 part filling, and those in flight.
+        return (IN_FLIGHT + 1) * sub_parts(part_size, part_count)[1]
 
     async def complete_multipart(self, key: str, upload_id: str, parts: Sequence[CompletedPart]) -> ObjectInfo:
         total = sum(part.size for part in parts)

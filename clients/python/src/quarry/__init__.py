@@ -17,6 +17,7 @@ from quarry._client import Client
 from quarry._config import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
 from quarry._directory import Manifest, Selection, load_manifest, select_files
 from quarry._exceptions import (
+    ERROR_DOMAIN,
     Aborted,
     AlreadyExists,
     BaseMoved,
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_NAMESPACE",
+    "ERROR_DOMAIN",
     "Aborted",
     "AlreadyExists",
     "AsyncClient",

@@ -17,11 +17,11 @@ from quarry import _tables
 from quarry._admin import IssuedToken
 from quarry._async_uploader import AsyncUploader
 from quarry._base import BaseClient
-from quarry._batch import VersionPoll, check_version, version_done
-from quarry._calls import WATCH_TIMEOUT
+from quarry._batch import check_version, version_done, version_ready, version_timeout
+from quarry._calls import WATCH_TIMEOUT, Watch
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
-from quarry._exceptions import UsageError
+from quarry._exceptions import DeadlineExceeded, UsageError
 from quarry._preview import to_table
 from quarry._reads import RangeRead, Reader
 from quarry._remote_file import RemoteFile
@@ -384,13 +384,23 @@ class AsyncClient(BaseClient[AsyncTransport]):
     async def watch_upload(self, name: str, *,
                            timeout: float | None = WATCH_TIMEOUT) -> AsyncIterator[upload_pb2.Upload]:
         """The upload now, then at every state change until a final state; follows a broken stream."""
-        watch = self._calls.watch_upload(name, timeout=timeout)
+        async for message in self._follow(self._calls.watch_upload(name, timeout=timeout)):
+            yield message.upload
+
+    async def watch_version(self, dataset: str, version: int | str = "latest", *,
+                            timeout: float | None = WATCH_TIMEOUT) -> AsyncIterator[version_pb2.Version]:
+        """The version now (without its files), then at every state change until READY or FAILED; follows a
+        broken stream."""
+        async for message in self._follow(self._calls.watch_version(dataset, version, timeout=timeout)):
+            yield message.version
+
+    async def _follow(self, watch: Watch) -> AsyncIterator[Any]:
         budget = self._t.budget()
         async for attempt in async_attempts(budget):
             with attempt, self._t.stream(watch.call()) as messages:
                 async for message in messages:
                     budget.progressed()
-                    yield message.upload
+                    yield message
 
     # --- uploads: files and directories ----------------------------------------------------------------
 
@@ -438,8 +448,17 @@ class AsyncClient(BaseClient[AsyncTransport]):
         return batch.result(version)
 
     async def _wait_version(self, version: version_pb2.Version, timeout: float | None) -> version_pb2.Version:
-        poll = VersionPoll(version.name, timeout)
-        while not version_done(version):
-            await asyncio.sleep(poll.next_pause())
-            version = await self._t.call(self._calls.get_version(version.name))
-        return check_version(version)
+        """Follow the version with WatchVersion until READY (returned with its files) or FAILED (raised)."""
+        final = None
+        try:
+            async for update in self.watch_version(version.name, timeout=timeout):
+                if version_done(update):
+                    final = update
+                    break
+        except DeadlineExceeded:
+            pass
+        if final is None:
+            raise version_timeout(version.name)
+        if version_ready(final):
+            final = await self._t.call(self._calls.get_version(final.name))
+        return check_version(final)

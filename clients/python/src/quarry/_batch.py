@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import grpc
 
-from quarry._calls import WATCH_TIMEOUT, Calls, Unary
+from quarry._calls import Calls, Unary
 from quarry._directory import DirectoryFile, Selection
 from quarry._exceptions import DeadlineExceeded, UploadFailed
 from quarry._results import DirectoryUploadResult, ProgressCallback, UploadResult
 from quarry._uploads import UploadJob
 from quarry.v1 import version_pb2
 
-__all__ = ["Aggregate", "Batch", "VersionPoll", "check_version", "commit_request_id", "split_by_size", "version_done",
-           "version_timeout"]
+__all__ = ["Aggregate", "Batch", "check_version", "commit_request_id", "split_by_size", "version_done",
+           "version_ready", "version_timeout"]
 
 BIG = 64 << 20  # files from this size get every stream to themselves, one after another
 
@@ -63,6 +62,11 @@ def version_done(version: version_pb2.Version) -> bool:
     return version.state in (version_pb2.VERSION_STATE_READY, version_pb2.VERSION_STATE_FAILED)
 
 
+def version_ready(version: version_pb2.Version) -> bool:
+    """Whether a version is READY."""
+    return bool(version.state == version_pb2.VERSION_STATE_READY)
+
+
 def check_version(version: version_pb2.Version) -> version_pb2.Version:
     """The version, or UploadFailed when it FAILED."""
     if version.state == version_pb2.VERSION_STATE_FAILED:
@@ -74,24 +78,6 @@ def check_version(version: version_pb2.Version) -> version_pb2.Version:
 def version_timeout(name: str) -> DeadlineExceeded:
     """The error for a version that did not finish in time."""
     return DeadlineExceeded(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} did not become READY in time")
-
-
-class VersionPoll:
-    """The pauses between GetVersion calls while waiting for a version (there is no WatchVersion): longer
-    and longer, and none past the deadline."""
-
-    def __init__(self, name: str, timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.name = name
-        self._clock = clock
-        self.deadline = clock() + (timeout or WATCH_TIMEOUT)
-        self.pause = 0.2
-
-    def next_pause(self) -> float:
-        """Seconds to wait before asking again; DeadlineExceeded when the answer would come too late."""
-        if self._clock() + self.pause > self.deadline:
-            raise version_timeout(self.name)
-        pause, self.pause = self.pause, min(2.0, self.pause * 1.5)
-        return pause
 
 
 class Batch:

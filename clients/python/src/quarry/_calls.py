@@ -79,17 +79,20 @@ class Pages(Generic[T]):
 
 
 class Watch:
-    """A WatchUpload followed across broken streams: each new stream gets what is left of one deadline."""
+    """A WatchUpload or WatchVersion followed across broken streams: each new stream gets what is left of one
+    deadline."""
 
-    def __init__(self, request: upb.WatchUploadRequest, timeout: float | None,
+    def __init__(self, service: str, method: str, request: Any, timeout: float | None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self.service = service
+        self.method = method
         self.request = request
         self._clock = clock
         self.deadline = clock() + (timeout or WATCH_TIMEOUT)
 
     def call(self) -> Stream:
         """The stream to open now."""
-        return Stream("uploads", "WatchUpload", self.request, max(0.001, self.deadline - self._clock()))
+        return Stream(self.service, self.method, self.request, max(0.001, self.deadline - self._clock()))
 
 
 class Calls:
@@ -274,7 +277,13 @@ class Calls:
 
     def watch_upload(self, name: str, *, timeout: float | None) -> Watch:
         """WatchUpload, followed until a final state or the deadline."""
-        return Watch(upb.WatchUploadRequest(name=self.upload(name)), timeout)
+        return Watch("uploads", "WatchUpload", upb.WatchUploadRequest(name=self.upload(name)), timeout)
+
+    def watch_version(self, dataset: str, version: int | str = "latest", *, timeout: float | None) -> Watch:
+        """WatchVersion (a full version name as `dataset` works too), followed until READY or FAILED or the
+        deadline."""
+        request = dpb.WatchVersionRequest(name=self.version(dataset, version))
+        return Watch("datasets", "WatchVersion", request, timeout)
 
 
 def _dataset(response: Any) -> dataset_pb2.Dataset:

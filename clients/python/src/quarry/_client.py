@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quarry import _tables
 from quarry._admin import IssuedToken
 from quarry._base import BaseClient
-from quarry._batch import VersionPoll, check_version, version_done
-from quarry._calls import WATCH_TIMEOUT
+from quarry._batch import check_version, version_done, version_ready, version_timeout
+from quarry._calls import WATCH_TIMEOUT, Watch
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
+from quarry._exceptions import DeadlineExceeded
 from quarry._preview import to_table
 from quarry._reads import RangeRead, Reader
 from quarry._remote_file import RemoteFile
@@ -342,13 +342,23 @@ class Client(BaseClient[SyncTransport]):
 
     def watch_upload(self, name: str, *, timeout: float | None = WATCH_TIMEOUT) -> Iterator[upload_pb2.Upload]:
         """The upload now, then at every state change until a final state; follows a broken stream."""
-        watch = self._calls.watch_upload(name, timeout=timeout)
+        for message in self._follow(self._calls.watch_upload(name, timeout=timeout)):
+            yield message.upload
+
+    def watch_version(self, dataset: str, version: int | str = "latest", *,
+                      timeout: float | None = WATCH_TIMEOUT) -> Iterator[version_pb2.Version]:
+        """The version now (without its files), then at every state change until READY or FAILED; follows a
+        broken stream."""
+        for message in self._follow(self._calls.watch_version(dataset, version, timeout=timeout)):
+            yield message.version
+
+    def _follow(self, watch: Watch) -> Iterator[Any]:
         budget = self._t.budget()
         for attempt in attempts(budget):
             with attempt, self._t.stream(watch.call()) as messages:
                 for message in messages:
                     budget.progressed()
-                    yield message.upload
+                    yield message
 
     # --- uploads: files and directories ----------------------------------------------------------------
 
@@ -393,8 +403,11 @@ class Client(BaseClient[SyncTransport]):
         return batch.result(version)
 
     def _wait_version(self, version: version_pb2.Version, timeout: float | None) -> version_pb2.Version:
-        poll = VersionPoll(version.name, timeout)
-        while not version_done(version):
-            time.sleep(poll.next_pause())
-            version = self._t.call(self._calls.get_version(version.name))
-        return check_version(version)
+        """Follow the version with WatchVersion until READY (returned with its files) or FAILED (raised)."""
+        try:
+            final = next((v for v in self.watch_version(version.name, timeout=timeout) if version_done(v)), None)
+        except DeadlineExceeded:
+            final = None
+        if final is None:
+            raise version_timeout(version.name)
+        return check_version(self._t.call(self._calls.get_version(final.name)) if version_ready(final) else final)

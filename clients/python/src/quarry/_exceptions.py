@@ -29,8 +29,9 @@
             └── ChecksumMismatch    reason CHECKSUM_MISMATCH
 
 The class of an RpcError is chosen by the status code and the `google.rpc.ErrorInfo` reason carried in
-the `grpc-status-details-bin` trailer, never by the message text. `from_grpc` makes ours from grpc's,
-and `quarry._transport.translated` is the one place that catches grpc's exceptions to apply it.
+the `grpc-status-details-bin` trailer, never by the message text; only an ErrorInfo of Quarry's domain
+(`quarry.dev`) names a reason (the contract lists them all: `quarry.v1.ErrorReason`). `from_grpc` makes ours
+from grpc's, and `quarry._transport.translated` is the one place that catches grpc's exceptions to apply it.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ from typing import Any
 import grpc
 
 __all__ = [
-    "Aborted", "AlreadyExists", "BaseMoved", "Cancelled", "ChecksumMismatch", "ConnectError", "DataLoss",
-    "DeadlineExceeded", "FailedPrecondition", "FieldViolation", "IntegrityError", "Internal", "InvalidArgument",
-    "MissingDependency", "NotFound", "OutOfRange", "PermissionDenied", "QuarryError", "ResourceExhausted", "RpcError",
-    "TlsError", "Unauthenticated", "Unavailable", "Unimplemented", "UploadFailed", "UsageError", "WrongOffset",
+    "ERROR_DOMAIN", "Aborted", "AlreadyExists", "BaseMoved", "Cancelled", "ChecksumMismatch", "ConnectError",
+    "DataLoss", "DeadlineExceeded", "FailedPrecondition", "FieldViolation", "IntegrityError", "Internal",
+    "InvalidArgument", "MissingDependency", "NotFound", "OutOfRange", "PermissionDenied", "QuarryError",
+    "ResourceExhausted", "RpcError", "TlsError", "Unauthenticated", "Unavailable", "Unimplemented", "UploadFailed",
+    "UsageError", "WrongOffset",
     "WrongState", "error_for", "from_grpc",
 ]
+
+ERROR_DOMAIN = "quarry.dev"  # the google.rpc.ErrorInfo domain of Quarry's errors (AIP-193)
 
 
 class QuarryError(Exception):
@@ -250,7 +254,8 @@ def _parse_details(trailers: Any) -> _Details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
-                found.reason, found.metadata = info.reason, dict(info.metadata)
+                if info.domain == ERROR_DOMAIN:  # another domain's (a proxy's) reason is not one of ours
+                    found.reason, found.metadata = info.reason, dict(info.metadata)
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)

@@ -6,9 +6,10 @@ sha256 (the bytes of one file never mix with another's), the bytes gathered. `Re
 sends calls through the two functions a client gives it (a unary call, and a ranged read with retries), so
 the table readers, the pyarrow and fsspec file systems, and `open()` run the same code over either client.
 
-A file is named by a version and a path. The version is resolved once per lookup ("latest" becomes a
-number: `FoundFile.version`), and everything read afterwards comes from exactly that version. Versions are
-immutable, so what was learned about a numbered one is kept (a bounded cache).
+A file is named by a version and a path. The version is resolved once per lookup ("latest" or a number
+becomes the canonical, uid-based name: `FoundFile.version`), and everything read afterwards comes from
+exactly that version. Versions are immutable, so what was learned about a resolved one is kept (a bounded
+cache).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ KNOWN_FILES = 4096
 
 @dataclass(frozen=True)
 class FoundFile:
-    """A file of a version (with its columns and report), and that version's name by number."""
+    """A file of a version (with its columns and report), and that version's canonical name (by uid)."""
 
     version: str
     file: version_pb2.VersionFile
@@ -158,7 +159,7 @@ class Reader:
 
     def listing(self, version: str, *, prefix: str = "", formats: Iterable[str | int] = (),
                 view: _requests.View = "full") -> tuple[str, list[FoundFile]]:
-        """The version's name by number and every file under `prefix` of `formats` (all pages)."""
+        """The version's canonical name (by uid) and every file under `prefix` of `formats` (all pages)."""
         request = dpb.ListVersionFilesRequest(parent=version, path_prefix=prefix, view=_requests.view(view),
                                               formats=_requests.file_formats(formats), page_size=LISTING_PAGE)
         found: list[FoundFile] = []

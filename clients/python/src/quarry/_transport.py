@@ -11,7 +11,7 @@ instead of hanging.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ __all__ = ["AsyncTransport", "SyncTransport", "channel_options", "stream_timeout
 NAMESPACE_METADATA = "x-quarry-namespace"
 AUTHORIZATION_METADATA = "authorization"
 UPLOAD_METADATA = "x-quarry-upload"
+OWN_WRITE_FAILURE = "Internal error from Core"  # grpc.aio's status for a write that failed under it
 MiB = 1 << 20
 
 T = TypeVar("T")
@@ -80,6 +81,25 @@ def open_channel(config: Config, module: Any) -> Any:
     if credentials is None:
         return module.insecure_channel(config.address, options=channel_options())
     return module.secure_channel(config.address, credentials, options=channel_options())
+
+
+def _settled(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that completes without waiting (a finished call's status getters do)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the call has not settled")
+
+
+def _status_now(call: aio.Call) -> aio.AioRpcError | None:
+    """A finished call's status as an error (None when OK), read at once, from a done-callback."""
+    code = _settled(call.code())
+    if code is grpc.StatusCode.OK:
+        return None
+    return aio.AioRpcError(code, _settled(call.initial_metadata()), _settled(call.trailing_metadata()),
+                           _settled(call.details()))
 
 
 class _Transport:
@@ -201,11 +221,15 @@ class AsyncTransport(_Transport):
                           timeout: float) -> upb.UploadResponse:
         """One Upload stream: the header, then (once the server accepted it) the rest.
 
-        grpc.aio reports its own failed write (INTERNAL "Failed execute_batch") instead of the server's
-        status when the server fails a call the client is still writing to. So the header goes first, and
-        no byte follows before the server's initial metadata (`x-quarry-upload`, sent once the header is
-        accepted): a refused header is then read as the real status."""
+        grpc.aio reports its own failed write (INTERNAL "Internal error from Core") instead of the server's
+        status when the server fails a call the client is still writing to: the status arrives, then the
+        failed write overwrites it. So the header goes first, and no byte follows before the server's initial
+        metadata (`x-quarry-upload`, sent once the header is accepted): a refused header is read as the real
+        status. A refusal midway (the server drains only a few MiB) is read from the status the call first
+        settled with, which a done-callback sees before the failed write can replace it."""
         call = self._services["uploads"].Upload(metadata=self.metadata, timeout=timeout)
+        first: list[aio.AioRpcError | None] = []
+        call.add_done_callback(lambda done: first.append(_status_now(done)))
         with self.translated():
             try:
                 await call.write(header)
@@ -214,12 +238,18 @@ class AsyncTransport(_Transport):
                 async for message in rest:
                     await call.write(message)
                 await call.done_writing()
-            except asyncio.InvalidStateError:
+            except (asyncio.InvalidStateError, aio.AioRpcError):
                 pass  # the call ended while we wrote: its status, read below, says why
             except BaseException:
                 call.cancel()
                 raise
-            return await call
+            try:
+                return await call
+            except aio.AioRpcError as error:
+                server = first[0] if first else None
+                if error.code() is grpc.StatusCode.INTERNAL and error.details() == OWN_WRITE_FAILURE and server:
+                    raise server from None
+                raise
 
     async def close(self) -> None:
         """Close the channel."""

@@ -250,9 +250,13 @@ def staged_in(responses: Iterable[Any]) -> Any:
 
 
 def resumable(error: RpcError, *, aio: bool = False) -> bool:
-    """Whether a broken Upload stream may be continued from the committed parts. grpc.aio reports its own
-    failed write as INTERNAL without a Quarry reason: that too is a broken stream, not the server's word."""
+    """Whether a broken Upload stream may be continued from the committed parts: a break, a lost race, or a
+    busy server that said when to come back (RESOURCE_EXHAUSTED with RetryInfo: its memory for streams was
+    spent). grpc.aio reports its own failed write as INTERNAL without a Quarry reason: that too is a broken
+    stream, not the server's word."""
     if error.code in _BROKEN or error.reason in RACES:
+        return True
+    if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None:
         return True
     return aio and error.code is grpc.StatusCode.INTERNAL and not error.reason
 

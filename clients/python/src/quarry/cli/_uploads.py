@@ -96,8 +96,11 @@ def register(app: typer.Typer) -> None:
                 out.table(["FILE", "UPLOAD", "SIZE", "SENT", "RESUMED"],
                           [[f.upload.path, f.upload.uid, size(f.size), size(f.bytes_sent), size(f.bytes_skipped)]
                            for f in batch.files])
+                # NAME@NUMBER once READY (what the other commands take), NAME@UID before: the canonical name is
+                # by uid and long.
+                ref = batch.version.number or batch.version.uid
                 out.note(f"{len(batch.files)} files ({len(batch.ignored)} ignored) in version "
-                         f"{batch.version.name} ({enum_name(batch.version, 'state', 'VERSION_STATE_')})")
+                         f"{dataset}@{ref} ({enum_name(batch.version, 'state', 'VERSION_STATE_')})")
                 return
             if not source.is_file():
                 raise UsageError(f"{source}: no such file or directory")

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from quarry.v1 import audit_pb2 as quarry_dot_v1_dot_audit__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dquarry/v1/audit_service.proto\x12\tquarry.v1\x1a\x15quarry/v1/audit.proto\"_\n\x16ListAuditEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"Y\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.quarry.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2h\n\x0c\x41uditService\x12X\n\x0fListAuditEvents\x12!.quarry.v1.ListAuditEventsRequest\x1a\".quarry.v1.ListAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dquarry/v1/audit_service.proto\x12\tquarry.v1\x1a\x15quarry/v1/audit.proto\"_\n\x16ListAuditEventsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"Y\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.quarry.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2h\n\x0c\x41uditService\x12X\n\x0fListAuditEvents\x12!.quarry.v1.ListAuditEventsRequest\x1a\".quarry.v1.ListAuditEventsResponseBJ\n\rdev.quarry.v1B\x11\x41uditServiceProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quarry.v1.audit_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\021AuditServiceProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
   _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=67
   _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=162
   _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=164

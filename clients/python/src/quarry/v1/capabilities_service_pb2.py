@@ -26,19 +26,20 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from quarry.v1 import common_pb2 as quarry_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$quarry/v1/capabilities_service.proto\x12\tquarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16quarry/v1/common.proto\"\x18\n\x16GetCapabilitiesRequest\"\xfc\x04\n\x17GetCapabilitiesResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x03\x12\x17\n\x0fmax_chunk_bytes\x18\x03 \x01(\x03\x12\x1b\n\x13min_part_size_bytes\x18\x04 \x01(\x03\x12\x1b\n\x13max_part_size_bytes\x18\x05 \x01(\x03\x12\x18\n\x10max_upload_bytes\x18\x06 \x01(\x03\x12\x18\n\x10max_open_uploads\x18\x07 \x01(\x03\x12\x30\n\rupload_expiry\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x13\x63hecksum_algorithms\x18\t \x03(\x0e\x32\x1c.quarry.v1.ChecksumAlgorithm\x12&\n\x07\x66ormats\x18\n \x03(\x0e\x32\x15.quarry.v1.FileFormat\x12\x15\n\rmax_page_size\x18\x0b \x01(\x05\x12\x18\n\x10max_preview_rows\x18\x0c \x01(\x05\x12\x15\n\rdownload_urls\x18\r \x01(\x08\x12\x14\n\x0cstorage_kind\x18\x0e \x01(\t\x12&\n\tauth_mode\x18\x0f \x01(\x0e\x32\x13.quarry.v1.AuthMode\x12\x14\n\x0ctls_required\x18\x10 \x01(\x08\x12#\n\x1b\x63lient_certificate_required\x18\x11 \x01(\x08\x12\x37\n\x14max_download_url_ttl\x18\x12 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10max_inline_bytes\x18\x1b \x01(\x03*O\n\x08\x41uthMode\x12\x19\n\x15\x41UTH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UTH_MODE_TOKENS\x10\x01\x12\x12\n\x0e\x41UTH_MODE_NONE\x10\x02\x32o\n\x13\x43\x61pabilitiesService\x12X\n\x0fGetCapabilities\x12!.quarry.v1.GetCapabilitiesRequest\x1a\".quarry.v1.GetCapabilitiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$quarry/v1/capabilities_service.proto\x12\tquarry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16quarry/v1/common.proto\"\x18\n\x16GetCapabilitiesRequest\"\xcc\x06\n\x17GetCapabilitiesResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x03\x12\x17\n\x0fmax_chunk_bytes\x18\x03 \x01(\x03\x12\x1b\n\x13min_part_size_bytes\x18\x04 \x01(\x03\x12\x1b\n\x13max_part_size_bytes\x18\x05 \x01(\x03\x12\x18\n\x10max_upload_bytes\x18\x06 \x01(\x03\x12\x18\n\x10max_open_uploads\x18\x07 \x01(\x03\x12\x30\n\rupload_expiry\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x13\x63hecksum_algorithms\x18\t \x03(\x0e\x32\x1c.quarry.v1.ChecksumAlgorithm\x12&\n\x07\x66ormats\x18\n \x03(\x0e\x32\x15.quarry.v1.FileFormat\x12\x15\n\rmax_page_size\x18\x0b \x01(\x05\x12\x18\n\x10max_preview_rows\x18\x0c \x01(\x05\x12\x15\n\rdownload_urls\x18\r \x01(\x08\x12\x14\n\x0cstorage_kind\x18\x0e \x01(\t\x12&\n\tauth_mode\x18\x0f \x01(\x0e\x32\x13.quarry.v1.AuthMode\x12\x14\n\x0ctls_required\x18\x10 \x01(\x08\x12#\n\x1b\x63lient_certificate_required\x18\x11 \x01(\x08\x12\x37\n\x14max_download_url_ttl\x18\x12 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmin_api_version\x18\x13 \x01(\t\x12\x17\n\x0fmax_api_version\x18\x14 \x01(\t\x12\x17\n\x0fmax_path_length\x18\x15 \x01(\x05\x12\x12\n\nmax_labels\x18\x16 \x01(\x05\x12\x1c\n\x14max_label_key_length\x18\x17 \x01(\x05\x12\x1e\n\x16max_label_value_length\x18\x18 \x01(\x05\x12\x1e\n\x16max_changes_per_commit\x18\x19 \x01(\x05\x12\x11\n\tmax_parts\x18\x1a \x01(\x05\x12\x18\n\x10max_inline_bytes\x18\x1b \x01(\x03*O\n\x08\x41uthMode\x12\x19\n\x15\x41UTH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UTH_MODE_TOKENS\x10\x01\x12\x12\n\x0e\x41UTH_MODE_NONE\x10\x02\x32o\n\x13\x43\x61pabilitiesService\x12X\n\x0fGetCapabilities\x12!.quarry.v1.GetCapabilitiesRequest\x1a\".quarry.v1.GetCapabilitiesResponseBQ\n\rdev.quarry.v1B\x18\x43\x61pabilitiesServiceProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quarry.v1.capabilities_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_AUTHMODE']._serialized_start=772
-  _globals['_AUTHMODE']._serialized_end=851
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\030CapabilitiesServiceProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
+  _globals['_AUTHMODE']._serialized_start=980
+  _globals['_AUTHMODE']._serialized_end=1059
   _globals['_GETCAPABILITIESREQUEST']._serialized_start=107
   _globals['_GETCAPABILITIESREQUEST']._serialized_end=131
   _globals['_GETCAPABILITIESRESPONSE']._serialized_start=134
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=770
-  _globals['_CAPABILITIESSERVICE']._serialized_start=853
-  _globals['_CAPABILITIESSERVICE']._serialized_end=964
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=978
+  _globals['_CAPABILITIESSERVICE']._serialized_start=1061
+  _globals['_CAPABILITIESSERVICE']._serialized_end=1172
 # @@protoc_insertion_point(module_scope)

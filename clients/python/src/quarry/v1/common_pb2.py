@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16quarry/v1/common.proto\x12\tquarry.v1\"Y\n\x07\x46\x61ilure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08*\x9c\x01\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x01\x12\x15\n\x11\x46ILE_FORMAT_JSONL\x10\x02\x12\x17\n\x13\x46ILE_FORMAT_PARQUET\x10\x03\x12\x14\n\x10\x46ILE_FORMAT_TEXT\x10\x04\x12\x16\n\x12\x46ILE_FORMAT_BINARY\x10\x05*u\n\x11\x43hecksumAlgorithm\x12\"\n\x1e\x43HECKSUM_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43HECKSUM_ALGORITHM_CRC32C\x10\x01\x12\x1d\n\x19\x43HECKSUM_ALGORITHM_SHA256\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16quarry/v1/common.proto\x12\tquarry.v1\"Y\n\x07\x46\x61ilure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08*\x9c\x01\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x01\x12\x15\n\x11\x46ILE_FORMAT_JSONL\x10\x02\x12\x17\n\x13\x46ILE_FORMAT_PARQUET\x10\x03\x12\x14\n\x10\x46ILE_FORMAT_TEXT\x10\x04\x12\x16\n\x12\x46ILE_FORMAT_BINARY\x10\x05*u\n\x11\x43hecksumAlgorithm\x12\"\n\x1e\x43HECKSUM_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43HECKSUM_ALGORITHM_CRC32C\x10\x01\x12\x1d\n\x19\x43HECKSUM_ALGORITHM_SHA256\x10\x02\x42\x44\n\rdev.quarry.v1B\x0b\x43ommonProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quarry.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\013CommonProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
   _globals['_FILEFORMAT']._serialized_start=129
   _globals['_FILEFORMAT']._serialized_end=285
   _globals['_CHECKSUMALGORITHM']._serialized_start=287

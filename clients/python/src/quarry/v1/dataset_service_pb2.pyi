@@ -197,6 +197,18 @@ class CommitVersionResponse(_message.Message):
     version: _version_pb2.Version
     def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
 
+class WatchVersionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: _version_pb2.Version
+    def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
+
 class DiffVersionsRequest(_message.Message):
     __slots__ = ("base_version", "target_version", "view")
     BASE_VERSION_FIELD_NUMBER: _ClassVar[int]

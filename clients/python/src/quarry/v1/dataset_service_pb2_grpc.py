@@ -30,7 +30,9 @@ class DatasetServiceStub:
     previews, statistics and the bytes of their files.
 
     Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
-    means the caller's namespace.
+    means the caller's namespace. A version's name is by uid
+    ("namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from its commit on, as every response
+    gives it); in a request, the version's number or "latest" may stand in for the uid.
 
     Call metadata (request):
     - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
@@ -99,6 +101,11 @@ class DatasetServiceStub:
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.CommitVersionRequest.SerializeToString,
                 response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.CommitVersionResponse.FromString,
                 _registered_method=True)
+        self.WatchVersion = channel.unary_stream(
+                '/quarry.v1.DatasetService/WatchVersion',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.WatchVersionRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.WatchVersionResponse.FromString,
+                _registered_method=True)
         self.DiffVersions = channel.unary_unary(
                 '/quarry.v1.DatasetService/DiffVersions',
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsRequest.SerializeToString,
@@ -146,7 +153,9 @@ class DatasetServiceServicer:
     previews, statistics and the bytes of their files.
 
     Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
-    means the caller's namespace.
+    means the caller's namespace. A version's name is by uid
+    ("namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from its commit on, as every response
+    gives it); in a request, the version's number or "latest" may stand in for the uid.
 
     Call metadata (request):
     - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
@@ -226,6 +235,15 @@ class DatasetServiceServicer:
     def CommitVersion(self, request, context):
         """Requests a new version from a base version plus uploads to add or replace and paths to delete.
         The version is built in the background; it starts PENDING. Needs the writer role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchVersion(self, request, context):
+        """Streams the version as it is now, then again on every state change, until READY or FAILED, so a client
+        follows a commit without polling. The messages carry the version without its files (GetVersion has them).
+        Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -354,6 +372,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.CommitVersionRequest.FromString,
                     response_serializer=quarry_dot_v1_dot_dataset__service__pb2.CommitVersionResponse.SerializeToString,
             ),
+            'WatchVersion': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchVersion,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.WatchVersionRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.WatchVersionResponse.SerializeToString,
+            ),
             'DiffVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.DiffVersions,
                     request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsRequest.FromString,
@@ -407,7 +430,9 @@ class DatasetService:
     previews, statistics and the bytes of their files.
 
     Resource names carry their namespace ("namespaces/{namespace}/datasets/{dataset}"). An empty `parent`
-    means the caller's namespace.
+    means the caller's namespace. A version's name is by uid
+    ("namespaces/{namespace}/datasets/{dataset}/versions/{uid}", the same from its commit on, as every response
+    gives it); in a request, the version's number or "latest" may stand in for the uid.
 
     Call metadata (request):
     - `authorization: Bearer <token>`: the caller's token, "qk_<id>_<secret>". A missing, malformed, unknown,
@@ -658,6 +683,33 @@ class DatasetService:
             '/quarry.v1.DatasetService/CommitVersion',
             quarry_dot_v1_dot_dataset__service__pb2.CommitVersionRequest.SerializeToString,
             quarry_dot_v1_dot_dataset__service__pb2.CommitVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/quarry.v1.DatasetService/WatchVersion',
+            quarry_dot_v1_dot_dataset__service__pb2.WatchVersionRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.WatchVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19quarry/v1/namespace.proto\x12\tquarry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05quota\x18\x02 \x01(\x0b\x32\x19.quarry.v1.NamespaceQuota\x12(\n\x05usage\x18\x03 \x01(\x0b\x32\x19.quarry.v1.NamespaceUsage\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\"p\n\x0eNamespaceQuota\x12\x11\n\tmax_bytes\x18\x01 \x01(\x03\x12\x18\n\x10max_open_uploads\x18\x02 \x01(\x03\x12\x14\n\x0cmax_datasets\x18\x03 \x01(\x03\x12\x1b\n\x13requests_per_second\x18\x04 \x01(\x01\"N\n\x0eNamespaceUsage\x12\x14\n\x0cstored_bytes\x18\x01 \x01(\x03\x12\x14\n\x0copen_uploads\x18\x02 \x01(\x03\x12\x10\n\x08\x64\x61tasets\x18\x03 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19quarry/v1/namespace.proto\x12\tquarry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05quota\x18\x02 \x01(\x0b\x32\x19.quarry.v1.NamespaceQuota\x12(\n\x05usage\x18\x03 \x01(\x0b\x32\x19.quarry.v1.NamespaceUsage\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\"p\n\x0eNamespaceQuota\x12\x11\n\tmax_bytes\x18\x01 \x01(\x03\x12\x18\n\x10max_open_uploads\x18\x02 \x01(\x03\x12\x14\n\x0cmax_datasets\x18\x03 \x01(\x03\x12\x1b\n\x13requests_per_second\x18\x04 \x01(\x01\"N\n\x0eNamespaceUsage\x12\x14\n\x0cstored_bytes\x18\x01 \x01(\x03\x12\x14\n\x0copen_uploads\x18\x02 \x01(\x03\x12\x10\n\x08\x64\x61tasets\x18\x03 \x01(\x03\x42G\n\rdev.quarry.v1B\x0eNamespaceProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quarry.v1.namespace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\016NamespaceProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
   _globals['_NAMESPACE']._serialized_start=74
   _globals['_NAMESPACE']._serialized_end=295
   _globals['_NAMESPACEQUOTA']._serialized_start=297

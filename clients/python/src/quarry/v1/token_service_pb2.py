@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from quarry.v1 import token_pb2 as quarry_dot_v1_dot_token__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dquarry/v1/token_service.proto\x12\tquarry.v1\x1a\x15quarry/v1/token.proto\"I\n\x12\x43reateTokenRequest\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.quarry.v1.Token\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"F\n\x13\x43reateTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.quarry.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"`\n\x11ListTokensRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cshow_revoked\x18\x04 \x01(\x08\"O\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.quarry.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x13RevokeTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.quarry.v1.Token2\xf5\x01\n\x0cTokenService\x12L\n\x0b\x43reateToken\x12\x1d.quarry.v1.CreateTokenRequest\x1a\x1e.quarry.v1.CreateTokenResponse\x12I\n\nListTokens\x12\x1c.quarry.v1.ListTokensRequest\x1a\x1d.quarry.v1.ListTokensResponse\x12L\n\x0bRevokeToken\x12\x1d.quarry.v1.RevokeTokenRequest\x1a\x1e.quarry.v1.RevokeTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dquarry/v1/token_service.proto\x12\tquarry.v1\x1a\x15quarry/v1/token.proto\"I\n\x12\x43reateTokenRequest\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.quarry.v1.Token\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"F\n\x13\x43reateTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.quarry.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"`\n\x11ListTokensRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cshow_revoked\x18\x04 \x01(\x08\"O\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.quarry.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x13RevokeTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.quarry.v1.Token2\xf5\x01\n\x0cTokenService\x12L\n\x0b\x43reateToken\x12\x1d.quarry.v1.CreateTokenRequest\x1a\x1e.quarry.v1.CreateTokenResponse\x12I\n\nListTokens\x12\x1c.quarry.v1.ListTokensRequest\x1a\x1d.quarry.v1.ListTokensResponse\x12L\n\x0bRevokeToken\x12\x1d.quarry.v1.RevokeTokenRequest\x1a\x1e.quarry.v1.RevokeTokenResponseBJ\n\rdev.quarry.v1B\x11TokenServiceProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quarry.v1.token_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\021TokenServiceProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
   _globals['_CREATETOKENREQUEST']._serialized_start=67
   _globals['_CREATETOKENREQUEST']._serialized_end=140
   _globals['_CREATETOKENRESPONSE']._serialized_start=142
