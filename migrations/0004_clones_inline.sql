@@ -1,4 +1,4 @@
--- Clones, undelete, inline files and Parquet renditions.
+-- Clones, undelete, inline files, Parquet renditions and registered files.
 --
 -- A clone's versions list the same content-addressed objects as its source (nothing is copied), so an object
 -- outlives the dataset that first stored it: its row keeps the namespace that stored it (quotas) and forgets
@@ -31,3 +31,16 @@ ALTER TABLE version_files
     ADD CONSTRAINT version_files_rendition_whole
         CHECK ((rendition_key IS NULL) = (rendition_size IS NULL) AND (rendition_key IS NULL) = (rendition_sha256 IS NULL));
 CREATE INDEX version_files_by_rendition ON version_files (rendition_key) WHERE rendition_key IS NOT NULL;
+
+-- Registered files (RegisterFiles): a version's file may point at an object outside Quarry's store. Its row in
+-- fresh_objects (key "external/{sha256}/{hash of the uri}") says where it is and what pins its bytes: the ETag
+-- (and version id) S3 gave, or a local file's size and modification time. The collector deletes only the row.
+ALTER TABLE fresh_objects
+    ADD COLUMN external_uri     text CHECK (length(external_uri) <= 2048),
+    ADD COLUMN external_etag    text,
+    ADD COLUMN external_version text,
+    ADD CONSTRAINT fresh_objects_external CHECK ((key ~ '^external/') = (external_uri IS NOT NULL)),
+    ADD CONSTRAINT fresh_objects_external_pinned CHECK (external_uri IS NULL OR external_etag IS NOT NULL);
+
+-- The registration a version is built from (source, filters, copy or not); NULL for every other version.
+ALTER TABLE versions ADD COLUMN registration jsonb CHECK (registration IS NULL OR jsonb_typeof(registration) = 'object');

@@ -19,6 +19,7 @@ from server.domain.listing import PageTokens
 from server.domain.namespaces import Namespaces
 from server.domain.parts import UploadLimits
 from server.domain.pipeline import Pipeline
+from server.domain.registration import Registrations
 from server.domain.services import Services
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
@@ -26,10 +27,12 @@ from server.domain.tokens import Tokens
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
+from server.model.locations import S3Location
 from server.settings import Settings
 from server.storage import namespaces
 from server.storage.db import Database
 from server.storage.notifications import NotificationHub
+from server.storage.objects.external import ExternalSources, S3Access
 from server.storage.objects.routed import RoutedStore
 from server.storage.ratelimit import RateLimiter
 
@@ -58,12 +61,24 @@ def upload_limits(settings: Settings) -> UploadLimits:
     )
 
 
+def external_sources(settings: Settings) -> ExternalSources:
+    """What RegisterFiles may read: buckets at the S3 store's endpoint with its credentials, the register roots."""
+    location = settings.storage
+    access = None
+    if isinstance(location, S3Location):
+        secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+        access = S3Access(location.endpoint, location.region, settings.s3_access_key_id, secret)
+    return ExternalSources(access, settings.register_root_paths)
+
+
 @contextlib.asynccontextmanager
 async def open_services(deps: Connections) -> AsyncIterator[Services]:
     """Build the services (and start the notification listener they share)."""
     settings = deps.settings
     db = Database(deps.pool)
-    store = RoutedStore(deps.store, db)  # Quarry's store, and Postgres for the inline files WriteFile keeps
+    sources = external_sources(settings)
+    # Quarry's store, Postgres for the inline files WriteFile keeps, and the external objects registered files point at
+    store = RoutedStore(deps.store, db, sources)
     async with db.connection() as connection:
         key = await namespaces.page_token_key(connection)
     hub = NotificationHub(settings.database_url, connect_timeout=settings.startup_timeout_seconds)
@@ -84,7 +99,8 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
         spaces = Namespaces(db, hub, tokens, settings.max_page_size)
         yield Services(
             db=db, uploads=uploads, upload_stream=UploadStream(uploads, budget, costs), datasets=datasets,
-            versions=versions, files=files, pipeline=Pipeline(uploads, versions),
+            versions=versions, files=files,
+            pipeline=Pipeline(uploads, versions, Registrations(db, versions, sources, store)),
             sweeper=Sweeper(uploads, versions, stuck_after=settings.stuck_after_seconds,
                             gc_grace=settings.gc_grace_seconds, audit=audit,
                             audit_retention_days=settings.audit_retention_days,
@@ -94,8 +110,10 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
             admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
                                 spaces, limiter, audit),
             lifecycle=Lifecycle(db, versions, settings.deleted_retention_days),
-            inline=InlineWrites(db, versions, settings.inline_max_bytes))
+            inline=InlineWrites(db, versions, settings.inline_max_bytes),
+            registrations=Registrations(db, versions, sources, store))
     finally:
+        await sources.close()
         await authenticator.close()
         await limiter.close()
         await hub.close()

@@ -108,6 +108,8 @@ REQUESTS: dict[str, Callable[[Fixture, str], Any]] = {
         name=f"{f.parent}/datasets/missing"),
     "/quarry.v1.DatasetService/WriteFile": lambda f, t: D.WriteFileRequest(parent=f.dataset, path=f"{t}.txt",
                                                                            content=b"notes\n"),
+    "/quarry.v1.DatasetService/RegisterFiles": lambda f, t: D.RegisterFilesRequest(
+        parent=f.dataset, source_uri=f"s3://missing-bucket-{t}/x/"),
     "/quarry.v1.UploadService/CreateUpload": lambda f, t: U.CreateUploadRequest(
         parent=f.parent, upload=upload_pb2.Upload(dataset="ds", path=f"{t}.csv")),
     "/quarry.v1.UploadService/Upload": _upload_stream,

@@ -86,7 +86,7 @@ async def test_an_inline_file_is_validated_kept_in_postgres_and_read_like_any_fi
     assert sum(b.num_rows for b in opened.batches()) == 200
     with pytest.raises(NotSupported) as no_url:
         await services.files.download_url(CALLER, version.name, "tables/small.csv", 60)
-    assert no_url.value.reason == "INLINE_FILE_NO_URL"
+    assert no_url.value.reason == "NOT_IN_OBJECT_STORE"
     # The next version carries it over; the same content again is one row.
     again = await services.inline.write(CALLER, InlineWrite(ds("conf"), "copy.csv", CSV.encode()))
     assert {f.path for f in (await services.versions.get(CALLER, again.name, with_files=True)).files} == \

@@ -148,13 +148,19 @@ def column(value: ColumnInfo) -> version_pb2.Column:
     return version_pb2.Column(name=value.name, type=value.type, nullable=value.nullable)
 
 
+def storage_of(value: VersionFile) -> version_pb2.FileStorage:
+    """Where a file's bytes are kept, as the contract says it."""
+    if value.inline:
+        return version_pb2.FILE_STORAGE_INLINE
+    return version_pb2.FILE_STORAGE_EXTERNAL if value.external else version_pb2.FILE_STORAGE_OBJECT_STORE
+
+
 def version_file(value: VersionFile, view: VersionView = VersionView.FULL) -> version_pb2.VersionFile:
     """The contract's VersionFile; with the FULL view, its columns and validation report too."""
     message = version_pb2.VersionFile(path=value.path, size_bytes=value.size, sha256=value.sha256,
                                       format=file_format(value.format), row_count=value.row_count,
                                       content_type=value.content_type,
-                                      storage=version_pb2.FILE_STORAGE_INLINE if value.inline
-                                      else version_pb2.FILE_STORAGE_OBJECT_STORE)
+                                      storage=storage_of(value))
     if value.rendition is not None:
         message.rendition.CopyFrom(version_pb2.Rendition(format=common_pb2.FILE_FORMAT_PARQUET,
                                                          size_bytes=value.rendition.size,

@@ -11,6 +11,8 @@ from server.api.base import ServicerBase
 from server.domain.datasets import DatasetChanges, DatasetListing, NewDataset
 from server.domain.inline import InlineWrite
 from server.domain.lifecycle import CloneRequest
+from server.domain.registration import RegisterRequest
+from server.model.registration import Registration
 
 
 def new_dataset(request: pb.CreateDatasetRequest) -> NewDataset:
@@ -79,3 +81,11 @@ class DatasetMethods(ServicerBase):
                             base_version=request.base_version, request_id=request.request_id or None)
         version = await self.services.inline.write(self.caller(context), write)
         return pb.WriteFileResponse(version=convert.version(version))
+
+    async def RegisterFiles(self, request: pb.RegisterFilesRequest,
+                            context: aio.ServicerContext) -> pb.RegisterFilesResponse:
+        spec = Registration(request.source_uri, tuple(request.include), tuple(request.exclude), request.copy,
+                            request.path_prefix)
+        version = await self.services.registrations.register(
+            self.caller(context), RegisterRequest(request.parent, spec, request.message, request.request_id or None))
+        return pb.RegisterFilesResponse(version=convert.version(version))

@@ -56,6 +56,7 @@ RPC_RULES: dict[str, Rule] = {
         "CloneDataset": WRITE,
         "UndeleteDataset": Rule(Access.ADMIN, mutating=True),
         "WriteFile": WRITE,
+        "RegisterFiles": WRITE,
     }),
     **_service("quarry.v1.UploadService", {
         "CreateUpload": WRITE,

@@ -12,6 +12,7 @@ import logging
 import uuid
 
 from server import metrics
+from server.domain.registration import Registrations
 from server.domain.renditions import Renditions, fresh_key
 from server.domain.uploads import ENDED_REASONS, Uploads
 from server.domain.validation import Report, validate_object
@@ -58,9 +59,10 @@ def _gave_up(error: QuarryError) -> Failure:
 class Pipeline:
     """validate_upload and promote_version."""
 
-    def __init__(self, uploads: Uploads, versions: Versions) -> None:
+    def __init__(self, uploads: Uploads, versions: Versions, registrations: Registrations | None = None) -> None:
         self.uploads = uploads
         self.versions = versions
+        self.registrations = registrations
         self.db = uploads.db
         self.store = uploads.store
         self.renditions = Renditions(self.db, self.store)
@@ -172,6 +174,9 @@ class Pipeline:
             uploads = await uploads_repo.by_version(connection, version_id) if version else []
         if version is None or version.state in VERSION_FINAL_STATES:
             return
+        if version.registration is not None:
+            await self._promote_registration(version)
+            return
         dead = next((u for u in uploads if u.state in DEAD), None)
         if dead is not None:
             gone = WrongState(f"{dead.path}: the upload was {dead.state.value}", state=dead.state.value,
@@ -201,6 +206,17 @@ class Pipeline:
                     return
             entries = rendered
         await self._finish(version, uploads, entries)
+
+    async def _promote_registration(self, version: Version) -> None:
+        """A RegisterFiles version: its objects listed, validated and landed, then the version made READY."""
+        assert self.registrations is not None, "the composition root gives every pipeline its registrations"
+        entries = await self.registrations.build(version, self._fail)
+        if entries is None:
+            return
+        async with self.db.transaction() as connection:
+            await versions_repo.transition(connection, version.id, [VersionState.PENDING, VersionState.VALIDATING],
+                                           VersionState.PROMOTING)
+        await self._finish(version, [], entries)
 
     async def _land(self, version: Version, upload: Upload) -> VersionFile:
         """Copy one upload to its content key in fresh storage (skipped when the key exists)."""

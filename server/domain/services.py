@@ -12,6 +12,7 @@ from server.domain.inline import InlineWrites
 from server.domain.lifecycle import Lifecycle
 from server.domain.namespaces import Namespaces
 from server.domain.pipeline import Pipeline
+from server.domain.registration import Registrations
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
 from server.domain.tokens import Tokens
@@ -40,3 +41,4 @@ class Services:
     admission: Admission
     lifecycle: Lifecycle
     inline: InlineWrites
+    registrations: Registrations

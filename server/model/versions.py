@@ -13,6 +13,7 @@ from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
 from server.model.names import version_name
 from server.model.objects import INLINE_PREFIX
+from server.model.registration import EXTERNAL_PREFIX, Registration
 from server.model.report import ColumnInfo, ColumnStats, Issue
 
 
@@ -106,6 +107,11 @@ class VersionFile:
         """Whether the bytes are kept in Postgres (WriteFile) rather than the object store."""
         return self.object_key.startswith(INLINE_PREFIX)
 
+    @property
+    def external(self) -> bool:
+        """Whether the bytes are a registered object outside the store (RegisterFiles without copy)."""
+        return self.object_key.startswith(EXTERNAL_PREFIX)
+
     def approx_bytes(self, full: bool) -> int:
         """About how many bytes the file takes in an answer: a little more than its protobuf encoding, so that a
         sum of these bounds a message's size."""
@@ -140,6 +146,7 @@ class Version:
     ready_time: datetime | None
     files: tuple[VersionFile, ...] = field(default=())
     cloned_from: str = ""
+    registration: Registration | None = None
 
     @property
     def name(self) -> str:

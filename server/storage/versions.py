@@ -14,6 +14,7 @@ import asyncpg
 
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
+from server.model.registration import ExternalObject, Registration
 from server.model.report import ColumnInfo, ColumnStats
 from server.model.versions import DatasetHead, FileReport, Rendition, Version, VersionFile, VersionState
 
@@ -33,7 +34,7 @@ def _version(row: asyncpg.Record, files: Sequence[VersionFile] = ()) -> Version:
         failure=Failure.from_json(row["failure"]), author=row["author"], delete_paths=tuple(row["delete_paths"]),
         file_count=row["file_count"], total_bytes=row["total_bytes"], total_rows=row["total_rows"],
         create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files),
-        cloned_from=row["cloned_from"])
+        cloned_from=row["cloned_from"], registration=Registration.from_json(row["registration"]))
 
 
 def _rendition(row: asyncpg.Record) -> Rendition | None:
@@ -94,6 +95,23 @@ async def insert(connection: asyncpg.Connection, *, dataset_id: uuid.UUID, base_
         """INSERT INTO versions (dataset_id, base_id, message, author, request_id, delete_paths)
            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
         dataset_id, base_id, message, author, request_id, list(delete_paths))
+
+
+async def set_registration(connection: asyncpg.Connection, version_id: uuid.UUID, registration: Registration) -> None:
+    """Record what a PENDING version registers (its promotion reads it)."""
+    await connection.execute("UPDATE versions SET registration = $2 WHERE id = $1", version_id, registration.to_json())
+
+
+async def touch_external(connection: asyncpg.Connection, *, key: str, namespace_id: uuid.UUID,
+                         dataset_id: uuid.UUID, sha256: str, item: ExternalObject) -> None:
+    """Record (or re-pin) a registered external object; the collector will only ever delete this row."""
+    await connection.execute(
+        """INSERT INTO fresh_objects (key, namespace_id, dataset_id, sha256, size_bytes, external_uri, external_etag,
+                                      external_version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (key) DO UPDATE SET touch_time = now(), external_etag = excluded.external_etag,
+                                           external_version = excluded.external_version""",
+        key, namespace_id, dataset_id, sha256, item.size, item.uri, item.etag, item.version_id or None)
 
 
 async def find_by_request_id(connection: asyncpg.Connection, dataset_id: uuid.UUID,

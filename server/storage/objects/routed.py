@@ -1,7 +1,11 @@
-"""The object store as the rest of the server sees it: Quarry's store, plus the inline files Postgres keeps.
+"""The object store as the rest of the server sees it: Quarry's store, plus the inline files Postgres keeps and the
+external objects registered files point at.
 
-Keys under `inline/` name a file WriteFile kept in Postgres (`inline_objects`); every other key goes to the
-configured store. Reads of an inline key fetch the content once (it is small, QUARRY_INLINE_MAX_BYTES at
+Keys under `inline/` name a file WriteFile kept in Postgres (`inline_objects`); keys under `external/` name a
+registered object outside the store (its `fresh_objects` row says where, and what pins its bytes), read through
+`ExternalSources` so that a changed or missing object fails the read; every other key goes to the configured
+store. Deleting an external key touches nothing outside (the collector deletes its row). Reads of an inline key
+fetch the content once (it is small, QUARRY_INLINE_MAX_BYTES at
 most) and serve it through the same interfaces, so ReadFile, previews, statistics and Arrow Flight read an
 inline file like any other. Its bytes go away with its `fresh_objects` row (the collector's delete cascades),
 so deleting the key here has nothing to do; a presigned URL has no object to point at.
@@ -26,7 +30,9 @@ from server.model.objects import (
     PartWriter,
     RandomReader,
 )
+from server.model.registration import EXTERNAL_PREFIX, ExternalObject
 from server.storage.db import Database
+from server.storage.objects.external import ExternalSources, PinnedObject
 from server.storage.objects.memory import ChunkedBytes, RandomBytes
 
 
@@ -50,10 +56,24 @@ async def store_inline(connection: asyncpg.Connection, key: str, content: bytes)
 class RoutedStore(ObjectStore):
     """The configured store for object keys; Postgres for `inline/` keys (reads only)."""
 
-    def __init__(self, store: ObjectStore, db: Database) -> None:
+    def __init__(self, store: ObjectStore, db: Database, sources: ExternalSources | None = None) -> None:
         self.store = store
         self.db = db
+        self.sources = sources
         self.kind = store.kind
+
+    async def _external(self, key: str) -> PinnedObject | None:
+        """The pinned reads of an external key; None for any other key."""
+        if not key.startswith(EXTERNAL_PREFIX):
+            return None
+        async with self.db.connection() as connection:
+            row = await connection.fetchrow(
+                """SELECT external_uri, external_etag, external_version, size_bytes FROM fresh_objects
+                   WHERE key = $1 AND external_uri IS NOT NULL""", key)
+        if row is None or self.sources is None:
+            raise NotFound(f"object {key} not found", reason="OBJECT_NOT_FOUND")
+        return self.sources.pinned(ExternalObject(row["external_uri"], row["external_etag"], row["size_bytes"], "",
+                                                  row["external_version"] or ""))
 
     @staticmethod
     def _is_inline(key: str) -> bool:
@@ -82,6 +102,11 @@ class RoutedStore(ObjectStore):
 
     async def read(self, key: str, offset: int = 0, length: int | None = None,
                    chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
+        external = await self._external(key)
+        if external is not None:
+            async for chunk in external.read(key, offset, length, chunk_bytes):
+                yield chunk
+            return
         if not self._is_inline(key):
             async for chunk in self.store.read(key, offset, length, chunk_bytes):
                 yield chunk
@@ -92,11 +117,17 @@ class RoutedStore(ObjectStore):
             yield data[start:min(start + chunk_bytes, end)]
 
     async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        external = await self._external(key)
+        if external is not None:
+            return await external.read_range(key, offset, length)
         if self._is_inline(key):
             return (await self._content(key))[offset:offset + length]
         return await self.store.read_range(key, offset, length)
 
     async def stat(self, key: str) -> ObjectInfo | None:
+        external = await self._external(key) if key.startswith(EXTERNAL_PREFIX) else None
+        if external is not None:
+            return ObjectInfo(key, external.item.size)
         if not self._is_inline(key):
             return await self.store.stat(key)
         async with self.db.connection() as connection:
@@ -112,7 +143,8 @@ class RoutedStore(ObjectStore):
         return value
 
     async def delete(self, key: str) -> None:
-        if not self._is_inline(key):  # an inline file's content goes with its fresh_objects row
+        # An inline file's content goes with its fresh_objects row; an external object is not ours to delete.
+        if not self._is_inline(key) and not key.startswith(EXTERNAL_PREFIX):
             await self.store.delete(key)
 
     async def copy(self, source: str, destination: str) -> ObjectInfo:
@@ -154,17 +186,23 @@ class RoutedStore(ObjectStore):
         return self.store.list_multipart(prefix)
 
     async def presign_get(self, key: str, ttl_seconds: int) -> str:
-        if self._is_inline(key):
-            raise NotSupported(f"{key} is kept inline in the metadata database: there is no object to presign; use "
-                               "ReadFile", reason="INLINE_FILE_NO_URL")
+        if self._is_inline(key) or key.startswith(EXTERNAL_PREFIX):
+            raise NotSupported(f"{key} is not in the object store (an inline file, or a registered external object): "
+                               "there is no object to presign; use ReadFile", reason="NOT_IN_OBJECT_STORE")
         return await self.store.presign_get(key, ttl_seconds)
 
     async def open_sequential(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> ChunkReader:
+        external = await self._external(key)
+        if external is not None:
+            return await external.open_sequential(key, chunk_bytes)
         if self._is_inline(key):
             return ChunkedBytes(await self._content(key), chunk_bytes)
         return await self.store.open_sequential(key, chunk_bytes)
 
     async def open_random(self, key: str, size: int) -> RandomReader:
+        external = await self._external(key)
+        if external is not None:
+            return await external.open_random(key, size)
         if self._is_inline(key):
             return RandomBytes(await self._content(key))
         return await self.store.open_random(key, size)

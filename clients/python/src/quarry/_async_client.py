@@ -212,6 +212,18 @@ class AsyncClient(BaseClient[AsyncTransport]):
         return await self.write_file(dataset, path, text.encode(), content_type=content_type, message=message,
                                  base_version=base_version, request_id=request_id)
 
+    async def register_files(self, dataset: str, source_uri: str, *, include: Iterable[str] = (),
+                       exclude: Iterable[str] = (), copy: bool = False, path_prefix: str = "", message: str = "",
+                       wait: bool = False, wait_timeout: float | None = WATCH_TIMEOUT,
+                       request_id: str | None = None) -> version_pb2.Version:
+        """Register the objects under `source_uri` (s3://bucket/prefix, or file:///dir under the server's register
+        roots) as a new version without uploading them (or copied in, with `copy`). The version is PENDING until
+        a worker has validated every object; with `wait`, the call returns it READY (or raises if it failed)."""
+        version = await self._t.call(self._calls.register_files(
+            dataset, source_uri, include=include, exclude=exclude, copy=copy, path_prefix=path_prefix,
+            message=message, request_id=request_id))
+        return await self._wait_version(version, wait_timeout) if wait else version
+
     async def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
                             view: View = "basic") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""

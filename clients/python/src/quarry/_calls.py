@@ -205,6 +205,15 @@ class Calls:
                                        request_id=_requests.request_id(request_id))
         return Unary("datasets", "WriteFile", request, _version)
 
+    def register_files(self, dataset: str, source_uri: str, *, include: Iterable[str], exclude: Iterable[str],
+                       copy: bool, path_prefix: str, message: str,
+                       request_id: str | None) -> Unary[version_pb2.Version]:
+        """RegisterFiles (a PENDING version the worker builds); safe to repeat: it carries a request_id."""
+        request = dpb.RegisterFilesRequest(parent=self.dataset(dataset), source_uri=source_uri, include=list(include),
+                                           exclude=list(exclude), copy=copy, path_prefix=path_prefix, message=message,
+                                           request_id=_requests.request_id(request_id))
+        return Unary("datasets", "RegisterFiles", request, _version)
+
     def diff_versions(self, dataset: str, base: int | str, target: int | str, *,
                       view: _requests.View = "basic") -> Unary[dpb.DiffVersionsResponse]:
         """DiffVersions (the changed files' columns and reports only with the "full" view)."""

@@ -138,6 +138,39 @@ def register(app: typer.Typer) -> None:
         run(session_of(ctx), out, command)
 
     @app.command(rich_help_panel="Files")
+    def register(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="The dataset.")],
+                 source: Annotated[str, typer.Argument(metavar="URI", help="s3://bucket/prefix, or file:///dir under "
+                                                                           "the server's register roots.")],
+                 include: Annotated[list[str] | None, typer.Option(
+                     "--include", "-i", help="Only objects matching this glob (repeatable).")] = None,
+                 exclude: Annotated[list[str] | None, typer.Option(
+                     "--exclude", "-x", help="Leave out objects matching this glob (repeatable).")] = None,
+                 copy: Annotated[bool, typer.Option("--copy", help="Copy the objects into Quarry's store instead of "
+                                                                    "pointing at them.")] = False,
+                 prefix: Annotated[str, typer.Option("--prefix", help="Folder in the version to put them under.")]
+                 = "",
+                 message: Annotated[str, typer.Option("--message", "-m", help="Commit message.")] = "",
+                 wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the version is READY.")]
+                 = True,
+                 json: JsonOpt = False) -> None:
+        """Register files that already exist (an S3 prefix, a server-side directory) as a new version, without
+        uploading them."""
+        out = Output(json)
+
+        def command(client: Client) -> None:
+            version = client.register_files(name, source, include=include or (), exclude=exclude or (), copy=copy,
+                                            path_prefix=prefix, message=message, wait=wait)
+            if json:
+                out.data(to_dict(version))
+            elif wait:
+                out.note(f"registered {version.file_count} files ({size(version.total_bytes)}) from {source} as "
+                         f"version {version.number} of {name}")
+            else:
+                out.note(f"registering {source} as {version.name} (PENDING)")
+
+        run(session_of(ctx), out, command)
+
+    @app.command(rich_help_panel="Files")
     def download(ctx: typer.Context, ref: Annotated[str, typer.Argument(metavar="NAME[@VERSION]")],
                  path: Annotated[str | None, typer.Argument(
                      help="Path of one file in the version; without it, the whole version.")] = None,

@@ -146,6 +146,11 @@ class DatasetServiceStub:
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileRequest.SerializeToString,
                 response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileResponse.FromString,
                 _registered_method=True)
+        self.RegisterFiles = channel.unary_unary(
+                '/quarry.v1.DatasetService/RegisterFiles',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesResponse.FromString,
+                _registered_method=True)
 
 
 class DatasetServiceServicer:
@@ -324,6 +329,24 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterFiles(self, request, context):
+        """Registers files that already exist elsewhere, without uploading them: the objects under an S3 prefix the
+        server's credentials can read (any bucket at the server's S3 endpoint), or the files under a directory inside
+        one of the server's register roots (QUARRY_REGISTER_ROOTS). The call checks the source and answers a PENDING
+        version; a worker lists the objects, validates each by streaming it (sha256, format, schema, statistics, the
+        dataset's rules) and commits one version whose files point at the objects, pinned by ETag (and version id
+        where the bucket keeps versions; a local file by size and modification time). A later read of an object that
+        changed fails with FAILED_PRECONDITION (EXTERNAL_CHANGED), of one that is gone with NOT_FOUND
+        (EXTERNAL_MISSING), never with other bytes; with `copy` the objects are copied into Quarry's store instead.
+        A source with no object the filters take is NOT_FOUND (SOURCE_NOT_FOUND); one the server may not read is
+        PERMISSION_DENIED (SOURCE_NOT_ALLOWED outside the register roots, SOURCE_ACCESS_DENIED when S3 refuses);
+        a scheme this server cannot read is FAILED_PRECONDITION (SOURCE_UNSUPPORTED). Nothing is written then. Needs
+        the writer role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -416,6 +439,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.WriteFile,
                     request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileRequest.FromString,
                     response_serializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileResponse.SerializeToString,
+            ),
+            'RegisterFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterFiles,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -926,6 +954,33 @@ class DatasetService:
             '/quarry.v1.DatasetService/WriteFile',
             quarry_dot_v1_dot_dataset__service__pb2.WriteFileRequest.SerializeToString,
             quarry_dot_v1_dot_dataset__service__pb2.WriteFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/RegisterFiles',
+            quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,6 +25,7 @@ class FileStorage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FILE_STORAGE_UNSPECIFIED: _ClassVar[FileStorage]
     FILE_STORAGE_OBJECT_STORE: _ClassVar[FileStorage]
     FILE_STORAGE_INLINE: _ClassVar[FileStorage]
+    FILE_STORAGE_EXTERNAL: _ClassVar[FileStorage]
 VERSION_STATE_UNSPECIFIED: VersionState
 VERSION_STATE_PENDING: VersionState
 VERSION_STATE_VALIDATING: VersionState
@@ -34,6 +35,7 @@ VERSION_STATE_FAILED: VersionState
 FILE_STORAGE_UNSPECIFIED: FileStorage
 FILE_STORAGE_OBJECT_STORE: FileStorage
 FILE_STORAGE_INLINE: FileStorage
+FILE_STORAGE_EXTERNAL: FileStorage
 
 class Version(_message.Message):
     __slots__ = ("name", "uid", "dataset", "number", "parent", "message", "state", "failure", "author", "create_time", "ready_time", "file_count", "total_bytes", "total_rows", "files", "cloned_from")
