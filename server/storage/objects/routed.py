@@ -5,10 +5,10 @@ Keys under `inline/` name a file WriteFile kept in Postgres (`inline_objects`); 
 registered object outside the store (its `fresh_objects` row says where, and what pins its bytes), read through
 `ExternalSources` so that a changed or missing object fails the read; every other key goes to the configured
 store. Deleting an external key touches nothing outside (the collector deletes its row). Reads of an inline key
-fetch the content once (it is small, QUARRY_INLINE_MAX_BYTES at
-most) and serve it through the same interfaces, so ReadFile, previews, statistics and Arrow Flight read an
-inline file like any other. Its bytes go away with its `fresh_objects` row (the collector's delete cascades),
-so deleting the key here has nothing to do; a presigned URL has no object to point at.
+fetch the content once (it is small, QUARRY_INLINE_MAX_BYTES at most) and serve it through the same interfaces,
+so ReadFile, previews, statistics and Arrow Flight read an inline file like any other. Its bytes go away with its
+`fresh_objects` row (the collector's delete cascades), so deleting the key here has nothing to do; a presigned
+URL has no object to point at, for either kind.
 """
 
 from __future__ import annotations
