@@ -42,7 +42,7 @@ from bench.aio_calls import finish  # noqa: E402
 MiB = 1 << 20
 GiB = 1 << 30
 CHUNK = MiB
-NAMESPACE = (("x-quarry-namespace", "bench"),)
+NAMESPACE = "bench"  # where the clients act; `token` (of every scenario) must be granted on it
 _BLOCK = os.urandom(CHUNK)
 
 
@@ -73,6 +73,10 @@ async def settle(pid: int, target: int, timeout: float) -> tuple[int, float]:
         if now <= target or time.monotonic() - started > timeout:
             return now, time.monotonic() - started
         await asyncio.sleep(0.2)
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("x-quarry-namespace", NAMESPACE), ("authorization", f"Bearer {token}"))
 
 
 def _channel(address: str) -> aio.Channel:
@@ -110,18 +114,19 @@ class Latencies:
                 f"failures {dict(self.failures) or 0}")
 
 
-async def probe_get_dataset(address: str, dataset: str, stop: asyncio.Event, out: Latencies,
+async def probe_get_dataset(address: str, token: str, dataset: str, stop: asyncio.Event, out: Latencies,
                             concurrency: int = 4, deadline: float = 5.0) -> None:
     """GetDataset in a loop from `concurrency` callers on one channel until `stop`: what other clients see."""
     async with _channel(address) as channel:
         stub = dataset_service_pb2_grpc.DatasetServiceStub(channel)
-        name = f"namespaces/bench/datasets/{dataset}"
+        name = f"namespaces/{NAMESPACE}/datasets/{dataset}"
 
         async def caller() -> None:
             while not stop.is_set():
                 started = time.perf_counter()
                 try:
-                    await stub.GetDataset(dpb.GetDatasetRequest(name=name), metadata=NAMESPACE, timeout=deadline)
+                    await stub.GetDataset(dpb.GetDatasetRequest(name=name), metadata=_metadata(token),
+                                          timeout=deadline)
                     out.seconds.append(time.perf_counter() - started)
                 except aio.AioRpcError as exc:
                     out.failures[exc.code().name] += 1
@@ -130,13 +135,13 @@ async def probe_get_dataset(address: str, dataset: str, stop: asyncio.Event, out
         await asyncio.gather(*(caller() for _ in range(concurrency)))
 
 
-async def ensure_dataset(address: str, dataset: str) -> None:
+async def ensure_dataset(address: str, token: str, dataset: str) -> None:
     """Create the dataset the probes read (ALREADY_EXISTS is fine)."""
     async with _channel(address) as channel:
         stub = dataset_service_pb2_grpc.DatasetServiceStub(channel)
         with contextlib.suppress(aio.AioRpcError):
-            await stub.CreateDataset(dpb.CreateDatasetRequest(parent="namespaces/bench", dataset_id=dataset),
-                                     metadata=NAMESPACE, timeout=30)
+            await stub.CreateDataset(dpb.CreateDatasetRequest(parent=f"namespaces/{NAMESPACE}", dataset_id=dataset),
+                                     metadata=_metadata(token), timeout=30)
 
 
 @dataclass
@@ -160,17 +165,17 @@ class StalledFigures:
                 f"  stalled streams ended by: {dict(self.endings)}"]
 
 
-async def stalled_streams(address: str, pid: int, *, clients: int = 200, sent: int = 16 * MiB,
+async def stalled_streams(address: str, pid: int, *, token: str, clients: int = 200, sent: int = 16 * MiB,
                           size: int = 512 * MiB, hold: float = 20.0, leave_after_end: bool = False,
                           dataset: str = "stalled") -> StalledFigures:
     """`clients` clients (one connection each) each open an upload of `size`, send a header and `sent` bytes,
     then send nothing for `hold` seconds (or until the server ends their stream) and leave."""
-    await ensure_dataset(address, "probed")
+    await ensure_dataset(address, token, "probed")
     start = rss(pid)
     reset_peak(pid)
     stop_probe = asyncio.Event()
     probe = Latencies()
-    prober = asyncio.create_task(probe_get_dataset(address, "probed", stop_probe, probe))
+    prober = asyncio.create_task(probe_get_dataset(address, token, "probed", stop_probe, probe))
     endings: Counter[str] = Counter()
     total = [0]
     leave = asyncio.Event()
@@ -186,7 +191,7 @@ async def stalled_streams(address: str, pid: int, *, clients: int = 200, sent: i
                     total[0] += CHUNK
                 await leave.wait()  # stall: the stream stays open and sends nothing
 
-            call = stub.Upload(requests(), metadata=NAMESPACE)
+            call = stub.Upload(requests(), metadata=_metadata(token))
             try:
                 await asyncio.wait_for(finish(call), hold)
                 endings["OK"] += 1
@@ -225,8 +230,8 @@ class UploadFigures:
                 f"after {self.after_rss / MiB:.0f} MiB"]
 
 
-async def _whole_upload(stub: upload_service_pb2_grpc.UploadServiceStub, dataset: str, path: str, size: int,
-                        block: bytes) -> pb.UploadResponse:
+async def _whole_upload(stub: upload_service_pb2_grpc.UploadServiceStub, token: str, dataset: str, path: str,
+                        size: int, block: bytes) -> pb.UploadResponse:
     """One file of `size` bytes (`block` repeated) in one call, with its sha256 declared."""
     digest = hashlib.sha256()
     for start in range(0, size, len(block)):
@@ -238,11 +243,11 @@ async def _whole_upload(stub: upload_service_pb2_grpc.UploadServiceStub, dataset
             yield _chunk(block[:min(len(block), size - start)])
         yield pb.UploadRequest(finish=pb.UploadFinish())
 
-    response: pb.UploadResponse = await finish(stub.Upload(requests(), metadata=NAMESPACE, timeout=600))
+    response: pb.UploadResponse = await finish(stub.Upload(requests(), metadata=_metadata(token), timeout=600))
     return response
 
 
-async def concurrent_uploads(address: str, pid: int, *, clients: int = 64, size: int = 20_000_000,
+async def concurrent_uploads(address: str, pid: int, *, token: str, clients: int = 64, size: int = 20_000_000,
                              dataset: str = "many", retries: bool = True) -> UploadFigures:
     """`clients` clients (one connection each) upload a `size`-byte file at once. A RESOURCE_EXHAUSTED
     answer (the server's buffer budget is spent) is retried after its RetryInfo delay when `retries`."""
@@ -255,7 +260,7 @@ async def concurrent_uploads(address: str, pid: int, *, clients: int = 64, size:
             stub = upload_service_pb2_grpc.UploadServiceStub(channel)
             for _ in range(100):
                 try:
-                    response = await _whole_upload(stub, dataset, f"u{number}.bin", size, _BLOCK)
+                    response = await _whole_upload(stub, token, dataset, f"u{number}.bin", size, _BLOCK)
                     outcomes[upload_pb2.UploadState.Name(response.upload.state)] += 1
                     return
                 except aio.AioRpcError as exc:
@@ -273,7 +278,8 @@ async def concurrent_uploads(address: str, pid: int, *, clients: int = 64, size:
     return UploadFigures(clients, size, start, peak, after, seconds, outcomes)
 
 
-async def single_upload(address: str, pid: int, *, size: int = 2 * GiB, dataset: str = "single") -> UploadFigures:
+async def single_upload(address: str, pid: int, *, token: str, size: int = 2 * GiB,
+                        dataset: str = "single") -> UploadFigures:
     """One `size`-byte upload in one call."""
     start = rss(pid)
     reset_peak(pid)
@@ -282,7 +288,7 @@ async def single_upload(address: str, pid: int, *, size: int = 2 * GiB, dataset:
     async with _channel(address) as channel:
         stub = upload_service_pb2_grpc.UploadServiceStub(channel)
         try:
-            response = await _whole_upload(stub, dataset, "big.bin", size, _BLOCK)
+            response = await _whole_upload(stub, token, dataset, "big.bin", size, _BLOCK)
             outcomes[upload_pb2.UploadState.Name(response.upload.state)] += 1
         except aio.AioRpcError as exc:
             outcomes[exc.code().name] += 1
@@ -329,12 +335,12 @@ def main() -> None:
             sampler.start()
             if scenario == "stalled":
                 figures: StalledFigures | UploadFigures = asyncio.run(stalled_streams(
-                    stack.address, pid, clients=args.clients or 200, sent=args.sent, hold=args.hold))
+                    stack.address, pid, token=stack.token, clients=args.clients or 200, sent=args.sent, hold=args.hold))
             elif scenario == "uploads":
-                figures = asyncio.run(concurrent_uploads(stack.address, pid, clients=args.clients or 64,
-                                                         size=args.size or 20_000_000))
+                figures = asyncio.run(concurrent_uploads(stack.address, pid, token=stack.token,
+                                                         clients=args.clients or 64, size=args.size or 20_000_000))
             else:
-                figures = asyncio.run(single_upload(stack.address, pid, size=args.size or 2 * GiB))
+                figures = asyncio.run(single_upload(stack.address, pid, token=stack.token, size=args.size or 2 * GiB))
             sampler.stop.set()
             sampler.join()
             for line in figures.lines():

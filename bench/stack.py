@@ -34,6 +34,8 @@ class Stack:
     storage_url: str
     s3_endpoint: str | None
     env: dict[str, str]
+    token: str  # an operator's, from `quarry admin bootstrap`
+    namespace: str = "bench"  # made by that operator
 
     def server_peak_rss(self) -> int:
         """The server process's peak resident set size (VmHWM), in bytes."""
@@ -121,4 +123,23 @@ def quarry_stack(store: str, extra_env: dict[str, str] | None = None) -> Iterato
 
         stack.callback(stop_server)
         wait_serving(address)
-        yield Stack(work, address, server, storage, endpoint, env)
+        token = operator_token(env)
+        create_namespace(address, token, "bench")
+        yield Stack(work, address, server, storage, endpoint, env, token)
+
+
+def operator_token(env: dict[str, str]) -> str:
+    """The first operator token of the stack's database (`quarry admin bootstrap`)."""
+    return subprocess.run([sys.executable, "-m", "quarry.cli", "admin", "bootstrap"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def create_namespace(address: str, operator: str, namespace: str) -> None:
+    """Have the operator make `namespace`."""
+    from quarry.v1 import namespace_service_pb2 as npb
+    from quarry.v1 import namespace_service_pb2_grpc as npb_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        npb_grpc.NamespaceServiceStub(channel).CreateNamespace(npb.CreateNamespaceRequest(namespace_id=namespace),
+                                                               metadata=(("authorization", f"Bearer {operator}"),),
+                                                               timeout=30)

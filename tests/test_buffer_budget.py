@@ -26,7 +26,7 @@ from quarry.v1 import upload_service_pb2_grpc as pb_grpc
 
 from server.domain.budget import BufferBudget, WriterBytes
 from server.model.errors import BufferBudgetSpent, ResourceExhausted
-from tests.support import ServerHandle, error_info, open_api, read_metrics, start_server
+from tests.support import ServerHandle, bearer, error_info, namespace_token, open_api, read_metrics, start_server
 from tests.uploading import MiB, create_request, resume_messages, stream_of
 
 # --- the budget itself ---------------------------------------------------------------------------------------
@@ -210,10 +210,11 @@ def test_a_stream_refused_midway_is_not_drained_and_a_plain_client_reads_why(sma
             sent[0] += len(block)
             yield pb.UploadRequest(chunk=pb.UploadChunk(data=block, crc32c=crc))
 
+    token = namespace_token(small_server.address, "early")
     with grpc.insecure_channel(small_server.address) as channel:
         stub = pb_grpc.UploadServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
-            stub.Upload(requests(), metadata=(("x-quarry-namespace", "early"),), timeout=60)
+            stub.Upload(requests(), metadata=(("x-quarry-namespace", "early"), *bearer(token)), timeout=60)
     assert refused.value.code() == grpc.StatusCode.DATA_LOSS  # type: ignore[attr-defined]
     reason, metadata = error_info(refused.value)
     assert reason == "CHECKSUM_MISMATCH" and metadata == {"offset": str(refused_at)}
@@ -287,7 +288,8 @@ async def test_a_flight_read_holds_its_grant_while_it_streams(small_server: Serv
         assert upload.state == upload_pb2.UPLOAD_STATE_PROMOTED
         ticket = flight.Ticket(json.dumps({"version": upload.version, "path": "t.csv", "columns": None,
                                            "row_groups": None}))
-        call = flight.FlightCallOptions(headers=[(b"x-quarry-namespace", api.namespace.encode())])
+        call = flight.FlightCallOptions(headers=[(b"x-quarry-namespace", api.namespace.encode()),
+                                                 (b"authorization", f"Bearer {api.token}".encode())])
         client = flight.connect(small_server.flight_location)
         try:
             for cancel in (False, True):

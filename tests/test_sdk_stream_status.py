@@ -45,7 +45,7 @@ class _RefusingUploads(upload_service_pb2_grpc.UploadServiceServicer):
             received += len(request.chunk.data)
             if received >= 8 * MiB:
                 break
-        info = error_details_pb2.ErrorInfo(reason="PART_CONFLICT", domain="quarry.v1")
+        info = error_details_pb2.ErrorInfo(reason="PART_CONFLICT", domain="quarry.dev")
         detail = any_pb2.Any()
         detail.Pack(info)
         status = status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message="refused midway", details=[detail])
@@ -98,8 +98,8 @@ async def test_a_busy_server_is_waited_out(stack_envs: dict[str, dict[str, str]]
         assert "x-quarry-upload" in dict(await held.initial_metadata())
         path = tmp_path / "small.bin"
         path.write_bytes(os.urandom(MiB))
-        async with quarry.AsyncClient(server.address, namespace=api.namespace, cache_dir=tmp_path / "cache",
-                                      streams=1) as client:
+        async with quarry.AsyncClient(server.address, namespace=api.namespace, token=api.token,
+                                      cache_dir=tmp_path / "cache", streams=1) as client:
             uploading = asyncio.ensure_future(client.upload_file(path, "busy"))
             await asyncio.sleep(3)  # refused, and trying again, meanwhile
             assert not uploading.done()

@@ -27,6 +27,7 @@ from server.domain.uploads import NewUpload
 from server.embedded import EmbeddedRedis
 from server.model.errors import DataLoss, Unavailable
 from server.model.locations import S3Location
+from server.model.namespaces import Quota
 from server.model.objects import ObjectInfo
 from server.model.uploads import UploadState
 from server.model.versions import VersionState
@@ -165,6 +166,7 @@ async def services(stack_envs: dict[str, dict[str, str]], postgres: object, redi
     env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "short_writes"),  # type: ignore[arg-type]
                QUARRY_REDIS_URL=redis_url(redis_server, 11), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
     async with in_process(env) as built:
+        await built.namespaces.create(CALLER, CALLER.namespace, Quota(), None)  # an operator makes namespaces
         yield built
 
 

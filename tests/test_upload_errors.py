@@ -47,7 +47,7 @@ async def fails(call: Awaitable[object], code: grpc.StatusCode, reason: str) -> 
 def upload_call(env: Env, messages: Iterable[pb.UploadRequest]) -> Awaitable[pb.UploadResponse]:
     """An Upload stream from a plain generated client; the blocking one, which reports the server's refusal of a
     stream it is still sending (grpc.aio may report its own failed write instead)."""
-    return upload_blocking(env.server.address, env.namespace, messages)
+    return upload_blocking(env.server.address, env.namespace, messages, token=env.api.token)
 
 
 def header(dataset: str = "ds", path: str = "f.bin", size: int | None = None, sha: str = "") -> pb.UploadRequest:

@@ -284,7 +284,7 @@ async def test_retried_one_call_upload_learns_where_to_resume(env: Env) -> None:
     # The same one-call request again: the server names the upload and the offset to resume from (refused while
     # still sending: the blocking client reports the server's status where grpc.aio may report its failed write).
     with pytest.raises(grpc.RpcError) as raised:
-        await upload_blocking(env.server.address, env.namespace, messages)
+        await upload_blocking(env.server.address, env.namespace, messages, token=env.api.token)
     reason, metadata = error_info(raised.value)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason == "WRONG_OFFSET"
     assert metadata["expected_offset"] == str(PART)

@@ -26,7 +26,16 @@ from quarry.v1 import upload_pb2, version_pb2
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.listen_ports import free_port
-from tests.support import Api, QuarryProcess, ServerHandle, clean_env, open_api, start_server, wait_serving
+from tests.support import (
+    Api,
+    QuarryProcess,
+    ServerHandle,
+    clean_env,
+    namespace_token,
+    open_api,
+    start_server,
+    wait_serving,
+)
 
 MiB = 1 << 20
 
@@ -127,7 +136,9 @@ class Cluster:
         return open_api((server or self.servers[0]).address, namespace)
 
     def client(self, namespace: str, address: str | None = None) -> quarry.AsyncClient:
-        return quarry.AsyncClient(address or self.servers[0].address, namespace=namespace,
+        """An SDK client acting in `namespace` (made by the operator) with an admin token of it."""
+        address = address or self.servers[0].address
+        return quarry.AsyncClient(address, namespace=namespace, token=namespace_token(address, namespace),
                                   cache_dir=self.root / "sdk-cache" / namespace)
 
     # --- Postgres and Redis ---------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ async def _fill_and_recover(cluster: Cluster, store: Path, tmp_path: Path) -> No
         created = (await api.uploads.CreateUpload(create_request("plain", "p.bin", len(data), sha,
                                                                  auto_commit=True))).upload
         with pytest.raises(grpc.RpcError) as refused:
-            await upload_blocking(server.address, namespace, resume_messages(created.name, 0, data))
+            await upload_blocking(server.address, namespace, resume_messages(created.name, 0, data), token=api.token)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         assert error_info(refused.value)[0] == "STORE_FULL", refused.value
         kept = (await api.uploads.GetUpload(pb.GetUploadRequest(name=created.name))).upload
@@ -96,7 +96,8 @@ async def _fill_and_recover(cluster: Cluster, store: Path, tmp_path: Path) -> No
             freed = time.monotonic()
             sdk_result = await asyncio.wait_for(waiting, 120)
         offset = kept.committed_bytes
-        resumed = await upload_blocking(server.address, namespace, resume_messages(created.name, offset, data[offset:]))
+        resumed = await upload_blocking(server.address, namespace, resume_messages(created.name, offset, data[offset:]),
+                                        token=api.token)
         assert resumed.upload.state == upload_pb2.UPLOAD_STATE_STAGED
         done = await _promoted(api, created.name)
         assert await ready_sha256(api, done) == sha and await read_back_sha256(api, done) == sha

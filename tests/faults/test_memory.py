@@ -74,7 +74,8 @@ async def test_memory_stays_bounded_at_any_load(cluster: Cluster) -> None:
     api = cluster.api(namespace=NAMESPACE)
     try:
         # 200 stalled streams; each would be a 20 MiB file, 16 MiB of it sent (one whole part).
-        stalled = await stalled_streams(server.address, pid, clients=200, sent=16 * MiB, size=20 * MiB, hold=30)
+        stalled = await stalled_streams(server.address, pid, token=api.token, clients=200, sent=16 * MiB,
+                                        size=20 * MiB, hold=30)
         print("\n" + "\n".join(stalled.lines()))
         assert stalled.peak_rss < 600 * MiB
         assert stalled.probe.quantile(0.99) < 1.0 and not stalled.probe.failures
@@ -91,13 +92,13 @@ async def test_memory_stays_bounded_at_any_load(cluster: Cluster) -> None:
             resumed.append((await api.uploads.Upload(_stream(rest))).upload)
         await commit_all(api, "stalled", resumed)
 
-        many = await concurrent_uploads(server.address, pid, clients=64, size=20_000_000)
+        many = await concurrent_uploads(server.address, pid, token=api.token, clients=64, size=20_000_000)
         print("\n".join(many.lines()))
         assert many.peak_rss < 400 * MiB
         assert many.outcomes["UPLOAD_STATE_STAGED"] == 64, many.outcomes
         await commit_all(api, "many", await listed(api, "many", COMMITTABLE))
 
-        big = await single_upload(server.address, pid, size=2 << 30)
+        big = await single_upload(server.address, pid, token=api.token, size=2 << 30)
         print("\n".join(big.lines()))
         assert big.peak_rss < 300 * MiB
         assert big.outcomes["UPLOAD_STATE_STAGED"] == 1, big.outcomes

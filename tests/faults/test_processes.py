@@ -90,7 +90,8 @@ async def test_workers_killed_mid_validation_and_mid_promotion(cluster: Cluster,
         table = csv_sample(2_000_000, path="big.csv")
         created = (await api.uploads.CreateUpload(create_request("tables", table.path, len(table.data),
                                                                  table.sha256, auto_commit=True))).upload
-        await upload_blocking(server.address, namespace, resume_messages(created.name, 0, table.data, chunk=4 * MiB))
+        await upload_blocking(server.address, namespace, resume_messages(created.name, 0, table.data, chunk=4 * MiB),
+                              token=api.token)
         await _wait_state(api, created.name, upload_pb2.UPLOAD_STATE_VALIDATING)
         worker.process.kill()
         killed = time.monotonic()
@@ -108,7 +109,8 @@ async def test_workers_killed_mid_validation_and_mid_promotion(cluster: Cluster,
             shas[path.name] = write_random(path, 2 * MiB + i)
             opened = (await api.uploads.CreateUpload(create_request("many", path.name, path.stat().st_size,
                                                                     shas[path.name]))).upload
-            await upload_blocking(server.address, namespace, resume_messages(opened.name, 0, path.read_bytes()))
+            await upload_blocking(server.address, namespace, resume_messages(opened.name, 0, path.read_bytes()),
+                                  token=api.token)
             names.append(opened.name)
         for name in names:
             await _wait_state(api, name, upload_pb2.UPLOAD_STATE_VALIDATED)

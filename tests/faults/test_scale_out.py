@@ -19,7 +19,7 @@ from quarry.v1 import upload_pb2
 
 from server.listen_ports import free_port
 from tests.faults.cluster import Cluster, MiB, read_back_sha256, ready_sha256, write_random
-from tests.support import ROOT, ServerHandle, open_api, read_metrics, wait_serving
+from tests.support import ROOT, ServerHandle, open_api, read_metrics, register_server, wait_serving
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -64,6 +64,7 @@ async def test_an_upload_through_the_balancer_survives_its_replica_killed(cluste
     replicas = [cluster.start_server(f"server{i}") for i in range(2)]
     workers = [cluster.start_worker(f"worker{i}") for i in range(2)]
     balancer, address = start_nginx(tmp_path / "nginx", [r.address for r in replicas])
+    register_server(address, cluster.env)  # the replicas' operator, for tokens asked for through the balancer
     try:
         await asyncio.to_thread(wait_serving, address)  # health through the balancer
         path = tmp_path / "big.bin"
