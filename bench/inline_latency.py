@@ -2,12 +2,12 @@
 
     python -m bench.inline_latency [--runs 30] [--store file|s3]
 
-Starts Postgres, Redis, a server and a worker (QUARRY_AUTH_MODE=none, so no token plumbing), then through the
-SDK, alternating the two so both see the same machine state:
+Starts Postgres, Redis, a server and a worker (bench/stack.py: the server requires a token; the stack's operator
+token acts in its `bench` namespace), then through the SDK, alternating the two so both see the same machine state:
 - inline: `client.write_text(...)` (returns with the version READY), then `client.open(...).read()`;
 - object store: `client.upload_file(..., wait=True)` (upload, validation and promotion by the worker, returns
   once the version is READY), then the same read.
-Prints the median, p95 and min of the write, the read and both, in milliseconds.
+Prints the median, min-max and p95 of the write, the read and both, in milliseconds.
 """
 
 from __future__ import annotations
@@ -33,17 +33,18 @@ SIZE = 1024
 def _ms(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"median {statistics.median(values) * 1e3:7.1f}  p95 {p95 * 1e3:7.1f}  min {ordered[0] * 1e3:7.1f}"
+    return (f"median {statistics.median(values) * 1e3:7.1f}  min-max {ordered[0] * 1e3:6.1f}-{ordered[-1] * 1e3:<7.1f}"
+            f"  p95 {p95 * 1e3:7.1f}")
 
 
 def run(args: argparse.Namespace) -> None:
-    with quarry_stack(args.store, {"QUARRY_AUTH_MODE": "none"}) as stack, \
+    with quarry_stack(args.store) as stack, \
             tempfile.TemporaryDirectory(prefix="quarry-inline-") as tmp:
         worker = subprocess.Popen([sys.executable, "-m", "workers"], env=stack.env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            client = quarry.Client(stack.address, namespace="bench", cache_dir=Path(tmp) / "cache")
-            client.create_namespace("bench")
+            client = quarry.Client(stack.address, namespace=stack.namespace, token=stack.token,
+                                   cache_dir=Path(tmp) / "cache")
             client.create_dataset("latency")
             times: dict[str, dict[str, list[float]]] = {k: {"write": [], "read": [], "both": []}
                                                         for k in ("inline", "object store")}
