@@ -38,7 +38,8 @@ class Moments:
         """Fold in a batch of finite float64 values."""
         if values.size:
             mean = float(values.mean())
-            self.add_counts(int(values.size), mean, float(np.square(values - mean).sum()))
+            deviations = values - mean
+            self.add_counts(int(values.size), mean, float(np.square(deviations, out=deviations).sum()))
 
     def add_counts(self, count: int, mean: float, m2: float) -> None:
         """Fold in a batch summarised by its count, mean and M2."""
@@ -90,8 +91,11 @@ class Histogram:
             self.origin = math.floor(low_value / self.width)
         # Bin numbers stay floats: a value far from zero on a fine grid has a bin number beyond int64, yet the
         # difference of two such numbers (what is stored) is small and exact.
-        bins = np.floor(values * (1.0 / self.width))  # the reciprocal of a power of two: exact, and faster
-        low, high = min(self.low, float(bins.min())), max(self.high, float(bins.max()))
+        bins = np.multiply(values, 1.0 / self.width)  # the reciprocal of a power of two: exact, and faster
+        np.floor(bins, out=bins)
+        # floor(v / width) rises with v: the batch's lowest and highest bins are those of its minimum and maximum.
+        low = min(self.low, math.floor(low_value / self.width))
+        high = max(self.high, math.floor(high_value / self.width))
         while high - low >= BINS:
             self._coarsen()
             bins = np.floor(bins / 2)
@@ -99,7 +103,8 @@ class Histogram:
         if low < self.origin or high >= self.origin + BINS:
             self._rebase(low)
         self.low, self.high = low, high
-        self.counts += np.bincount((bins - self.origin).astype(np.int64), minlength=BINS)[:BINS]
+        bins -= self.origin
+        self.counts += np.bincount(bins.astype(np.int64), minlength=BINS)[:BINS]
 
     def _coarsen(self) -> None:
         """Double the bin width: bin b becomes bin b // 2, so counts merge exactly."""

@@ -35,6 +35,7 @@ SAMPLE_BYTE = 64  # a random byte below this picks a value: a quarter of them
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 _MIX_1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
+_SHIFT = np.uint64(33)
 
 
 def _rank_table() -> np.ndarray:
@@ -50,12 +51,13 @@ _RANK = _rank_table()
 def _mix(values: np.ndarray) -> np.ndarray:
     """A 64-bit finaliser (MurmurHash3's) so that nearby values land far apart."""
     x = values.astype(np.uint64, copy=True)
+    shifted = np.empty_like(x)  # one scratch array for the three shifts: every step runs in place
     with np.errstate(over="ignore"):
-        x ^= x >> np.uint64(33)
-        x *= _MIX_1
-        x ^= x >> np.uint64(33)
-        x *= _MIX_2
-        x ^= x >> np.uint64(33)
+        for factor in (_MIX_1, _MIX_2, None):
+            np.right_shift(x, _SHIFT, out=shifted)
+            np.bitwise_xor(x, shifted, out=x)
+            if factor is not None:
+                np.multiply(x, factor, out=x)
     return x
 
 
@@ -105,8 +107,8 @@ def _numeric_view(column: pa.Array) -> np.ndarray | None:
         if values.dtype.kind == "f":
             return np.asarray(values, dtype=np.float64).view(np.uint64)
         if values.dtype.kind in "mM":
-            return values.view(np.int64).astype(np.uint64)
-        return values.astype(np.int64).astype(np.uint64)
+            return values.view(np.int64)
+        return values.astype(np.int64, copy=False)  # _mix copies it into uint64 (the same bits) anyway
     return None
 
 
@@ -186,7 +188,9 @@ class StatsAccumulator:
                     state.orderable = False
             if state.numeric:
                 if chosen is None:
-                    chosen = np.frombuffer(self._random.bytes(batch.num_rows), dtype=np.uint8) < SAMPLE_BYTE
+                    # Row numbers, not a mask: taking them is cheaper than masking, once per numeric column.
+                    chosen = np.flatnonzero(np.frombuffer(self._random.bytes(batch.num_rows), dtype=np.uint8)
+                                            < SAMPLE_BYTE)
                 self._numbers(state, column, chosen)
             elif pa.types.is_boolean(column.type):
                 self._booleans(state, column)
@@ -194,12 +198,13 @@ class StatsAccumulator:
             self._sketch(state, column)
 
     def _numbers(self, state: _Column, column: pa.Array, chosen: np.ndarray) -> None:
-        """Moments, quantiles and the histogram of the finite values; `chosen` marks the rows of the sample."""
+        """Moments, quantiles and the histogram of the finite values; `chosen` lists the rows of the sample."""
         # Nulls become NaN here (an integer column with nulls converts to float64), so one finite mask drops
         # nulls, NaN and infinities alike.
         every = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        finite = np.isfinite(every)
-        floats = every if finite.all() else every[finite]
+        # Integers without nulls are all finite: no mask to build (most numeric columns).
+        finite = None if column.null_count == 0 and pa.types.is_integer(column.type) else np.isfinite(every)
+        floats = every if finite is None or finite.all() else every[finite]
         if floats.size == 0:
             return
         state.moments.add(floats)
@@ -214,7 +219,9 @@ class StatsAccumulator:
                 state.quantiles.update(floats if floats.flags.writeable else floats.copy())
             else:
                 state.quantiles = None
-        sample = every[chosen & finite]
+        sample = every.take(chosen)
+        if finite is not None:
+            sample = sample[finite.take(chosen)]
         if sample.size:
             assert state.sampled_quantiles is not None
             state.sampled_quantiles.update(sample)
