@@ -30,7 +30,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 def register(app: typer.Typer) -> None:
     """Add the dataset and version commands."""
-    datasets = typer.Typer(help="Create, list, show and delete datasets.", no_args_is_help=True)
+    datasets = typer.Typer(help="Create, list, show, delete, clone and undelete datasets.", no_args_is_help=True)
     app.add_typer(datasets, name="datasets", rich_help_panel="Datasets")
 
     @datasets.command("ls")
