@@ -42,7 +42,7 @@ def ds(name: str, namespace: str = CALLER.namespace) -> str:
 async def lifecycle(stack_envs: dict[str, dict[str, str]], postgres: object, redis_server: EmbeddedRedis,
                     tmp_path: Path) -> AsyncIterator[tuple[Services, CountingStore]]:
     env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "clone"),  # type: ignore[arg-type]
-               QUARRY_REDIS_URL=redis_url(redis_server, 10), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
+               QUARRY_REDIS_URL=redis_url(redis_server, 3), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
     async with counted_services(env, QUARRY_GC_GRACE_SECONDS="0.2",
                                 QUARRY_DELETED_RETENTION_DAYS=repr(RETENTION_DAYS)) as built:
         services, _ = built

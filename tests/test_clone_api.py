@@ -79,7 +79,7 @@ async def test_a_clone_of_a_1_gib_version_takes_under_2_s_and_moves_no_byte(
         stack_envs: dict[str, dict[str, str]], postgres: object, redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     caller = Caller("big-clone")
     env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "bigclone"),  # type: ignore[arg-type]
-               QUARRY_REDIS_URL=redis_url(redis_server, 12), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
+               QUARRY_REDIS_URL=redis_url(redis_server, 3), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
     async with counted_services(env) as (services, store):
         await services.namespaces.create(caller, caller.namespace, Quota(), None)
         upload, _ = await services.uploads.create(caller, "", NewUpload("huge", "blob.bin", GiB))

@@ -47,7 +47,7 @@ def ds(name: str) -> str:
 async def inline(stack_envs: dict[str, dict[str, str]], postgres: object, redis_server: EmbeddedRedis,
                  tmp_path: Path) -> AsyncIterator[tuple[Services, CountingStore]]:
     env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "inline"),  # type: ignore[arg-type]
-               QUARRY_REDIS_URL=redis_url(redis_server, 11), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
+               QUARRY_REDIS_URL=redis_url(redis_server, 4), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
     async with counted_services(env, QUARRY_INLINE_MAX_BYTES=str(LIMIT), QUARRY_GC_GRACE_SECONDS="0.2",
                                 QUARRY_DELETED_RETENTION_DAYS=repr(0.5 / 86400)) as built:
         await built[0].namespaces.create(CALLER, CALLER.namespace, Quota(), None)
