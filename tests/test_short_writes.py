@@ -34,8 +34,8 @@ from server.model.versions import VersionState
 from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo
 from server.storage.objects.local import LocalStore
-from server.storage.objects.routed import RoutedStore
 from server.storage.objects.local_io import FileCalls
+from server.storage.objects.routed import RoutedStore
 from server.storage.objects.s3 import S3Store
 from tests.conftest import BUCKET, create_database, redis_url
 from tests.inprocess import in_process
