@@ -88,14 +88,20 @@ class Histogram:
             span = high_value - low_value
             base = span if span > 0 else max(abs(low_value), 1.0)
             self.width = 2.0 ** math.ceil(math.log2(base / BINS))
-            self.origin = math.floor(low_value / self.width)
+            # No finer than the values' own spacing (2**-52 of their magnitude): bin numbers then stay below 2**53,
+            # exact as floats (a narrow batch far from zero made them overflow int64 and lose counts).
+            magnitude = max(abs(low_value), abs(high_value))
+            if magnitude > 0:
+                self.width = max(self.width, 2.0 ** (math.frexp(magnitude)[1] - 52))
+            self.origin = float(math.floor(low_value / self.width))
         # Bin numbers stay floats: a value far from zero on a fine grid has a bin number beyond int64, yet the
         # difference of two such numbers (what is stored) is small and exact.
         bins = np.multiply(values, 1.0 / self.width)  # the reciprocal of a power of two: exact, and faster
         np.floor(bins, out=bins)
         # floor(v / width) rises with v: the batch's lowest and highest bins are those of its minimum and maximum.
-        low = min(self.low, math.floor(low_value / self.width))
-        high = max(self.high, math.floor(high_value / self.width))
+        # Kept as floats, like the bins (a bin number can exceed int64; numpy arithmetic on it must stay float).
+        low = min(self.low, float(math.floor(low_value * (1.0 / self.width))))
+        high = max(self.high, float(math.floor(high_value * (1.0 / self.width))))
         while high - low >= BINS:
             self._coarsen()
             bins = np.floor(bins / 2)
