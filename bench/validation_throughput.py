@@ -163,12 +163,15 @@ def main() -> None:
             for name in runs:
                 runs[name].append(measure(name, path))
         rate = {name: size / statistics.median(r[0] for r in results) / 1e6 for name, results in runs.items()}
-        print(f"{label}: {size / 1e6:.0f} MB")
-        print(f"  (a) Quarry validation                  {rate['quarry']:8.1f} MB/s   "
+        spread = {name: f"{size / max(t for t, _ in results) / 1e6:.1f}-{size / min(t for t, _ in results) / 1e6:.1f}"
+                  for name, results in runs.items()}
+        print(f"{label}: {size / 1e6:.0f} MB, {args.repeat} runs each (median MB/s, min-max)")
+        print(f"  (a) Quarry validation                  {rate['quarry']:8.1f} MB/s ({spread['quarry']})   "
               f"(peak RSS +{max(r[1] for r in runs['quarry']) / 2**20:.0f} MiB)")
         for name in baselines:
-            print(f"  (b) {LABELS[name]:<36} {rate[name]:8.1f} MB/s   a/b = {rate['quarry'] / rate[name]:.2f}   "
-                  f"(peak RSS +{max(r[1] for r in runs[name]) / 2**20:.0f} MiB)")
+            peak = max(r[1] for r in runs[name]) / 2**20
+            print(f"  (b) {LABELS[name]:<36} {rate[name]:8.1f} MB/s ({spread[name]})   "
+                  f"a/b = {rate['quarry'] / rate[name]:.2f}   (peak RSS +{peak:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     tls_client_ca_file: Path | None = Field(None, description="PEM CA bundle: require client certificates (mTLS)")
     audit_retention_days: float = Field(365, gt=0, description="age at which the sweep deletes audit events")
     max_url_ttl_seconds: float = Field(3600, gt=0, le=7 * 86400, description="longest a download URL lives")
+    deleted_retention_days: float = Field(7, gt=0, description="how long a deleted dataset can be undeleted")
+    register_roots: str = Field("", description="comma-separated directories RegisterFiles may read local files under")
+    inline_max_bytes: int = Field(256 * 1024, ge=0, le=4 * MiB - 64 * 1024,
+                                  description="largest file WriteFile keeps inline in Postgres; 0: off")
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
     @classmethod
@@ -204,6 +208,22 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port")
         return value
+
+    @field_validator("register_roots")
+    @classmethod
+    def _register_roots_exist(cls, value: str) -> str:
+        for root in (r.strip() for r in value.split(",") if r.strip()):
+            path = Path(root)
+            if not path.is_absolute():
+                raise ValueError(f"{root!r} is not an absolute path")
+            if not path.is_dir():
+                raise ValueError(f"{root} is not a directory")
+        return value
+
+    @property
+    def register_root_paths(self) -> tuple[Path, ...]:
+        """The directories RegisterFiles may read local files under."""
+        return tuple(Path(r.strip()) for r in self.register_roots.split(",") if r.strip())
 
     @property
     def tls(self) -> bool:

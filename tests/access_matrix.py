@@ -102,6 +102,14 @@ REQUESTS: dict[str, Callable[[Fixture, str], Any]] = {
     "/quarry.v1.DatasetService/ReadFile": lambda f, t: D.ReadFileRequest(version=f.version, path="a.csv"),
     "/quarry.v1.DatasetService/GetDownloadUrl": lambda f, t: D.GetDownloadUrlRequest(version=f.version,
                                                                                      path="a.csv"),
+    "/quarry.v1.DatasetService/CloneDataset": lambda f, t: D.CloneDatasetRequest(
+        source=f.dataset, parent=f.parent, dataset_id=f"clone-{t}"),
+    "/quarry.v1.DatasetService/UndeleteDataset": lambda f, t: D.UndeleteDatasetRequest(
+        name=f"{f.parent}/datasets/missing"),
+    "/quarry.v1.DatasetService/WriteFile": lambda f, t: D.WriteFileRequest(parent=f.dataset, path=f"{t}.txt",
+                                                                           content=b"notes\n"),
+    "/quarry.v1.DatasetService/RegisterFiles": lambda f, t: D.RegisterFilesRequest(
+        parent=f.dataset, source_uri=f"s3://missing-bucket-{t}/x/"),
     "/quarry.v1.UploadService/CreateUpload": lambda f, t: U.CreateUploadRequest(
         parent=f.parent, upload=upload_pb2.Upload(dataset="ds", path=f"{t}.csv")),
     "/quarry.v1.UploadService/Upload": _upload_stream,

@@ -33,6 +33,9 @@ BUCKET = "quarry-test"
 STORE_KINDS = ["file", "s3"]
 REDIS_DB = {"file": 1, "s3": 2}
 IDLE_REDIS_DB = {"file": 11, "s3": 12}
+# Tests with stacks of their own take a Redis database each: a worker takes whatever jobs wait in its database, so
+# jobs another test left there would be counted as its own. 3 clone, 4 inline, 5-8 worker recovery, 9 sweep,
+# 10 worker observability, 11 short writes, 13 renditions, 14-15 registration.
 
 
 @pytest.fixture(scope="session")

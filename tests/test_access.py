@@ -49,11 +49,13 @@ SPEC = {
                "PreviewFile", "GetFileStats", "ReadFile", "GetDownloadUrl", "GetUpload", "ListUploads",
                "WatchUpload", "WatchVersion", "GetNamespace", "ListFlights", "GetFlightInfo", "GetSchema", "DoGet"},
     "writer": {"CreateDataset", "UpdateDataset", "CommitVersion", "CreateUpload", "Upload", "CompleteUpload",
-               "CancelUpload", "RetryUpload"},
-    "admin": {"DeleteDataset", "CreateToken", "ListTokens", "RevokeToken", "ListAuditEvents"},
+               "CancelUpload", "RetryUpload", "CloneDataset", "WriteFile", "RegisterFiles"},
+    "admin": {"DeleteDataset", "UndeleteDataset", "CreateToken", "ListTokens", "RevokeToken", "ListAuditEvents"},
     "operator": {"CreateNamespace", "UpdateNamespace"},
 }
-MUTATING = {"CreateDataset", "UpdateDataset", "DeleteDataset", "CommitVersion", "CreateUpload", "Upload",
+MUTATING = {"CreateDataset", "UpdateDataset", "DeleteDataset", "UndeleteDataset", "CloneDataset", "WriteFile",
+            "RegisterFiles",
+            "CommitVersion", "CreateUpload", "Upload",
             "CompleteUpload", "CancelUpload", "RetryUpload", "CreateToken", "RevokeToken", "CreateNamespace",
             "UpdateNamespace"}
 

@@ -35,6 +35,7 @@ from server.storage import uploads as uploads_repo
 from server.storage import versions as versions_repo
 from server.storage.objects.local import LocalStore
 from server.storage.objects.local_io import FileCalls
+from server.storage.objects.routed import RoutedStore
 from server.storage.objects.s3 import S3Store
 from tests.conftest import BUCKET, create_database, redis_url
 from tests.inprocess import in_process
@@ -195,9 +196,15 @@ async def promote(services: Services, upload_id: uuid.UUID) -> bytes:
     return b"".join([chunk async for chunk in services.uploads.store.read(files[0].object_key)])
 
 
+def local_store(services: Services) -> LocalStore:
+    """The local store under the routed one (which sends inline and external keys elsewhere)."""
+    routed = services.uploads.store
+    assert isinstance(routed, RoutedStore) and isinstance(routed.store, LocalStore)
+    return routed.store
+
+
 async def test_short_writes_everywhere_still_make_the_version_the_client_sent(services: Services) -> None:
-    store = services.uploads.store
-    assert isinstance(store, LocalStore)
+    store = local_store(services)
     faulty = FaultyCalls(short=lambda _: True)
     store.calls = faulty
     data = os.urandom(37 * MiB + 999)  # three 16 MiB parts, the last short; no sha256 declared
@@ -209,8 +216,7 @@ async def test_short_writes_everywhere_still_make_the_version_the_client_sent(se
 
 
 async def test_enospc_mid_upload_keeps_only_whole_parts_and_the_upload_resumes(services: Services) -> None:
-    store = services.uploads.store
-    assert isinstance(store, LocalStore)
+    store = local_store(services)
     data = os.urandom(40 * MiB)
     counting = FaultyCalls()
     store.calls = counting

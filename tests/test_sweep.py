@@ -37,6 +37,7 @@ async def services(stack_envs: dict[str, dict[str, str]], postgres: object, redi
     env = dict(stack_envs["file"], QUARRY_DATABASE_URL=await create_database(postgres, "sweep"),  # type: ignore[arg-type]
                QUARRY_REDIS_URL=redis_url(redis_server, 9), QUARRY_STORAGE_URL=f"file://{tmp_path / 'objects'}")
     async with in_process(env, QUARRY_STUCK_AFTER_SECONDS="0.2", QUARRY_GC_GRACE_SECONDS="0.5",
+                          QUARRY_DELETED_RETENTION_DAYS=repr(0.5 / 86400),
                           QUARRY_UPLOAD_EXPIRY_SECONDS="1") as built:
         await built.namespaces.create(CALLER, CALLER.namespace, Quota(), None)
         yield built
@@ -172,7 +173,7 @@ async def test_unreferenced_objects_are_collected_after_the_grace(services: Serv
     assert (await services.sweeper.sweep()).objects_collected == 0  # still referenced
     assert await store.exists(key)
     await services.datasets.delete(CALLER, f"namespaces/{CALLER.namespace}/datasets/gc", "")
-    await asyncio.sleep(0.6)  # under test: unreferenced for longer than the grace period
+    await asyncio.sleep(0.6)  # under test: deleted longer than the retention, unreferenced longer than the grace
     report = await services.sweeper.sweep()
     assert report.datasets_purged == 1 and report.objects_collected == 1
     assert not await store.exists(key)

@@ -18,7 +18,7 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from server.embedded import EmbeddedRedis
 from server.listen_ports import free_port
-from tests.conftest import create_database, redis_url
+from tests.conftest import BUCKET, create_database, redis_url
 from tests.samples import binary_sample, csv_sample
 from tests.sdk_support import Cli
 from tests.support import QuarryProcess, error_info, eventually, open_api, start_server
@@ -31,6 +31,9 @@ pytestmark = pytest.mark.slow
 async def _own_stack(stack_envs: dict[str, dict[str, str]], kind: str, postgres: object, redis_server: EmbeddedRedis,
                      name: str, db_number: int) -> dict[str, str]:
     env = dict(stack_envs[kind])
+    # A prefix of its own on the shared bucket: moto reports every multipart upload as initiated in 2010, so the
+    # session stack's sweeper would abort this stack's uploads in flight as orphans of its own database.
+    env["QUARRY_STORAGE_URL"] = env["QUARRY_STORAGE_URL"].replace(f"s3://{BUCKET}/quarry?", f"s3://{BUCKET}/{name}?")
     env["QUARRY_DATABASE_URL"] = await create_database(postgres, name)  # type: ignore[arg-type]
     env["QUARRY_REDIS_URL"] = redis_url(redis_server, db_number)
     env["QUARRY_JOB_HEARTBEAT_SECONDS"] = "2"

@@ -57,4 +57,5 @@ def _capabilities(settings: Capabilities) -> pb.GetCapabilitiesResponse:
         max_label_value_length=settings.max_label_value_length,
         max_changes_per_commit=settings.max_changes_per_commit,
         max_parts=settings.max_parts,
+        max_inline_bytes=settings.max_inline_bytes,
     )

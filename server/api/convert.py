@@ -78,6 +78,7 @@ def dataset_rules(value: DatasetRules) -> dataset_pb2.DatasetRules:
         min_rows=value.min_rows,
         required_columns=list(value.required_columns),
         allow_breaking_schema_changes=value.allow_breaking_schema_changes,
+        normalize_to_parquet=value.normalize_to_parquet,
     )
 
 
@@ -109,7 +110,8 @@ def rules_from(message: dataset_pb2.DatasetRules) -> DatasetRules:
     formats = formats_from(message.allowed_formats, "dataset.rules.allowed_formats", "INVALID_RULES")
     return DatasetRules(max_file_bytes=message.max_file_bytes, allowed_formats=formats,
                         min_rows=message.min_rows, required_columns=tuple(message.required_columns),
-                        allow_breaking_schema_changes=message.allow_breaking_schema_changes)
+                        allow_breaking_schema_changes=message.allow_breaking_schema_changes,
+                        normalize_to_parquet=message.normalize_to_parquet)
 
 
 def dataset(value: Dataset) -> dataset_pb2.Dataset:
@@ -147,11 +149,23 @@ def column(value: ColumnInfo) -> version_pb2.Column:
     return version_pb2.Column(name=value.name, type=value.type, nullable=value.nullable)
 
 
+def storage_of(value: VersionFile) -> version_pb2.FileStorage:
+    """Where a file's bytes are kept, as the contract says it."""
+    if value.inline:
+        return version_pb2.FILE_STORAGE_INLINE
+    return version_pb2.FILE_STORAGE_EXTERNAL if value.external else version_pb2.FILE_STORAGE_OBJECT_STORE
+
+
 def version_file(value: VersionFile, view: VersionView = VersionView.FULL) -> version_pb2.VersionFile:
     """The contract's VersionFile; with the FULL view, its columns and validation report too."""
     message = version_pb2.VersionFile(path=value.path, size_bytes=value.size, sha256=value.sha256,
                                       format=file_format(value.format), row_count=value.row_count,
-                                      content_type=value.content_type)
+                                      content_type=value.content_type,
+                                      storage=storage_of(value))
+    if value.rendition is not None:
+        message.rendition.CopyFrom(version_pb2.Rendition(format=common_pb2.FILE_FORMAT_PARQUET,
+                                                         size_bytes=value.rendition.size,
+                                                         sha256=value.rendition.sha256))
     if view is VersionView.FULL:
         report = value.report
         message.columns.extend(column(c) for c in value.columns)
@@ -169,7 +183,7 @@ def version(value: Version) -> version_pb2.Version:
         parent=value.parent_name, message=value.message, state=f"VERSION_STATE_{value.state.value}",
         failure=failure(value.failure), author=value.author, create_time=timestamp(value.create_time),
         ready_time=timestamp(value.ready_time), file_count=value.file_count, total_bytes=value.total_bytes,
-        total_rows=value.total_rows, files=[version_file(f) for f in value.files])
+        total_rows=value.total_rows, files=[version_file(f) for f in value.files], cloned_from=value.cloned_from)
 
 
 def file_page(value: FilePage, view: VersionView) -> dataset_service_pb2.ListVersionFilesResponse:
@@ -210,8 +224,18 @@ def preview(value: Preview) -> dataset_service_pb2.PreviewFileResponse:
 
 def column_stats(value: ColumnStats) -> version_pb2.ColumnStats:
     """The contract's ColumnStats."""
-    return version_pb2.ColumnStats(name=value.name, type=value.type, null_count=value.null_count, min=value.min,
-                                   max=value.max, distinct_estimate=value.distinct_estimate, source=value.source)
+    message = version_pb2.ColumnStats(
+        name=value.name, type=value.type, null_count=value.null_count, min=value.min, max=value.max,
+        distinct_estimate=value.distinct_estimate, source=value.source, count=value.count,
+        quantiles=[version_pb2.Quantile(probability=p, value=v) for p, v in value.quantiles],
+        top_values=[version_pb2.ValueCount(value=v, count=c) for v, c in value.top_values],
+        histogram=[version_pb2.HistogramBucket(lower=b.lower, upper=b.upper, count=b.count) for b in value.histogram],
+        distinct_exact=value.distinct_exact)
+    if value.mean is not None:
+        message.mean = value.mean
+    if value.stddev is not None:
+        message.stddev = value.stddev
+    return message
 
 
 def file_stats(value: VersionFile) -> dataset_service_pb2.GetFileStatsResponse:

@@ -1,4 +1,4 @@
-"""DatasetService, dataset methods: Create/Get/List/Update/DeleteDataset."""
+"""DatasetService, dataset methods: Create/Get/List/Update/Delete/Clone/UndeleteDataset, and WriteFile."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from quarry.v1 import dataset_service_pb2 as pb
 from server.api import convert
 from server.api.base import ServicerBase
 from server.domain.datasets import DatasetChanges, DatasetListing, NewDataset
+from server.domain.inline import InlineWrite
+from server.domain.lifecycle import CloneRequest
+from server.domain.registration import RegisterRequest
+from server.model.registration import Registration
 
 
 def new_dataset(request: pb.CreateDatasetRequest) -> NewDataset:
@@ -58,3 +62,30 @@ class DatasetMethods(ServicerBase):
                             context: aio.ServicerContext) -> pb.DeleteDatasetResponse:
         dataset = await self.services.datasets.delete(self.caller(context), request.name, request.etag)
         return pb.DeleteDatasetResponse(dataset=convert.dataset(dataset))
+
+    async def CloneDataset(self, request: pb.CloneDatasetRequest,
+                           context: aio.ServicerContext) -> pb.CloneDatasetResponse:
+        clone = CloneRequest(source=request.source, parent=request.parent, name=request.dataset_id,
+                             message=request.message, request_id=request.request_id or None)
+        dataset, version = await self.services.lifecycle.clone(self.caller(context), clone)
+        return pb.CloneDatasetResponse(dataset=convert.dataset(dataset), version=convert.version(version))
+
+    async def UndeleteDataset(self, request: pb.UndeleteDatasetRequest,
+                              context: aio.ServicerContext) -> pb.UndeleteDatasetResponse:
+        dataset = await self.services.lifecycle.undelete(self.caller(context), request.name)
+        return pb.UndeleteDatasetResponse(dataset=convert.dataset(dataset))
+
+    async def WriteFile(self, request: pb.WriteFileRequest, context: aio.ServicerContext) -> pb.WriteFileResponse:
+        write = InlineWrite(parent=request.parent, path=request.path, content=request.content,
+                            content_type=request.content_type, message=request.message,
+                            base_version=request.base_version, request_id=request.request_id or None)
+        version = await self.services.inline.write(self.caller(context), write)
+        return pb.WriteFileResponse(version=convert.version(version))
+
+    async def RegisterFiles(self, request: pb.RegisterFilesRequest,
+                            context: aio.ServicerContext) -> pb.RegisterFilesResponse:
+        spec = Registration(request.source_uri, tuple(request.include), tuple(request.exclude), request.copy,
+                            request.path_prefix)
+        version = await self.services.registrations.register(
+            self.caller(context), RegisterRequest(request.parent, spec, request.message, request.request_id or None))
+        return pb.RegisterFilesResponse(version=convert.version(version))

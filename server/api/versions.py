@@ -68,7 +68,7 @@ class VersionMethods(ServicerBase):
     async def ReadFile(self, request: pb.ReadFileRequest,
                        context: aio.ServicerContext) -> AsyncIterator[bytes]:
         read = await self.services.files.read(self.caller(context), request.version, request.path, request.offset,
-                                              request.limit)
+                                              request.limit, request.rendition)
         # Each message is read from the store only when gRPC asks for the next one: a slow reader holds us back.
         async for offset, data in read.chunks():
             metrics.READ_BYTES.labels(protocol="grpc").inc(len(data))

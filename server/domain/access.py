@@ -3,8 +3,9 @@
     none            no token: health probes (Kubernetes), capabilities (a client learns the auth mode there)
     authenticated   any valid token: reflection, listing the namespaces one's token is granted
     reader          get, list, preview, stats, read, download URL, watch
-    writer          + create and update datasets, uploads, commits, cancel and retry
-    admin           + delete datasets, manage the namespace's tokens, read its audit log
+    writer          + create, update and clone datasets (reader on a clone's source), uploads, commits, inline
+                      files, cancel and retry
+    admin           + delete and undelete datasets, manage the namespace's tokens, read its audit log
     operator        create namespaces and set their quotas (an operator also holds every role everywhere)
 
 `mutating` marks the calls that change something: each one is an audit row, whatever its outcome (a denied
@@ -51,6 +52,11 @@ RPC_RULES: dict[str, Rule] = {
         "GetFileStats": READ,
         "ReadFile": READ,
         "GetDownloadUrl": READ,
+        # Writer in the new dataset's namespace; the use case also checks reader in the source's.
+        "CloneDataset": WRITE,
+        "UndeleteDataset": Rule(Access.ADMIN, mutating=True),
+        "WriteFile": WRITE,
+        "RegisterFiles": WRITE,
     }),
     **_service("quarry.v1.UploadService", {
         "CreateUpload": WRITE,

@@ -38,6 +38,7 @@ class Capabilities:
     max_label_value_length: int = MAX_LABEL_VALUE
     max_changes_per_commit: int = MAX_CHANGES
     max_parts: int = MAX_PARTS
+    max_inline_bytes: int = 0
 
     @property
     def download_urls(self) -> bool:

@@ -204,20 +204,28 @@ class Files:
             raise InvalidArgument.field("row_limit", f"must be 0-{self.max_preview_rows} (0 means "
                                         f"{DEFAULT_PREVIEW_ROWS}); got {row_limit}", reason="INVALID_ROW_LIMIT")
         limit = row_limit or min(DEFAULT_PREVIEW_ROWS, self.max_preview_rows)
-        return await preview_file(self.store, tabular(await self.file(caller, version, path)), limit)
+        # A CSV or JSON Lines file with a Parquet rendition previews from it: the footer and first pages only.
+        return await preview_file(self.store, tabular(await self.file(caller, version, path)).rendered(), limit)
 
     async def stats(self, caller: Caller, version: str, path: str) -> VersionFile:
         """A tabular file with the column statistics computed when it was validated."""
         return tabular(await self.file(caller, version, path))
 
-    async def read(self, caller: Caller, version: str, path: str, offset: int, limit: int) -> FileRead:
-        """A read of `limit` bytes (0: to the end) from `offset`; OUT_OF_RANGE past the end of the file."""
+    async def read(self, caller: Caller, version: str, path: str, offset: int, limit: int,
+                   rendition: bool = False) -> FileRead:
+        """A read of `limit` bytes (0: to the end) from `offset` of the file, or of its Parquet rendition;
+        OUT_OF_RANGE past the end."""
         if offset < 0:
             raise InvalidArgument.field("offset", f"must not be negative; got {offset}", reason="INVALID_OFFSET")
         if limit < 0:
             raise InvalidArgument.field("limit", f"must not be negative (0 reads to the end); got {limit}",
                                         reason="INVALID_LIMIT")
         file = await self.file(caller, version, path)
+        if rendition:
+            if file.rendition is None:
+                raise FailedPrecondition(f"{path!r} has no Parquet rendition (only CSV and JSON Lines files of a "
+                                         "dataset with the rule normalize_to_parquet have one)", reason="NO_RENDITION")
+            file = file.rendered()
         if offset > file.size:
             raise OutOfRange(f"offset {offset} is past the end of {path!r} ({file.size} bytes)",
                              reason="OFFSET_OUT_OF_RANGE", metadata={"size": str(file.size)})

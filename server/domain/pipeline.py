@@ -12,6 +12,8 @@ import logging
 import uuid
 
 from server import metrics
+from server.domain.registration import Registrations
+from server.domain.renditions import Renditions, fresh_key
 from server.domain.uploads import ENDED_REASONS, Uploads
 from server.domain.validation import Report, validate_object
 from server.domain.validation.rules import RULE_CODES
@@ -40,11 +42,6 @@ WAITING = frozenset({UploadState.STAGED, UploadState.VALIDATING})
 DEAD = frozenset(ENDED_REASONS)  # FAILED, CANCELLED, EXPIRED
 
 
-def fresh_key(namespace: str, dataset_id: uuid.UUID, sha256: str) -> str:
-    """Where content lives once promoted: keyed by its hash, so a file unchanged between versions is stored once."""
-    return f"fresh/{namespace}/{dataset_id}/objects/{sha256}"
-
-
 def _failure_of(report: Report, path: str) -> Failure:
     issue = report.errors[0]
     kind = RuleViolation if issue.code in RULE_CODES else InvalidFile
@@ -62,11 +59,13 @@ def _gave_up(error: QuarryError) -> Failure:
 class Pipeline:
     """validate_upload and promote_version."""
 
-    def __init__(self, uploads: Uploads, versions: Versions) -> None:
+    def __init__(self, uploads: Uploads, versions: Versions, registrations: Registrations | None = None) -> None:
         self.uploads = uploads
         self.versions = versions
+        self.registrations = registrations
         self.db = uploads.db
         self.store = uploads.store
+        self.renditions = Renditions(self.db, self.store)
 
     # --- validation ----------------------------------------------------------------------------------
 
@@ -175,6 +174,9 @@ class Pipeline:
             uploads = await uploads_repo.by_version(connection, version_id) if version else []
         if version is None or version.state in VERSION_FINAL_STATES:
             return
+        if version.registration is not None:
+            await self._promote_registration(version)
+            return
         dead = next((u for u in uploads if u.state in DEAD), None)
         if dead is not None:
             gone = WrongState(f"{dead.path}: the upload was {dead.state.value}", state=dead.state.value,
@@ -191,7 +193,30 @@ class Pipeline:
                                            VersionState.PROMOTING)
         log.info("promoting", extra={"version_id": str(version.id), "files": len(uploads)})
         entries = [await self._land(version, upload) for upload in uploads]
+        async with self.db.connection() as connection:
+            head = await versions_repo.dataset_head_by_id(connection, version.dataset_id)
+        if head is not None and head.rules.normalize_to_parquet:
+            rendered = []
+            for entry in entries:
+                try:
+                    rendered.append(await self.renditions.render(version.namespace, head.namespace_id,
+                                                                 version.dataset_id, entry))
+                except InvalidFile as exc:  # the content, not a fault: no retry will convert it
+                    await self._fail(version, Failure.of(exc, entry.path))
+                    return
+            entries = rendered
         await self._finish(version, uploads, entries)
+
+    async def _promote_registration(self, version: Version) -> None:
+        """A RegisterFiles version: its objects listed, validated and landed, then the version made READY."""
+        assert self.registrations is not None, "the composition root gives every pipeline its registrations"
+        entries = await self.registrations.build(version, self._fail)
+        if entries is None:
+            return
+        async with self.db.transaction() as connection:
+            await versions_repo.transition(connection, version.id, [VersionState.PENDING, VersionState.VALIDATING],
+                                           VersionState.PROMOTING)
+        await self._finish(version, [], entries)
 
     async def _land(self, version: Version, upload: Upload) -> VersionFile:
         """Copy one upload to its content key in fresh storage (skipped when the key exists)."""

@@ -8,8 +8,11 @@ from server.domain.admission import Admission
 from server.domain.audit import AuditTrail
 from server.domain.datasets import Datasets
 from server.domain.files import Files
+from server.domain.inline import InlineWrites
+from server.domain.lifecycle import Lifecycle
 from server.domain.namespaces import Namespaces
 from server.domain.pipeline import Pipeline
+from server.domain.registration import Registrations
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
 from server.domain.tokens import Tokens
@@ -36,3 +39,6 @@ class Services:
     tokens: Tokens
     audit: AuditTrail
     admission: Admission
+    lifecycle: Lifecycle
+    inline: InlineWrites
+    registrations: Registrations

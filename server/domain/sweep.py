@@ -8,8 +8,11 @@
 - expires OPEN uploads past their expiry and deletes their bytes;
 - deletes staged bytes still held by cancelled, expired, promoted or invalid uploads;
 - aborts multipart writes and deletes staging objects that no upload owns (older than the grace period);
-- drops the files of datasets deleted longer than the grace period ago, and collects fresh objects that no
-  version references, each deleted while its row is locked so a promotion can never reuse it mid-delete;
+- purges datasets deleted longer ago than the retention period (QUARRY_DELETED_RETENTION_DAYS; until then
+  UndeleteDataset restores them): their uploads' staged bytes, then their rows, versions and file lists;
+- collects fresh objects that no version references (a clone's versions reference their source's objects, so
+  those stay while any clone lists them), each deleted while its row is locked so a promotion can never
+  reuse it mid-delete;
 - deletes audit events older than the retention period (the only code that deletes any).
 Every step is safe to run twice, on several workers at once.
 """
@@ -54,7 +57,8 @@ class Sweeper:
     """One sweep over everything."""
 
     def __init__(self, uploads: Uploads, versions: Versions, *, stuck_after: float, gc_grace: float,
-                 audit: AuditTrail | None = None, audit_retention_days: float = 0) -> None:
+                 audit: AuditTrail | None = None, audit_retention_days: float = 0,
+                 deleted_retention_days: float = 7) -> None:
         self.uploads = uploads
         self.audit = audit
         self.audit_retention_days = audit_retention_days
@@ -63,6 +67,7 @@ class Sweeper:
         self.store = uploads.store
         self.stuck_after = stuck_after
         self.gc_grace = gc_grace
+        self.deleted_retention = deleted_retention_days * 86400
 
     async def requeue(self) -> SweepReport:
         """Only the first step: re-enqueue stuck work (cheap: one indexed query, and an enqueue that is a no-op
@@ -133,8 +138,19 @@ class Sweeper:
                 report.orphans_removed += 1
 
     async def _purge_deleted_datasets(self, report: SweepReport) -> None:
-        async with self.db.transaction() as connection:
-            report.datasets_purged = await sweeping.drop_files_of_deleted_datasets(connection, self.gc_grace)
+        async with self.db.connection() as connection:
+            expired = await sweeping.deleted_before(connection, self.deleted_retention)
+        for dataset_id in expired:
+            async with self.db.connection() as connection:
+                held = await uploads_repo.unpurged_of_dataset(connection, dataset_id)
+            if any(u.state == UploadState.OPEN for u in held):
+                continue  # a client is still writing: the dataset goes once the upload ends or expires
+            for upload in held:
+                await self.uploads.purge(upload)
+            async with self.db.transaction() as connection:
+                if await sweeping.purge_dataset(connection, dataset_id, self.deleted_retention):
+                    report.datasets_purged += 1
+                    log.info("deleted dataset purged", extra={"dataset_id": str(dataset_id)})
 
     async def _collect(self, report: SweepReport) -> None:
         async with self.db.connection() as connection:

@@ -123,7 +123,7 @@ class TableStream:
     def _text(self) -> Iterator[pa.RecordBatch]:
         assert isinstance(self._source, ChunkReader)
         stored = schema_of(self.file)
-        raw = _ChunkFile(self._source)
+        raw = ChunkFile(self._source)
         columns = list(self.part.columns) if self.part.columns is not None else None
         if self.file.format == FileFormat.CSV:
             reader = pa_csv.open_csv(raw, read_options=pa_csv.ReadOptions(block_size=TEXT_BLOCK, use_threads=False),
@@ -138,7 +138,7 @@ class TableStream:
             yield batch if columns is None else batch.select(columns)
 
 
-class _ChunkFile(io.RawIOBase):
+class ChunkFile(io.RawIOBase):
     """A store's chunk reader as a forward-only binary file, for pyarrow's streaming parsers."""
 
     def __init__(self, reader: ChunkReader) -> None:
@@ -205,8 +205,11 @@ class Tables:
         schema = project(schema, columns, ready.name)
         wanted = tuple(columns) if columns is not None else None
         parts: list[TablePart] = []
+        # A CSV or JSON Lines file with a Parquet rendition is read from it, whole (its row groups are not known
+        # here: only a Parquet original is split).
+        found = [f.rendered() if f.format != FileFormat.PARQUET else f for f in found]
         for file in found:
-            if split and file.format == FileFormat.PARQUET and file.size > self.split_bytes:
+            if split and file.format == FileFormat.PARQUET and file.report.row_groups and file.size > self.split_bytes:
                 parts += await self._row_group_parts(ready.name, file, wanted)
             else:
                 parts.append(TablePart(ready.name, file.path, None, wanted, file.row_count, file.size))
@@ -247,7 +250,7 @@ class Tables:
     async def open_part(self, caller: Caller, part: TablePart) -> TableStream:
         """A part, checked (the caller may read it; the file is a table; its columns and row groups exist) and
         opened on the store."""
-        file = tabular(await self.files.file(caller, part.version, part.path))
+        file = tabular(await self.files.file(caller, part.version, part.path)).rendered()
         schema = project(schema_of(file), part.columns, repr(part.path))
         if part.row_groups is not None:
             if file.format != FileFormat.PARQUET:

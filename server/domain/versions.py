@@ -81,6 +81,10 @@ class Versions:
         async with self.db.connection() as connection:
             return await self._resolve(connection, ref, name)
 
+    async def resolve_in(self, connection: Connection, ref: names.VersionRef, name: str) -> uuid.UUID:
+        """`resolve` inside the caller's transaction (its namespace already checked)."""
+        return await self._resolve(connection, ref, name)
+
     async def _resolve(self, connection: Connection, ref: names.VersionRef, name: str) -> uuid.UUID:
         head = await repo.dataset_head(connection, ref.dataset.namespace, ref.dataset.dataset)
         if head is None:

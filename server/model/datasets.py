@@ -40,12 +40,14 @@ class DatasetRules:
     min_rows: int = 0
     required_columns: tuple[str, ...] = ()
     allow_breaking_schema_changes: bool = False
+    normalize_to_parquet: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The jsonb form."""
         return {"max_file_bytes": self.max_file_bytes, "allowed_formats": [f.value for f in self.allowed_formats],
                 "min_rows": self.min_rows, "required_columns": list(self.required_columns),
-                "allow_breaking_schema_changes": self.allow_breaking_schema_changes}
+                "allow_breaking_schema_changes": self.allow_breaking_schema_changes,
+                "normalize_to_parquet": self.normalize_to_parquet}
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> DatasetRules:
@@ -57,6 +59,7 @@ class DatasetRules:
             min_rows=int(value.get("min_rows", 0)),
             required_columns=tuple(value.get("required_columns", [])),
             allow_breaking_schema_changes=bool(value.get("allow_breaking_schema_changes", False)),
+            normalize_to_parquet=bool(value.get("normalize_to_parquet", False)),
         )
 
 

@@ -12,10 +12,13 @@ import io
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from server.model.errors import InvalidArgument
 
 READ_CHUNK_BYTES = 1 << 20
+# Keys of the small files WriteFile keeps in Postgres instead of the store (`server/storage/objects/routed.py`).
+INLINE_PREFIX = "inline/"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,19 @@ class PartWriter(abc.ABC):
     @abc.abstractmethod
     async def discard(self) -> None:
         """Drop the part's bytes (a broken stream): nothing of it counts."""
+
+
+class ObjectReads(Protocol):
+    """The reads validation makes of one object: any `ObjectStore`, or bytes not yet stored."""
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset`."""
+
+    async def open_sequential(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> ChunkReader:
+        """The object as chunks for a worker thread."""
+
+    async def open_random(self, key: str, size: int) -> RandomReader:
+        """The object as a seekable file for a worker thread."""
 
 
 class ObjectStore(abc.ABC):

@@ -51,8 +51,19 @@ class ColumnInfo:
 
 
 @dataclass(frozen=True)
+class HistogramBucket:
+    """Values in [lower, upper) (the last bucket of a histogram includes upper)."""
+
+    lower: float
+    upper: float
+    count: int
+
+
+@dataclass(frozen=True)
 class ColumnStats:
-    """Per-column statistics: nulls, min, max (as text) and a distinct estimate."""
+    """Per-column statistics computed in the validation pass: nulls, min, max (as text), a distinct count, and for
+    numeric columns mean, standard deviation, quantiles and a histogram; the top values of a low-cardinality
+    column. Optional parts are empty (None, ()) where they do not apply or were not computed."""
 
     name: str
     type: str
@@ -61,17 +72,34 @@ class ColumnStats:
     max: str
     distinct_estimate: int
     source: str
+    count: int = 0
+    mean: float | None = None
+    stddev: float | None = None
+    quantiles: tuple[tuple[float, float], ...] = ()
+    top_values: tuple[tuple[str, int], ...] = ()
+    histogram: tuple[HistogramBucket, ...] = ()
+    distinct_exact: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The jsonb form."""
+        """The jsonb form (finite numbers only: jsonb has no NaN)."""
         return {"name": self.name, "type": self.type, "null_count": self.null_count, "min": self.min,
-                "max": self.max, "distinct_estimate": self.distinct_estimate, "source": self.source}
+                "max": self.max, "distinct_estimate": self.distinct_estimate, "source": self.source,
+                "count": self.count, "mean": self.mean, "stddev": self.stddev,
+                "quantiles": [list(q) for q in self.quantiles], "top_values": [list(t) for t in self.top_values],
+                "histogram": [[b.lower, b.upper, b.count] for b in self.histogram],
+                "distinct_exact": self.distinct_exact}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> ColumnStats:
-        """Read the jsonb form."""
+        """Read the jsonb form (statistics stored before the full set have only the first seven)."""
         return cls(value["name"], value["type"], int(value["null_count"]), value["min"], value["max"],
-                   int(value["distinct_estimate"]), value["source"])
+                   int(value["distinct_estimate"]), value["source"], count=int(value.get("count", 0)),
+                   mean=value.get("mean"), stddev=value.get("stddev"),
+                   quantiles=tuple((float(p), float(v)) for p, v in value.get("quantiles", [])),
+                   top_values=tuple((str(v), int(c)) for v, c in value.get("top_values", [])),
+                   histogram=tuple(HistogramBucket(float(lo), float(hi), int(c))
+                                   for lo, hi, c in value.get("histogram", [])),
+                   distinct_exact=bool(value.get("distinct_exact", False)))
 
 
 @dataclass

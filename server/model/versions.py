@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +12,8 @@ from typing import Any
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
 from server.model.names import version_name
+from server.model.objects import INLINE_PREFIX
+from server.model.registration import EXTERNAL_PREFIX, Registration
 from server.model.report import ColumnInfo, ColumnStats, Issue
 
 
@@ -64,6 +67,16 @@ class FileReport:
 
 
 @dataclass(frozen=True)
+class Rendition:
+    """The Parquet rendition of a CSV or JSON Lines file (the rule normalize_to_parquet): where it is, its size and
+    sha256."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class VersionFile:
     """One file of a version."""
 
@@ -79,6 +92,25 @@ class VersionFile:
     stats: tuple[ColumnStats, ...]
     arrow_schema: bytes | None
     upload_id: uuid.UUID | None = None
+    rendition: Rendition | None = None
+
+    def rendered(self) -> VersionFile:
+        """The file as its Parquet rendition reads (same path, columns and rows), or itself when it has none."""
+        if self.rendition is None:
+            return self
+        return dataclasses.replace(self, object_key=self.rendition.key, size=self.rendition.size,
+                                   sha256=self.rendition.sha256, format=FileFormat.PARQUET, rendition=None,
+                                   report=dataclasses.replace(self.report, format=FileFormat.PARQUET, row_groups=0))
+
+    @property
+    def inline(self) -> bool:
+        """Whether the bytes are kept in Postgres (WriteFile) rather than the object store."""
+        return self.object_key.startswith(INLINE_PREFIX)
+
+    @property
+    def external(self) -> bool:
+        """Whether the bytes are a registered object outside the store (RegisterFiles without copy)."""
+        return self.object_key.startswith(EXTERNAL_PREFIX)
 
     def approx_bytes(self, full: bool) -> int:
         """About how many bytes the file takes in an answer: a little more than its protobuf encoding, so that a
@@ -113,6 +145,8 @@ class Version:
     create_time: datetime
     ready_time: datetime | None
     files: tuple[VersionFile, ...] = field(default=())
+    cloned_from: str = ""
+    registration: Registration | None = None
 
     @property
     def name(self) -> str:

@@ -87,6 +87,36 @@ async def soft_delete(connection: asyncpg.Connection, dataset_id: uuid.UUID, rev
     return changed is not None
 
 
+async def last_deleted(connection: asyncpg.Connection, namespace: str, name: str, *,
+                       for_update: bool = False) -> Dataset | None:
+    """The dataset of that name deleted last (not yet purged), locked with `for_update`."""
+    dataset_id = await connection.fetchval(
+        """SELECT d.id FROM datasets d JOIN namespaces n ON n.id = d.namespace_id
+           WHERE n.name = $1 AND d.name = $2 AND d.state = 'DELETED' ORDER BY d.delete_time DESC, d.id LIMIT 1""",
+        namespace, name)
+    if dataset_id is None:
+        return None
+    if for_update:
+        await connection.execute("SELECT 1 FROM datasets WHERE id = $1 FOR UPDATE", dataset_id)
+    return await get(connection, dataset_id)
+
+
+async def undelete(connection: asyncpg.Connection, dataset_id: uuid.UUID, revision: int) -> bool:
+    """A DELETED dataset live again (ACTIVE if it has a current version, else DRAFT) if it is still at `revision`;
+    False when a live dataset holds its name (the live-name index) or it moved on."""
+    try:
+        changed = await connection.fetchval(
+            """UPDATE datasets SET state = CASE WHEN current_version_id IS NULL THEN 'DRAFT' ELSE 'ACTIVE' END,
+                                   delete_time = NULL, update_time = now(), revision = revision + 1
+               WHERE id = $1 AND revision = $2 AND state = 'DELETED'
+                 AND NOT EXISTS (SELECT 1 FROM datasets o WHERE o.namespace_id = datasets.namespace_id
+                                 AND o.name = datasets.name AND o.state <> 'DELETED')
+               RETURNING id""", dataset_id, revision)
+    except asyncpg.UniqueViolationError:
+        return False  # a live dataset took the name in a transaction that committed meanwhile
+    return changed is not None
+
+
 @dataclass(frozen=True)
 class DatasetQuery:
     """What a page of datasets must match, in which order, and where the previous page stopped."""

@@ -1,5 +1,5 @@
 """SQL (and store probes) for the sweep: uncommitted auto-commits, open multipart ids, unreferenced objects,
-deleted datasets."""
+deleted datasets past their retention (and their purge)."""
 
 from __future__ import annotations
 
@@ -38,13 +38,40 @@ async def older_than(store: ObjectStore, key: str, cutoff: datetime) -> bool:
     return modified is not None and modified < cutoff
 
 
-async def drop_files_of_deleted_datasets(connection: asyncpg.Connection, grace_seconds: float) -> int:
-    """Forget the file lists of datasets deleted longer ago than the grace period, so their objects can go."""
-    result = await connection.execute(
-        """DELETE FROM version_files vf USING versions v, datasets d
-           WHERE vf.version_id = v.id AND v.dataset_id = d.id AND d.state = 'DELETED'
-             AND d.delete_time < now() - make_interval(secs => $1)""", grace_seconds)
-    return int(result.split()[-1])
+async def deleted_longer_than(connection: asyncpg.Connection, dataset_id: uuid.UUID, seconds: float) -> bool:
+    """Whether a DELETED dataset was deleted more than `seconds` ago (by the database's clock)."""
+    return bool(await connection.fetchval(
+        """SELECT d.delete_time < now() - make_interval(secs => $2) FROM datasets d
+           WHERE d.id = $1 AND d.state = 'DELETED'""", dataset_id, seconds))
+
+
+async def deleted_before(connection: asyncpg.Connection, seconds: float, limit: int = 100) -> list[uuid.UUID]:
+    """Datasets deleted more than `seconds` ago: past the retention period, to purge."""
+    rows = await connection.fetch(
+        """SELECT id FROM datasets WHERE state = 'DELETED' AND delete_time < now() - make_interval(secs => $1)
+           ORDER BY delete_time LIMIT $2""", seconds, limit)
+    return [row["id"] for row in rows]
+
+
+async def purge_dataset(connection: asyncpg.Connection, dataset_id: uuid.UUID, seconds: float) -> bool:
+    """Delete a dataset deleted more than `seconds` ago, with its versions, file lists and uploads (whose staged
+    bytes must be gone: False while one still holds some, or if an undelete won the dataset's lock). Its objects
+    stay until the collector finds no version listing them; their rows forget the dataset."""
+    locked = await connection.fetchval(
+        """SELECT id FROM datasets WHERE id = $1 AND state = 'DELETED'
+             AND delete_time < now() - make_interval(secs => $2) FOR UPDATE""", dataset_id, seconds)
+    if locked is None:
+        return False
+    if await connection.fetchval("SELECT 1 FROM uploads WHERE dataset_id = $1 AND purge_time IS NULL LIMIT 1",
+                                 dataset_id):
+        return False
+    versions = "SELECT id FROM versions WHERE dataset_id = $1"
+    await connection.execute(f"DELETE FROM version_files WHERE version_id IN ({versions})", dataset_id)
+    await connection.execute("UPDATE datasets SET current_version_id = NULL WHERE id = $1", dataset_id)
+    await connection.execute("DELETE FROM uploads WHERE dataset_id = $1", dataset_id)
+    await connection.execute("DELETE FROM versions WHERE dataset_id = $1", dataset_id)
+    await connection.execute("DELETE FROM datasets WHERE id = $1", dataset_id)
+    return True
 
 
 async def unreferenced_objects(connection: asyncpg.Connection, grace_seconds: float, limit: int = 1000) -> list[str]:
@@ -53,6 +80,7 @@ async def unreferenced_objects(connection: asyncpg.Connection, grace_seconds: fl
         """SELECT o.key FROM fresh_objects o
            WHERE o.touch_time < now() - make_interval(secs => $1)
              AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.object_key = o.key)
+             AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.rendition_key = o.key)
            LIMIT $2""", grace_seconds, limit)
     return [row["key"] for row in rows]
 
@@ -63,6 +91,7 @@ async def lock_if_unreferenced(connection: asyncpg.Connection, key: str, grace_s
         """SELECT o.key FROM fresh_objects o
            WHERE o.key = $1 AND o.touch_time < now() - make_interval(secs => $2)
              AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.object_key = o.key)
+             AND NOT EXISTS (SELECT 1 FROM version_files vf WHERE vf.rendition_key = o.key)
            FOR UPDATE SKIP LOCKED""", key, grace_seconds)
     return found is not None
 

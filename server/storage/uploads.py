@@ -247,6 +247,12 @@ async def unpurged(connection: asyncpg.Connection, limit: int = 500) -> list[Upl
     return [_upload(row) for row in rows]
 
 
+async def unpurged_of_dataset(connection: asyncpg.Connection, dataset_id: uuid.UUID) -> list[Upload]:
+    """A dataset's uploads whose staged bytes are not known to be gone."""
+    rows = await connection.fetch(_SELECT + " WHERE u.dataset_id = $1 AND u.purge_time IS NULL", dataset_id)
+    return [_upload(row) for row in rows]
+
+
 async def owns_staging(connection: asyncpg.Connection, upload_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Which of these uploads still own their staged bytes (or multipart write)."""
     rows = await connection.fetch(

@@ -14,8 +14,9 @@ import asyncpg
 
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
+from server.model.registration import ExternalObject, Registration
 from server.model.report import ColumnInfo, ColumnStats
-from server.model.versions import DatasetHead, FileReport, Version, VersionFile, VersionState
+from server.model.versions import DatasetHead, FileReport, Rendition, Version, VersionFile, VersionState
 
 _SELECT = """
     SELECT v.*, n.name AS namespace_name, d.name AS dataset_name
@@ -32,7 +33,13 @@ def _version(row: asyncpg.Record, files: Sequence[VersionFile] = ()) -> Version:
         message=row["message"], state=VersionState(row["state"]),
         failure=Failure.from_json(row["failure"]), author=row["author"], delete_paths=tuple(row["delete_paths"]),
         file_count=row["file_count"], total_bytes=row["total_bytes"], total_rows=row["total_rows"],
-        create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files))
+        create_time=row["create_time"], ready_time=row["ready_time"], files=tuple(files),
+        cloned_from=row["cloned_from"], registration=Registration.from_json(row["registration"]))
+
+
+def _rendition(row: asyncpg.Record) -> Rendition | None:
+    key = row.get("rendition_key")
+    return None if key is None else Rendition(key, row["rendition_size"], row["rendition_sha256"])
 
 
 def _file(row: asyncpg.Record) -> VersionFile:
@@ -42,7 +49,7 @@ def _file(row: asyncpg.Record) -> VersionFile:
         content_type=row["content_type"], columns=tuple(ColumnInfo.from_json(c) for c in row["columns"]),
         row_count=row["row_count"], report=FileReport.from_json(row["report"], fmt),
         stats=tuple(ColumnStats.from_json(s) for s in row["stats"]), arrow_schema=row["arrow_schema"],
-        upload_id=row["upload_id"])
+        upload_id=row["upload_id"], rendition=_rendition(row))
 
 
 _HEAD = """
@@ -90,6 +97,23 @@ async def insert(connection: asyncpg.Connection, *, dataset_id: uuid.UUID, base_
         dataset_id, base_id, message, author, request_id, list(delete_paths))
 
 
+async def set_registration(connection: asyncpg.Connection, version_id: uuid.UUID, registration: Registration) -> None:
+    """Record what a PENDING version registers (its promotion reads it)."""
+    await connection.execute("UPDATE versions SET registration = $2 WHERE id = $1", version_id, registration.to_json())
+
+
+async def touch_external(connection: asyncpg.Connection, *, key: str, namespace_id: uuid.UUID,
+                         dataset_id: uuid.UUID, sha256: str, item: ExternalObject) -> None:
+    """Record (or re-pin) a registered external object; the collector will only ever delete this row."""
+    await connection.execute(
+        """INSERT INTO fresh_objects (key, namespace_id, dataset_id, sha256, size_bytes, external_uri, external_etag,
+                                      external_version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (key) DO UPDATE SET touch_time = now(), external_etag = excluded.external_etag,
+                                           external_version = excluded.external_version""",
+        key, namespace_id, dataset_id, sha256, item.size, item.uri, item.etag, item.version_id or None)
+
+
 async def find_by_request_id(connection: asyncpg.Connection, dataset_id: uuid.UUID,
                              request_id: str) -> uuid.UUID | None:
     """The version an earlier commit with this request_id created."""
@@ -135,6 +159,7 @@ async def files(connection: asyncpg.Connection, version_id: uuid.UUID) -> list[V
 
 # What a BASIC listing reads: no columns, schema, report or statistics (the bulk of a row).
 _BASIC_COLUMNS = """path, object_key, upload_id, size_bytes, sha256, format, content_type, row_count,
+                    rendition_key, rendition_size, rendition_sha256,
                     '[]'::jsonb AS columns, NULL::bytea AS arrow_schema, '{}'::jsonb AS report, '[]'::jsonb AS stats"""
 
 
@@ -167,6 +192,15 @@ async def validated_file(connection: asyncpg.Connection, upload_id: uuid.UUID) -
     return None if row is None else _file(row)
 
 
+async def rendition_of(connection: asyncpg.Connection, dataset_id: uuid.UUID, sha256: str) -> Rendition | None:
+    """A rendition a file of the same content already has in this dataset (rendered once, shared since)."""
+    row = await connection.fetchrow(
+        """SELECT vf.rendition_key, vf.rendition_size, vf.rendition_sha256 FROM version_files vf
+           JOIN versions v ON v.id = vf.version_id
+           WHERE v.dataset_id = $1 AND vf.sha256 = $2 AND vf.rendition_key IS NOT NULL LIMIT 1""", dataset_id, sha256)
+    return None if row is None else _rendition(row)
+
+
 async def changed_paths(connection: asyncpg.Connection, base_id: uuid.UUID | None,
                         current_id: uuid.UUID | None) -> set[str]:
     """Paths added, removed or changed between two versions (either may be None: no files)."""
@@ -192,11 +226,17 @@ async def insert_files(connection: asyncpg.Connection, version_id: uuid.UUID, en
     """Write a version's file list."""
     await connection.executemany(
         """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
-                                      content_type, columns, arrow_schema, row_count, report, stats)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+                                      content_type, columns, arrow_schema, row_count, report, stats, rendition_key,
+                                      rendition_size, rendition_sha256)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
         [(version_id, f.path, f.object_key, f.upload_id, f.size, f.sha256, f.format.value, f.content_type,
           [c.to_json() for c in f.columns], f.arrow_schema, f.row_count, _report_json(f.report),
-          [s.to_json() for s in f.stats]) for f in entries])
+          [s.to_json() for s in f.stats], *_rendition_values(f)) for f in entries])
+
+
+def _rendition_values(file: VersionFile) -> tuple[str | None, int | None, str | None]:
+    rendition = file.rendition
+    return (None, None, None) if rendition is None else (rendition.key, rendition.size, rendition.sha256)
 
 
 def _report_json(report: FileReport) -> dict[str, Any]:
@@ -230,6 +270,43 @@ async def touch_object(connection: asyncpg.Connection, *, key: str, namespace_id
     await connection.execute(
         """INSERT INTO fresh_objects (key, namespace_id, dataset_id, sha256, size_bytes) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (key) DO UPDATE SET touch_time = now()""", key, namespace_id, dataset_id, sha256, size)
+
+
+async def insert_ready(connection: asyncpg.Connection, *, dataset_id: uuid.UUID, number: int,
+                       base_id: uuid.UUID | None, parent_id: uuid.UUID | None, message: str, author: str,
+                       request_id: str | None, cloned_from: str = "") -> uuid.UUID:
+    """A version READY at once (a clone, an inline write): its files follow in the same transaction, then
+    `set_totals`."""
+    return await connection.fetchval(
+        """INSERT INTO versions (dataset_id, number, base_id, parent_id, message, author, request_id, state,
+                                 ready_time, cloned_from)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'READY', now(), $8) RETURNING id""",
+        dataset_id, number, base_id, parent_id, message, author, request_id, cloned_from)
+
+
+async def copy_files(connection: asyncpg.Connection, source_id: uuid.UUID, target_id: uuid.UUID,
+                     except_paths: Sequence[str] = (), *, same_dataset: bool = True) -> int:
+    """Give a version the files of another (but `except_paths`) in one statement: rows only, the objects they
+    list are shared. Into another dataset (a clone) the rows forget the uploads that brought the files, which
+    belong to the source and go when it is purged. Returns how many were copied."""
+    result = await connection.execute(
+        """INSERT INTO version_files (version_id, path, object_key, upload_id, size_bytes, sha256, format,
+                                      content_type, columns, arrow_schema, row_count, report, stats, rendition_key,
+                                      rendition_size, rendition_sha256)
+           SELECT $2, path, object_key, CASE WHEN $4 THEN upload_id END, size_bytes, sha256, format, content_type,
+                  columns, arrow_schema, row_count, report, stats, rendition_key, rendition_size, rendition_sha256
+           FROM version_files WHERE version_id = $1 AND NOT path = ANY($3::text[])""",
+        source_id, target_id, list(except_paths), same_dataset)
+    return int(result.split()[-1])
+
+
+async def set_totals(connection: asyncpg.Connection, version_id: uuid.UUID) -> None:
+    """A version's file count, bytes and rows, summed from its file list."""
+    await connection.execute(
+        """UPDATE versions v SET file_count = t.files, total_bytes = t.bytes, total_rows = t.rows
+           FROM (SELECT count(*) AS files, coalesce(sum(size_bytes), 0) AS bytes, coalesce(sum(row_count), 0) AS rows
+                 FROM version_files WHERE version_id = $1) t
+           WHERE v.id = $1""", version_id)
 
 
 async def ids_in_states_before(connection: asyncpg.Connection, states: Iterable[VersionState],

@@ -16,7 +16,7 @@ from server.domain.validation.reader import StreamedObject
 from server.domain.validation.rules import check_after_reading, check_before_reading
 from server.domain.validation.tabular import validate_csv, validate_jsonl
 from server.model.datasets import DatasetRules, FileFormat
-from server.model.objects import ObjectStore
+from server.model.objects import ObjectReads
 from server.model.report import ColumnInfo, Issue, Report
 
 __all__ = ["Report", "validate_object"]
@@ -24,7 +24,7 @@ __all__ = ["Report", "validate_object"]
 READ_CHUNK = 1 << 20
 
 
-async def validate_object(store: ObjectStore, key: str, size: int, path: str, content_type: str,
+async def validate_object(store: ObjectReads, key: str, size: int, path: str, content_type: str,
                           rules: DatasetRules, previous: Sequence[ColumnInfo] | None) -> Report:
     """Validate the object at `key` (of `size` bytes) that will become `path` in a version."""
     report = Report()
@@ -78,7 +78,7 @@ def _validate_text(source: StreamedObject, report: Report) -> None:
         lines += chunk.count(b"\n")
 
 
-async def _parquet(store: ObjectStore, key: str, size: int, source: StreamedObject, report: Report) -> None:
+async def _parquet(store: ObjectReads, key: str, size: int, source: StreamedObject, report: Report) -> None:
     random = await store.open_random(key, size)
     try:
         if not random.remote:

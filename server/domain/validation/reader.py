@@ -65,13 +65,17 @@ class StreamedObject(io.RawIOBase):
         return chunk.count(b"\n") if self._count_lines else 0
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._current:
-            if not self._next_chunk():
-                return 0
-        size = min(len(buffer), len(self._current))
-        buffer[:size] = self._current[:size]
-        self._current = self._current[size:]
-        return size
+        # Fills the whole buffer (across chunks) unless the object ends: pyarrow asks for a block at a time, and
+        # a short read would make its record batches a chunk long, multiplying the per-batch statistics work.
+        filled = 0
+        while filled < len(buffer):
+            if not self._current and not self._next_chunk():
+                break
+            size = min(len(buffer) - filled, len(self._current))
+            buffer[filled:filled + size] = self._current[:size]
+            self._current = self._current[size:]
+            filled += size
+        return filled
 
     def drain(self) -> None:
         """Read whatever the parser left unread (the hash covers every byte)."""

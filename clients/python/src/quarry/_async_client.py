@@ -160,6 +160,17 @@ class AsyncClient(BaseClient[AsyncTransport]):
         """Soft-delete a dataset."""
         return await self._t.call(self._calls.delete_dataset(name, etag=etag))
 
+    async def clone_dataset(self, source: str, name: str, *, version: int | str | None = None, message: str = "",
+                      request_id: str | None = None) -> dpb.CloneDatasetResponse:
+        """A new dataset `name` whose version 1 holds the files of `source`'s version (its current one by
+        default): metadata only, no bytes copied. The answer carries the new dataset and its READY version."""
+        return await self._t.call(self._calls.clone_dataset(source, name, version=version, message=message,
+                                                      request_id=request_id))
+
+    async def undelete_dataset(self, name: str) -> dataset_pb2.Dataset:
+        """Restore a deleted dataset (with its versions) within the server's retention period."""
+        return await self._t.call(self._calls.undelete_dataset(name))
+
     # --- versions --------------------------------------------------------------------------------------
 
     def list_versions(self, dataset: str, *, page_size: int = 0) -> AsyncIterator[version_pb2.Version]:
@@ -187,6 +198,32 @@ class AsyncClient(BaseClient[AsyncTransport]):
                                           base_version=base_version, request_id=request_id)
         return await self._t.call(call)
 
+    async def write_file(self, dataset: str, path: str, content: bytes, *, content_type: str = "", message: str = "",
+                   base_version: str = "", request_id: str | None = None) -> version_pb2.Version:
+        """Write one small file (at most the server's max_inline_bytes), kept inline, and commit it: the answer is
+        the new READY version."""
+        return await self._t.call(self._calls.write_file(dataset, path, content, content_type=content_type,
+                                                   message=message, base_version=base_version,
+                                                   request_id=request_id))
+
+    async def write_text(self, dataset: str, path: str, text: str, *, message: str = "", content_type: str = "",
+                   base_version: str = "", request_id: str | None = None) -> version_pb2.Version:
+        """`write_file` of text (UTF-8): a config, JSON, notes or a small CSV, READY when this returns."""
+        return await self.write_file(dataset, path, text.encode(), content_type=content_type, message=message,
+                                 base_version=base_version, request_id=request_id)
+
+    async def register_files(self, dataset: str, source_uri: str, *, include: Iterable[str] = (),
+                       exclude: Iterable[str] = (), copy: bool = False, path_prefix: str = "", message: str = "",
+                       wait: bool = False, wait_timeout: float | None = WATCH_TIMEOUT,
+                       request_id: str | None = None) -> version_pb2.Version:
+        """Register the objects under `source_uri` (s3://bucket/prefix, or file:///dir under the server's register
+        roots) as a new version without uploading them (or copied in, with `copy`). The version is PENDING until
+        a worker has validated every object; with `wait`, the call returns it READY (or raises if it failed)."""
+        version = await self._t.call(self._calls.register_files(
+            dataset, source_uri, include=include, exclude=exclude, copy=copy, path_prefix=path_prefix,
+            message=message, request_id=request_id))
+        return await self._wait_version(version, wait_timeout) if wait else version
+
     async def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
                             view: View = "basic") -> dpb.DiffVersionsResponse:
         """Files added, removed and changed between two versions."""
@@ -208,9 +245,12 @@ class AsyncClient(BaseClient[AsyncTransport]):
         return await self._t.call(self._calls.get_file_stats(dataset, path, version=version))
 
     def read_file(self, dataset: str, path: str, *, version: int | str = "latest", offset: int = 0,
-                  limit: int = 0, timeout: float = WATCH_TIMEOUT) -> AsyncIterator[dpb.ReadFileResponse]:
-        """The raw ReadFile stream (see `download` for a resumable, verified copy)."""
-        call = self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit, timeout=timeout)
+                  limit: int = 0, timeout: float = WATCH_TIMEOUT,
+                  rendition: bool = False) -> AsyncIterator[dpb.ReadFileResponse]:
+        """The raw ReadFile stream (see `download` for a resumable, verified copy); of the file's Parquet rendition
+        with `rendition`."""
+        call = self._calls.read_file(dataset, path, version=version, offset=offset, limit=limit, timeout=timeout,
+                                     rendition=rendition)
         return self._t.messages(call)
 
     async def get_download_url(self, dataset: str, path: str, *, version: int | str = "latest",

@@ -152,6 +152,20 @@ class Calls:
         request = dpb.DeleteDatasetRequest(name=self.dataset(name), etag=etag)
         return Unary("datasets", "DeleteDataset", request, _dataset, idempotent=False)
 
+    def clone_dataset(self, source: str, name: str, *, version: int | str | None, message: str,
+                      request_id: str | None) -> Unary[dpb.CloneDatasetResponse]:
+        """CloneDataset of a dataset's version (its current one when `version` is None); safe to repeat: it
+        carries a request_id."""
+        origin = self.dataset(source) if version is None else self.version(source, version)
+        request = dpb.CloneDatasetRequest(source=origin, parent=self.parent, dataset_id=name, message=message,
+                                          request_id=_requests.request_id(request_id))
+        return Unary("datasets", "CloneDataset", request)
+
+    def undelete_dataset(self, name: str) -> Unary[dataset_pb2.Dataset]:
+        """UndeleteDataset; not repeated (a repeat after success finds no deleted dataset)."""
+        request = dpb.UndeleteDatasetRequest(name=self.dataset(name))
+        return Unary("datasets", "UndeleteDataset", request, _dataset, idempotent=False)
+
     # --- versions --------------------------------------------------------------------------------------
 
     def list_versions(self, dataset: str, *, page_size: int) -> Pages[version_pb2.Version]:
@@ -182,6 +196,24 @@ class Calls:
             delete_paths=list(delete_paths), message=message, request_id=_requests.request_id(request_id))
         return Unary("datasets", "CommitVersion", request, _version)
 
+    def write_file(self, dataset: str, path: str, content: bytes, *, content_type: str, message: str,
+                   base_version: str, request_id: str | None) -> Unary[version_pb2.Version]:
+        """WriteFile (a small file kept inline, committed as a READY version); safe to repeat: it carries a
+        request_id."""
+        request = dpb.WriteFileRequest(parent=self.dataset(dataset), path=path, content=content,
+                                       content_type=content_type, message=message, base_version=base_version,
+                                       request_id=_requests.request_id(request_id))
+        return Unary("datasets", "WriteFile", request, _version)
+
+    def register_files(self, dataset: str, source_uri: str, *, include: Iterable[str], exclude: Iterable[str],
+                       copy: bool, path_prefix: str, message: str,
+                       request_id: str | None) -> Unary[version_pb2.Version]:
+        """RegisterFiles (a PENDING version the worker builds); safe to repeat: it carries a request_id."""
+        request = dpb.RegisterFilesRequest(parent=self.dataset(dataset), source_uri=source_uri, include=list(include),
+                                           exclude=list(exclude), copy=copy, path_prefix=path_prefix, message=message,
+                                           request_id=_requests.request_id(request_id))
+        return Unary("datasets", "RegisterFiles", request, _version)
+
     def diff_versions(self, dataset: str, base: int | str, target: int | str, *,
                       view: _requests.View = "basic") -> Unary[dpb.DiffVersionsResponse]:
         """DiffVersions (the changed files' columns and reports only with the "full" view)."""
@@ -201,9 +233,10 @@ class Calls:
         return Unary("datasets", "GetFileStats", request)
 
     def read_file(self, dataset: str, path: str, *, version: int | str, offset: int, limit: int,
-                  timeout: float) -> Stream:
-        """ReadFile, the raw stream."""
-        request = dpb.ReadFileRequest(version=self.version(dataset, version), path=path, offset=offset, limit=limit)
+                  timeout: float, rendition: bool = False) -> Stream:
+        """ReadFile, the raw stream (of the file's Parquet rendition with `rendition`)."""
+        request = dpb.ReadFileRequest(version=self.version(dataset, version), path=path, offset=offset, limit=limit,
+                                      rendition=rendition)
         return Stream("datasets", "ReadFile", request, timeout)
 
     def get_download_url(self, dataset: str, path: str, *, version: int | str,

@@ -44,6 +44,20 @@ class FoundFile:
 
     version: str
     file: version_pb2.VersionFile
+    rendition: bool = False  # `file` describes the file's Parquet rendition, which reads fetch instead
+
+    def rendered(self) -> FoundFile:
+        """The file as its Parquet rendition reads (a CSV or JSON Lines file of a normalize_to_parquet dataset),
+        or itself when it has none."""
+        if not self.file.HasField("rendition"):
+            return self
+        as_parquet = version_pb2.VersionFile()
+        as_parquet.CopyFrom(self.file)
+        as_parquet.format = self.file.rendition.format
+        as_parquet.size_bytes = self.file.rendition.size_bytes
+        as_parquet.sha256 = self.file.rendition.sha256
+        as_parquet.ClearField("rendition")
+        return FoundFile(self.version, as_parquet, rendition=True)
 
     @property
     def path(self) -> str:
@@ -61,19 +75,20 @@ class RangeRead:
     length: int
     sha256: str
     timeout: float
+    rendition: bool = False
     pieces: list[bytes] = field(default_factory=list)
     received: int = 0
 
     @classmethod
     def of(cls, found: FoundFile, offset: int, length: int, timeout: float) -> RangeRead:
         """A range of a file found in a version (its sha256 checked on every message)."""
-        return cls(found.version, found.path, offset, length, found.file.sha256, timeout)
+        return cls(found.version, found.path, offset, length, found.file.sha256, timeout, found.rendition)
 
     def call(self) -> Stream:
         """The ReadFile stream of what is still missing."""
         left = self.length - self.received
         request = dpb.ReadFileRequest(version=self.version, path=self.path, offset=self.offset + self.received,
-                                      limit=left)
+                                      limit=left, rendition=self.rendition)
         return Stream("datasets", "ReadFile", request, stream_timeout(left, self.timeout))
 
     def accept(self, message: dpb.ReadFileResponse) -> None:

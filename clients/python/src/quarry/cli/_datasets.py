@@ -1,4 +1,4 @@
-"""`quarry datasets ls|create|show|rm`, `quarry versions NAME`, `quarry diff NAME@A NAME@B`."""
+"""`quarry datasets ls|create|show|rm|clone|undelete`, `quarry versions NAME`, `quarry diff NAME@A NAME@B`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 def register(app: typer.Typer) -> None:
     """Add the dataset and version commands."""
-    datasets = typer.Typer(help="Create, list, show and delete datasets.", no_args_is_help=True)
+    datasets = typer.Typer(help="Create, list, show, delete, clone and undelete datasets.", no_args_is_help=True)
     app.add_typer(datasets, name="datasets", rich_help_panel="Datasets")
 
     @datasets.command("ls")
@@ -98,6 +98,43 @@ def register(app: typer.Typer) -> None:
                 out.data(to_dict(dataset))
             else:
                 out.note(f"deleted {dataset.name}")
+
+        run(session_of(ctx), out, command)
+
+    @datasets.command("clone")
+    def clone(ctx: typer.Context, source: Annotated[str, typer.Argument(metavar="SRC[@VERSION]")],
+              name: Annotated[str, typer.Argument(metavar="NEW", help="Name of the new dataset.")],
+              json: JsonOpt = False,
+              message: Annotated[str, typer.Option("--message", "-m", help="Message of the clone's version 1.")]
+              = "") -> None:
+        """Clone a dataset's version into a new dataset (metadata only: no bytes are copied)."""
+        out = Output(json)
+        with reported(out):
+            ref = parse_ref(source)
+
+        def command(client: Client) -> None:
+            answer = client.clone_dataset(ref.dataset, name, version=ref.version, message=message)
+            if json:
+                out.data(to_dict(answer))
+            else:
+                version = answer.version
+                out.note(f"cloned {version.cloned_from} to {answer.dataset.name} (version 1: {version.file_count} "
+                         f"files, {size(version.total_bytes)})")
+
+        run(session_of(ctx), out, command)
+
+    @datasets.command("undelete")
+    def undelete(ctx: typer.Context, name: str, json: JsonOpt = False) -> None:
+        """Restore a deleted dataset, with its versions, within the server's retention period."""
+        out = Output(json)
+
+        def command(client: Client) -> None:
+            dataset = client.undelete_dataset(name)
+            if json:
+                out.data(to_dict(dataset))
+            else:
+                out.note(f"restored {dataset.name} ({enum_name(dataset, 'state', 'DATASET_STATE_')}, version "
+                         f"{dataset.current_version_number or '-'})")
 
         run(session_of(ctx), out, command)
 

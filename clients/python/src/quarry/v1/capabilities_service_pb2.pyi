@@ -25,7 +25,7 @@ class GetCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetCapabilitiesResponse(_message.Message):
-    __slots__ = ("server_version", "max_message_bytes", "max_chunk_bytes", "min_part_size_bytes", "max_part_size_bytes", "max_upload_bytes", "max_open_uploads", "upload_expiry", "checksum_algorithms", "formats", "max_page_size", "max_preview_rows", "download_urls", "storage_kind", "auth_mode", "tls_required", "client_certificate_required", "max_download_url_ttl", "min_api_version", "max_api_version", "max_path_length", "max_labels", "max_label_key_length", "max_label_value_length", "max_changes_per_commit", "max_parts")
+    __slots__ = ("server_version", "max_message_bytes", "max_chunk_bytes", "min_part_size_bytes", "max_part_size_bytes", "max_upload_bytes", "max_open_uploads", "upload_expiry", "checksum_algorithms", "formats", "max_page_size", "max_preview_rows", "download_urls", "storage_kind", "auth_mode", "tls_required", "client_certificate_required", "max_download_url_ttl", "min_api_version", "max_api_version", "max_path_length", "max_labels", "max_label_key_length", "max_label_value_length", "max_changes_per_commit", "max_parts", "max_inline_bytes")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class GetCapabilitiesResponse(_message.Message):
     MAX_LABEL_VALUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     MAX_CHANGES_PER_COMMIT_FIELD_NUMBER: _ClassVar[int]
     MAX_PARTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_INLINE_BYTES_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     max_message_bytes: int
     max_chunk_bytes: int
@@ -78,4 +79,5 @@ class GetCapabilitiesResponse(_message.Message):
     max_label_value_length: int
     max_changes_per_commit: int
     max_parts: int
-    def __init__(self, server_version: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., min_part_size_bytes: _Optional[int] = ..., max_part_size_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_open_uploads: _Optional[int] = ..., upload_expiry: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., checksum_algorithms: _Optional[_Iterable[_Union[_common_pb2.ChecksumAlgorithm, str]]] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., max_page_size: _Optional[int] = ..., max_preview_rows: _Optional[int] = ..., download_urls: _Optional[bool] = ..., storage_kind: _Optional[str] = ..., auth_mode: _Optional[_Union[AuthMode, str]] = ..., tls_required: _Optional[bool] = ..., client_certificate_required: _Optional[bool] = ..., max_download_url_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_api_version: _Optional[str] = ..., max_api_version: _Optional[str] = ..., max_path_length: _Optional[int] = ..., max_labels: _Optional[int] = ..., max_label_key_length: _Optional[int] = ..., max_label_value_length: _Optional[int] = ..., max_changes_per_commit: _Optional[int] = ..., max_parts: _Optional[int] = ...) -> None: ...
+    max_inline_bytes: int
+    def __init__(self, server_version: _Optional[str] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., min_part_size_bytes: _Optional[int] = ..., max_part_size_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_open_uploads: _Optional[int] = ..., upload_expiry: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., checksum_algorithms: _Optional[_Iterable[_Union[_common_pb2.ChecksumAlgorithm, str]]] = ..., formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., max_page_size: _Optional[int] = ..., max_preview_rows: _Optional[int] = ..., download_urls: _Optional[bool] = ..., storage_kind: _Optional[str] = ..., auth_mode: _Optional[_Union[AuthMode, str]] = ..., tls_required: _Optional[bool] = ..., client_certificate_required: _Optional[bool] = ..., max_download_url_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_api_version: _Optional[str] = ..., max_api_version: _Optional[str] = ..., max_path_length: _Optional[int] = ..., max_labels: _Optional[int] = ..., max_label_key_length: _Optional[int] = ..., max_label_value_length: _Optional[int] = ..., max_changes_per_commit: _Optional[int] = ..., max_parts: _Optional[int] = ..., max_inline_bytes: _Optional[int] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quarry.v1 import common_pb2 as quarry_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17quarry/v1/dataset.proto\x12\tquarry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16quarry/v1/common.proto\"\xc2\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\x06labels\x18\x04 \x03(\x0b\x32\x1e.quarry.v1.Dataset.LabelsEntry\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.quarry.v1.DatasetState\x12\x17\n\x0f\x63urrent_version\x18\x06 \x01(\t\x12\x1e\n\x16\x63urrent_version_number\x18\x07 \x01(\x03\x12&\n\x05rules\x18\x08 \x01(\x0b\x32\x17.quarry.v1.DatasetRules\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65lete_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\x0c\x44\x61tasetRules\x12\x16\n\x0emax_file_bytes\x18\x01 \x01(\x03\x12.\n\x0f\x61llowed_formats\x18\x02 \x03(\x0e\x32\x15.quarry.v1.FileFormat\x12\x10\n\x08min_rows\x18\x03 \x01(\x03\x12\x18\n\x10required_columns\x18\x04 \x03(\t\x12%\n\x1d\x61llow_breaking_schema_changes\x18\x05 \x01(\x08*{\n\x0c\x44\x61tasetState\x12\x1d\n\x19\x44\x41TASET_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x41TASET_STATE_DRAFT\x10\x01\x12\x18\n\x14\x44\x41TASET_STATE_ACTIVE\x10\x02\x12\x19\n\x15\x44\x41TASET_STATE_DELETED\x10\x03\x42\x45\n\rdev.quarry.v1B\x0c\x44\x61tasetProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17quarry/v1/dataset.proto\x12\tquarry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16quarry/v1/common.proto\"\xc2\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\x06labels\x18\x04 \x03(\x0b\x32\x1e.quarry.v1.Dataset.LabelsEntry\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.quarry.v1.DatasetState\x12\x17\n\x0f\x63urrent_version\x18\x06 \x01(\t\x12\x1e\n\x16\x63urrent_version_number\x18\x07 \x01(\x03\x12&\n\x05rules\x18\x08 \x01(\x0b\x32\x17.quarry.v1.DatasetRules\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65lete_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc7\x01\n\x0c\x44\x61tasetRules\x12\x16\n\x0emax_file_bytes\x18\x01 \x01(\x03\x12.\n\x0f\x61llowed_formats\x18\x02 \x03(\x0e\x32\x15.quarry.v1.FileFormat\x12\x10\n\x08min_rows\x18\x03 \x01(\x03\x12\x18\n\x10required_columns\x18\x04 \x03(\t\x12%\n\x1d\x61llow_breaking_schema_changes\x18\x05 \x01(\x08\x12\x1c\n\x14normalize_to_parquet\x18\x06 \x01(\x08*{\n\x0c\x44\x61tasetState\x12\x1d\n\x19\x44\x41TASET_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x41TASET_STATE_DRAFT\x10\x01\x12\x18\n\x14\x44\x41TASET_STATE_ACTIVE\x10\x02\x12\x19\n\x15\x44\x41TASET_STATE_DELETED\x10\x03\x42\x45\n\rdev.quarry.v1B\x0c\x44\x61tasetProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\014DatasetProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
   _globals['_DATASET_LABELSENTRY']._loaded_options = None
   _globals['_DATASET_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_DATASETSTATE']._serialized_start=720
-  _globals['_DATASETSTATE']._serialized_end=843
+  _globals['_DATASETSTATE']._serialized_start=750
+  _globals['_DATASETSTATE']._serialized_end=873
   _globals['_DATASET']._serialized_start=96
   _globals['_DATASET']._serialized_end=546
   _globals['_DATASET_LABELSENTRY']._serialized_start=501
   _globals['_DATASET_LABELSENTRY']._serialized_end=546
   _globals['_DATASETRULES']._serialized_start=549
-  _globals['_DATASETRULES']._serialized_end=718
+  _globals['_DATASETRULES']._serialized_end=748
 # @@protoc_insertion_point(module_scope)

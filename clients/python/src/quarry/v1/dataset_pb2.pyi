@@ -58,15 +58,17 @@ class Dataset(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[DatasetState, str]] = ..., current_version: _Optional[str] = ..., current_version_number: _Optional[int] = ..., rules: _Optional[_Union[DatasetRules, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class DatasetRules(_message.Message):
-    __slots__ = ("max_file_bytes", "allowed_formats", "min_rows", "required_columns", "allow_breaking_schema_changes")
+    __slots__ = ("max_file_bytes", "allowed_formats", "min_rows", "required_columns", "allow_breaking_schema_changes", "normalize_to_parquet")
     MAX_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_FORMATS_FIELD_NUMBER: _ClassVar[int]
     MIN_ROWS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_BREAKING_SCHEMA_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_TO_PARQUET_FIELD_NUMBER: _ClassVar[int]
     max_file_bytes: int
     allowed_formats: _containers.RepeatedScalarFieldContainer[_common_pb2.FileFormat]
     min_rows: int
     required_columns: _containers.RepeatedScalarFieldContainer[str]
     allow_breaking_schema_changes: bool
-    def __init__(self, max_file_bytes: _Optional[int] = ..., allowed_formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., min_rows: _Optional[int] = ..., required_columns: _Optional[_Iterable[str]] = ..., allow_breaking_schema_changes: _Optional[bool] = ...) -> None: ...
+    normalize_to_parquet: bool
+    def __init__(self, max_file_bytes: _Optional[int] = ..., allowed_formats: _Optional[_Iterable[_Union[_common_pb2.FileFormat, str]]] = ..., min_rows: _Optional[int] = ..., required_columns: _Optional[_Iterable[str]] = ..., allow_breaking_schema_changes: _Optional[bool] = ..., normalize_to_parquet: _Optional[bool] = ...) -> None: ...

@@ -306,16 +306,18 @@ class GetFileStatsResponse(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[_Union[_version_pb2.ColumnStats, _Mapping]]] = ..., row_count: _Optional[int] = ...) -> None: ...
 
 class ReadFileRequest(_message.Message):
-    __slots__ = ("version", "path", "offset", "limit")
+    __slots__ = ("version", "path", "offset", "limit", "rendition")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RENDITION_FIELD_NUMBER: _ClassVar[int]
     version: str
     path: str
     offset: int
     limit: int
-    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    rendition: bool
+    def __init__(self, version: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., rendition: _Optional[bool] = ...) -> None: ...
 
 class ReadFileResponse(_message.Message):
     __slots__ = ("data", "offset", "file_size_bytes", "sha256")
@@ -346,3 +348,87 @@ class GetDownloadUrlResponse(_message.Message):
     url: str
     expire_time: _timestamp_pb2.Timestamp
     def __init__(self, url: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CloneDatasetRequest(_message.Message):
+    __slots__ = ("source", "parent", "dataset_id", "message", "request_id")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    parent: str
+    dataset_id: str
+    message: str
+    request_id: str
+    def __init__(self, source: _Optional[str] = ..., parent: _Optional[str] = ..., dataset_id: _Optional[str] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CloneDatasetResponse(_message.Message):
+    __slots__ = ("dataset", "version")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    version: _version_pb2.Version
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ..., version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
+
+class UndeleteDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UndeleteDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: _dataset_pb2.Dataset
+    def __init__(self, dataset: _Optional[_Union[_dataset_pb2.Dataset, _Mapping]] = ...) -> None: ...
+
+class WriteFileRequest(_message.Message):
+    __slots__ = ("parent", "path", "content", "content_type", "message", "base_version", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    path: str
+    content: bytes
+    content_type: str
+    message: str
+    base_version: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., path: _Optional[str] = ..., content: _Optional[bytes] = ..., content_type: _Optional[str] = ..., message: _Optional[str] = ..., base_version: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class WriteFileResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: _version_pb2.Version
+    def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
+
+class RegisterFilesRequest(_message.Message):
+    __slots__ = ("parent", "source_uri", "include", "exclude", "copy", "path_prefix", "message", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    COPY_FIELD_NUMBER: _ClassVar[int]
+    PATH_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    source_uri: str
+    include: _containers.RepeatedScalarFieldContainer[str]
+    exclude: _containers.RepeatedScalarFieldContainer[str]
+    copy: bool
+    path_prefix: str
+    message: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., source_uri: _Optional[str] = ..., include: _Optional[_Iterable[str]] = ..., exclude: _Optional[_Iterable[str]] = ..., copy: _Optional[bool] = ..., path_prefix: _Optional[str] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RegisterFilesResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: _version_pb2.Version
+    def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...

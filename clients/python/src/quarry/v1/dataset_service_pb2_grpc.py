@@ -131,6 +131,26 @@ class DatasetServiceStub:
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.GetDownloadUrlRequest.SerializeToString,
                 response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.GetDownloadUrlResponse.FromString,
                 _registered_method=True)
+        self.CloneDataset = channel.unary_unary(
+                '/quarry.v1.DatasetService/CloneDataset',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.CloneDatasetRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.CloneDatasetResponse.FromString,
+                _registered_method=True)
+        self.UndeleteDataset = channel.unary_unary(
+                '/quarry.v1.DatasetService/UndeleteDataset',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.UndeleteDatasetRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.UndeleteDatasetResponse.FromString,
+                _registered_method=True)
+        self.WriteFile = channel.unary_unary(
+                '/quarry.v1.DatasetService/WriteFile',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileResponse.FromString,
+                _registered_method=True)
+        self.RegisterFiles = channel.unary_unary(
+                '/quarry.v1.DatasetService/RegisterFiles',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesResponse.FromString,
+                _registered_method=True)
 
 
 class DatasetServiceServicer:
@@ -272,6 +292,61 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloneDataset(self, request, context):
+        """Makes a new dataset whose version 1 holds the files of a READY version of another dataset (its current
+        version unless the source names one), in one transaction and without copying any bytes: the two share
+        their content-addressed objects, which the garbage collector keeps while any version lists them. The
+        new dataset takes the source's description, labels and rules. Needs the writer role in the new
+        dataset's namespace and the reader role in the source's. A name already taken by a live dataset fails
+        with ALREADY_EXISTS (DATASET_ALREADY_EXISTS); a source version that is not READY with
+        FAILED_PRECONDITION (VERSION_NOT_READY). Nothing is left behind by a refusal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteDataset(self, request, context):
+        """Restores a soft-deleted dataset, with its versions, while it is within the server's retention period
+        (QUARRY_DELETED_RETENTION_DAYS; after it the sweep purges the dataset, its versions and the objects no
+        other version lists). Past the period it fails with FAILED_PRECONDITION (RETENTION_EXPIRED), once
+        purged with NOT_FOUND (DATASET_NOT_FOUND); when a live dataset took the name meanwhile, with
+        ALREADY_EXISTS (DATASET_ALREADY_EXISTS). Needs the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteFile(self, request, context):
+        """Writes one small file (at most GetCapabilities.max_inline_bytes) and commits a version holding it, in
+        one call: the content is validated as an upload would be (format, schema, statistics, the dataset's
+        rules) and kept in the metadata database instead of the object store, then served by ReadFile,
+        PreviewFile, GetFileStats and Arrow Flight like any other file. The version is READY when the call
+        returns. Content over the limit fails with RESOURCE_EXHAUSTED (INLINE_TOO_LARGE), a file validation
+        refuses with its issue's code (e.g. INVALID_ARGUMENT RAGGED_ROW), a base that moved and changed the path
+        with FAILED_PRECONDITION (BASE_MOVED); nothing is written then. Needs the writer role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterFiles(self, request, context):
+        """Registers files that already exist elsewhere, without uploading them: the objects under an S3 prefix the
+        server's credentials can read (any bucket at the server's S3 endpoint), or the files under a directory inside
+        one of the server's register roots (QUARRY_REGISTER_ROOTS). The call checks the source and answers a PENDING
+        version; a worker lists the objects, validates each by streaming it (sha256, format, schema, statistics, the
+        dataset's rules) and commits one version whose files point at the objects, pinned by ETag (and version id
+        where the bucket keeps versions; a local file by size and modification time). A later read of an object that
+        changed fails with FAILED_PRECONDITION (EXTERNAL_CHANGED), of one that is gone with NOT_FOUND
+        (EXTERNAL_MISSING), never with other bytes; with `copy` the objects are copied into Quarry's store instead.
+        A source with no object the filters take is NOT_FOUND (SOURCE_NOT_FOUND); one the server may not read is
+        PERMISSION_DENIED (SOURCE_NOT_ALLOWED outside the register roots, SOURCE_ACCESS_DENIED when S3 refuses);
+        a scheme this server cannot read is FAILED_PRECONDITION (SOURCE_UNSUPPORTED). Nothing is written then. Needs
+        the writer role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +424,26 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.GetDownloadUrl,
                     request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.GetDownloadUrlRequest.FromString,
                     response_serializer=quarry_dot_v1_dot_dataset__service__pb2.GetDownloadUrlResponse.SerializeToString,
+            ),
+            'CloneDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloneDataset,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.CloneDatasetRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.CloneDatasetResponse.SerializeToString,
+            ),
+            'UndeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteDataset,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.UndeleteDatasetRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.UndeleteDatasetResponse.SerializeToString,
+            ),
+            'WriteFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteFile,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.WriteFileResponse.SerializeToString,
+            ),
+            'RegisterFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterFiles,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -778,6 +873,114 @@ class DatasetService:
             '/quarry.v1.DatasetService/GetDownloadUrl',
             quarry_dot_v1_dot_dataset__service__pb2.GetDownloadUrlRequest.SerializeToString,
             quarry_dot_v1_dot_dataset__service__pb2.GetDownloadUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloneDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/CloneDataset',
+            quarry_dot_v1_dot_dataset__service__pb2.CloneDatasetRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.CloneDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/UndeleteDataset',
+            quarry_dot_v1_dot_dataset__service__pb2.UndeleteDatasetRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.UndeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/WriteFile',
+            quarry_dot_v1_dot_dataset__service__pb2.WriteFileRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.WriteFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/RegisterFiles',
+            quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.RegisterFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

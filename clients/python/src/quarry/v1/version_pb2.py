@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quarry.v1 import common_pb2 as quarry_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17quarry/v1/version.proto\x12\tquarry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16quarry/v1/common.proto\"\x88\x03\n\x07Version\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x03\x12\x0e\n\x06parent\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12&\n\x05state\x18\x07 \x01(\x0e\x32\x17.quarry.v1.VersionState\x12#\n\x07\x66\x61ilure\x18\x08 \x01(\x0b\x32\x12.quarry.v1.Failure\x12\x0e\n\x06\x61uthor\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nready_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nfile_count\x18\x0c \x01(\x03\x12\x13\n\x0btotal_bytes\x18\r \x01(\x03\x12\x12\n\ntotal_rows\x18\x0e \x01(\x03\x12%\n\x05\x66iles\x18\x0f \x03(\x0b\x32\x16.quarry.v1.VersionFile\"\xe0\x01\n\x0bVersionFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12%\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x15.quarry.v1.FileFormat\x12\"\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x11.quarry.v1.Column\x12\x11\n\trow_count\x18\x06 \x01(\x03\x12+\n\x06report\x18\x07 \x01(\x0b\x32\x1b.quarry.v1.ValidationReport\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\"6\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\"\xf9\x01\n\x10ValidationReport\x12%\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x15.quarry.v1.FileFormat\x12\x13\n\x0b\x64\x65tected_by\x18\x02 \x01(\t\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12,\n\x08warnings\x18\x04 \x03(\x0b\x32\x1a.quarry.v1.ValidationIssue\x12*\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x1a.quarry.v1.ValidationIssue\x12\x14\n\x0c\x61rrow_schema\x18\x06 \x01(\x0c\x12\x12\n\nrow_groups\x18\x07 \x01(\x03\x12\x12\n\nbytes_read\x18\x08 \x01(\x03\"N\n\x0fValidationIssue\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x03\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\"\x82\x01\n\x0b\x43olumnStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nnull_count\x18\x03 \x01(\x03\x12\x0b\n\x03min\x18\x04 \x01(\t\x12\x0b\n\x03max\x18\x05 \x01(\t\x12\x19\n\x11\x64istinct_estimate\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t*\xb6\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSION_STATE_PENDING\x10\x01\x12\x1c\n\x18VERSION_STATE_VALIDATING\x10\x02\x12\x1b\n\x17VERSION_STATE_PROMOTING\x10\x03\x12\x17\n\x13VERSION_STATE_READY\x10\x04\x12\x18\n\x14VERSION_STATE_FAILED\x10\x05\x42\x45\n\rdev.quarry.v1B\x0cVersionProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17quarry/v1/version.proto\x12\tquarry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16quarry/v1/common.proto\"\x9d\x03\n\x07Version\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\x03\x12\x0e\n\x06parent\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12&\n\x05state\x18\x07 \x01(\x0e\x32\x17.quarry.v1.VersionState\x12#\n\x07\x66\x61ilure\x18\x08 \x01(\x0b\x32\x12.quarry.v1.Failure\x12\x0e\n\x06\x61uthor\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nready_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nfile_count\x18\x0c \x01(\x03\x12\x13\n\x0btotal_bytes\x18\r \x01(\x03\x12\x12\n\ntotal_rows\x18\x0e \x01(\x03\x12%\n\x05\x66iles\x18\x0f \x03(\x0b\x32\x16.quarry.v1.VersionFile\x12\x13\n\x0b\x63loned_from\x18\x10 \x01(\t\"\xb2\x02\n\x0bVersionFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12%\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x15.quarry.v1.FileFormat\x12\"\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x11.quarry.v1.Column\x12\x11\n\trow_count\x18\x06 \x01(\x03\x12+\n\x06report\x18\x07 \x01(\x0b\x32\x1b.quarry.v1.ValidationReport\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\x12\'\n\x07storage\x18\t \x01(\x0e\x32\x16.quarry.v1.FileStorage\x12\'\n\trendition\x18\n \x01(\x0b\x32\x14.quarry.v1.Rendition\"V\n\tRendition\x12%\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x15.quarry.v1.FileFormat\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"6\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\"\xf9\x01\n\x10ValidationReport\x12%\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x15.quarry.v1.FileFormat\x12\x13\n\x0b\x64\x65tected_by\x18\x02 \x01(\t\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12,\n\x08warnings\x18\x04 \x03(\x0b\x32\x1a.quarry.v1.ValidationIssue\x12*\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x1a.quarry.v1.ValidationIssue\x12\x14\n\x0c\x61rrow_schema\x18\x06 \x01(\x0c\x12\x12\n\nrow_groups\x18\x07 \x01(\x03\x12\x12\n\nbytes_read\x18\x08 \x01(\x03\"N\n\x0fValidationIssue\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x03\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\"\xe7\x02\n\x0b\x43olumnStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nnull_count\x18\x03 \x01(\x03\x12\x0b\n\x03min\x18\x04 \x01(\t\x12\x0b\n\x03max\x18\x05 \x01(\t\x12\x19\n\x11\x64istinct_estimate\x18\x06 \x01(\x03\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\r\n\x05\x63ount\x18\x08 \x01(\x03\x12\x11\n\x04mean\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06stddev\x18\n \x01(\x01H\x01\x88\x01\x01\x12&\n\tquantiles\x18\x0b \x03(\x0b\x32\x13.quarry.v1.Quantile\x12)\n\ntop_values\x18\x0c \x03(\x0b\x32\x15.quarry.v1.ValueCount\x12-\n\thistogram\x18\r \x03(\x0b\x32\x1a.quarry.v1.HistogramBucket\x12\x16\n\x0e\x64istinct_exact\x18\x0e \x01(\x08\x42\x07\n\x05_meanB\t\n\x07_stddev\".\n\x08Quantile\x12\x13\n\x0bprobability\x18\x01 \x01(\x01\x12\r\n\x05value\x18\x02 \x01(\x01\"*\n\nValueCount\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\">\n\x0fHistogramBucket\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03*\xb6\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSION_STATE_PENDING\x10\x01\x12\x1c\n\x18VERSION_STATE_VALIDATING\x10\x02\x12\x1b\n\x17VERSION_STATE_PROMOTING\x10\x03\x12\x17\n\x13VERSION_STATE_READY\x10\x04\x12\x18\n\x14VERSION_STATE_FAILED\x10\x05*~\n\x0b\x46ileStorage\x12\x1c\n\x18\x46ILE_STORAGE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46ILE_STORAGE_OBJECT_STORE\x10\x01\x12\x17\n\x13\x46ILE_STORAGE_INLINE\x10\x02\x12\x19\n\x15\x46ILE_STORAGE_EXTERNAL\x10\x03\x42\x45\n\rdev.quarry.v1B\x0cVersionProtoP\x01Z$quarry.dev/gen/go/quarry/v1;quarryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,18 +34,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quarry.v1.version_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.quarry.v1B\014VersionProtoP\001Z$quarry.dev/gen/go/quarry/v1;quarryv1'
-  _globals['_VERSIONSTATE']._serialized_start=1239
-  _globals['_VERSIONSTATE']._serialized_end=1421
+  _globals['_VERSIONSTATE']._serialized_start=1815
+  _globals['_VERSIONSTATE']._serialized_end=1997
+  _globals['_FILESTORAGE']._serialized_start=1999
+  _globals['_FILESTORAGE']._serialized_end=2125
   _globals['_VERSION']._serialized_start=96
-  _globals['_VERSION']._serialized_end=488
-  _globals['_VERSIONFILE']._serialized_start=491
-  _globals['_VERSIONFILE']._serialized_end=715
-  _globals['_COLUMN']._serialized_start=717
-  _globals['_COLUMN']._serialized_end=771
-  _globals['_VALIDATIONREPORT']._serialized_start=774
-  _globals['_VALIDATIONREPORT']._serialized_end=1023
-  _globals['_VALIDATIONISSUE']._serialized_start=1025
-  _globals['_VALIDATIONISSUE']._serialized_end=1103
-  _globals['_COLUMNSTATS']._serialized_start=1106
-  _globals['_COLUMNSTATS']._serialized_end=1236
+  _globals['_VERSION']._serialized_end=509
+  _globals['_VERSIONFILE']._serialized_start=512
+  _globals['_VERSIONFILE']._serialized_end=818
+  _globals['_RENDITION']._serialized_start=820
+  _globals['_RENDITION']._serialized_end=906
+  _globals['_COLUMN']._serialized_start=908
+  _globals['_COLUMN']._serialized_end=962
+  _globals['_VALIDATIONREPORT']._serialized_start=965
+  _globals['_VALIDATIONREPORT']._serialized_end=1214
+  _globals['_VALIDATIONISSUE']._serialized_start=1216
+  _globals['_VALIDATIONISSUE']._serialized_end=1294
+  _globals['_COLUMNSTATS']._serialized_start=1297
+  _globals['_COLUMNSTATS']._serialized_end=1656
+  _globals['_QUANTILE']._serialized_start=1658
+  _globals['_QUANTILE']._serialized_end=1704
+  _globals['_VALUECOUNT']._serialized_start=1706
+  _globals['_VALUECOUNT']._serialized_end=1748
+  _globals['_HISTOGRAMBUCKET']._serialized_start=1750
+  _globals['_HISTOGRAMBUCKET']._serialized_end=1812
 # @@protoc_insertion_point(module_scope)

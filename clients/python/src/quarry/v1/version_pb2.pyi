@@ -19,15 +19,26 @@ class VersionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERSION_STATE_PROMOTING: _ClassVar[VersionState]
     VERSION_STATE_READY: _ClassVar[VersionState]
     VERSION_STATE_FAILED: _ClassVar[VersionState]
+
+class FileStorage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILE_STORAGE_UNSPECIFIED: _ClassVar[FileStorage]
+    FILE_STORAGE_OBJECT_STORE: _ClassVar[FileStorage]
+    FILE_STORAGE_INLINE: _ClassVar[FileStorage]
+    FILE_STORAGE_EXTERNAL: _ClassVar[FileStorage]
 VERSION_STATE_UNSPECIFIED: VersionState
 VERSION_STATE_PENDING: VersionState
 VERSION_STATE_VALIDATING: VersionState
 VERSION_STATE_PROMOTING: VersionState
 VERSION_STATE_READY: VersionState
 VERSION_STATE_FAILED: VersionState
+FILE_STORAGE_UNSPECIFIED: FileStorage
+FILE_STORAGE_OBJECT_STORE: FileStorage
+FILE_STORAGE_INLINE: FileStorage
+FILE_STORAGE_EXTERNAL: FileStorage
 
 class Version(_message.Message):
-    __slots__ = ("name", "uid", "dataset", "number", "parent", "message", "state", "failure", "author", "create_time", "ready_time", "file_count", "total_bytes", "total_rows", "files")
+    __slots__ = ("name", "uid", "dataset", "number", "parent", "message", "state", "failure", "author", "create_time", "ready_time", "file_count", "total_bytes", "total_rows", "files", "cloned_from")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +54,7 @@ class Version(_message.Message):
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    CLONED_FROM_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: str
     dataset: str
@@ -58,10 +70,11 @@ class Version(_message.Message):
     total_bytes: int
     total_rows: int
     files: _containers.RepeatedCompositeFieldContainer[VersionFile]
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., dataset: _Optional[str] = ..., number: _Optional[int] = ..., parent: _Optional[str] = ..., message: _Optional[str] = ..., state: _Optional[_Union[VersionState, str]] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., author: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., total_rows: _Optional[int] = ..., files: _Optional[_Iterable[_Union[VersionFile, _Mapping]]] = ...) -> None: ...
+    cloned_from: str
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., dataset: _Optional[str] = ..., number: _Optional[int] = ..., parent: _Optional[str] = ..., message: _Optional[str] = ..., state: _Optional[_Union[VersionState, str]] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., author: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., total_rows: _Optional[int] = ..., files: _Optional[_Iterable[_Union[VersionFile, _Mapping]]] = ..., cloned_from: _Optional[str] = ...) -> None: ...
 
 class VersionFile(_message.Message):
-    __slots__ = ("path", "size_bytes", "sha256", "format", "columns", "row_count", "report", "content_type")
+    __slots__ = ("path", "size_bytes", "sha256", "format", "columns", "row_count", "report", "content_type", "storage", "rendition")
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +83,8 @@ class VersionFile(_message.Message):
     ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    RENDITION_FIELD_NUMBER: _ClassVar[int]
     path: str
     size_bytes: int
     sha256: str
@@ -78,7 +93,19 @@ class VersionFile(_message.Message):
     row_count: int
     report: ValidationReport
     content_type: str
-    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.FileFormat, str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., row_count: _Optional[int] = ..., report: _Optional[_Union[ValidationReport, _Mapping]] = ..., content_type: _Optional[str] = ...) -> None: ...
+    storage: FileStorage
+    rendition: Rendition
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.FileFormat, str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., row_count: _Optional[int] = ..., report: _Optional[_Union[ValidationReport, _Mapping]] = ..., content_type: _Optional[str] = ..., storage: _Optional[_Union[FileStorage, str]] = ..., rendition: _Optional[_Union[Rendition, _Mapping]] = ...) -> None: ...
+
+class Rendition(_message.Message):
+    __slots__ = ("format", "size_bytes", "sha256")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    format: _common_pb2.FileFormat
+    size_bytes: int
+    sha256: str
+    def __init__(self, format: _Optional[_Union[_common_pb2.FileFormat, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Column(_message.Message):
     __slots__ = ("name", "type", "nullable")
@@ -123,7 +150,7 @@ class ValidationIssue(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., line: _Optional[int] = ..., column: _Optional[str] = ...) -> None: ...
 
 class ColumnStats(_message.Message):
-    __slots__ = ("name", "type", "null_count", "min", "max", "distinct_estimate", "source")
+    __slots__ = ("name", "type", "null_count", "min", "max", "distinct_estimate", "source", "count", "mean", "stddev", "quantiles", "top_values", "histogram", "distinct_exact")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     NULL_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +158,13 @@ class ColumnStats(_message.Message):
     MAX_FIELD_NUMBER: _ClassVar[int]
     DISTINCT_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STDDEV_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    TOP_VALUES_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_EXACT_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     null_count: int
@@ -138,4 +172,37 @@ class ColumnStats(_message.Message):
     max: str
     distinct_estimate: int
     source: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., null_count: _Optional[int] = ..., min: _Optional[str] = ..., max: _Optional[str] = ..., distinct_estimate: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    count: int
+    mean: float
+    stddev: float
+    quantiles: _containers.RepeatedCompositeFieldContainer[Quantile]
+    top_values: _containers.RepeatedCompositeFieldContainer[ValueCount]
+    histogram: _containers.RepeatedCompositeFieldContainer[HistogramBucket]
+    distinct_exact: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., null_count: _Optional[int] = ..., min: _Optional[str] = ..., max: _Optional[str] = ..., distinct_estimate: _Optional[int] = ..., source: _Optional[str] = ..., count: _Optional[int] = ..., mean: _Optional[float] = ..., stddev: _Optional[float] = ..., quantiles: _Optional[_Iterable[_Union[Quantile, _Mapping]]] = ..., top_values: _Optional[_Iterable[_Union[ValueCount, _Mapping]]] = ..., histogram: _Optional[_Iterable[_Union[HistogramBucket, _Mapping]]] = ..., distinct_exact: _Optional[bool] = ...) -> None: ...
+
+class Quantile(_message.Message):
+    __slots__ = ("probability", "value")
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    probability: float
+    value: float
+    def __init__(self, probability: _Optional[float] = ..., value: _Optional[float] = ...) -> None: ...
+
+class ValueCount(_message.Message):
+    __slots__ = ("value", "count")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    count: int
+    def __init__(self, value: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class HistogramBucket(_message.Message):
+    __slots__ = ("lower", "upper", "count")
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    lower: float
+    upper: float
+    count: int
+    def __init__(self, lower: _Optional[float] = ..., upper: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/dataset_service.proto.
  */
 export const file_quarry_v1_dataset_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIiMKE1dhdGNoVmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRXYXRjaFZlcnNpb25SZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24iaQoTRGlmZlZlcnNpb25zUmVxdWVzdBIUCgxiYXNlX3ZlcnNpb24YASABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YAiABKAkSJAoEdmlldxgDIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyJXChREaWZmVmVyc2lvbnNSZXNwb25zZRImCgdjaGFuZ2VzGAEgAygLMhUucXVhcnJ5LnYxLkZpbGVDaGFuZ2USFwoPdW5jaGFuZ2VkX2NvdW50GAIgASgDIr0BCgpGaWxlQ2hhbmdlEgwKBHBhdGgYASABKAkSIwoEa2luZBgCIAEoDjIVLnF1YXJyeS52MS5DaGFuZ2VLaW5kEiQKBGJhc2UYAyABKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUSJgoGdGFyZ2V0GAQgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEi4KDXNjaGVtYV9jaGFuZ2UYBSABKAsyFy5xdWFycnkudjEuU2NoZW1hQ2hhbmdlIrQBCgxTY2hlbWFDaGFuZ2USIAoFYWRkZWQYASADKAsyES5xdWFycnkudjEuQ29sdW1uEiIKB3JlbW92ZWQYAiADKAsyES5xdWFycnkudjEuQ29sdW1uEiwKB3JldHlwZWQYAyADKAsyGy5xdWFycnkudjEuQ29sdW1uVHlwZUNoYW5nZRIWCg5iYXNlX3Jvd19jb3VudBgEIAEoAxIYChB0YXJnZXRfcm93X2NvdW50GAUgASgDIkgKEENvbHVtblR5cGVDaGFuZ2USDAoEbmFtZRgBIAEoCRIRCgliYXNlX3R5cGUYAiABKAkSEwoLdGFyZ2V0X3R5cGUYAyABKAkiRgoSUHJldmlld0ZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIRCglyb3dfbGltaXQYAyABKAUijQEKE1ByZXZpZXdGaWxlUmVzcG9uc2USGAoQYXJyb3dfaXBjX3N0cmVhbRgBIAEoDBIRCglqc29uX3Jvd3MYAiADKAkSIgoHY29sdW1ucxgDIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SEQoJcm93X2NvdW50GAQgASgDEhIKCnRvdGFsX3Jvd3MYBSABKAMiNAoTR2V0RmlsZVN0YXRzUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkiUgoUR2V0RmlsZVN0YXRzUmVzcG9uc2USJwoHY29sdW1ucxgBIAMoCzIWLnF1YXJyeS52MS5Db2x1bW5TdGF0cxIRCglyb3dfY291bnQYAiABKAMiTwoPUmVhZEZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDQoFbGltaXQYBCABKAMiWQoQUmVhZEZpbGVSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoAxIXCg9maWxlX3NpemVfYnl0ZXMYAyABKAMSDgoGc2hhMjU2GAQgASgJIl4KFUdldERvd25sb2FkVXJsUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKFkdldERvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpaCgtWZXJzaW9uVmlldxIcChhWRVJTSU9OX1ZJRVdfVU5TUEVDSUZJRUQQABIWChJWRVJTSU9OX1ZJRVdfQkFTSUMQARIVChFWRVJTSU9OX1ZJRVdfRlVMTBACKnMKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfS0lORF9BRERFRBABEhcKE0NIQU5HRV9LSU5EX1JFTU9WRUQQAhIYChRDSEFOR0VfS0lORF9NT0RJRklFRBADMtYJCg5EYXRhc2V0U2VydmljZRJSCg1DcmVhdGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLkNyZWF0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLkNyZWF0ZURhdGFzZXRSZXNwb25zZRJJCgpHZXREYXRhc2V0EhwucXVhcnJ5LnYxLkdldERhdGFzZXRSZXF1ZXN0Gh0ucXVhcnJ5LnYxLkdldERhdGFzZXRSZXNwb25zZRJPCgxMaXN0RGF0YXNldHMSHi5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVxdWVzdBofLnF1YXJyeS52MS5MaXN0RGF0YXNldHNSZXNwb25zZRJSCg1VcGRhdGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLlVwZGF0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLlVwZGF0ZURhdGFzZXRSZXNwb25zZRJSCg1EZWxldGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLkRlbGV0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLkRlbGV0ZURhdGFzZXRSZXNwb25zZRJPCgxMaXN0VmVyc2lvbnMSHi5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVxdWVzdBofLnF1YXJyeS52MS5MaXN0VmVyc2lvbnNSZXNwb25zZRJJCgpHZXRWZXJzaW9uEhwucXVhcnJ5LnYxLkdldFZlcnNpb25SZXF1ZXN0Gh0ucXVhcnJ5LnYxLkdldFZlcnNpb25SZXNwb25zZRJbChBMaXN0VmVyc2lvbkZpbGVzEiIucXVhcnJ5LnYxLkxpc3RWZXJzaW9uRmlsZXNSZXF1ZXN0GiMucXVhcnJ5LnYxLkxpc3RWZXJzaW9uRmlsZXNSZXNwb25zZRJSCg1Db21taXRWZXJzaW9uEh8ucXVhcnJ5LnYxLkNvbW1pdFZlcnNpb25SZXF1ZXN0GiAucXVhcnJ5LnYxLkNvbW1pdFZlcnNpb25SZXNwb25zZRJRCgxXYXRjaFZlcnNpb24SHi5xdWFycnkudjEuV2F0Y2hWZXJzaW9uUmVxdWVzdBofLnF1YXJyeS52MS5XYXRjaFZlcnNpb25SZXNwb25zZTABEk8KDERpZmZWZXJzaW9ucxIeLnF1YXJyeS52MS5EaWZmVmVyc2lvbnNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1Jlc3BvbnNlEkwKC1ByZXZpZXdGaWxlEh0ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVxdWVzdBoeLnF1YXJyeS52MS5QcmV2aWV3RmlsZVJlc3BvbnNlEk8KDEdldEZpbGVTdGF0cxIeLnF1YXJyeS52MS5HZXRGaWxlU3RhdHNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1Jlc3BvbnNlEkUKCFJlYWRGaWxlEhoucXVhcnJ5LnYxLlJlYWRGaWxlUmVxdWVzdBobLnF1YXJyeS52MS5SZWFkRmlsZVJlc3BvbnNlMAESVQoOR2V0RG93bmxvYWRVcmwSIC5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXF1ZXN0GiEucXVhcnJ5LnYxLkdldERvd25sb2FkVXJsUmVzcG9uc2VCTAoNZGV2LnF1YXJyeS52MUITRGF0YXNldFNlcnZpY2VQcm90b1ABWiRxdWFycnkuZGV2L2dlbi9nby9xdWFycnkvdjE7cXVhcnJ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
+  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIiMKE1dhdGNoVmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRXYXRjaFZlcnNpb25SZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24iaQoTRGlmZlZlcnNpb25zUmVxdWVzdBIUCgxiYXNlX3ZlcnNpb24YASABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YAiABKAkSJAoEdmlldxgDIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyJXChREaWZmVmVyc2lvbnNSZXNwb25zZRImCgdjaGFuZ2VzGAEgAygLMhUucXVhcnJ5LnYxLkZpbGVDaGFuZ2USFwoPdW5jaGFuZ2VkX2NvdW50GAIgASgDIr0BCgpGaWxlQ2hhbmdlEgwKBHBhdGgYASABKAkSIwoEa2luZBgCIAEoDjIVLnF1YXJyeS52MS5DaGFuZ2VLaW5kEiQKBGJhc2UYAyABKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUSJgoGdGFyZ2V0GAQgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEi4KDXNjaGVtYV9jaGFuZ2UYBSABKAsyFy5xdWFycnkudjEuU2NoZW1hQ2hhbmdlIrQBCgxTY2hlbWFDaGFuZ2USIAoFYWRkZWQYASADKAsyES5xdWFycnkudjEuQ29sdW1uEiIKB3JlbW92ZWQYAiADKAsyES5xdWFycnkudjEuQ29sdW1uEiwKB3JldHlwZWQYAyADKAsyGy5xdWFycnkudjEuQ29sdW1uVHlwZUNoYW5nZRIWCg5iYXNlX3Jvd19jb3VudBgEIAEoAxIYChB0YXJnZXRfcm93X2NvdW50GAUgASgDIkgKEENvbHVtblR5cGVDaGFuZ2USDAoEbmFtZRgBIAEoCRIRCgliYXNlX3R5cGUYAiABKAkSEwoLdGFyZ2V0X3R5cGUYAyABKAkiRgoSUHJldmlld0ZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIRCglyb3dfbGltaXQYAyABKAUijQEKE1ByZXZpZXdGaWxlUmVzcG9uc2USGAoQYXJyb3dfaXBjX3N0cmVhbRgBIAEoDBIRCglqc29uX3Jvd3MYAiADKAkSIgoHY29sdW1ucxgDIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SEQoJcm93X2NvdW50GAQgASgDEhIKCnRvdGFsX3Jvd3MYBSABKAMiNAoTR2V0RmlsZVN0YXRzUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkiUgoUR2V0RmlsZVN0YXRzUmVzcG9uc2USJwoHY29sdW1ucxgBIAMoCzIWLnF1YXJyeS52MS5Db2x1bW5TdGF0cxIRCglyb3dfY291bnQYAiABKAMiYgoPUmVhZEZpbGVSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRIOCgZvZmZzZXQYAyABKAMSDQoFbGltaXQYBCABKAMSEQoJcmVuZGl0aW9uGAUgASgIIlkKEFJlYWRGaWxlUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMSFwoPZmlsZV9zaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCSJeChVHZXREb3dubG9hZFVybFJlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJWChZHZXREb3dubG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibgoTQ2xvbmVEYXRhc2V0UmVxdWVzdBIOCgZzb3VyY2UYASABKAkSDgoGcGFyZW50GAIgASgJEhIKCmRhdGFzZXRfaWQYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJImAKFENsb25lRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldBIjCgd2ZXJzaW9uGAIgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24iJgoWVW5kZWxldGVEYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIj4KF1VuZGVsZXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCKSAQoQV3JpdGVGaWxlUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSDAoEcGF0aBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhQKDGNvbnRlbnRfdHlwZRgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhQKDGJhc2VfdmVyc2lvbhgGIAEoCRISCgpyZXF1ZXN0X2lkGAcgASgJIjgKEVdyaXRlRmlsZVJlc3BvbnNlEiMKB3ZlcnNpb24YASABKAsyEi5xdWFycnkudjEuVmVyc2lvbiKkAQoUUmVnaXN0ZXJGaWxlc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCnNvdXJjZV91cmkYAiABKAkSDwoHaW5jbHVkZRgDIAMoCRIPCgdleGNsdWRlGAQgAygJEgwKBGNvcHkYBSABKAgSEwoLcGF0aF9wcmVmaXgYBiABKAkSDwoHbWVzc2FnZRgHIAEoCRISCgpyZXF1ZXN0X2lkGAggASgJIjwKFVJlZ2lzdGVyRmlsZXNSZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24qWgoLVmVyc2lvblZpZXcSHAoYVkVSU0lPTl9WSUVXX1VOU1BFQ0lGSUVEEAASFgoSVkVSU0lPTl9WSUVXX0JBU0lDEAESFQoRVkVSU0lPTl9WSUVXX0ZVTEwQAipzCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRQ0hBTkdFX0tJTkRfQURERUQQARIXChNDSEFOR0VfS0lORF9SRU1PVkVEEAISGAoUQ0hBTkdFX0tJTkRfTU9ESUZJRUQQAzKdDAoORGF0YXNldFNlcnZpY2USUgoNQ3JlYXRlRGF0YXNldBIfLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5DcmVhdGVEYXRhc2V0UmVzcG9uc2USSQoKR2V0RGF0YXNldBIcLnF1YXJyeS52MS5HZXREYXRhc2V0UmVxdWVzdBodLnF1YXJyeS52MS5HZXREYXRhc2V0UmVzcG9uc2USTwoMTGlzdERhdGFzZXRzEh4ucXVhcnJ5LnYxLkxpc3REYXRhc2V0c1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVzcG9uc2USUgoNVXBkYXRlRGF0YXNldBIfLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5VcGRhdGVEYXRhc2V0UmVzcG9uc2USUgoNRGVsZXRlRGF0YXNldBIfLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVxdWVzdBogLnF1YXJyeS52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2USTwoMTGlzdFZlcnNpb25zEh4ucXVhcnJ5LnYxLkxpc3RWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVzcG9uc2USSQoKR2V0VmVyc2lvbhIcLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVxdWVzdBodLnF1YXJyeS52MS5HZXRWZXJzaW9uUmVzcG9uc2USWwoQTGlzdFZlcnNpb25GaWxlcxIiLnF1YXJyeS52MS5MaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBojLnF1YXJyeS52MS5MaXN0VmVyc2lvbkZpbGVzUmVzcG9uc2USUgoNQ29tbWl0VmVyc2lvbhIfLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVxdWVzdBogLnF1YXJyeS52MS5Db21taXRWZXJzaW9uUmVzcG9uc2USUQoMV2F0Y2hWZXJzaW9uEh4ucXVhcnJ5LnYxLldhdGNoVmVyc2lvblJlcXVlc3QaHy5xdWFycnkudjEuV2F0Y2hWZXJzaW9uUmVzcG9uc2UwARJPCgxEaWZmVmVyc2lvbnMSHi5xdWFycnkudjEuRGlmZlZlcnNpb25zUmVxdWVzdBofLnF1YXJyeS52MS5EaWZmVmVyc2lvbnNSZXNwb25zZRJMCgtQcmV2aWV3RmlsZRIdLnF1YXJyeS52MS5QcmV2aWV3RmlsZVJlcXVlc3QaHi5xdWFycnkudjEuUHJldmlld0ZpbGVSZXNwb25zZRJPCgxHZXRGaWxlU3RhdHMSHi5xdWFycnkudjEuR2V0RmlsZVN0YXRzUmVxdWVzdBofLnF1YXJyeS52MS5HZXRGaWxlU3RhdHNSZXNwb25zZRJFCghSZWFkRmlsZRIaLnF1YXJyeS52MS5SZWFkRmlsZVJlcXVlc3QaGy5xdWFycnkudjEuUmVhZEZpbGVSZXNwb25zZTABElUKDkdldERvd25sb2FkVXJsEiAucXVhcnJ5LnYxLkdldERvd25sb2FkVXJsUmVxdWVzdBohLnF1YXJyeS52MS5HZXREb3dubG9hZFVybFJlc3BvbnNlEk8KDENsb25lRGF0YXNldBIeLnF1YXJyeS52MS5DbG9uZURhdGFzZXRSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkNsb25lRGF0YXNldFJlc3BvbnNlElgKD1VuZGVsZXRlRGF0YXNldBIhLnF1YXJyeS52MS5VbmRlbGV0ZURhdGFzZXRSZXF1ZXN0GiIucXVhcnJ5LnYxLlVuZGVsZXRlRGF0YXNldFJlc3BvbnNlEkYKCVdyaXRlRmlsZRIbLnF1YXJyeS52MS5Xcml0ZUZpbGVSZXF1ZXN0GhwucXVhcnJ5LnYxLldyaXRlRmlsZVJlc3BvbnNlElIKDVJlZ2lzdGVyRmlsZXMSHy5xdWFycnkudjEuUmVnaXN0ZXJGaWxlc1JlcXVlc3QaIC5xdWFycnkudjEuUmVnaXN0ZXJGaWxlc1Jlc3BvbnNlQkwKDWRldi5xdWFycnkudjFCE0RhdGFzZXRTZXJ2aWNlUHJvdG9QAVokcXVhcnJ5LmRldi9nZW4vZ28vcXVhcnJ5L3YxO3F1YXJyeXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
 
 /**
  * Request of CreateDataset.
@@ -1013,6 +1013,15 @@ export type ReadFileRequest = Message<"quarry.v1.ReadFileRequest"> & {
    * @generated from field: int64 limit = 4;
    */
   limit: bigint;
+
+  /**
+   * Read the file's Parquet rendition (VersionFile.rendition) instead of the file itself: offset, limit and the
+   * response's size and sha256 are then the rendition's. A file without one fails with FAILED_PRECONDITION,
+   * reason NO_RENDITION.
+   *
+   * @generated from field: bool rendition = 5;
+   */
+  rendition: boolean;
 };
 
 /**
@@ -1127,6 +1136,306 @@ export type GetDownloadUrlResponse = Message<"quarry.v1.GetDownloadUrlResponse">
  */
 export const GetDownloadUrlResponseSchema: GenMessage<GetDownloadUrlResponse> = /*@__PURE__*/
   messageDesc(file_quarry_v1_dataset_service, 32);
+
+/**
+ * Request of CloneDataset.
+ *
+ * @generated from message quarry.v1.CloneDatasetRequest
+ */
+export type CloneDatasetRequest = Message<"quarry.v1.CloneDatasetRequest"> & {
+  /**
+   * What to clone: a dataset ("namespaces/{namespace}/datasets/{dataset}", its current version) or one of its
+   * versions ("namespaces/{namespace}/datasets/{dataset}/versions/{number, uid or latest}").
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * Namespace of the new dataset: "namespaces/{namespace}"; empty means the caller's.
+   *
+   * @generated from field: string parent = 2;
+   */
+  parent: string;
+
+  /**
+   * Name of the new dataset (the rules of CreateDatasetRequest.dataset_id).
+   *
+   * @generated from field: string dataset_id = 3;
+   */
+  datasetId: string;
+
+  /**
+   * Message of the new dataset's version 1; empty means "clone of {source version}".
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * Idempotency key: a retried request with the same key returns the dataset the first one made.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message quarry.v1.CloneDatasetRequest.
+ * Use `create(CloneDatasetRequestSchema)` to create a new message.
+ */
+export const CloneDatasetRequestSchema: GenMessage<CloneDatasetRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 33);
+
+/**
+ * Response of CloneDataset.
+ *
+ * @generated from message quarry.v1.CloneDatasetResponse
+ */
+export type CloneDatasetResponse = Message<"quarry.v1.CloneDatasetResponse"> & {
+  /**
+   * The new dataset, ACTIVE, its current version the clone.
+   *
+   * @generated from field: quarry.v1.Dataset dataset = 1;
+   */
+  dataset?: Dataset | undefined;
+
+  /**
+   * The new dataset's version 1, READY; its cloned_from names the source version.
+   *
+   * @generated from field: quarry.v1.Version version = 2;
+   */
+  version?: Version | undefined;
+};
+
+/**
+ * Describes the message quarry.v1.CloneDatasetResponse.
+ * Use `create(CloneDatasetResponseSchema)` to create a new message.
+ */
+export const CloneDatasetResponseSchema: GenMessage<CloneDatasetResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 34);
+
+/**
+ * Request of UndeleteDataset.
+ *
+ * @generated from message quarry.v1.UndeleteDatasetRequest
+ */
+export type UndeleteDatasetRequest = Message<"quarry.v1.UndeleteDatasetRequest"> & {
+  /**
+   * Resource name of the deleted dataset: "namespaces/{namespace}/datasets/{dataset}". When several deleted
+   * datasets had the name, the one deleted last is restored.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message quarry.v1.UndeleteDatasetRequest.
+ * Use `create(UndeleteDatasetRequestSchema)` to create a new message.
+ */
+export const UndeleteDatasetRequestSchema: GenMessage<UndeleteDatasetRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 35);
+
+/**
+ * Response of UndeleteDataset.
+ *
+ * @generated from message quarry.v1.UndeleteDatasetResponse
+ */
+export type UndeleteDatasetResponse = Message<"quarry.v1.UndeleteDatasetResponse"> & {
+  /**
+   * The restored dataset: ACTIVE again (DRAFT if it never had a version), with its versions.
+   *
+   * @generated from field: quarry.v1.Dataset dataset = 1;
+   */
+  dataset?: Dataset | undefined;
+};
+
+/**
+ * Describes the message quarry.v1.UndeleteDatasetResponse.
+ * Use `create(UndeleteDatasetResponseSchema)` to create a new message.
+ */
+export const UndeleteDatasetResponseSchema: GenMessage<UndeleteDatasetResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 36);
+
+/**
+ * Request of WriteFile.
+ *
+ * @generated from message quarry.v1.WriteFileRequest
+ */
+export type WriteFileRequest = Message<"quarry.v1.WriteFileRequest"> & {
+  /**
+   * Dataset resource name: "namespaces/{namespace}/datasets/{dataset}".
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Path of the file in the new version (relative, "/"-separated); a file already there is replaced.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * The content: at most GetCapabilities.max_inline_bytes bytes (text such as a config, JSON or notes, or a
+   * small CSV; any bytes are accepted and validated like an upload's).
+   *
+   * @generated from field: bytes content = 3;
+   */
+  content: Uint8Array;
+
+  /**
+   * Media type, e.g. "text/csv"; helps format detection like Upload's.
+   *
+   * @generated from field: string content_type = 4;
+   */
+  contentType: string;
+
+  /**
+   * Commit message of the new version.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * The version the change is based on; empty means the dataset's current version. If the dataset moved on
+   * and changed the same path since, the call fails with FAILED_PRECONDITION (BASE_MOVED).
+   *
+   * @generated from field: string base_version = 6;
+   */
+  baseVersion: string;
+
+  /**
+   * Idempotency key: a retried request with the same key returns the version the first one made.
+   *
+   * @generated from field: string request_id = 7;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message quarry.v1.WriteFileRequest.
+ * Use `create(WriteFileRequestSchema)` to create a new message.
+ */
+export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 37);
+
+/**
+ * Response of WriteFile.
+ *
+ * @generated from message quarry.v1.WriteFileResponse
+ */
+export type WriteFileResponse = Message<"quarry.v1.WriteFileResponse"> & {
+  /**
+   * The new version, READY, holding the file.
+   *
+   * @generated from field: quarry.v1.Version version = 1;
+   */
+  version?: Version | undefined;
+};
+
+/**
+ * Describes the message quarry.v1.WriteFileResponse.
+ * Use `create(WriteFileResponseSchema)` to create a new message.
+ */
+export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 38);
+
+/**
+ * Request of RegisterFiles.
+ *
+ * @generated from message quarry.v1.RegisterFilesRequest
+ */
+export type RegisterFilesRequest = Message<"quarry.v1.RegisterFilesRequest"> & {
+  /**
+   * Dataset resource name: "namespaces/{namespace}/datasets/{dataset}".
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * Where the objects are: "s3://bucket/prefix" or "file:///absolute/directory".
+   *
+   * @generated from field: string source_uri = 2;
+   */
+  sourceUri: string;
+
+  /**
+   * Globs (fnmatch: *, ?, [..]) on an object's path below the source; only matching objects are taken. Empty
+   * means all.
+   *
+   * @generated from field: repeated string include = 3;
+   */
+  include: string[];
+
+  /**
+   * Globs of objects to leave out, even when an include matches.
+   *
+   * @generated from field: repeated string exclude = 4;
+   */
+  exclude: string[];
+
+  /**
+   * Copy the objects into Quarry's store (content-addressed, read from there) instead of pointing at them.
+   *
+   * @generated from field: bool copy = 5;
+   */
+  copy: boolean;
+
+  /**
+   * Folder in the version the objects land under (their paths below the source follow); empty: the root.
+   *
+   * @generated from field: string path_prefix = 6;
+   */
+  pathPrefix: string;
+
+  /**
+   * Commit message of the new version.
+   *
+   * @generated from field: string message = 7;
+   */
+  message: string;
+
+  /**
+   * Idempotency key: a retried request with the same key returns the version the first one made.
+   *
+   * @generated from field: string request_id = 8;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message quarry.v1.RegisterFilesRequest.
+ * Use `create(RegisterFilesRequestSchema)` to create a new message.
+ */
+export const RegisterFilesRequestSchema: GenMessage<RegisterFilesRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 39);
+
+/**
+ * Response of RegisterFiles.
+ *
+ * @generated from message quarry.v1.RegisterFilesResponse
+ */
+export type RegisterFilesResponse = Message<"quarry.v1.RegisterFilesResponse"> & {
+  /**
+   * The new version, PENDING until the worker has listed, validated and committed the objects (follow it with
+   * WatchVersion).
+   *
+   * @generated from field: quarry.v1.Version version = 1;
+   */
+  version?: Version | undefined;
+};
+
+/**
+ * Describes the message quarry.v1.RegisterFilesResponse.
+ * Use `create(RegisterFilesResponseSchema)` to create a new message.
+ */
+export const RegisterFilesResponseSchema: GenMessage<RegisterFilesResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 40);
 
 /**
  * VersionView says how much of a version's files a call returns (AIP-157 partial responses).
@@ -1388,6 +1697,73 @@ export const DatasetService: GenService<{
     methodKind: "unary";
     input: typeof GetDownloadUrlRequestSchema;
     output: typeof GetDownloadUrlResponseSchema;
+  },
+  /**
+   * Makes a new dataset whose version 1 holds the files of a READY version of another dataset (its current
+   * version unless the source names one), in one transaction and without copying any bytes: the two share
+   * their content-addressed objects, which the garbage collector keeps while any version lists them. The
+   * new dataset takes the source's description, labels and rules. Needs the writer role in the new
+   * dataset's namespace and the reader role in the source's. A name already taken by a live dataset fails
+   * with ALREADY_EXISTS (DATASET_ALREADY_EXISTS); a source version that is not READY with
+   * FAILED_PRECONDITION (VERSION_NOT_READY). Nothing is left behind by a refusal.
+   *
+   * @generated from rpc quarry.v1.DatasetService.CloneDataset
+   */
+  cloneDataset: {
+    methodKind: "unary";
+    input: typeof CloneDatasetRequestSchema;
+    output: typeof CloneDatasetResponseSchema;
+  },
+  /**
+   * Restores a soft-deleted dataset, with its versions, while it is within the server's retention period
+   * (QUARRY_DELETED_RETENTION_DAYS; after it the sweep purges the dataset, its versions and the objects no
+   * other version lists). Past the period it fails with FAILED_PRECONDITION (RETENTION_EXPIRED), once
+   * purged with NOT_FOUND (DATASET_NOT_FOUND); when a live dataset took the name meanwhile, with
+   * ALREADY_EXISTS (DATASET_ALREADY_EXISTS). Needs the admin role.
+   *
+   * @generated from rpc quarry.v1.DatasetService.UndeleteDataset
+   */
+  undeleteDataset: {
+    methodKind: "unary";
+    input: typeof UndeleteDatasetRequestSchema;
+    output: typeof UndeleteDatasetResponseSchema;
+  },
+  /**
+   * Writes one small file (at most GetCapabilities.max_inline_bytes) and commits a version holding it, in
+   * one call: the content is validated as an upload would be (format, schema, statistics, the dataset's
+   * rules) and kept in the metadata database instead of the object store, then served by ReadFile,
+   * PreviewFile, GetFileStats and Arrow Flight like any other file. The version is READY when the call
+   * returns. Content over the limit fails with RESOURCE_EXHAUSTED (INLINE_TOO_LARGE), a file validation
+   * refuses with its issue's code (e.g. INVALID_ARGUMENT RAGGED_ROW), a base that moved and changed the path
+   * with FAILED_PRECONDITION (BASE_MOVED); nothing is written then. Needs the writer role.
+   *
+   * @generated from rpc quarry.v1.DatasetService.WriteFile
+   */
+  writeFile: {
+    methodKind: "unary";
+    input: typeof WriteFileRequestSchema;
+    output: typeof WriteFileResponseSchema;
+  },
+  /**
+   * Registers files that already exist elsewhere, without uploading them: the objects under an S3 prefix the
+   * server's credentials can read (any bucket at the server's S3 endpoint), or the files under a directory inside
+   * one of the server's register roots (QUARRY_REGISTER_ROOTS). The call checks the source and answers a PENDING
+   * version; a worker lists the objects, validates each by streaming it (sha256, format, schema, statistics, the
+   * dataset's rules) and commits one version whose files point at the objects, pinned by ETag (and version id
+   * where the bucket keeps versions; a local file by size and modification time). A later read of an object that
+   * changed fails with FAILED_PRECONDITION (EXTERNAL_CHANGED), of one that is gone with NOT_FOUND
+   * (EXTERNAL_MISSING), never with other bytes; with `copy` the objects are copied into Quarry's store instead.
+   * A source with no object the filters take is NOT_FOUND (SOURCE_NOT_FOUND); one the server may not read is
+   * PERMISSION_DENIED (SOURCE_NOT_ALLOWED outside the register roots, SOURCE_ACCESS_DENIED when S3 refuses);
+   * a scheme this server cannot read is FAILED_PRECONDITION (SOURCE_UNSUPPORTED). Nothing is written then. Needs
+   * the writer role.
+   *
+   * @generated from rpc quarry.v1.DatasetService.RegisterFiles
+   */
+  registerFiles: {
+    methodKind: "unary";
+    input: typeof RegisterFilesRequestSchema;
+    output: typeof RegisterFilesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_quarry_v1_dataset_service, 0);

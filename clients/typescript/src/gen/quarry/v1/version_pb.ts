@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/version.proto.
  */
 export const file_quarry_v1_version: GenFile = /*@__PURE__*/
-  fileDesc("ChdxdWFycnkvdjEvdmVyc2lvbi5wcm90bxIJcXVhcnJ5LnYxIogDCgdWZXJzaW9uEgwKBG5hbWUYASABKAkSCwoDdWlkGAIgASgJEg8KB2RhdGFzZXQYAyABKAkSDgoGbnVtYmVyGAQgASgDEg4KBnBhcmVudBgFIAEoCRIPCgdtZXNzYWdlGAYgASgJEiYKBXN0YXRlGAcgASgOMhcucXVhcnJ5LnYxLlZlcnNpb25TdGF0ZRIjCgdmYWlsdXJlGAggASgLMhIucXVhcnJ5LnYxLkZhaWx1cmUSDgoGYXV0aG9yGAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZWFkeV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpmaWxlX2NvdW50GAwgASgDEhMKC3RvdGFsX2J5dGVzGA0gASgDEhIKCnRvdGFsX3Jvd3MYDiABKAMSJQoFZmlsZXMYDyADKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUi4AEKC1ZlcnNpb25GaWxlEgwKBHBhdGgYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoAxIOCgZzaGEyNTYYAyABKAkSJQoGZm9ybWF0GAQgASgOMhUucXVhcnJ5LnYxLkZpbGVGb3JtYXQSIgoHY29sdW1ucxgFIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SEQoJcm93X2NvdW50GAYgASgDEisKBnJlcG9ydBgHIAEoCzIbLnF1YXJyeS52MS5WYWxpZGF0aW9uUmVwb3J0EhQKDGNvbnRlbnRfdHlwZRgIIAEoCSI2CgZDb2x1bW4SDAoEbmFtZRgBIAEoCRIMCgR0eXBlGAIgASgJEhAKCG51bGxhYmxlGAMgASgIIvkBChBWYWxpZGF0aW9uUmVwb3J0EiUKBmZvcm1hdBgBIAEoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EhMKC2RldGVjdGVkX2J5GAIgASgJEhEKCXJvd19jb3VudBgDIAEoAxIsCgh3YXJuaW5ncxgEIAMoCzIaLnF1YXJyeS52MS5WYWxpZGF0aW9uSXNzdWUSKgoGZXJyb3JzGAUgAygLMhoucXVhcnJ5LnYxLlZhbGlkYXRpb25Jc3N1ZRIUCgxhcnJvd19zY2hlbWEYBiABKAwSEgoKcm93X2dyb3VwcxgHIAEoAxISCgpieXRlc19yZWFkGAggASgDIk4KD1ZhbGlkYXRpb25Jc3N1ZRIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDAoEbGluZRgDIAEoAxIOCgZjb2x1bW4YBCABKAkiggEKC0NvbHVtblN0YXRzEgwKBG5hbWUYASABKAkSDAoEdHlwZRgCIAEoCRISCgpudWxsX2NvdW50GAMgASgDEgsKA21pbhgEIAEoCRILCgNtYXgYBSABKAkSGQoRZGlzdGluY3RfZXN0aW1hdGUYBiABKAMSDgoGc291cmNlGAcgASgJKrYBCgxWZXJzaW9uU3RhdGUSHQoZVkVSU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVZFUlNJT05fU1RBVEVfUEVORElORxABEhwKGFZFUlNJT05fU1RBVEVfVkFMSURBVElORxACEhsKF1ZFUlNJT05fU1RBVEVfUFJPTU9USU5HEAMSFwoTVkVSU0lPTl9TVEFURV9SRUFEWRAEEhgKFFZFUlNJT05fU1RBVEVfRkFJTEVEEAVCRQoNZGV2LnF1YXJyeS52MUIMVmVyc2lvblByb3RvUAFaJHF1YXJyeS5kZXYvZ2VuL2dvL3F1YXJyeS92MTtxdWFycnl2MWIGcHJvdG8z", [file_google_protobuf_timestamp, file_quarry_v1_common]);
+  fileDesc("ChdxdWFycnkvdjEvdmVyc2lvbi5wcm90bxIJcXVhcnJ5LnYxIp0DCgdWZXJzaW9uEgwKBG5hbWUYASABKAkSCwoDdWlkGAIgASgJEg8KB2RhdGFzZXQYAyABKAkSDgoGbnVtYmVyGAQgASgDEg4KBnBhcmVudBgFIAEoCRIPCgdtZXNzYWdlGAYgASgJEiYKBXN0YXRlGAcgASgOMhcucXVhcnJ5LnYxLlZlcnNpb25TdGF0ZRIjCgdmYWlsdXJlGAggASgLMhIucXVhcnJ5LnYxLkZhaWx1cmUSDgoGYXV0aG9yGAkgASgJEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZWFkeV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpmaWxlX2NvdW50GAwgASgDEhMKC3RvdGFsX2J5dGVzGA0gASgDEhIKCnRvdGFsX3Jvd3MYDiABKAMSJQoFZmlsZXMYDyADKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUSEwoLY2xvbmVkX2Zyb20YECABKAkisgIKC1ZlcnNpb25GaWxlEgwKBHBhdGgYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoAxIOCgZzaGEyNTYYAyABKAkSJQoGZm9ybWF0GAQgASgOMhUucXVhcnJ5LnYxLkZpbGVGb3JtYXQSIgoHY29sdW1ucxgFIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SEQoJcm93X2NvdW50GAYgASgDEisKBnJlcG9ydBgHIAEoCzIbLnF1YXJyeS52MS5WYWxpZGF0aW9uUmVwb3J0EhQKDGNvbnRlbnRfdHlwZRgIIAEoCRInCgdzdG9yYWdlGAkgASgOMhYucXVhcnJ5LnYxLkZpbGVTdG9yYWdlEicKCXJlbmRpdGlvbhgKIAEoCzIULnF1YXJyeS52MS5SZW5kaXRpb24iVgoJUmVuZGl0aW9uEiUKBmZvcm1hdBgBIAEoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EhIKCnNpemVfYnl0ZXMYAiABKAMSDgoGc2hhMjU2GAMgASgJIjYKBkNvbHVtbhIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgi+QEKEFZhbGlkYXRpb25SZXBvcnQSJQoGZm9ybWF0GAEgASgOMhUucXVhcnJ5LnYxLkZpbGVGb3JtYXQSEwoLZGV0ZWN0ZWRfYnkYAiABKAkSEQoJcm93X2NvdW50GAMgASgDEiwKCHdhcm5pbmdzGAQgAygLMhoucXVhcnJ5LnYxLlZhbGlkYXRpb25Jc3N1ZRIqCgZlcnJvcnMYBSADKAsyGi5xdWFycnkudjEuVmFsaWRhdGlvbklzc3VlEhQKDGFycm93X3NjaGVtYRgGIAEoDBISCgpyb3dfZ3JvdXBzGAcgASgDEhIKCmJ5dGVzX3JlYWQYCCABKAMiTgoPVmFsaWRhdGlvbklzc3VlEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIMCgRsaW5lGAMgASgDEg4KBmNvbHVtbhgEIAEoCSLnAgoLQ29sdW1uU3RhdHMSDAoEbmFtZRgBIAEoCRIMCgR0eXBlGAIgASgJEhIKCm51bGxfY291bnQYAyABKAMSCwoDbWluGAQgASgJEgsKA21heBgFIAEoCRIZChFkaXN0aW5jdF9lc3RpbWF0ZRgGIAEoAxIOCgZzb3VyY2UYByABKAkSDQoFY291bnQYCCABKAMSEQoEbWVhbhgJIAEoAUgAiAEBEhMKBnN0ZGRldhgKIAEoAUgBiAEBEiYKCXF1YW50aWxlcxgLIAMoCzITLnF1YXJyeS52MS5RdWFudGlsZRIpCgp0b3BfdmFsdWVzGAwgAygLMhUucXVhcnJ5LnYxLlZhbHVlQ291bnQSLQoJaGlzdG9ncmFtGA0gAygLMhoucXVhcnJ5LnYxLkhpc3RvZ3JhbUJ1Y2tldBIWCg5kaXN0aW5jdF9leGFjdBgOIAEoCEIHCgVfbWVhbkIJCgdfc3RkZGV2Ii4KCFF1YW50aWxlEhMKC3Byb2JhYmlsaXR5GAEgASgBEg0KBXZhbHVlGAIgASgBIioKClZhbHVlQ291bnQSDQoFdmFsdWUYASABKAkSDQoFY291bnQYAiABKAMiPgoPSGlzdG9ncmFtQnVja2V0Eg0KBWxvd2VyGAEgASgBEg0KBXVwcGVyGAIgASgBEg0KBWNvdW50GAMgASgDKrYBCgxWZXJzaW9uU3RhdGUSHQoZVkVSU0lPTl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVZFUlNJT05fU1RBVEVfUEVORElORxABEhwKGFZFUlNJT05fU1RBVEVfVkFMSURBVElORxACEhsKF1ZFUlNJT05fU1RBVEVfUFJPTU9USU5HEAMSFwoTVkVSU0lPTl9TVEFURV9SRUFEWRAEEhgKFFZFUlNJT05fU1RBVEVfRkFJTEVEEAUqfgoLRmlsZVN0b3JhZ2USHAoYRklMRV9TVE9SQUdFX1VOU1BFQ0lGSUVEEAASHQoZRklMRV9TVE9SQUdFX09CSkVDVF9TVE9SRRABEhcKE0ZJTEVfU1RPUkFHRV9JTkxJTkUQAhIZChVGSUxFX1NUT1JBR0VfRVhURVJOQUwQA0JFCg1kZXYucXVhcnJ5LnYxQgxWZXJzaW9uUHJvdG9QAVokcXVhcnJ5LmRldi9nZW4vZ28vcXVhcnJ5L3YxO3F1YXJyeXYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_quarry_v1_common]);
 
 /**
  * Version is one immutable snapshot of a dataset's files. Once READY it never changes.
@@ -130,6 +130,14 @@ export type Version = Message<"quarry.v1.Version"> & {
    * @generated from field: repeated quarry.v1.VersionFile files = 15;
    */
   files: VersionFile[];
+
+  /**
+   * Resource name of the version this one was cloned from (version 1 of a dataset made by CloneDataset); empty
+   * otherwise. Output only.
+   *
+   * @generated from field: string cloned_from = 16;
+   */
+  clonedFrom: string;
 };
 
 /**
@@ -200,6 +208,21 @@ export type VersionFile = Message<"quarry.v1.VersionFile"> & {
    * @generated from field: string content_type = 8;
    */
   contentType: string;
+
+  /**
+   * Where the file's bytes are kept.
+   *
+   * @generated from field: quarry.v1.FileStorage storage = 9;
+   */
+  storage: FileStorage;
+
+  /**
+   * The Parquet rendition of a CSV or JSON Lines file of a dataset with the rule normalize_to_parquet; unset
+   * otherwise. ReadFile with rendition set reads its bytes.
+   *
+   * @generated from field: quarry.v1.Rendition rendition = 10;
+   */
+  rendition?: Rendition | undefined;
 };
 
 /**
@@ -208,6 +231,41 @@ export type VersionFile = Message<"quarry.v1.VersionFile"> & {
  */
 export const VersionFileSchema: GenMessage<VersionFile> = /*@__PURE__*/
   messageDesc(file_quarry_v1_version, 1);
+
+/**
+ * Rendition is a copy of a file in another format, made by Quarry, with the same columns and rows.
+ *
+ * @generated from message quarry.v1.Rendition
+ */
+export type Rendition = Message<"quarry.v1.Rendition"> & {
+  /**
+   * The rendition's format (PARQUET).
+   *
+   * @generated from field: quarry.v1.FileFormat format = 1;
+   */
+  format: FileFormat;
+
+  /**
+   * Size in bytes.
+   *
+   * @generated from field: int64 size_bytes = 2;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Lower-case hex SHA-256 of the rendition's bytes.
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message quarry.v1.Rendition.
+ * Use `create(RenditionSchema)` to create a new message.
+ */
+export const RenditionSchema: GenMessage<Rendition> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_version, 2);
 
 /**
  * Column describes one column of a tabular file.
@@ -242,7 +300,7 @@ export type Column = Message<"quarry.v1.Column"> & {
  * Use `create(ColumnSchema)` to create a new message.
  */
 export const ColumnSchema: GenMessage<Column> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_version, 2);
+  messageDesc(file_quarry_v1_version, 3);
 
 /**
  * ValidationReport is what validation found in one file.
@@ -312,7 +370,7 @@ export type ValidationReport = Message<"quarry.v1.ValidationReport"> & {
  * Use `create(ValidationReportSchema)` to create a new message.
  */
 export const ValidationReportSchema: GenMessage<ValidationReport> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_version, 3);
+  messageDesc(file_quarry_v1_version, 4);
 
 /**
  * ValidationIssue is one problem found in a file.
@@ -354,7 +412,7 @@ export type ValidationIssue = Message<"quarry.v1.ValidationIssue"> & {
  * Use `create(ValidationIssueSchema)` to create a new message.
  */
 export const ValidationIssueSchema: GenMessage<ValidationIssue> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_version, 4);
+  messageDesc(file_quarry_v1_version, 5);
 
 /**
  * ColumnStats summarises the values of one column.
@@ -405,11 +463,69 @@ export type ColumnStats = Message<"quarry.v1.ColumnStats"> & {
   distinctEstimate: bigint;
 
   /**
-   * Whether min, max and null_count are exact or come from Parquet row-group statistics.
+   * Whether min, max and null_count are exact or come from Parquet row-group statistics, and how the other
+   * statistics were computed.
    *
    * @generated from field: string source = 7;
    */
   source: string;
+
+  /**
+   * Number of values that are not null.
+   *
+   * @generated from field: int64 count = 8;
+   */
+  count: bigint;
+
+  /**
+   * Mean of the numeric values (integers, floating point, booleans as 0/1), NaN and infinities excluded; unset for other
+   * columns or when every value is null. Exact up to floating-point rounding.
+   *
+   * @generated from field: optional double mean = 9;
+   */
+  mean?: number | undefined;
+
+  /**
+   * Population standard deviation of the same values; unset when mean is.
+   *
+   * @generated from field: optional double stddev = 10;
+   */
+  stddev?: number | undefined;
+
+  /**
+   * Approximate quantiles of the finite values of an integer or floating-point column (KLL sketch, k = 200:
+   * the rank of each answer is within about 1.3 % of the value count of the true quantile's, with 99 %
+   * confidence; above 2 million values the sketch takes a uniform quarter of them, for about 1.5 %); the
+   * probabilities 0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99 and 1. Empty for other columns.
+   *
+   * @generated from field: repeated quarry.v1.Quantile quantiles = 11;
+   */
+  quantiles: Quantile[];
+
+  /**
+   * The most frequent values (at most 10, most frequent first, ties by value) with their exact counts, for a
+   * column of at most 1,000 distinct values; empty for one with more.
+   *
+   * @generated from field: repeated quarry.v1.ValueCount top_values = 12;
+   */
+  topValues: ValueCount[];
+
+  /**
+   * A histogram of the finite values of an integer or floating-point column, with exact counts: at most 20 buckets of equal width (a power
+   * of two) on a grid anchored at zero, except that the first starts at the minimum and the last ends at the
+   * maximum (inclusive). Empty for other columns.
+   *
+   * @generated from field: repeated quarry.v1.HistogramBucket histogram = 13;
+   */
+  histogram: HistogramBucket[];
+
+  /**
+   * Whether distinct_estimate is exact (a column whose distinct values were all counted, at most 1,000)
+   * rather than a HyperLogLog estimate (about 1.6 % standard error).
+   *
+   * @generated from field: bool distinct_exact = 14;
+   */
+  distinctExact: boolean;
 };
 
 /**
@@ -417,7 +533,98 @@ export type ColumnStats = Message<"quarry.v1.ColumnStats"> & {
  * Use `create(ColumnStatsSchema)` to create a new message.
  */
 export const ColumnStatsSchema: GenMessage<ColumnStats> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_version, 5);
+  messageDesc(file_quarry_v1_version, 6);
+
+/**
+ * Quantile is one point of a column's distribution.
+ *
+ * @generated from message quarry.v1.Quantile
+ */
+export type Quantile = Message<"quarry.v1.Quantile"> & {
+  /**
+   * The probability, from 0 to 1.
+   *
+   * @generated from field: double probability = 1;
+   */
+  probability: number;
+
+  /**
+   * The value at that probability.
+   *
+   * @generated from field: double value = 2;
+   */
+  value: number;
+};
+
+/**
+ * Describes the message quarry.v1.Quantile.
+ * Use `create(QuantileSchema)` to create a new message.
+ */
+export const QuantileSchema: GenMessage<Quantile> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_version, 7);
+
+/**
+ * ValueCount is one value of a column and how many rows hold it.
+ *
+ * @generated from message quarry.v1.ValueCount
+ */
+export type ValueCount = Message<"quarry.v1.ValueCount"> & {
+  /**
+   * The value rendered as text (binary values in hex).
+   *
+   * @generated from field: string value = 1;
+   */
+  value: string;
+
+  /**
+   * Rows holding the value.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message quarry.v1.ValueCount.
+ * Use `create(ValueCountSchema)` to create a new message.
+ */
+export const ValueCountSchema: GenMessage<ValueCount> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_version, 8);
+
+/**
+ * HistogramBucket counts the values in [lower, upper) (the last bucket also holds its upper bound).
+ *
+ * @generated from message quarry.v1.HistogramBucket
+ */
+export type HistogramBucket = Message<"quarry.v1.HistogramBucket"> & {
+  /**
+   * Lower bound, inclusive.
+   *
+   * @generated from field: double lower = 1;
+   */
+  lower: number;
+
+  /**
+   * Upper bound, exclusive (inclusive for the last bucket).
+   *
+   * @generated from field: double upper = 2;
+   */
+  upper: number;
+
+  /**
+   * Values in the bucket.
+   *
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message quarry.v1.HistogramBucket.
+ * Use `create(HistogramBucketSchema)` to create a new message.
+ */
+export const HistogramBucketSchema: GenMessage<HistogramBucket> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_version, 9);
 
 /**
  * VersionState is the lifecycle state of a version.
@@ -473,4 +680,46 @@ export enum VersionState {
  */
 export const VersionStateSchema: GenEnum<VersionState> = /*@__PURE__*/
   enumDesc(file_quarry_v1_version, 0);
+
+/**
+ * FileStorage says where a file's bytes are kept. Every kind is read the same way (ReadFile, PreviewFile,
+ * Arrow Flight); only GetDownloadUrl needs the object store.
+ *
+ * @generated from enum quarry.v1.FileStorage
+ */
+export enum FileStorage {
+  /**
+   * Not known (a file of a version older than this field): the object store.
+   *
+   * @generated from enum value: FILE_STORAGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Quarry's object store, content-addressed (shared by every version and clone that lists the content).
+   *
+   * @generated from enum value: FILE_STORAGE_OBJECT_STORE = 1;
+   */
+  OBJECT_STORE = 1,
+
+  /**
+   * The metadata database: a small file written by WriteFile.
+   *
+   * @generated from enum value: FILE_STORAGE_INLINE = 2;
+   */
+  INLINE = 2,
+
+  /**
+   * An object outside Quarry's store, registered by RegisterFiles and pinned: reads fail if it changed.
+   *
+   * @generated from enum value: FILE_STORAGE_EXTERNAL = 3;
+   */
+  EXTERNAL = 3,
+}
+
+/**
+ * Describes the enum quarry.v1.FileStorage.
+ */
+export const FileStorageSchema: GenEnum<FileStorage> = /*@__PURE__*/
+  enumDesc(file_quarry_v1_version, 1);
 
