@@ -39,7 +39,8 @@ test-python: $(VENV)/.test-installed node_modules/.installed
 	$(BIN)/pytest -m "not big and not acceptance"
 
 ## test-acceptance: the end-to-end acceptance tier: the README quick start against `quarry dev`, TLS and mTLS,
-## quotas and rate limits across two replicas, revocation across replicas, secrets in configuration errors
+## quotas and rate limits across two replicas, revocation across replicas, secrets in configuration errors,
+## the SDK across a server restart and installed alone in a clean virtualenv
 test-acceptance: $(VENV)/.test-installed node_modules/.installed
 	$(BIN)/pytest -m acceptance
 

@@ -12,6 +12,9 @@ import pytest
 
 from tests.support import ROOT, clean_env
 
+# A fresh virtualenv and a pip install (~13 s): the acceptance tier runs it, `make test` does not.
+pytestmark = pytest.mark.acceptance
+
 CHECK = textwrap.dedent("""
     import importlib.util, sys
     import quarry

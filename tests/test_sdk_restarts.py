@@ -23,7 +23,8 @@ MiB = 1 << 20
 PART = 16 * MiB
 OUTAGE = 5.0  # seconds the server stays down: longer than the old retries lasted (~3 s), well inside 60 s
 
-pytestmark = pytest.mark.slow
+# Each test waits out a real restart (~10 s): the acceptance tier runs them, `make test` does not.
+pytestmark = [pytest.mark.slow, pytest.mark.acceptance]
 
 
 @pytest.fixture
