@@ -131,6 +131,24 @@ async def test_jsonl_and_edge_columns() -> None:
     assert stats["z"].histogram[0].count == 101 and len(stats["z"].histogram) == 1 and stats["z"].stddev == 0
 
 
+async def test_dates_times_and_timestamps_of_many_values_get_a_distinct_estimate() -> None:
+    # Over MAX_DISTINCT values, temporal columns are hashed by their integers (a time column used to fail validation
+    # with a TypeError here). Seconds of a day, days from 2000, and timestamps with nulls; 5,000 distinct of each.
+    rows = [f"{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d},{2000 + i // 365}-{i % 12 + 1:02d}-{i % 28 + 1:02d},"
+            + ("" if i % 10 == 0 else f"2024-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.{i % 7}")
+            for i in range(5000)]
+    data = ("t,d,ts\n" + "\n".join(rows) + "\n").encode()
+    stats, rows_read = await stats_of(data, "times.csv")
+    expected = pa_csv.read_csv(io.BytesIO(data))
+    assert rows_read == 5000 and expected.column("t").type == pa.time32("s")
+    for name in ("t", "d", "ts"):
+        column = expected.column(name)
+        distinct = len(pc.unique(column.drop_null()))
+        got = stats[name]
+        assert not got.distinct_exact and abs(got.distinct_estimate - distinct) / distinct < 0.05, (name, got)
+        assert got.null_count == column.null_count and got.count == len(column) - column.null_count
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.floats(min_value=-1e15, max_value=1e15, allow_nan=False), min_size=1, max_size=200),
                 min_size=1, max_size=6),

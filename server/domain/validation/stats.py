@@ -127,9 +127,10 @@ def _numeric_view(column: pa.Array) -> np.ndarray | None:
         if values.dtype.kind == "f":
             return np.asarray(values, dtype=np.float64).view(np.uint64)
         return values.astype(np.int64, copy=False)  # _mix copies it into uint64 (the same bits) anyway
-    if pa.types.is_temporal(kind):
-        values = (column if column.null_count == 0 else column.drop_null()).to_numpy(zero_copy_only=False)
-        return values.view(np.int64) if values.dtype.kind in "mM" else values.astype(np.int64, copy=False)
+    if pa.types.is_temporal(kind) and kind.bit_width in (32, 64):
+        # Dates, times, timestamps and durations are integers underneath. (Through to_numpy, a time came back as
+        # Python objects, which failed to convert: a time column of over MAX_DISTINCT values broke validation.)
+        return _values(column if column.null_count == 0 else column.drop_null()).astype(np.int64, copy=False)
     return None
 
 
