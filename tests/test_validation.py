@@ -12,10 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from server.domain.validation import validate_object
+from server.domain.validation.reader import StreamedObject
 from server.domain.validation.rules import RULE_CODES
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.report import ColumnInfo, Report
 from server.storage.objects.local import LocalStore
+from server.storage.objects.memory import ChunkedBytes
 
 
 @pytest.fixture
@@ -164,3 +166,33 @@ async def test_schema_compatibility(store: LocalStore) -> None:
     allowed = await validate(store, "c.parquet", parquet_bytes(pa.table({"id": pa.array([1], pa.int64())})),
                              rules=DatasetRules(allow_breaking_schema_changes=True), previous=previous)
     assert allowed.ok and {w.code for w in allowed.warnings} == {"COLUMN_REMOVED"}
+
+
+@pytest.mark.parametrize("chunk", [7, 4096, 10_000])
+def test_the_parser_reads_whole_blocks_across_any_chunking(chunk: int) -> None:
+    data = b"".join(b"%d,row %d\n" % (i, i) for i in range(3000))
+    source = StreamedObject(ChunkedBytes(data, chunk))
+    pieces = []
+    while block := source.read(4096):
+        pieces.append(block)
+    source.close()
+    # Full blocks but the last (a short read would make pyarrow's batches a chunk long), every byte in order.
+    assert b"".join(pieces) == data and all(len(p) == 4096 for p in pieces[:-1])
+    assert source.sha256() == hashlib.sha256(data).hexdigest()
+    if chunk == 4096:  # a chunk that is exactly a block is handed over as it is, not copied
+        chunks = RecordedChunks(data, 4096)
+        whole = StreamedObject(chunks)
+        assert whole.read(4096) is chunks.given[0]
+        whole.close()
+
+
+class RecordedChunks(ChunkedBytes):
+    """Keeps every chunk it hands out."""
+
+    def __init__(self, data: bytes, chunk_bytes: int) -> None:
+        super().__init__(data, chunk_bytes)
+        self.given: list[bytes] = []
+
+    def next_chunk(self) -> bytes:
+        self.given.append(super().next_chunk())
+        return self.given[-1]

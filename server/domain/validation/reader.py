@@ -77,6 +77,25 @@ class StreamedObject(io.RawIOBase):
             filled += size
         return filled
 
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (fewer only at the end). pyarrow reads through this: a store chunk that is exactly the
+        block asked for is handed over as it is, else the pieces are joined once (RawIOBase's read would copy
+        twice, through a bytearray, holding the GIL)."""
+        if size < 0:
+            return self.readall()
+        pieces: list[memoryview] = []
+        filled = 0
+        while filled < size:
+            if not self._current and not self._next_chunk():
+                break
+            take = min(size - filled, len(self._current))
+            pieces.append(self._current[:take])
+            self._current = self._current[take:]
+            filled += take
+        if len(pieces) == 1 and isinstance(pieces[0].obj, bytes) and len(pieces[0].obj) == filled:
+            return pieces[0].obj  # a whole chunk: no copy
+        return b"".join(pieces)
+
     def drain(self) -> None:
         """Read whatever the parser left unread (the hash covers every byte)."""
         self._current = memoryview(b"")
