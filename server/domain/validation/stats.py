@@ -111,11 +111,16 @@ def _values(column: pa.Array) -> np.ndarray:
 
 def _as_float64(column: pa.Array) -> np.ndarray:
     """An integer or floating column as float64, nulls as NaN (what `to_numpy(zero_copy_only=False)` gives)."""
-    if column.null_count:
-        # An unchecked cast rounds an integer past 2**53 to the nearest double, as numpy's astype does.
-        column = pc.cast(column, pa.float64(), safe=False).fill_null(math.nan)
     values = _values(column)
-    return values if values.dtype == np.float64 else values.astype(np.float64)
+    floats = values if values.dtype == np.float64 else values.astype(np.float64)
+    if column.null_count:
+        # The validity bitmap, not fill_null(nan): making a scalar from a Python float imports pandas too.
+        bitmap = column.buffers()[0]
+        assert bitmap is not None
+        valid = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=column.offset + len(column),
+                              bitorder="little")[column.offset:]
+        floats = np.where(valid.view(np.bool_), floats, np.nan)
+    return floats
 
 
 def _numeric_view(column: pa.Array) -> np.ndarray | None:
