@@ -202,9 +202,12 @@ class StatsAccumulator:
         for state, column in zip(self.columns, batch.columns, strict=False):
             state.rows += len(column)
             state.nulls += column.null_count
+            distinct = self._count_values(state, column)
             if state.orderable:
                 try:
-                    bounds = pc.min_max(column)
+                    # While a column's values are counted, its batch's few distinct values have the same bounds as
+                    # the batch (a string column's bounds cost as much to find as its counts, else).
+                    bounds = pc.min_max(column if distinct is None else distinct)
                     # Kept as Arrow scalars (a nanosecond timestamp has no exact Python value) and compared by Arrow.
                     low, high = bounds["min"], bounds["max"]
                     if low.is_valid and (state.minimum is None or pc.less(low, state.minimum).as_py()):
@@ -221,7 +224,6 @@ class StatsAccumulator:
                 self._numbers(state, column, chosen)
             elif pa.types.is_boolean(column.type):
                 self._booleans(state, column)
-            self._count_values(state, column)
             self._sketch(state, column)
 
     def _numbers(self, state: _Column, column: pa.Array, chosen: np.ndarray) -> None:
@@ -263,19 +265,21 @@ class StatsAccumulator:
             state.moments.add_counts(count, mean, true * (1 - mean) * (1 - mean) + (count - true) * mean * mean)
 
     @staticmethod
-    def _count_values(state: _Column, column: pa.Array) -> None:
-        """Exact counts while the values are few; past MAX_DISTINCT, the values counted so far go into the
-        distinct sketch (which then takes every batch) and counting stops."""
+    def _count_values(state: _Column, column: pa.Array) -> pa.Array | None:
+        """Exact counts while the values are few (then the batch's distinct values are returned); past
+        MAX_DISTINCT, the values counted so far go into the distinct sketch (which then takes every batch) and
+        counting stops."""
         if not state.frequencies.active:
-            return
+            return None
         known: dict[object, int] = state.frequencies.counts or {}
         try:
             counted = pc.value_counts(column.drop_null())
             if len(counted) <= MAX_DISTINCT:
-                values = counted.field("values").to_pylist()
+                distinct = counted.field("values")
+                values = distinct.to_pylist()
                 if len(known) + sum(1 for v in values if v not in known) <= MAX_DISTINCT:
                     state.frequencies.add(values, counted.field("counts").to_pylist())
-                    return
+                    return distinct
             earlier = pa.array(list(known), type=column.type) if known else None
         except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid, TypeError):
             earlier = None
@@ -283,6 +287,7 @@ class StatsAccumulator:
         state.frequencies = Frequencies(None)
         if earlier is not None:
             StatsAccumulator._sketch(state, earlier, count_rows=False)
+        return None
 
     @staticmethod
     def _sketch(state: _Column, column: pa.Array, *, count_rows: bool = True) -> None:
