@@ -169,12 +169,23 @@ def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: st
                  credentials: grpc.ChannelCredentials | None = None, ready_service: str = "") -> ServerHandle:
     """Start a server on free ports and wait until it is SERVING (overall, or `ready_service`), its operator
     token registered for open_api; `credentials` to reach a server that speaks TLS."""
-    port, metrics_port, flight_port = free_port(), free_port(), free_port()
-    # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
-    env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20), **env,
-           "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
-    process = QuarryProcess("server", env, log_dir / f"{name}.log").start()
-    wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, service=ready_service, credentials=credentials)
+    given = env
+    for attempt in range(3):
+        port, metrics_port, flight_port = free_port(), free_port(), free_port()
+        # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
+        env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20),
+               **given, "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
+        process = QuarryProcess("server", env, log_dir / f"{name}.log")
+        logged = len(process.log())  # the log is appended to: only this attempt's part is looked at
+        process.start()
+        try:
+            wait_serving(env["QUARRY_GRPC_ADDRESS"], process=process, service=ready_service, credentials=credentials)
+            break
+        except RuntimeError:
+            # A port free a moment ago is in the ephemeral range: another process's outgoing connection can
+            # take it before the server binds it. Only that refusal is retried, on fresh ports.
+            if attempt == 2 or "cannot listen on" not in process.log()[logged:]:
+                raise
     register_server(env["QUARRY_GRPC_ADDRESS"], env)
     return ServerHandle(env["QUARRY_GRPC_ADDRESS"], metrics_port, env, process, storage_kind,
                         env["QUARRY_FLIGHT_ADDRESS"])
