@@ -87,6 +87,20 @@ def read_metrics(port: int) -> str:
         return str(response.read().decode())
 
 
+def metric_total(port: int, prefix: str) -> float:
+    """The sum of every sample whose line starts with `prefix` (a name, or a name and the start of its labels)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in read_metrics(port).splitlines() if line.startswith(prefix))
+
+
+async def wait_metric(port: int, prefix: str, at_least: float, timeout: float = 30) -> float:
+    """Wait until the samples `prefix` names add up to `at_least`: the event a test waits for, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while (total := await asyncio.to_thread(metric_total, port, prefix)) < at_least:
+        assert time.monotonic() < deadline, f"{prefix} is {total} after {timeout}s, not {at_least}"
+        await asyncio.sleep(0.1)
+    return total
+
+
 @dataclass
 class QuarryProcess:
     """A `python -m server` or `python -m workers` child process with its log file."""

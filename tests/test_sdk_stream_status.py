@@ -26,7 +26,7 @@ from quarry._transport import AsyncTransport
 from quarry.v1 import upload_pb2, upload_service_pb2_grpc
 from quarry.v1 import upload_service_pb2 as pb
 
-from tests.support import open_api, read_metrics, start_server
+from tests.support import open_api, read_metrics, start_server, wait_metric
 from tests.uploading import MiB, create_request
 
 pytestmark = pytest.mark.slow
@@ -101,7 +101,8 @@ async def test_a_busy_server_is_waited_out(stack_envs: dict[str, dict[str, str]]
         async with quarry.AsyncClient(server.address, namespace=api.namespace, token=api.token,
                                       cache_dir=tmp_path / "cache", streams=1) as client:
             uploading = asyncio.ensure_future(client.upload_file(path, "busy"))
-            await asyncio.sleep(3)  # refused, and trying again, meanwhile
+            # Refused, and tried again: two refusals counted while the first upload still holds its grant.
+            await wait_metric(server.metrics_port, "quarry_buffer_refusals_total ", 2)
             assert not uploading.done()
             release.set()
             result = await asyncio.wait_for(uploading, 60)

@@ -24,7 +24,7 @@ from quarry.v1 import upload_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
 from tests.faults.cluster import Cluster, MiB, full_version, read_back_sha256, ready_sha256, write_random
-from tests.support import error_info, upload_blocking
+from tests.support import error_info, metric_total, upload_blocking, wait_metric
 from tests.test_server import NOT_SERVING, SERVING, health_of
 from tests.uploading import create_request, resume_messages
 
@@ -88,9 +88,11 @@ async def _fill_and_recover(cluster: Cluster, store: Path, tmp_path: Path) -> No
         # An SDK upload meanwhile: refused, it keeps trying inside its retry budget.
         sdk_file = tmp_path / "s.bin"
         sdk_sha = write_random(sdk_file, 20 * MiB + 5)
+        refused_calls = 'quarry_grpc_handled_total{code="UNAVAILABLE"'
+        refused_before = metric_total(server.metrics_port, refused_calls)
         async with cluster.client(namespace) as client:
             waiting = asyncio.ensure_future(client.upload_file(sdk_file, "sdk", wait=True))
-            await asyncio.sleep(3)
+            await wait_metric(server.metrics_port, refused_calls, refused_before + 2)  # refused, and tried again
             assert not waiting.done(), waiting
             filler.unlink()  # space again
             freed = time.monotonic()
