@@ -70,6 +70,17 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
 
 
+async def _release(connection: asyncpg.Connection) -> None:
+    """What a connection going back to the pool needs beyond asyncpg's own ROLLBACK of an open transaction: nothing.
+
+    asyncpg's default reset is a second round trip after every use (advisory unlock, CLOSE ALL, UNLISTEN, RESET
+    ALL), as costly as a point read. Quarry leaves no session state on a pooled connection: settings are
+    transaction-local (`set_config(..., true)`), cursors live in transactions, LISTEN has its own connection,
+    and the one session lock (migrations) is released in a `finally` (a connection that fails to release it is
+    broken, and asyncpg closes it).
+    """
+
+
 def _json_dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -97,7 +108,7 @@ async def create_pool(dsn: str, timeout: float, max_size: int = 20) -> asyncpg.P
     probe = await connect(dsn, timeout)
     await probe.close()
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection,
-                                     command_timeout=60)
+                                     reset=_release, command_timeout=60)
     assert pool is not None
     return pool
 
