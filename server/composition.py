@@ -92,7 +92,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
     try:
         tokens = PageTokens(key)
         uploads = Uploads(db, store, deps.queue, hub, upload_limits(settings), tokens, settings.max_page_size)
-        datasets = Datasets(db, tokens, settings.max_page_size)
+        datasets = Datasets(db, hub, tokens, settings.max_page_size)
         versions = Versions(db, deps.queue, hub, tokens, settings.max_page_size)
         costs = StreamCosts(window=settings.stream_window_bytes, max_chunk=settings.max_chunk_bytes)
         files = Files(db, store, versions, settings.max_preview_rows, tokens, settings.max_page_size, budget,
@@ -111,8 +111,8 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
             namespaces=spaces, tokens=Tokens(db, authenticator, tokens, settings.max_page_size), audit=audit,
             admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
                                 spaces, limiter, audit),
-            lifecycle=Lifecycle(db, versions, settings.deleted_retention_days),
-            inline=InlineWrites(db, versions, settings.inline_max_bytes),
+            lifecycle=Lifecycle(db, versions, settings.deleted_retention_days, datasets.changed),
+            inline=InlineWrites(db, versions, settings.inline_max_bytes, datasets.changed),
             registrations=Registrations(db, versions, sources, store))
     finally:
         trimmer.close()

@@ -8,6 +8,13 @@ UpdateDataset follows AIP-134: the mask names the fields to change ("description
 "*" alone replaces all three, and an empty mask means every writable field the request populates (a
 non-empty description, non-empty labels, a set rules message). A mask that names nothing to change
 returns the dataset unchanged.
+
+GetDataset reads through a per-replica cache (`NotifiedCache`, keyed by resource name): every insert, update or
+delete of a dataset row NOTIFYs `quarry_dataset` (migration 0005), so each replica drops its copy once Postgres
+tells it, and a change made in this process drops it here before the call that made it returns. A read through
+another replica can so lag a change by the notification's delivery (well under a millisecond on one host); a
+replica that cannot hear notifications reads Postgres every time. Every other read, and every write's own
+read, goes to Postgres.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 from server.domain import quotas
 from server.domain.audit import record_in
+from server.domain.cache import NotifiedCache
 from server.domain.caller import Caller
 from server.domain.listing import PageTokens, page_size, parse_filter
 from server.domain.namespaces import existing_namespace
@@ -32,6 +40,7 @@ from server.model.names import NAME_PATTERN
 from server.storage import datasets as repo
 from server.storage.datasets import DatasetQuery
 from server.storage.db import Connection, Database
+from server.storage.notifications import DATASET_CHANNEL, NotificationHub
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,9 @@ UPDATE_PATHS = ("description", "labels", "rules")
 FILTER_FIELDS = ("state", "labels.", "name")
 ORDER_FIELDS = ("name", "update_time")
 CAS_ATTEMPTS = 5
+# How long a cached dataset is trusted without a notification: only a bound in case one were lost while the
+# listener still looked connected; changes normally drop entries at once.
+CACHE_SECONDS = 10.0
 _NAME_PREFIX = re.compile(r"^[a-z0-9_.-]{0,62}$")
 
 
@@ -159,10 +171,22 @@ class DatasetListing:
 class Datasets:
     """The dataset use cases."""
 
-    def __init__(self, db: Database, page_tokens: PageTokens, max_page_size: int) -> None:
+    def __init__(self, db: Database, hub: NotificationHub, page_tokens: PageTokens, max_page_size: int,
+                 cache_seconds: float = CACHE_SECONDS) -> None:
         self.db = db
         self._tokens = page_tokens
         self._max_page_size = max_page_size
+        self._live: NotifiedCache[Dataset] = NotifiedCache(hub, DATASET_CHANNEL, self._load_live, ttl=cache_seconds)
+
+    async def _load_live(self, name: str) -> Dataset | None:
+        ref = names.parse_dataset(name, "name")
+        async with self.db.connection() as connection:
+            return await repo.get_live(connection, ref.namespace, ref.dataset)
+
+    def changed(self, name: str) -> None:
+        """A dataset row was changed by this process (its transaction committed): drop it from this replica's
+        cache now, so the caller's next read sees the change; other replicas hear the NOTIFY."""
+        self._live.drop(name)
 
     async def create(self, caller: Caller, parent: str, spec: NewDataset) -> Dataset:
         """Create a DRAFT dataset, or return the one an earlier request with the same request_id created."""
@@ -197,8 +221,10 @@ class Datasets:
     async def get(self, caller: Caller, name: str) -> Dataset:
         """The live dataset a resource name names, in the caller's namespace."""
         ref = _ref(caller, name, "name")
-        async with self.db.connection() as connection:
-            return await _live(connection, ref)
+        found = await self._live.get(ref.name)
+        if found is None:
+            raise NotFound(f"dataset {ref.name} not found", reason="DATASET_NOT_FOUND")
+        return found
 
     async def list(self, caller: Caller, listing: DatasetListing) -> tuple[list[Dataset], str]:
         """A page of the namespace's datasets and the next page's token ("" on the last page)."""
@@ -227,6 +253,7 @@ class Datasets:
         fields = changes.fields()
         changes = changes.validated(fields)
         for _ in range(CAS_ATTEMPTS):
+            updated: Dataset | None = None
             async with self.db.transaction() as connection:
                 current = await _live(connection, ref)
                 _check_etag(current, etag)
@@ -236,7 +263,10 @@ class Datasets:
                 if await repo.update(connection, current.id, current.revision, description=description,
                                      labels=labels, rules=rules):
                     await record_in(connection, caller, current.resource_name)
-                    return await _reread(connection, current.id)
+                    updated = await _reread(connection, current.id)
+            if updated is not None:
+                self.changed(ref.name)  # committed: a read racing the commit cannot store the old row now
+                return updated
             # Lost the race: the next read sees the winner (and refuses a now stale etag).
         raise _contended(ref)
 
@@ -244,15 +274,18 @@ class Datasets:
         """Soft-delete a live dataset (its name becomes free); ABORTED if `etag` is set and not current."""
         ref = _ref(caller, name, "name")
         for _ in range(CAS_ATTEMPTS):
+            deleted: Dataset | None = None
             async with self.db.transaction() as connection:
                 current = await _live(connection, ref)
                 _check_etag(current, etag)
                 if await repo.soft_delete(connection, current.id, current.revision):
                     await record_in(connection, caller, current.resource_name)
                     deleted = await _reread(connection, current.id)
-                    log.info("dataset deleted", extra={"dataset_id": str(deleted.id), "namespace": ref.namespace,
-                                                       "dataset": deleted.name})
-                    return deleted
+            if deleted is not None:
+                self.changed(ref.name)
+                log.info("dataset deleted", extra={"dataset_id": str(deleted.id), "namespace": ref.namespace,
+                                                   "dataset": deleted.name})
+                return deleted
         raise _contended(ref)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.domain import quotas
@@ -56,10 +57,12 @@ def _refusal(report: Report, path: str) -> InvalidFile | RuleViolation:
 class InlineWrites:
     """The WriteFile use case."""
 
-    def __init__(self, db: Database, versions: Versions, max_bytes: int) -> None:
+    def __init__(self, db: Database, versions: Versions, max_bytes: int,
+                 dataset_changed: Callable[[str], None]) -> None:
         self.db = db
         self.versions = versions
         self.max_bytes = max_bytes
+        self._changed = dataset_changed  # Datasets.changed: the new current version shows at once here
 
     def _check(self, request: InlineWrite) -> None:
         names.file_path(request.path, "path")
@@ -135,6 +138,7 @@ class InlineWrites:
             version = await repo.get(connection, version_id)
             assert version is not None
             await record_in(connection, caller, version.name)
+        self._changed(ref.name)
         log.info("inline file written", extra={"dataset": ref.name, "path": request.path, "size": file.size,
                                                "number": version.number})
         return version

@@ -14,6 +14,7 @@ Postgres (one clock), under the dataset's row lock, so an undelete and a purge n
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.domain import quotas
@@ -69,10 +70,12 @@ class CloneRequest:
 class Lifecycle:
     """CloneDataset and UndeleteDataset."""
 
-    def __init__(self, db: Database, versions: Versions, deleted_retention_days: float) -> None:
+    def __init__(self, db: Database, versions: Versions, deleted_retention_days: float,
+                 dataset_changed: Callable[[str], None]) -> None:
         self.db = db
         self.versions = versions
         self.retention_seconds = deleted_retention_days * DAY_SECONDS
+        self._changed = dataset_changed  # Datasets.changed: this replica's cached copy goes at once
 
     async def clone(self, caller: Caller, request: CloneRequest) -> tuple[Dataset, Version]:
         """A new dataset whose version 1 lists the files of the source version (READY); nothing is copied."""
@@ -114,6 +117,7 @@ class Lifecycle:
             dataset = await datasets_repo.get(connection, created.id)
             version = await versions_repo.get(connection, version_id)
         assert dataset is not None and version is not None
+        self._changed(resource)
         log.info("dataset cloned", extra={"dataset_id": str(dataset.id), "dataset": resource, "source": source.name,
                                           "files": files})
         return dataset, version
@@ -155,5 +159,6 @@ class Lifecycle:
             await record_in(connection, caller, found.resource_name)
             restored = await datasets_repo.get(connection, found.id)
         assert restored is not None
+        self._changed(ref.name)
         log.info("dataset undeleted", extra={"dataset_id": str(restored.id), "dataset": ref.name})
         return restored

@@ -5,8 +5,9 @@ change (see the first migration), so a subscriber in any server replica hears ev
 connection drops, it reconnects and wakes every subscriber with RESYNC, since changes may have been missed.
 
 Caches listen to whole channels instead (`quarry_token`: a revoked token's id; `quarry_namespace`: a changed
-namespace's name): a listener gets every payload, and RESYNC after a reconnect. While the connection is down
-(`connected` is False) no change can be heard, so caches must not trust what they hold.
+namespace's name; `quarry_dataset`: the resource name of a dataset row inserted, changed or deleted): a
+listener gets every payload, and RESYNC after a reconnect. While the connection is down (`connected` is
+False) no change can be heard, so caches must not trust what they hold.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ UPLOAD_CHANNEL = "quarry_upload_state"
 VERSION_CHANNEL = "quarry_version_state"
 TOKEN_CHANNEL = "quarry_token"
 NAMESPACE_CHANNEL = "quarry_namespace"
+DATASET_CHANNEL = "quarry_dataset"
 RESYNC = "*"
 
 
@@ -35,7 +37,8 @@ class NotificationHub:
     """Subscriptions to NOTIFY payloads on a few channels."""
 
     def __init__(self, dsn: str,
-                 channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL, TOKEN_CHANNEL, NAMESPACE_CHANNEL),
+                 channels: tuple[str, ...] = (UPLOAD_CHANNEL, VERSION_CHANNEL, TOKEN_CHANNEL, NAMESPACE_CHANNEL,
+                                                DATASET_CHANNEL),
                  connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._channels = channels

@@ -187,7 +187,10 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDataset(self, request, context):
-        """Returns one dataset by resource name. Needs the reader role.
+        """Returns one dataset by resource name. Needs the reader role. A server replica may answer from its cache:
+        a change made through the same replica shows at once; one made through another replica (or by a worker's
+        promotion) shows as soon as Postgres has notified this replica of it, typically within a millisecond. A
+        replica that cannot hear notifications answers from Postgres. Every other method reads Postgres.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

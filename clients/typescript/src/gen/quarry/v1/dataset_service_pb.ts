@@ -1551,7 +1551,10 @@ export const DatasetService: GenService<{
     output: typeof CreateDatasetResponseSchema;
   },
   /**
-   * Returns one dataset by resource name. Needs the reader role.
+   * Returns one dataset by resource name. Needs the reader role. A server replica may answer from its cache:
+   * a change made through the same replica shows at once; one made through another replica (or by a worker's
+   * promotion) shows as soon as Postgres has notified this replica of it, typically within a millisecond. A
+   * replica that cannot hear notifications answers from Postgres. Every other method reads Postgres.
    *
    * @generated from rpc quarry.v1.DatasetService.GetDataset
    */
