@@ -18,7 +18,7 @@ import grpc
 import pyarrow as pa
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from quarry.v1 import (
     audit_service_pb2,
     capabilities_service_pb2,
@@ -33,7 +33,7 @@ from server import metrics
 from server.api.capabilities import CapabilitiesServicer
 from server.api.flight import FlightTls, QuarryFlightServer, start_flight
 from server.api.health import HealthReporter
-from server.api.interceptors import ErrorAndMetricsInterceptor
+from server.api.interceptors import AdmittingServer
 from server.composition import capabilities_of, open_services
 from server.connections import Connections, open_connections
 from server.domain.gauges import UploadStateSampler
@@ -59,8 +59,7 @@ def build_grpc_server(settings: Settings, deps: Connections, services: Services,
     """The gRPC server with every servicer, health and reflection registered (not yet bound)."""
     from server.api.servicers import add_quarry_servicers
 
-    server = aio.server(
-        interceptors=[ErrorAndMetricsInterceptor(services.admission)],
+    grpc_server = aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -77,14 +76,17 @@ def build_grpc_server(settings: Settings, deps: Connections, services: Services,
             ("grpc.http2.lookahead_bytes", settings.stream_window_bytes),
         ],
     )
+    # Every handler registered through `server` is wrapped with admission, error mapping, audit and metrics.
+    server = AdmittingServer(grpc_server, services.admission)
     capabilities_service_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
         CapabilitiesServicer(capabilities_of(settings, deps.store.kind)), server)
     add_quarry_servicers(server, services, settings.stream_idle_seconds)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection(
-        [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+    # What reflection.enable_server_reflection does for an aio server (it checks the type, and this is a stand-in).
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(
+        [*QUARRY_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]),
         server)
-    return server
+    return grpc_server
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

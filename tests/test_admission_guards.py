@@ -10,7 +10,7 @@ import pytest
 from grpc import aio
 
 from server.api.caller import CallerResolver
-from server.api.interceptors import ErrorAndMetricsInterceptor, _guard
+from server.api.interceptors import AdmittingServer, _guard
 from server.domain.access import RPC_RULES
 from server.domain.caller import CallRecord
 from server.model.errors import Internal
@@ -19,25 +19,29 @@ from tests.support import error_info
 
 @pytest.fixture
 async def stray_server() -> AsyncIterator[str]:
-    """A server whose only method, /stray.v1.Stray/Call, is in no access table (admission is never reached)."""
-    server = aio.server(interceptors=[ErrorAndMetricsInterceptor(None)])  # type: ignore[arg-type]
+    """A server whose methods, /stray.v1.Stray/Call (a generic handler) and /stray.v1.Registered/Call (a
+    registered one), are in no access table (admission is never reached)."""
+    server = aio.server()
+    admitting = AdmittingServer(server, None)  # type: ignore[arg-type]
 
     async def call(request: bytes, context: aio.ServicerContext) -> bytes:
         return request
 
     handler = grpc.unary_unary_rpc_method_handler(call, request_deserializer=None, response_serializer=None)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("stray.v1.Stray", {"Call": handler})])
+    admitting.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("stray.v1.Stray", {"Call": handler})])
+    admitting.add_registered_method_handlers("stray.v1.Registered", {"Call": handler})
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield f"127.0.0.1:{port}"
     await server.stop(0)
 
 
-async def test_a_method_without_an_access_rule_is_refused(stray_server: str) -> None:
-    assert "/stray.v1.Stray/Call" not in RPC_RULES
+@pytest.mark.parametrize("method", ["/stray.v1.Stray/Call", "/stray.v1.Registered/Call"])
+async def test_a_method_without_an_access_rule_is_refused(stray_server: str, method: str) -> None:
+    assert method not in RPC_RULES
     async with aio.insecure_channel(stray_server) as channel:
         with pytest.raises(aio.AioRpcError) as refused:
-            await channel.unary_unary("/stray.v1.Stray/Call")(b"x")
+            await channel.unary_unary(method, _registered_method=True)(b"x")
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error_info(refused.value)[0] == "NO_ACCESS_RULE"
 

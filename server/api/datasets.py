@@ -8,10 +8,13 @@ from quarry.v1 import dataset_service_pb2 as pb
 
 from server.api import convert
 from server.api.base import ServicerBase
+from server.api.caller import CallerResolver
 from server.domain.datasets import DatasetChanges, DatasetListing, NewDataset
 from server.domain.inline import InlineWrite
 from server.domain.lifecycle import CloneRequest
 from server.domain.registration import RegisterRequest
+from server.domain.services import Services
+from server.model.datasets import Dataset
 from server.model.registration import Registration
 
 
@@ -33,8 +36,35 @@ def dataset_changes(request: pb.UpdateDatasetRequest) -> DatasetChanges:
                           paths=paths)
 
 
+class _Answers:
+    """GetDataset's answer for each Dataset object the replica's cache hands out, built once per object.
+
+    The cache returns the same (immutable) Dataset until the row changes, so its message need not be built on
+    every read (the conversion was a sixth of the handler's time). Entries hold their Dataset, so an id cannot
+    be reused while its entry stands; the map is emptied when full.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._answers: dict[int, tuple[Dataset, pb.GetDatasetResponse]] = {}
+
+    def __call__(self, dataset: Dataset) -> pb.GetDatasetResponse:
+        entry = self._answers.get(id(dataset))
+        if entry is not None and entry[0] is dataset:
+            return entry[1]
+        if len(self._answers) >= self._limit:
+            self._answers.clear()
+        answer = pb.GetDatasetResponse(dataset=convert.dataset(dataset))
+        self._answers[id(dataset)] = (dataset, answer)
+        return answer
+
+
 class DatasetMethods(ServicerBase):
     """The dataset half of DatasetService."""
+
+    def __init__(self, services: Services, caller: CallerResolver) -> None:
+        super().__init__(services, caller)
+        self._answers = _Answers()
 
     async def CreateDataset(self, request: pb.CreateDatasetRequest,
                             context: aio.ServicerContext) -> pb.CreateDatasetResponse:
@@ -43,7 +73,7 @@ class DatasetMethods(ServicerBase):
 
     async def GetDataset(self, request: pb.GetDatasetRequest, context: aio.ServicerContext) -> pb.GetDatasetResponse:
         dataset = await self.services.datasets.get(self.caller(context), request.name)
-        return pb.GetDatasetResponse(dataset=convert.dataset(dataset))
+        return self._answers(dataset)
 
     async def ListDatasets(self, request: pb.ListDatasetsRequest,
                            context: aio.ServicerContext) -> pb.ListDatasetsResponse:

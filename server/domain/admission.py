@@ -104,6 +104,10 @@ class Admission:
                               f"{namespace}; retry in {wait:.3f}s", retry_after=wait,
                               metadata={"namespace": namespace, "requests_per_second": f"{rate:g}"})
 
+    def needs_conclusion(self, call: CallRecord, code: str) -> bool:
+        """Whether `conclude` has anything to write for a call that ended with `code` (most reads: nothing)."""
+        return self.audit.needs_row(call, code)
+
     async def conclude(self, call: CallRecord, code: str, reason: str) -> None:
         """The call ended with `code` (a status code name, "OK" on success): write its audit row if it needs one."""
         await self.audit.conclude(call, code, reason)

@@ -56,12 +56,18 @@ class AuditTrail:
         self._tokens = page_tokens
         self._max_page_size = max_page_size
 
+    @staticmethod
+    def needs_row(call: CallRecord, code: str) -> bool:
+        """Whether a call that ended with `code` still needs its audit row: a mutating call its use case did not
+        record, and any call refused for who made it. Reads that succeed or fail on their own need none."""
+        if code == "OK":
+            return call.mutating and not call.audited
+        return call.mutating or code in DENIED_CODES
+
     async def conclude(self, call: CallRecord, code: str, reason: str) -> None:
         """At the end of a call: the row its use case did not write, if it needs one. A failure to write is
         logged and does not change the call's outcome."""
-        if code == "OK" and (not call.mutating or call.audited):
-            return
-        if code != "OK" and not call.mutating and code not in DENIED_CODES:
+        if not self.needs_row(call, code):
             return
         try:
             async with self.db.connection() as connection:
