@@ -185,8 +185,14 @@ class Files:
 
     async def file(self, caller: Caller, version: str, path: str) -> VersionFile:
         """One file of a READY version."""
-        names.parse_version(version, "version")
+        ref = names.parse_version(version, "version")
         names.file_path(path, "path")
+        caller.check(ref.dataset.namespace)
+        async with self.db.connection() as connection:
+            found = await repo.file_of_ref(connection, ref, path)
+        if found is not None:
+            return found
+        # A miss: which one (no dataset, no such version, not READY yet, no such path) is learnt step by step.
         version_id = await self.versions.resolve(caller, version, "version")
         async with self.db.connection() as connection:
             found = await repo.file(connection, version_id, path)

@@ -14,6 +14,7 @@ import asyncpg
 
 from server.model.datasets import DatasetRules, FileFormat
 from server.model.failures import Failure
+from server.model.names import VersionRef
 from server.model.registration import ExternalObject, Registration
 from server.model.report import ColumnInfo, ColumnStats
 from server.model.versions import DatasetHead, FileReport, Rendition, Version, VersionFile, VersionState
@@ -179,6 +180,30 @@ async def file(connection: asyncpg.Connection, version_id: uuid.UUID, path: str)
     """One file of a version."""
     row = await connection.fetchrow("SELECT * FROM version_files WHERE version_id = $1 AND path = $2",
                                     version_id, path)
+    return None if row is None else _file(row)
+
+
+_FILE_OF_READY = """
+    SELECT vf.* FROM namespaces n
+    JOIN datasets d ON d.namespace_id = n.id
+    JOIN versions v ON {version}
+    JOIN version_files vf ON vf.version_id = v.id
+    WHERE n.name = $1 AND d.name = $2 AND d.state <> 'DELETED' AND v.state = 'READY' AND vf.path = $3"""
+_FILE_OF_CURRENT = _FILE_OF_READY.format(version="v.id = d.current_version_id")
+_FILE_OF_NUMBER = _FILE_OF_READY.format(version="v.dataset_id = d.id AND v.number = $4")
+_FILE_OF_UID = _FILE_OF_READY.format(version="v.id = $4 AND v.dataset_id = d.id")
+
+
+async def file_of_ref(connection: asyncpg.Connection, ref: VersionRef, path: str) -> VersionFile | None:
+    """One file of a READY version named by number, uid or "latest", in one round trip (ReadFile asks this of
+    every range it reads). None for any miss: the caller learns which the slower way."""
+    dataset = ref.dataset
+    if ref.number is not None:
+        row = await connection.fetchrow(_FILE_OF_NUMBER, dataset.namespace, dataset.dataset, path, ref.number)
+    elif ref.uid is not None:
+        row = await connection.fetchrow(_FILE_OF_UID, dataset.namespace, dataset.dataset, path, ref.uid)
+    else:
+        row = await connection.fetchrow(_FILE_OF_CURRENT, dataset.namespace, dataset.dataset, path)
     return None if row is None else _file(row)
 
 

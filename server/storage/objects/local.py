@@ -43,6 +43,16 @@ from server.storage.objects.local_reader import LocalFileReader
 COPY_BLOCK = 4 << 20
 
 
+def _open_and_read(path: Path, size: int, offset: int) -> tuple[int, bytes]:
+    """A file opened for reading and its first `size` bytes from `offset` (fewer at its end)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return fd, os.pread(fd, size, offset) if size > 0 else b""
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class LocalStore(ObjectStore):
     """Objects as files under one directory."""
 
@@ -113,23 +123,27 @@ class LocalStore(ObjectStore):
     async def read(self, key: str, offset: int = 0, length: int | None = None,
                    chunk_bytes: int = READ_CHUNK_BYTES) -> AsyncIterator[bytes]:
         path = self._path(key)
+        first = chunk_bytes if length is None else min(chunk_bytes, length)
         try:
-            handle = await aiofiles.open(path, "rb")
+            # One thread hop opens the file and reads the first chunk (a small ranged read needs no other); each
+            # further chunk is one pread, and closing a file opened for reading does not block.
+            fd, chunk = await asyncio.to_thread(_open_and_read, path, first, offset)
         except FileNotFoundError:
             raise NotFound(f"object {key} not found", reason="OBJECT_NOT_FOUND") from None
         try:
-            await handle.seek(offset)
             remaining = length
-            while remaining is None or remaining > 0:
-                want = chunk_bytes if remaining is None else min(chunk_bytes, remaining)
-                chunk = await handle.read(want)
-                if not chunk:
-                    break
+            position = offset
+            while chunk:
                 if remaining is not None:
                     remaining -= len(chunk)
+                position += len(chunk)
                 yield chunk
+                if remaining is not None and remaining <= 0:
+                    break
+                want = chunk_bytes if remaining is None else min(chunk_bytes, remaining)
+                chunk = await asyncio.to_thread(os.pread, fd, want, position)
         finally:
-            await handle.close()
+            os.close(fd)
 
     async def stat(self, key: str) -> ObjectInfo | None:
         try:
