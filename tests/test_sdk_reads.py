@@ -3,14 +3,21 @@ the connection mid-stream, a retry policy that gives up at the first break (leav
 partial file damaged on disk, a version that moved on, and a file-size limit that makes the file system
 take only part of a write.
 
+Every test runs twice: on one stream, and in parallel ranges (small ones here, so a 6 MiB file is split the
+way a large file is).
+
 Reads without faults (diff, preview, stats, ReadFile) run in tests/test_sdk_datasets.py and tests/test_cli.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
+import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +25,27 @@ import pytest
 import quarry
 
 from tests.sdk_support import BreakingProxy, Cli, assert_one_line_error, provision, write_random_file
-from tests.support import QuarryProcess, ServerHandle
+from tests.support import QuarryProcess, ServerHandle, metric_total, wait_metric
 
 MiB = 1 << 20
 SIZE = 6 * MiB + 777  # ReadFile sends 1 MiB messages: the last one is 777 bytes
+
+
+RANGE = 256 << 10
+
+
+@pytest.fixture(autouse=True, params=["one stream", "ranges", "ranges, page cache"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How downloads fetch: one ReadFile stream, or RANGE-byte ranges four at once, written past the page
+    cache (O_DIRECT, where this file system has it) or through it."""
+    if request.param.startswith("ranges"):
+        monkeypatch.setattr("quarry._download.RANGE_BYTES", RANGE)
+        monkeypatch.setattr("quarry._download.RANGES_FROM", 2 * RANGE)
+        if request.param.endswith("page cache"):
+            monkeypatch.setattr("quarry._range_writer.DIRECT", 0)
+    else:
+        monkeypatch.setattr("quarry._download.RANGES_FROM", 1 << 62)
+    return str(request.param)
 
 
 @dataclass
@@ -67,6 +91,31 @@ def break_once(published: Published, out: Path, version: int | str = 1) -> int:
     kept = out.with_name(out.name + ".partial").stat().st_size
     assert 0 < kept < SIZE
     return kept
+
+
+async def test_a_large_file_comes_in_parallel_ranges(published: Published, tmp_path: Path, mode: str) -> None:
+    port = published.server.metrics_port
+    reads = 'quarry_grpc_handled_total{code="OK",method="/quarry.v1.DatasetService/ReadFile"}'
+
+    async def calls_of(download: Callable[[], object]) -> float:
+        """How many ReadFile calls `download` made (each is counted as its handler ends, maybe after the
+        client has every byte: waited for, then checked that no more come)."""
+        before = await asyncio.to_thread(metric_total, port, reads)
+        await asyncio.to_thread(download)
+        await wait_metric(port, reads, before + 1)
+        await asyncio.sleep(0.2)  # a straggler's count would land by now (only to catch too many calls)
+        return await asyncio.to_thread(metric_total, port, reads) - before
+
+    seen: list[int] = []
+    with published.client() as client:
+        calls = await calls_of(lambda: client.download("blobs", "big.bin", tmp_path / "out.bin", version=1,
+                                                       progress=lambda done, total: seen.append(done)))
+    assert (tmp_path / "out.bin").read_bytes() == published.source.read_bytes()
+    assert seen == sorted(seen) and seen[-1] == SIZE
+    assert calls == (-(-SIZE // RANGE) if mode.startswith("ranges") else 1)
+    with published.client(streams=1) as client:  # one stream asked for: never split
+        calls = await calls_of(lambda: client.download("blobs", "big.bin", tmp_path / "one.bin", version=1))
+    assert calls == 1 and (tmp_path / "one.bin").read_bytes() == published.source.read_bytes()
 
 
 def flip_byte(path: Path, offset: int) -> None:
@@ -156,4 +205,26 @@ def test_short_write_fails_the_download_and_is_not_renamed(published: Published,
     assert out.with_name("out.bin.partial").stat().st_size == limit
     result = cli.json("download", "blobs@1", "big.bin", "-o", str(out))
     assert result["bytes_resumed"] == limit and result["sha256"] == published.sha256
+    assert out.read_bytes() == published.source.read_bytes()
+
+
+def test_a_write_the_file_system_cuts_short_fails_the_download_and_it_resumes(published: Published,
+                                                                              tmp_path: Path) -> None:
+    """The same fault in this process, so that each way of writing meets it (the CLI above only writes one
+    stream): the download fails with the file system's error, leaves a partial file of exactly what was
+    written, and the next call continues from there."""
+    out = tmp_path / "out.bin"
+    limit = SIZE - 100
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with published.client() as client:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # Python ignores SIGXFSZ: EFBIG instead
+        try:
+            with pytest.raises(OSError) as failed:
+                client.download("blobs", "big.bin", out, version=1)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        assert failed.value.errno == errno.EFBIG and not out.exists()
+        assert out.with_name("out.bin.partial").stat().st_size == limit
+        result = client.download("blobs", "big.bin", out, version=1)
+    assert result.bytes_resumed == limit and result.bytes_received == SIZE - limit
     assert out.read_bytes() == published.source.read_bytes()

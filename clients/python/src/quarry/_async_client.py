@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,9 +22,10 @@ from quarry._batch import check_version, version_done, version_ready, version_ti
 from quarry._calls import WATCH_TIMEOUT, Watch
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
+from quarry._download import Download
 from quarry._exceptions import DeadlineExceeded, UsageError
 from quarry._preview import to_table
-from quarry._reads import RangeRead, Reader
+from quarry._reads import FoundFile, RangeRead, Reader
 from quarry._remote_file import RemoteFile
 from quarry._requests import View
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
@@ -259,11 +261,18 @@ class AsyncClient(BaseClient[AsyncTransport]):
         return await self._t.call(self._calls.get_download_url(dataset, path, version=version, ttl=ttl))
 
     async def download(self, dataset: str, path: str, out: str | os.PathLike[str], *,
-                       version: int | str = "latest", progress: ProgressCallback | None = None) -> DownloadResult:
-        """Copy a file to `out`, continuing an interrupted earlier download, and verify its sha256."""
+                       version: int | str = "latest", progress: ProgressCallback | None = None,
+                       parallel: int | None = None) -> DownloadResult:
+        """Copy a file to `out`, continuing an interrupted earlier download, and verify its sha256. A large
+        file is fetched in ranges, `parallel` at once (the client's `streams`, or 4)."""
         state = self._download(dataset, path, out, version, progress)
         await asyncio.to_thread(state.open)
         try:
+            streams = self._parallel(parallel)
+            if streams > 1:
+                found = await asyncio.to_thread(self._reader().file, self._calls.version(dataset, version), path)
+                await asyncio.to_thread(state.adopt, found.file.sha256, found.file.size_bytes)
+                await self._download_ranges(state, found, streams)
             budget = self._t.budget()
             while not state.complete:
                 async for attempt in async_attempts(budget):
@@ -280,15 +289,39 @@ class AsyncClient(BaseClient[AsyncTransport]):
 
     # --- reading versions as files and tables ----------------------------------------------------------
 
-    async def _fetch(self, read: RangeRead) -> bytes:
+    async def _download_ranges(self, state: Download, found: FoundFile, streams: int) -> None:
+        """Fetch what is left of a large file in ranges, `streams` at once and one more ahead, written in order
+        (in a thread) while the next ones arrive."""
+        ranges = iter(state.ranges())
+        ahead: deque[asyncio.Task[RangeRead]] = deque()
+        try:
+            while True:
+                while len(ahead) <= streams and (next_range := next(ranges, None)) is not None:
+                    ahead.append(asyncio.ensure_future(
+                        self._fetch_range(RangeRead.of(found, *next_range, self._t.timeout))))
+                if not ahead:
+                    return
+                read = await ahead.popleft()
+                await asyncio.to_thread(state.write_range, read.offset, read.pieces)
+        finally:
+            for pending in ahead:
+                pending.cancel()
+            await asyncio.gather(*ahead, return_exceptions=True)
+
+    async def _fetch_range(self, read: RangeRead) -> RangeRead:
         """One range of a file: ReadFile, resumed where a broken stream stopped, within the retry budget."""
         budget = self._t.budget()
         async for attempt in async_attempts(budget):
+            if read.done:
+                break  # the stream broke after its last message
             with attempt, self._t.stream(read.call()) as messages:
                 async for message in messages:
                     read.accept(message)
                     budget.progressed()
-        return read.data()
+        return read
+
+    async def _fetch(self, read: RangeRead) -> bytes:
+        return (await self._fetch_range(read)).data()
 
     def _reader(self) -> Reader:
         """A blocking Reader for worker threads: its calls run on this event loop."""

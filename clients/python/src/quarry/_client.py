@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,10 @@ from quarry._batch import check_version, version_done, version_ready, version_ti
 from quarry._calls import WATCH_TIMEOUT, Watch
 from quarry._checksums import crc32c_function
 from quarry._directory import DirectoryFile
+from quarry._download import Download
 from quarry._exceptions import DeadlineExceeded
 from quarry._preview import to_table
-from quarry._reads import RangeRead, Reader
+from quarry._reads import FoundFile, RangeRead, Reader
 from quarry._remote_file import RemoteFile
 from quarry._requests import View
 from quarry._results import DirectoryUploadResult, DownloadResult, ProgressCallback, UploadResult
@@ -242,11 +244,17 @@ class Client(BaseClient[SyncTransport]):
         return self._t.call(self._calls.get_download_url(dataset, path, version=version, ttl=ttl))
 
     def download(self, dataset: str, path: str, out: str | os.PathLike[str], *, version: int | str = "latest",
-                 progress: ProgressCallback | None = None) -> DownloadResult:
-        """Copy a file to `out`, continuing an interrupted earlier download, and verify its sha256."""
+                 progress: ProgressCallback | None = None, parallel: int | None = None) -> DownloadResult:
+        """Copy a file to `out`, continuing an interrupted earlier download, and verify its sha256. A large
+        file is fetched in ranges, `parallel` at once (the client's `streams`, or 4)."""
         state = self._download(dataset, path, out, version, progress)
         state.open()
         try:
+            streams = self._parallel(parallel)
+            if streams > 1:
+                found = self._reader.file(self._calls.version(dataset, version), path)
+                state.adopt(found.file.sha256, found.file.size_bytes)
+                self._download_ranges(state, found, streams)
             budget = self._t.budget()
             while not state.complete:
                 for attempt in attempts(budget):
@@ -261,17 +269,41 @@ class Client(BaseClient[SyncTransport]):
         finally:
             state.close()
 
+    def _download_ranges(self, state: Download, found: FoundFile, streams: int) -> None:
+        """Fetch what is left of a large file in ranges, `streams` at once and one more ahead, written in order
+        here while the next ones arrive."""
+        ranges = iter(state.ranges())
+        with ThreadPoolExecutor(streams, thread_name_prefix="quarry-download") as pool:
+            ahead: deque[Future[RangeRead]] = deque()
+            try:
+                while True:
+                    while len(ahead) <= streams and (next_range := next(ranges, None)) is not None:
+                        read = RangeRead.of(found, *next_range, self._t.timeout)
+                        ahead.append(pool.submit(self._fetch_range, read))
+                    if not ahead:
+                        return
+                    read = ahead.popleft().result()
+                    state.write_range(read.offset, read.pieces)
+            finally:
+                for pending in ahead:
+                    pending.cancel()
+
     # --- reading versions as files and tables ----------------------------------------------------------
 
-    def _fetch(self, read: RangeRead) -> bytes:
+    def _fetch_range(self, read: RangeRead) -> RangeRead:
         """One range of a file: ReadFile, resumed where a broken stream stopped, within the retry budget."""
         budget = self._t.budget()
         for attempt in attempts(budget):
+            if read.done:
+                break  # the stream broke after its last message
             with attempt, self._t.stream(read.call()) as messages:
                 for message in messages:
                     read.accept(message)
                     budget.progressed()
-        return read.data()
+        return read
+
+    def _fetch(self, read: RangeRead) -> bytes:
+        return self._fetch_range(read).data()
 
     @functools.cached_property
     def _reader(self) -> Reader:

@@ -6,6 +6,12 @@ byte, to learn whether the file is still the same: if its sha256 differs (e.g. "
 a shorter file), it starts over; if not, it continues at the partial file's size. ReadFile is called in
 windows of at most WINDOW bytes, so each call gets a deadline that fits its size.
 
+A client with more than one stream learns the file's sha256 and size from the version's listing instead
+(`adopt`), and fetches a large file in RANGE_BYTES ranges, several at once, running ahead of the writer by a
+few ranges only. The ranges are taken in order: each is handed to a writer thread (`RangeWriter`: past the
+page cache where the platform allows) and hashed here while it is written, so the partial file is always a
+prefix of the file (what a later call continues).
+
 Every byte is written (a short write is continued, a write that makes no progress fails) and the file is
 fsynced before it is renamed into place: a download that reports success has its bytes on disk. This
 module does the file I/O; the clients do the network I/O and feed it messages.
@@ -23,12 +29,15 @@ from typing import Any
 from quarry._calls import Stream, stream_timeout
 from quarry._checksums import sha256_file
 from quarry._exceptions import IntegrityError
+from quarry._range_writer import RangeWriter
 from quarry._results import DownloadResult, ProgressCallback
 from quarry.v1 import dataset_service_pb2 as dpb
 
-__all__ = ["WINDOW", "Download"]
+__all__ = ["RANGES_FROM", "RANGE_BYTES", "WINDOW", "Download"]
 
 WINDOW = 256 << 20
+RANGE_BYTES = 8 << 20  # one ranged ReadFile of a parallel download; (streams + 1) of them are held at most
+RANGES_FROM = 4 * RANGE_BYTES  # less than this left to fetch: one stream, as ranges would gain nothing
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -54,6 +63,7 @@ class Download:
         self._checked = True  # whether the server's file is known to be the partial file's
         self._digest = hashlib.sha256()
         self._file: Any = None
+        self._writer: RangeWriter | None = None
 
     def open(self) -> None:
         """Open the partial file, keeping what an earlier download of the same source wrote (blocking)."""
@@ -84,6 +94,51 @@ class Download:
         """Whether every byte is here."""
         return self.size is not None and self.position >= self.size
 
+    def adopt(self, sha256: str, size: int) -> None:
+        """What the server's listing says the file is: a partial file of another file starts over."""
+        if self.sha256 and self.sha256 != sha256:
+            self._restart()
+        if not self.sha256:
+            self.sha256, self.size = sha256, size
+            self.meta.write_text(json.dumps({"source": self.source, "sha256": self.sha256, "size": self.size}))
+        self._checked = True  # the listing said which file it is: no first byte to read again
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """(offset, length) of what is left, in ranges of at most RANGE_BYTES that end on multiples of it (a
+        resumed download's first range is shorter, so the others start block-aligned); empty when too little
+        is left to split."""
+        assert self.size is not None, "adopt() first"
+        if self.size - self.position < RANGES_FROM:
+            return []
+        bounds = [self.position, *range((self.position // RANGE_BYTES + 1) * RANGE_BYTES, self.size, RANGE_BYTES),
+                  self.size]
+        return [(start, end - start) for start, end in zip(bounds, bounds[1:], strict=False)]
+
+    def write_range(self, offset: int, chunks: list[bytes]) -> None:
+        """Queue the bytes of the range at `offset`, the next one in order, to be written in the background,
+        and hash them meanwhile (blocking; raises an earlier range's write failure)."""
+        if offset != self.position:
+            raise IntegrityError(f"a range at offset {offset} arrived to be written at {self.position}")
+        if self._writer is None:
+            self._writer = RangeWriter(self.partial, self._file.fileno(), RANGE_BYTES)
+        self._writer.write(offset, chunks)
+        for data in chunks:
+            self._digest.update(data)
+            self.position += len(data)
+            self.received += len(data)
+        if self.progress is not None:
+            self.progress(self.position, self.size or 0)
+
+    def _stop_writer(self) -> None:
+        """Wait for the range writer's last writes (raising their failure) and let it go."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.drain()
+            finally:
+                writer.close()
+            self._file.seek(self.position)
+
     def read_call(self) -> Stream:
         """The ReadFile stream of the next window, from the first byte not yet written (or of the first byte
         alone, while the partial file is not known to hold the server's file)."""
@@ -107,16 +162,18 @@ class Download:
             self.meta.write_text(json.dumps({"source": self.source, "sha256": self.sha256, "size": self.size}))
         if message.offset != self.position:
             raise IntegrityError(f"ReadFile sent bytes at offset {message.offset}; expected {self.position}")
-        self._write(message.data)
-        self._digest.update(message.data)
+        data = message.data  # each read of a bytes field is a fresh copy of it: read it once
+        self._write(data)
+        self._digest.update(data)
         self._window_messages += 1
-        self.position += len(message.data)
-        self.received += len(message.data)
+        self.position += len(data)
+        self.received += len(data)
         if self.progress is not None:
             self.progress(self.position, self.size or 0)
         return True
 
     def _write(self, data: bytes) -> None:
+        self._stop_writer()  # ranges written in the background come first
         view = memoryview(data)
         try:
             while view:
@@ -140,6 +197,7 @@ class Download:
             raise IntegrityError(f"ReadFile sent nothing at offset {self.position} of {self.size} bytes")
 
     def _restart(self) -> None:
+        self._stop_writer()
         self._file.seek(0)
         self._file.truncate(0)
         self._digest = hashlib.sha256()
@@ -147,6 +205,7 @@ class Download:
 
     def finish(self) -> DownloadResult:
         """Check size and sha256, make the bytes durable, then move the partial file to its name (blocking)."""
+        self._stop_writer()
         got = self._digest.hexdigest()
         if got != self.sha256 or self.position != self.size:
             self.close()
@@ -164,6 +223,9 @@ class Download:
 
     def close(self) -> None:
         """Close the partial file: it stays for a later call to continue, unless it holds nothing."""
+        if self._writer is not None:
+            self._writer.close()  # what it was writing lands (or fails) before the file is let go
+            self._writer = None
         if self._file is not None:
             self._file.close()
             self._file = None

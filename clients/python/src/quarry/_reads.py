@@ -84,8 +84,14 @@ class RangeRead:
         """A range of a file found in a version (its sha256 checked on every message)."""
         return cls(found.version, found.path, offset, length, found.file.sha256, timeout, found.rendition)
 
+    @property
+    def done(self) -> bool:
+        """Whether every byte of the range is here (a stream may break after its last message: nothing to ask)."""
+        return self.received >= self.length
+
     def call(self) -> Stream:
-        """The ReadFile stream of what is still missing."""
+        """The ReadFile stream of what is still missing (never called when `done`: a limit of 0 reads to the
+        end of the file)."""
         left = self.length - self.received
         request = dpb.ReadFileRequest(version=self.version, path=self.path, offset=self.offset + self.received,
                                       limit=left, rendition=self.rendition)
@@ -99,8 +105,11 @@ class RangeRead:
         if message.offset != self.offset + self.received:
             raise IntegrityError(f"ReadFile sent bytes at offset {message.offset}; expected "
                                  f"{self.offset + self.received}")
-        self.pieces.append(message.data)
-        self.received += len(message.data)
+        data = message.data  # each read of a bytes field is a fresh copy of it: read it once
+        if self.received + len(data) > self.length:
+            raise IntegrityError(f"ReadFile sent {self.received + len(data)} bytes of a range of {self.length}")
+        self.pieces.append(data)
+        self.received += len(data)
 
     def data(self) -> bytes:
         """The bytes read (the caller checks their length)."""
