@@ -1,7 +1,7 @@
 """`make bench`: every path of issue 13 against its ceiling, in one run, in interleaved turns, as one table.
 
     python -m bench.run [--turns 5] [--size 1GiB] [--s3-size 512MiB] [--only up,down,unary,s3]
-                        [--profile PATH [--profile-out FILE]] [--json FILE]
+                        [--profile PATH [--profile-out FILE]] [--json FILE] [--default-allocator]
 
 Starts Postgres, Redis and moto once, a Quarry server on the local store and one on S3 (moto), the bare
 grpc.aio servers of bench/ceilings.py, and makes a READY version holding one file of `--size` (with a worker,
@@ -14,6 +14,10 @@ reversed every other turn, each run in a fresh client process (bench/clients.py)
     down    the bare server-streaming ceiling, ReadFile with the raw client, the SDK's download to a file
     unary   the bare unary ceiling and GetDataset with a reader token, 64 concurrent callers each
     s3      aioboto3 multipart straight to moto, the SDK's upload_file with 4 streams through Quarry on S3
+
+Every process of a run allocates memory as Quarry's server and the `quarry` command do (glibc's thresholds
+fixed by `quarry.tune_allocator`; the clients and the bare servers get them through the environment):
+`--default-allocator` runs the clients and the bare servers on glibc's defaults instead.
 
 A path's figure is the median of its turns, with their min-max; a ratio is given both as the ratio of the
 medians and as the median (min-max) of the ratios taken turn by turn (the two runs of a turn are seconds apart,
@@ -37,12 +41,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import quarry
+from quarry._allocator import MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES
 
 from bench import ceilings, clients
 from bench.profile import summary
@@ -63,6 +68,11 @@ from bench.stack import (
 from server.listen_ports import free_port
 
 OUT = ROOT / "bench" / "out"
+# Every process of a run allocates as Quarry's server and the quarry command do (quarry.tune_allocator), the
+# clients and the bare servers through glibc's environment: with glibc's default, adaptive thresholds each
+# 1 MiB message was mapped afresh, and the bare read client ran at half its speed (a slow ceiling flatters).
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
+                 "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD_BYTES)}
 S3_PART = 8 * MiB  # about what Quarry's S3 store sends (its ~8 MiB sub-parts)
 
 
@@ -136,6 +146,7 @@ class Bench:
     version: str
     profile: str | None = None
     profile_out: Path | None = None
+    allocator: dict[str, str] = field(default_factory=dict)  # ALLOCATOR_ENV, or nothing with --default-allocator
     counter: int = 0
     profiles: int = 0
     profiling: bool = False
@@ -144,6 +155,7 @@ class Bench:
         """One run of a client process; its JSON answer."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
         env["QUARRY_CREDENTIALS"] = str(self.work / "no-credentials")
+        env.update(self.allocator)
         command = [sys.executable, "-m", "bench.clients", kind, json.dumps(args)]
         if self.profiling:
             command = [*self._spy("--subprocesses", "--output", str(self._profile_file("client")), "--"), *command]
@@ -396,6 +408,9 @@ def main() -> None:
     parser.add_argument("--profile-out", type=Path, default=OUT / "profile")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--server-env", action="append", default=[], help="QUARRY_X=value for the servers")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="run the clients and the bare servers on glibc's default malloc thresholds (Quarry's "
+                             "servers and the quarry command fix them: quarry.tune_allocator)")
     args = parser.parse_args()
     groups = [group.strip() for group in args.only.split(",") if group.strip()]
     if args.s3_size > GiB:
@@ -415,8 +430,10 @@ def main() -> None:
     with services(with_s3="s3" in groups) as svc, contextlib.ExitStack() as stack:
         bare = f"127.0.0.1:{free_port()}"
         (svc.work / "bare").mkdir()
+        allocator = {} if args.default_allocator else ALLOCATOR_ENV
         ceilings_process = stack.enter_context(process(
-            [sys.executable, "-m", "bench.ceilings", bare, str(svc.work / "bare")], svc.env, svc.work / "bare.log"))
+            [sys.executable, "-m", "bench.ceilings", bare, str(svc.work / "bare")], {**svc.env, **allocator},
+            svc.work / "bare.log"))
         address = f"127.0.0.1:{free_port()}"
         server = stack.enter_context(start_server(svc.server_env("file", address, extra), svc.work / "server.log"))
         s3_address = s3_pid = None
@@ -428,7 +445,7 @@ def main() -> None:
         assert ceilings_process.poll() is None
         bench = Bench(svc, svc.work, args.size, args.s3_size, file, s3_file, operator, reader, bare,
                       ceilings_process.pid, address,
-                      server.pid, s3_address, s3_pid, version, args.profile, args.profile_out)
+                      server.pid, s3_address, s3_pid, version, args.profile, args.profile_out, allocator)
         log(f"ready: server pid {server.pid}, version {version}")
         figures = measure(bench, groups, args.turns, log, {name for name in args.paths.split(",") if name})
     lines = table(figures)

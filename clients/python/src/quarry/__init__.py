@@ -12,6 +12,7 @@ return its messages (`quarry.v1.dataset_pb2.Dataset`, `quarry.v1.upload_pb2.Uplo
 """
 
 from quarry._admin import IssuedToken
+from quarry._allocator import tune_allocator
 from quarry._async_client import AsyncClient
 from quarry._client import Client
 from quarry._config import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
@@ -56,6 +57,7 @@ from quarry._version_download import VersionDownloadResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "tune_allocator",
     "DEFAULT_ADDRESS",
     "DEFAULT_NAMESPACE",
     "ERROR_DOMAIN",
