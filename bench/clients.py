@@ -8,6 +8,8 @@ moved. A fresh process per run keeps one run's heap, threads and gRPC state out 
   bare sink it measures the transport's ceiling; to Quarry's Upload, the server.
 - `sdk-upload`: `quarry.Client.upload_file` (blocking client, what the CLI runs): hashing, reading the file, CRCs.
 - `read`: the cheapest read client: one ReadFile call (grpc.aio), each message parsed, its bytes dropped.
+- `durable-read`: `read` plus what a verified, durable download cannot skip (sha256 of every byte, an O_DIRECT
+  write of it, an fsync): the least such a download costs.
 - `sdk-download`: `quarry.Client.download` to a file: written, sha256-verified, fsynced.
 - `unary`: `callers` concurrent callers on one grpc.aio channel, each sending one prebuilt request in a loop for
   `seconds`: calls per second and latency quantiles.
@@ -137,6 +139,50 @@ async def read(args: dict[str, Any]) -> dict[str, Any]:
     return {**measured, "bytes": received}
 
 
+async def durable_read(args: dict[str, Any]) -> dict[str, Any]:
+    """`read`, and what a verified, durable download cannot skip: every byte hashed (sha256), copied into one of
+    two aligned 8 MiB buffers and written with O_DIRECT from a thread while the other fills, one fsync at the
+    end. The least such a download costs, with the cheapest client."""
+    import hashlib
+    import mmap
+
+    out = Path(args["out"])
+    buffer_bytes = 8 * MiB
+    buffers = [mmap.mmap(-1, buffer_bytes) for _ in range(2)]
+    digest = hashlib.sha256()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o600)
+    try:
+        async with aio.insecure_channel(args["address"], options=OPTIONS) as channel:
+            call = channel.unary_stream(args["method"], request_serializer=dpb.ReadFileRequest.SerializeToString,
+                                        response_deserializer=dpb.ReadFileResponse.FromString)
+            await channel.channel_ready()
+            request = dpb.ReadFileRequest(version=args["version"], path=args["path"], limit=args["size"])
+            clock = Clock()
+            turn = filled = written = 0
+            pending: asyncio.Future[int] | None = None
+            async for message in call(request, metadata=_metadata(args), timeout=600):
+                data = message.data
+                digest.update(data)
+                buffers[turn][filled:filled + len(data)] = data  # 1 MiB messages: a buffer takes 8 whole
+                filled += len(data)
+                if filled == buffer_bytes:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(asyncio.to_thread(os.pwrite, fd, buffers[turn], written))
+                    turn, filled, written = turn ^ 1, 0, written + buffer_bytes
+            if pending is not None:
+                await pending
+            if filled:
+                written += await asyncio.to_thread(os.pwrite, fd, memoryview(buffers[turn])[:filled], written)
+            await asyncio.to_thread(os.fsync, fd)
+            measured = clock.stop()
+    finally:
+        os.close(fd)
+        os.unlink(out)
+    assert written == args["size"], (written, args["size"])
+    return {**measured, "bytes": written, "sha256": digest.hexdigest()}
+
+
 def sdk_download(args: dict[str, Any]) -> dict[str, Any]:
     """`download` of one file into `out` (removed afterwards)."""
     out = Path(args["out"])
@@ -210,8 +256,8 @@ async def s3_direct(args: dict[str, Any]) -> dict[str, Any]:
     return {**measured, "bytes": size}
 
 
-KINDS = {"upload": upload, "sdk-upload": sdk_upload, "read": read, "sdk-download": sdk_download, "unary": unary,
-         "s3-direct": s3_direct}
+KINDS = {"upload": upload, "sdk-upload": sdk_upload, "read": read, "durable-read": durable_read,
+         "sdk-download": sdk_download, "unary": unary, "s3-direct": s3_direct}
 
 
 def main() -> None:
