@@ -16,9 +16,9 @@ reversed every other turn, each run in a fresh client process (bench/clients.py)
     unary   the bare unary ceiling and GetDataset with a reader token, 64 concurrent callers each
     s3      aioboto3 multipart straight to moto, the SDK's upload_file with 4 streams through Quarry on S3
 
-Every process of a run allocates memory as Quarry's server and the `quarry` command do (glibc's thresholds
-fixed by `quarry.tune_allocator`; the clients and the bare servers get them through the environment):
-`--default-allocator` runs the clients and the bare servers on glibc's defaults instead.
+The clients and the bare servers allocate memory as the `quarry` command does (glibc's thresholds fixed by
+`quarry.tune_allocator`, through the environment); Quarry's server keeps glibc's defaults.
+`--default-allocator` runs the clients and the bare servers on glibc's defaults too.
 
 A path's figure is the median of its turns, with their min-max; a ratio is given both as the ratio of the
 medians and as the median (min-max) of the ratios taken turn by turn (the two runs of a turn are seconds apart,
@@ -69,9 +69,9 @@ from bench.stack import (
 from server.listen_ports import free_port
 
 OUT = ROOT / "bench" / "out"
-# Every process of a run allocates as Quarry's server and the quarry command do (quarry.tune_allocator), the
-# clients and the bare servers through glibc's environment: with glibc's default, adaptive thresholds each
-# 1 MiB message was mapped afresh, and the bare read client ran at half its speed (a slow ceiling flatters).
+# The clients and the bare servers allocate as the quarry command does (quarry.tune_allocator), through glibc's
+# environment: with glibc's default, adaptive thresholds each 1 MiB message was mapped afresh, and the bare read
+# client ran at half its speed (a slow ceiling flatters). Quarry's server keeps the defaults (its memory bound).
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
                  "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD_BYTES)}
 S3_PART = 8 * MiB  # about what Quarry's S3 store sends (its ~8 MiB sub-parts)
@@ -435,8 +435,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--server-env", action="append", default=[], help="QUARRY_X=value for the servers")
     parser.add_argument("--default-allocator", action="store_true",
-                        help="run the clients and the bare servers on glibc's default malloc thresholds (Quarry's "
-                             "servers and the quarry command fix them: quarry.tune_allocator)")
+                        help="run the clients and the bare servers on glibc's default malloc thresholds (the "
+                             "quarry command fixes them: quarry.tune_allocator)")
     args = parser.parse_args()
     groups = [group.strip() for group in args.only.split(",") if group.strip()]
     if args.s3_size > GiB:

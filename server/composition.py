@@ -27,7 +27,7 @@ from server.domain.tokens import Tokens
 from server.domain.upload_stream import UploadStream
 from server.domain.uploads import Uploads
 from server.domain.versions import Versions
-from server.memory import HeapTrimmer, tune_heap
+from server.memory import HeapTrimmer
 from server.model.locations import S3Location
 from server.settings import Settings
 from server.storage import namespaces
@@ -87,7 +87,6 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
     limiter = RateLimiter.from_url(settings.redis_url)
     authenticator = Authenticator(db, hub)
     authenticator.start()
-    tune_heap()  # glibc's thresholds fixed: stream buffers reused from the heap, not mapped afresh
     trimmer = HeapTrimmer(lambda: budget.idle)  # the heap given back once streams are done (server/memory.py)
     budget = BufferBudget(settings.max_buffer_bytes, settings.buffer_wait_seconds, on_idle=trimmer)
     try:

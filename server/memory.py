@@ -7,13 +7,7 @@ afresh against ~40 us from the heap; with every 1 MiB block mapped, as this serv
 upload spent most of its time there). The price is that memory freed in the middle of the heap stays with
 the process. So when the buffer budget has nothing held (the last stream let go) and stays so for a moment,
 `malloc_trim(0)` returns the free pages of every arena, and the process settles back to its idle size.
-
-The adaptive thresholds are not enough on their own: with streams freeing blocks in one thread that were
-allocated in another, glibc kept trimming each arena's top and mapping blocks afresh (measured: four 8 MiB
-ReadFile ranges at once cost the server 0.8 CPU-s per GiB sent, against 0.4 for one stream). `tune_heap`
-fixes both thresholds at server start (the SDK's `quarry.tune_allocator`, which the `quarry` command runs
-too): 0.5-0.6 CPU-s per GiB. The trim when the budget goes idle still returns it all. Elsewhere than glibc
-this module does nothing.
+Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations
@@ -24,32 +18,18 @@ import ctypes.util
 import logging
 from collections.abc import Callable
 
-from quarry import tune_allocator
-
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 1.0  # how long the budget stays idle before the heap is trimmed: not between two streams
 
 
-def _libc() -> ctypes.CDLL | None:
+def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name)
-    except OSError:
-        return None
-
-
-def tune_heap() -> bool:
-    """Fix glibc's mmap and trim thresholds as the `quarry` command does (quarry.tune_allocator: above any
-    block the server allocates, with a few streams' worth kept free at an arena's top); False elsewhere."""
-    return tune_allocator()
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is None:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
         return None
     trim.argtypes = (ctypes.c_size_t,)
     trim.restype = ctypes.c_int

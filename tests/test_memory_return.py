@@ -2,7 +2,7 @@
 
 Stream buffers come from the C heap, where freed space stays with the process; once the buffer budget has
 nothing held for a moment, the heap is trimmed. The budget says when it becomes idle; the trimmer waits for
-the budget to stay idle, then trims in a worker thread; and trimming gives back what the heap kept.
+the budget to stay idle, then trims in a worker thread; and trimming does return a fragmented heap's pages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sys
 import textwrap
 
 import pytest
-from quarry._allocator import TRIM_THRESHOLD_BYTES
 
 from server.domain.budget import BufferBudget
 from server.memory import HeapTrimmer
@@ -60,30 +59,31 @@ async def test_the_trimmer_waits_for_the_budget_to_stay_idle() -> None:
     assert not trimmer.pending and trimmer.trims == 1
 
 
-def test_a_trim_gives_back_what_the_heap_kept() -> None:
+def test_a_trim_gives_a_fragmented_heap_back() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("malloc_trim is glibc's")
     # In a process of its own, so pytest's heap does not blur the figures.
     script = textwrap.dedent("""
         import asyncio, os, psutil
-        from server.memory import HeapTrimmer, tune_heap
+        from server.memory import HeapTrimmer
 
         def rss(): return psutil.Process().memory_info().rss >> 20
 
         async def main():
-            assert tune_heap()  # as the server starts: 1 MiB blocks come from the heap, which keeps them once freed
+            warm = [os.urandom(1 << 20) for _ in range(8)]
+            del warm  # freed, these raise glibc's mmap threshold past 1 MiB: the next blocks come from the heap
             blocks = [os.urandom(1 << 20) for _ in range(300)]
-            del blocks  # freed: glibc returns what lies above its trim threshold, and keeps the rest for reuse
+            pins = [bytes(10) * (i + 1) for i in range(300)]  # small blocks after them: the heap cannot shrink
+            del blocks
             freed = rss()
             trimmer = HeapTrimmer(lambda: True, settle=0.01)
             trimmer()
             while trimmer.trims == 0:
                 await asyncio.sleep(0.01)
-            print(freed, rss())
+            print(freed, rss(), len(pins))
 
         asyncio.run(main())
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    freed, trimmed = map(int, done.stdout.split())
-    kept = TRIM_THRESHOLD_BYTES >> 20
-    assert kept // 2 < freed - trimmed <= kept + 8, (freed, trimmed)  # what the heap kept is given back
+    freed, trimmed, _ = map(int, done.stdout.split())
+    assert freed > 250 and freed - trimmed > 200, (freed, trimmed)

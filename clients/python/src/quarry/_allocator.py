@@ -7,10 +7,11 @@ page fault per 4 KiB. Measured here: a bare gRPC client reading a file ran at 1.
 GiB by default, and at 2.9 GB/s with 0.35 CPU-s per GiB with the thresholds fixed; a download through this
 SDK took 1.8 CPU-s per GiB, and 1.2.
 
-The thresholds are process-wide, so the SDK never changes them by itself: the `quarry` command does at start,
+The thresholds are process-wide, so the SDK never changes them by itself: the `quarry` client commands do,
 and a program of yours that moves large files can call this once. The price is memory kept for reuse: up to
-TRIM_THRESHOLD_BYTES free at the top of each malloc arena before it goes back to the system. Elsewhere than
-glibc (macOS, Windows, musl) it does nothing.
+TRIM_THRESHOLD_BYTES free at the top of each malloc arena before it goes back to the system. (The server does
+not call it: under 64 concurrent uploads its peak grew from 320 to 409 MiB with it, and its memory bound
+matters more there.) Elsewhere than glibc (macOS, Windows, musl) it does nothing.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from importlib.metadata import entry_points
 
 import typer
 
-from quarry._allocator import tune_allocator
 from quarry.cli import _datasets, _files, _identity, _uploads
 from quarry.cli._options import EPILOG, add_global_options
 
@@ -27,5 +26,4 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     """Entry point of the `quarry` script."""
-    tune_allocator()  # the command moves large files: blocks reused from the heap (quarry/_allocator.py)
     build_app()()

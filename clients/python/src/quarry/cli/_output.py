@@ -34,6 +34,7 @@ from quarry import (
     RetryPolicy,
     RpcError,
     UploadFailed,
+    tune_allocator,
 )
 from quarry._transport import translated
 
@@ -171,7 +172,9 @@ class Session:
     key_file: str | None = None
 
     def client(self) -> Client:
-        """A Client configured from the options and QUARRY_* variables."""
+        """A Client configured from the options and QUARRY_* variables (in a process whose allocator is tuned
+        for transfers: client commands move large files; server commands never come here)."""
+        tune_allocator()
         return Client(self.address, namespace=self.namespace, token=self.token, ca_file=self.ca_file,
                       cert_file=self.cert_file, key_file=self.key_file, timeout=self.timeout,
                       retry=RetryPolicy(max_total=self.retry_for))
