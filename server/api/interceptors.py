@@ -227,6 +227,7 @@ def _wrap_stream_response(admission: Admission, rule: Rule, method: str,
         started = time.perf_counter()
         call = _Call(admission, rule, method, context, request)
         failure: BaseException | None = None
+        result: Any = None
         try:
             await call.admit()
             result = behavior(request, context)
@@ -244,6 +245,13 @@ def _wrap_stream_response(admission: Admission, rule: Rule, method: str,
             await call.end(exc)  # the audit row is written before the client hears
             await _abort(context, exc)
         finally:
+            if inspect.isasyncgen(result):
+                # A call cancelled (or failed) half-way leaves the handler's generator suspended at a yield:
+                # close it now, so what it holds (a read's buffer grant, a file) goes back at once.
+                try:
+                    await result.aclose()
+                except Exception as error:
+                    log.error("closing a stream handler failed", extra={"method": method, "error": repr(error)})
             await call.end(failure)
             _observe(method, started, context)
 

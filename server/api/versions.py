@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from grpc import aio
@@ -70,9 +71,12 @@ class VersionMethods(ServicerBase):
         read = await self.services.files.read(self.caller(context), request.version, request.path, request.offset,
                                               request.limit, request.rendition)
         # Each message is read from the store only when gRPC asks for the next one: a slow reader holds us back.
-        async for offset, data in read.chunks():
-            metrics.READ_BYTES.labels(protocol="grpc").inc(len(data))
-            yield convert.read_chunk(read, offset, data)  # encoded: ReadFile's serializer passes it through
+        # Closed with this generator (a cancelled call): the read's grant goes back now, not when the collector
+        # finds the suspended generator.
+        async with contextlib.aclosing(read.chunks()) as chunks:
+            async for offset, data in chunks:
+                metrics.READ_BYTES.labels(protocol="grpc").inc(len(data))
+                yield convert.read_chunk(read, offset, data)  # encoded: ReadFile's serializer passes it through
 
     async def GetDownloadUrl(self, request: pb.GetDownloadUrlRequest,
                              context: aio.ServicerContext) -> pb.GetDownloadUrlResponse:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class Histogram:
         if self.width == 0.0:
             span = high_value - low_value
             base = span if span > 0 else max(abs(low_value), 1.0)
-            self.width = 2.0 ** math.ceil(math.log2(base / BINS))
+            # Never below the smallest normal float: a span of subnormals divided by BINS underflows to 0.
+            self.width = 2.0 ** math.ceil(math.log2(max(base / BINS, sys.float_info.min)))
             # No finer than the values' own spacing (2**-52 of their magnitude): bin numbers then stay below 2**53,
             # exact as floats (a narrow batch far from zero made them overflow int64 and lose counts).
             magnitude = max(abs(low_value), abs(high_value))
