@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -92,7 +92,7 @@ class FileRead:
     budget: BufferBudget
     grant: int  # what the read holds at most: its buffer budget grant
 
-    async def chunks(self) -> AsyncIterator[tuple[int, bytes]]:
+    async def chunks(self) -> AsyncGenerator[tuple[int, bytes], None]:
         """(offset, bytes) in pieces of READ_MESSAGE_BYTES (the last may be shorter), read as they are consumed,
         within the server's buffer budget."""
         if self.length == 0:
