@@ -20,24 +20,11 @@ from grpc import aio
 from quarry.v1 import dataset_pb2
 from quarry.v1 import dataset_service_pb2 as pb
 
+from tests import test_datasets
 from tests.support import Api, ServerHandle, error_info, open_api, start_server
 
-
-@pytest.fixture
-async def api(server_file: ServerHandle) -> AsyncIterator[Api]:
-    client = open_api(server_file.address)
-    yield client
-    await client.channel.close()
-
-
-@pytest.fixture
-def pool(pools: dict[str, asyncpg.Pool]) -> asyncpg.Pool:
-    return pools["file"]
-
-
-async def create(api: Api, name: str, description: str) -> dataset_pb2.Dataset:
-    request = pb.CreateDatasetRequest(dataset_id=name, dataset=dataset_pb2.Dataset(description=description))
-    return (await api.datasets.CreateDataset(request)).dataset
+# The dataset tests' fixtures (stubs and rows of the file-store server) and their create helper.
+api, pool, create = test_datasets.api, test_datasets.pool, test_datasets.create
 
 
 async def description_of(api: Api, name: str) -> str:
@@ -66,7 +53,7 @@ async def shows(api: Api, name: str, description: str, within: float = 2.0) -> f
 
 
 async def test_a_read_is_served_from_the_cache_until_a_change_is_announced(api: Api, pool: asyncpg.Pool) -> None:
-    name = (await create(api, "cached", "first")).name
+    name = (await create(api, "cached", description="first")).name
     assert await description_of(api, name) == "first"  # now cached
     await set_silently(pool, name, "second")
     for _ in range(3):
@@ -81,7 +68,7 @@ async def test_a_read_is_served_from_the_cache_until_a_change_is_announced(api: 
 
 async def test_any_change_to_the_row_is_announced(api: Api, pool: asyncpg.Pool) -> None:
     # A change made outside the server (as a worker's promotion or the sweep makes) reaches it by the trigger.
-    name = (await create(api, "announced", "first")).name
+    name = (await create(api, "announced", description="first")).name
     assert await description_of(api, name) == "first"
     namespace, dataset = name.split("/")[1], name.split("/")[3]
     await pool.execute("""UPDATE datasets d SET description = 'by sql' FROM namespaces n
@@ -101,7 +88,7 @@ async def unannounced(pool: asyncpg.Pool) -> AsyncIterator[None]:
 
 
 async def test_a_change_through_this_replica_shows_at_once(api: Api, unannounced: None) -> None:
-    created = await create(api, "own", "first")
+    created = await create(api, "own", description="first")
     assert await description_of(api, created.name) == "first"
     for round_ in range(20):  # no wait at all: the write dropped this replica's copy before it answered
         text = f"changed {round_}"
@@ -114,12 +101,12 @@ async def test_a_change_through_this_replica_shows_at_once(api: Api, unannounced
         await description_of(api, created.name)
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND and error_info(gone.value)[0] == "DATASET_NOT_FOUND"
     # Absence is never cached: a dataset created under the name is there at once.
-    await create(api, "own", "again")
+    await create(api, "own", description="again")
     assert await description_of(api, created.name) == "again"
 
 
 async def test_an_inline_write_shows_its_version_at_once(api: Api, unannounced: None) -> None:
-    created = await create(api, "inline", "")
+    created = await create(api, "inline")
     assert not (await api.datasets.GetDataset(pb.GetDatasetRequest(name=created.name))).dataset.current_version
     written = await api.datasets.WriteFile(pb.WriteFileRequest(parent=created.name, path="a.csv",
                                                                content=b"x,y\n1,2\n"))
@@ -135,7 +122,7 @@ async def test_a_change_through_another_replica_shows_within_its_notification(
     second_server = await asyncio.to_thread(start_server, stack_envs["file"], tmp_path, "replica", "file")
     second = open_api(second_server.address, first.namespace)
     try:
-        created = await create(first, "shared", "first")
+        created = await create(first, "shared", description="first")
         lags = []
         for round_ in range(10):
             assert await description_of(second, created.name) == (f"v{round_ - 1}" if round_ else "first")
