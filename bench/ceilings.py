@@ -7,9 +7,9 @@ One process, one grpc.aio server (no interceptor, no database, no store), four m
 - `/bench.Bare/Sink`: client-streaming, reads every message as raw bytes and drops it (the upload ceiling);
 - `/bench.Bare/Write`: client-streaming, takes each chunk's data as a view of the received message (no
   protobuf parse: that made two copies of every chunk and left this reference slower than Quarry itself),
-  copies it into one of two page-aligned 8 MiB buffers and writes each full buffer with O_DIRECT from a worker
-  thread while the other fills, one fdatasync at the end: the cheapest plain server that makes the bytes
-  durable the way Quarry does (O_DIRECT part writes). It was written through the page cache, fdatasync'd per
+  and appends it to a `DirectFile` (bench/direct_file.py: O_DIRECT writes of 8 MiB from a thread while the
+  next buffer fills, one fdatasync): the cheapest plain server that makes the bytes durable the way Quarry
+  does (O_DIRECT part writes). It was written through the page cache, fdatasync'd per
   64 MiB, and ran at 980 MB/s where this disk takes 2 GB/s: a slow reference;
 - `/bench.Bare/Read`: server-streaming, sends one prebuilt serialized ReadFileResponse of 1 MiB again and again
   until the request's `limit` bytes are sent (the read ceiling: from memory, nothing read or parsed);
@@ -22,7 +22,6 @@ Prints "ready" once it listens.
 from __future__ import annotations
 
 import asyncio
-import mmap
 import os
 import sys
 import uuid
@@ -34,9 +33,10 @@ from grpc import aio
 from quarry.v1 import dataset_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 
+from bench.direct_file import DirectFile
+
 MiB = 1 << 20
 MESSAGE = MiB
-WRITE_BUFFER = 8 * MiB
 SERVICE = "bench.Bare"
 SINK, WRITE, READ, GET = (f"/{SERVICE}/{name}" for name in ("Sink", "Write", "Read", "Get"))
 CHUNK_TAG, DATA_TAG = 0x12, 0x0A  # UploadRequest.chunk (field 2) and UploadChunk.data (field 1), length-delimited
@@ -51,15 +51,6 @@ def _varint(raw: bytes, position: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, position
         shift += 7
-
-
-def open_direct(path: Path) -> int:
-    """A new file opened for writing past the page cache (O_DIRECT), or through it where that is refused."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    try:
-        return os.open(path, flags | getattr(os, "O_DIRECT", 0), 0o600)
-    except OSError:  # a file system without direct I/O (tmpfs)
-        return os.open(path, flags, 0o600)
 
 
 def chunk_data(raw: bytes) -> memoryview | None:
@@ -104,30 +95,15 @@ class Bare:
 
     async def write(self, requests: AsyncIterator[bytes], context: aio.ServicerContext) -> bytes:
         path = self.directory / uuid.uuid4().hex
-        fd = open_direct(path)
-        buffers = [mmap.mmap(-1, WRITE_BUFFER) for _ in range(2)]  # page-aligned, as O_DIRECT needs
-        turn = filled = written = 0
-        pending: asyncio.Future[int] | None = None
+        out = DirectFile(path)
         try:
             async for raw in requests:
                 data = chunk_data(raw)
-                while data:  # into the buffer while the other one is written
-                    take = min(len(data), WRITE_BUFFER - filled)
-                    buffers[turn][filled:filled + take] = data[:take]
-                    filled, data = filled + take, data[take:]
-                    if filled == WRITE_BUFFER:
-                        if pending is not None:
-                            await pending
-                        pending = asyncio.ensure_future(asyncio.to_thread(os.pwrite, fd, buffers[turn], written))
-                        turn, filled, written = turn ^ 1, 0, written + WRITE_BUFFER
-            if pending is not None:
-                await pending
-            if filled:  # the bench's sizes are whole MiB: what is left is whole blocks
-                await asyncio.to_thread(os.pwrite, fd, memoryview(buffers[turn])[:filled], written)
-                written += filled
-            await asyncio.to_thread(os.fdatasync, fd)
+                if data is not None:
+                    await out.append(data)
+            written = await out.finish()
         finally:
-            os.close(fd)
+            out.close()
             path.unlink()
         return str(written).encode()
 

@@ -19,6 +19,7 @@ moved. A fresh process per run keeps one run's heap, threads and gRPC state out 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -123,16 +124,23 @@ def sdk_upload(args: dict[str, Any]) -> dict[str, Any]:
     return {**measured, "bytes": result.size, "upload": result.upload.name}
 
 
-async def read(args: dict[str, Any]) -> dict[str, Any]:
-    """One ReadFile stream of `size` bytes; every message parsed, its bytes counted."""
+@contextlib.asynccontextmanager
+async def _read_stream(args: dict[str, Any]) -> AsyncIterator[AsyncIterator[dpb.ReadFileResponse]]:
+    """The messages of one ReadFile stream of `size` bytes, on a channel that is already connected."""
     async with aio.insecure_channel(args["address"], options=OPTIONS) as channel:
         call = channel.unary_stream(args["method"], request_serializer=dpb.ReadFileRequest.SerializeToString,
                                     response_deserializer=dpb.ReadFileResponse.FromString)
         await channel.channel_ready()
         request = dpb.ReadFileRequest(version=args["version"], path=args["path"], limit=args["size"])
+        yield call(request, metadata=_metadata(args), timeout=600)
+
+
+async def read(args: dict[str, Any]) -> dict[str, Any]:
+    """One ReadFile stream of `size` bytes; every message parsed, its bytes counted."""
+    async with _read_stream(args) as messages:
         clock = Clock()
         received = 0
-        async for message in call(request, metadata=_metadata(args), timeout=600):
+        async for message in messages:
             received += len(message.data)
         measured = clock.stop()
     assert received == args["size"], (received, args["size"])
@@ -140,45 +148,27 @@ async def read(args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def durable_read(args: dict[str, Any]) -> dict[str, Any]:
-    """`read`, and what a verified, durable download cannot skip: every byte hashed (sha256), copied into one of
-    two aligned 8 MiB buffers and written with O_DIRECT from a thread while the other fills, one fsync at the
-    end. The least such a download costs, with the cheapest client."""
+    """`read`, and what a verified, durable download cannot skip: every byte hashed (sha256) and appended to a
+    `DirectFile` (O_DIRECT writes from a thread while the next buffer fills, one fdatasync). The least such a
+    download costs, with the cheapest client."""
     import hashlib
-    import mmap
 
-    out = Path(args["out"])
-    buffer_bytes = 8 * MiB
-    buffers = [mmap.mmap(-1, buffer_bytes) for _ in range(2)]
+    from bench.direct_file import DirectFile
+
+    out = DirectFile(Path(args["out"]))
     digest = hashlib.sha256()
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0), 0o600)
     try:
-        async with aio.insecure_channel(args["address"], options=OPTIONS) as channel:
-            call = channel.unary_stream(args["method"], request_serializer=dpb.ReadFileRequest.SerializeToString,
-                                        response_deserializer=dpb.ReadFileResponse.FromString)
-            await channel.channel_ready()
-            request = dpb.ReadFileRequest(version=args["version"], path=args["path"], limit=args["size"])
+        async with _read_stream(args) as messages:
             clock = Clock()
-            turn = filled = written = 0
-            pending: asyncio.Future[int] | None = None
-            async for message in call(request, metadata=_metadata(args), timeout=600):
+            async for message in messages:
                 data = message.data
                 digest.update(data)
-                buffers[turn][filled:filled + len(data)] = data  # 1 MiB messages: a buffer takes 8 whole
-                filled += len(data)
-                if filled == buffer_bytes:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(os.pwrite, fd, buffers[turn], written))
-                    turn, filled, written = turn ^ 1, 0, written + buffer_bytes
-            if pending is not None:
-                await pending
-            if filled:
-                written += await asyncio.to_thread(os.pwrite, fd, memoryview(buffers[turn])[:filled], written)
-            await asyncio.to_thread(os.fsync, fd)
+                await out.append(data)
+            written = await out.finish()
             measured = clock.stop()
     finally:
-        os.close(fd)
-        os.unlink(out)
+        out.close()
+        os.unlink(args["out"])
     assert written == args["size"], (written, args["size"])
     return {**measured, "bytes": written, "sha256": digest.hexdigest()}
 

@@ -193,42 +193,13 @@ def reset_peak(pid: int) -> None:
 @contextlib.contextmanager
 def quarry_stack(store: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """The whole stack on `store` ("file" or "s3"), torn down afterwards."""
-    with tempfile.TemporaryDirectory(prefix="quarry-bench-") as tmp, contextlib.ExitStack() as stack:
-        work = Path(tmp)
-        postgres = EmbeddedPostgres(work / "pg")
-        postgres.start()
-        stack.callback(postgres.stop)
-        redis = EmbeddedRedis(work / "redis", persistent=False)
-        redis.start()
-        stack.callback(redis.stop)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
-        endpoint = None
-        if store == "s3":
-            endpoint = stack.enter_context(moto_server(work))
-            storage = f"s3://{BUCKET}?endpoint={endpoint}"
-            env.update(QUARRY_S3_ACCESS_KEY_ID="bench", QUARRY_S3_SECRET_ACCESS_KEY="bench",
-                       AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-        else:
-            storage = f"file://{work / 'objects'}"
+    with services(with_s3=store == "s3") as svc:
         address = f"127.0.0.1:{free_port()}"
-        env.update(QUARRY_DATABASE_URL=postgres.url, QUARRY_REDIS_URL=redis.url, QUARRY_STORAGE_URL=storage,
-                   QUARRY_GRPC_ADDRESS=address, QUARRY_METRICS_PORT="0", QUARRY_LOG_LEVEL="WARNING")
-        env.update(extra_env or {})
-        storage = env["QUARRY_STORAGE_URL"]
-        log = open(work / "server.log", "wb")  # noqa: SIM115
-        server = subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=ROOT, stdout=log,
-                                  stderr=subprocess.STDOUT)
-
-        def stop_server() -> None:
-            server.terminate()
-            server.wait(30)
-            log.close()
-
-        stack.callback(stop_server)
-        wait_serving(address)
-        token = bootstrap(env)
-        create_namespace(address, token, "bench")
-        yield Stack(work, address, server, storage, endpoint, env, token)
+        env = svc.server_env(store, address, extra_env)
+        with start_server(env, svc.work / "server.log") as server:
+            token = bootstrap(env)
+            create_namespace(address, token, "bench")
+            yield Stack(svc.work, address, server, env["QUARRY_STORAGE_URL"], svc.s3_endpoint, env, token)
 
 
 def create_namespace(address: str, operator: str, namespace: str) -> None:
