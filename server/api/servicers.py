@@ -50,14 +50,21 @@ def _register(server: aio.Server, generated: _Handlers) -> None:
     server.add_registered_method_handlers(generated.service, generated.handlers)
 
 
+def _recoded(generated: _Handlers, name: str, **codec: Callable[..., Any]) -> None:
+    """Give the generated handler of method `name` another request deserializer or response serializer."""
+    handler = generated.handlers[name]
+    make = grpc.stream_unary_rpc_method_handler if handler.stream_unary else grpc.unary_stream_rpc_method_handler
+    behavior = handler.stream_unary or handler.unary_stream
+    codec = {"request_deserializer": handler.request_deserializer,
+             "response_serializer": handler.response_serializer, **codec}
+    generated.handlers[name] = make(behavior, **codec)
+
+
 def _add_upload_service(servicer: UploadServicer, server: aio.Server) -> None:
     """UploadService as generated, except that Upload's messages are read by `wire.upload_request` (chunks read
     in place, without protobuf's two copies of their data)."""
     generated = _generated(upload_service_pb2_grpc.add_UploadServiceServicer_to_server, servicer)
-    upload = generated.handlers["Upload"]
-    generated.handlers["Upload"] = grpc.stream_unary_rpc_method_handler(
-        upload.stream_unary, request_deserializer=wire.upload_request,
-        response_serializer=upload.response_serializer)
+    _recoded(generated, "Upload", request_deserializer=wire.upload_request)
     _register(server, generated)
 
 
@@ -65,10 +72,7 @@ def _add_dataset_service(servicer: DatasetServicer, server: aio.Server) -> None:
     """DatasetService as generated, except that ReadFile's messages may come encoded already (`wire.read_response`:
     one copy of the data, where protobuf makes two)."""
     generated = _generated(dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server, servicer)
-    read = generated.handlers["ReadFile"]
-    generated.handlers["ReadFile"] = grpc.unary_stream_rpc_method_handler(
-        read.unary_stream, request_deserializer=read.request_deserializer,
-        response_serializer=wire.serialize_response)
+    _recoded(generated, "ReadFile", response_serializer=wire.serialize_response)
     _register(server, generated)
 
 
