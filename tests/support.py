@@ -8,6 +8,7 @@ otherwise), and returns stubs on a channel that sends that token.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import signal
@@ -38,7 +39,7 @@ from quarry.v1 import (
     upload_service_pb2_grpc,
 )
 
-from server.listen_ports import free_port
+from server.listen_ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -185,7 +186,7 @@ def start_server(env: dict[str, str], log_dir: Path, name: str, storage_kind: st
     token registered for open_api; `credentials` to reach a server that speaks TLS."""
     given = env
     for attempt in range(3):
-        port, metrics_port, flight_port = free_port(), free_port(), free_port()
+        port, metrics_port, flight_port = free_ports(3)
         # Flight on, with 1 MiB endpoints: the test files are small, and a split must still be seen.
         env = {"QUARRY_FLIGHT_ADDRESS": f"127.0.0.1:{flight_port}", "QUARRY_FLIGHT_SPLIT_BYTES": str(1 << 20),
                **given, "QUARRY_GRPC_ADDRESS": f"127.0.0.1:{port}", "QUARRY_METRICS_PORT": str(metrics_port)}
@@ -419,6 +420,17 @@ async def upload_blocking(address: str, namespace: str, messages: Iterable[uploa
             return response
 
     return await asyncio.to_thread(call)
+
+
+def tampered_page_token(token: str) -> str:
+    """`token` with one bit of its last byte (the signature's) flipped, re-encoded as the server encodes tokens.
+
+    Editing the base64 text is not enough: the last character of unpadded base64 carries padding bits a decoder
+    ignores, and a fixed replacement can equal what was there.
+    """
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[-1] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
 def error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from server.listen_ports import free_port
+from server.listen_ports import free_port, free_ports
 from tests.support import ROOT, clean_env
 
 
@@ -25,10 +25,16 @@ def assert_one_line_naming(result: subprocess.CompletedProcess[str], variable: s
     assert words in lines[0], lines[0]
 
 
+def with_fresh_ports(env: dict[str, str]) -> dict[str, str]:
+    """env with gRPC and metrics ports that were free a moment ago, and differ from each other and from any port
+    the caller holds bound (a port-in-use test's busy socket must not be the one the server checks first)."""
+    grpc_port, metrics_port = free_ports(2)
+    return dict(env, QUARRY_GRPC_ADDRESS=f"127.0.0.1:{grpc_port}", QUARRY_METRICS_PORT=str(metrics_port))
+
+
 @pytest.fixture
 def good_env(stack_envs: dict[str, dict[str, str]]) -> dict[str, str]:
-    return dict(stack_envs["file"], QUARRY_GRPC_ADDRESS=f"127.0.0.1:{free_port()}",
-                QUARRY_METRICS_PORT=str(free_port()), QUARRY_STARTUP_TIMEOUT_SECONDS="1")
+    return with_fresh_ports(dict(stack_envs["file"], QUARRY_STARTUP_TIMEOUT_SECONDS="1"))
 
 
 def test_unreachable_database(good_env: dict[str, str]) -> None:
@@ -63,7 +69,7 @@ def test_grpc_port_in_use(good_env: dict[str, str]) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = dict(good_env, QUARRY_GRPC_ADDRESS=f"127.0.0.1:{port}")
+        env = dict(with_fresh_ports(good_env), QUARRY_GRPC_ADDRESS=f"127.0.0.1:{port}")
         assert_one_line_naming(run_module("server", env), "QUARRY_GRPC_ADDRESS", "cannot listen")
 
 
@@ -71,7 +77,7 @@ def test_flight_port_in_use(good_env: dict[str, str]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        env = dict(good_env, QUARRY_FLIGHT_ADDRESS=f"127.0.0.1:{busy.getsockname()[1]}")
+        env = dict(with_fresh_ports(good_env), QUARRY_FLIGHT_ADDRESS=f"127.0.0.1:{busy.getsockname()[1]}")
         assert_one_line_naming(run_module("server", env), "QUARRY_FLIGHT_ADDRESS", "cannot listen")
 
 
@@ -79,7 +85,7 @@ def test_metrics_port_in_use(good_env: dict[str, str]) -> None:
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
-        env = dict(good_env, QUARRY_METRICS_PORT=str(busy.getsockname()[1]))
+        env = dict(with_fresh_ports(good_env), QUARRY_METRICS_PORT=str(busy.getsockname()[1]))
         assert_one_line_naming(run_module("server", env), "QUARRY_METRICS_PORT", "cannot listen")
 
 

@@ -21,7 +21,7 @@ from quarry.v1 import common_pb2, dataset_pb2, upload_pb2
 from quarry.v1 import dataset_service_pb2 as pb
 from quarry.v1 import upload_service_pb2 as upload_pb
 
-from tests.support import Api, QuarryProcess, ServerHandle, error_info, field_violations, open_api
+from tests.support import Api, QuarryProcess, ServerHandle, error_info, field_violations, open_api, tampered_page_token
 from tests.uploading import chunk_messages, create_request, stream_of
 
 DRAFT = dataset_pb2.DATASET_STATE_DRAFT
@@ -321,7 +321,7 @@ async def test_bad_list_requests(api: Api, server_file: ServerHandle) -> None:
     page = await api.datasets.ListDatasets(pb.ListDatasetsRequest(page_size=1))
     token = page.next_page_token
     assert token
-    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    tampered = tampered_page_token(token)
     await bad("INVALID_PAGE_TOKEN", "page_token", page_size=1, page_token=tampered)
     await bad("INVALID_PAGE_TOKEN", "page_token", page_size=1, page_token=token[:10])
     await bad("INVALID_PAGE_TOKEN", "page_token", page_size=1, page_token="garbage!")

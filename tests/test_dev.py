@@ -21,7 +21,7 @@ import pytest
 from quarry.v1 import namespace_service_pb2 as npb
 from quarry.v1 import namespace_service_pb2_grpc as npb_grpc
 
-from server.listen_ports import free_port
+from server.listen_ports import free_port, free_ports
 from tests.support import ROOT, clean_env, wait_serving
 
 pytestmark = pytest.mark.slow
@@ -91,10 +91,11 @@ def namespaces_seen_with(address: str, credentials: Path) -> list[str]:
 
 def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    address = f"127.0.0.1:{free_port()}"
+    port, metrics_port, worker_metrics_port = free_ports(3)
+    address = f"127.0.0.1:{port}"
     user_credentials = tmp_path / "home" / "quarry" / "credentials"
     # Client-side variables in the shell never stop `quarry dev` (nor the server it starts).
-    env = clean_env(QUARRY_METRICS_PORT=str(free_port()), QUARRY_WORKER_METRICS_PORT=str(free_port()),
+    env = clean_env(QUARRY_METRICS_PORT=str(metrics_port), QUARRY_WORKER_METRICS_PORT=str(worker_metrics_port),
                     QUARRY_CREDENTIALS=str(user_credentials), QUARRY_TOKEN="qk_0123456789abcdef_" + "x" * 43,
                     QUARRY_ADDRESS="127.0.0.1:1", QUARRY_NAMESPACE="elsewhere")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.listen_ports import free_port
+from server.listen_ports import free_ports
 from tests.sdk_support import assert_one_line_error
 from tests.support import ROOT, clean_env
 from tests.test_dev import start_dev, wait_announced
@@ -41,9 +41,10 @@ def test_the_readme_quick_start_works_as_written(tmp_path: Path) -> None:
     for name in (".venv", "examples"):
         (checkout / name).symlink_to(ROOT / name)
     home = tmp_path / "config"  # ~/.config of this user: where `quarry dev` writes the credentials
-    address = f"127.0.0.1:{free_port()}"
-    env = clean_env(XDG_CONFIG_HOME=str(home), QUARRY_METRICS_PORT=str(free_port()),
-                    QUARRY_WORKER_METRICS_PORT=str(free_port()))
+    port, metrics_port, worker_metrics_port = free_ports(3)
+    address = f"127.0.0.1:{port}"
+    env = clean_env(XDG_CONFIG_HOME=str(home), QUARRY_METRICS_PORT=str(metrics_port),
+                    QUARRY_WORKER_METRICS_PORT=str(worker_metrics_port))
     dev = start_dev(checkout / ".quarry", address, env)
     try:
         wait_announced(dev)

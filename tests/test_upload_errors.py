@@ -22,7 +22,15 @@ from quarry.v1 import upload_service_pb2 as pb
 from server.model.objects import ObjectStore
 from server.storage.objects.local import LocalStore
 from tests.conftest import Env
-from tests.support import ServerHandle, error_info, field_violations, open_api, start_server, upload_blocking
+from tests.support import (
+    ServerHandle,
+    error_info,
+    field_violations,
+    open_api,
+    start_server,
+    tampered_page_token,
+    upload_blocking,
+)
 from tests.uploading import (
     MiB,
     chunk_messages,
@@ -234,7 +242,7 @@ async def test_bad_list_requests(env: Env) -> None:
         await env.api.uploads.CreateUpload(create_request("ds", "f.bin"))
     page = await env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1))
     token = page.next_page_token
-    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    tampered = tampered_page_token(token)
     await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1, page_token=tampered)),
                 grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
     await fails(env.api.uploads.ListUploads(pb.ListUploadsRequest(page_size=1, page_token="garbage!")),
