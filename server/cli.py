@@ -11,17 +11,21 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from server.model.errors import ConfigError
-from server.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # settings load pydantic and the domain: only a command that runs needs them, not `quarry --help`
+    from server.settings import Settings
 
 EXIT_CONFIG = 2
 
 
 def _run(main: Callable[[Settings], Coroutine[Any, Any, Any]], **overrides: object) -> None:
+    from server.settings import load_settings
+
     try:
         settings = load_settings(**overrides)
         from server.logs import configure_logging
@@ -35,18 +39,27 @@ def _run(main: Callable[[Settings], Coroutine[Any, Any, Any]], **overrides: obje
         raise SystemExit(130) from None
 
 
-def run_server_command() -> None:
-    """Run the gRPC server until a signal."""
+async def _serve(settings: Settings) -> None:
+    # Imported once the settings are good: a configuration error answers before grpc, pyarrow and aioboto3 load.
     from server.app import serve
 
-    _run(serve)
+    await serve(settings)
+
+
+async def _work(settings: Settings) -> None:
+    from workers.worker import run
+
+    await run(settings)
+
+
+def run_server_command() -> None:
+    """Run the gRPC server until a signal."""
+    _run(_serve)
 
 
 def run_worker_command() -> None:
     """Run a worker until a signal."""
-    from workers.worker import run
-
-    _run(run)
+    _run(_work)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -125,6 +138,8 @@ def register(app: typer.Typer) -> None:
             print(f"quarry: `quarry dev` needs the embedded extra: pip install 'quarry-server[embedded]' ({exc})",
                   file=sys.stderr)
             raise SystemExit(EXIT_CONFIG) from None
+
+        from server.settings import load_settings
 
         overrides: dict[str, object] = {}
         if data_dir is not None:

@@ -96,6 +96,20 @@ def redis_url(redis: EmbeddedRedis, db: int) -> str:
     return f"{redis.url}?db={db}" if redis.url.startswith("unix://") else redis.url.rsplit("/", 1)[0] + f"/{db}"
 
 
+async def own_stack(stack_envs: dict[str, dict[str, str]], kind: str, postgres: EmbeddedPostgres,
+                    redis_server: EmbeddedRedis, name: str, db_number: int) -> dict[str, str]:
+    """The session stack's env of `kind`, with a database, a Redis database and a bucket prefix of its own: for
+    a test that kills its workers or servers without touching the session's."""
+    env = dict(stack_envs[kind])
+    # A prefix of its own on the shared bucket: moto reports every multipart upload as initiated in 2010, so the
+    # session stack's sweeper would abort this stack's uploads in flight as orphans of its own database.
+    env["QUARRY_STORAGE_URL"] = env["QUARRY_STORAGE_URL"].replace(f"s3://{BUCKET}/quarry?", f"s3://{BUCKET}/{name}?")
+    env["QUARRY_DATABASE_URL"] = await create_database(postgres, name)
+    env["QUARRY_REDIS_URL"] = redis_url(redis_server, db_number)
+    env["QUARRY_JOB_HEARTBEAT_SECONDS"] = "2"
+    return env
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_root: Path) -> Iterator[str]:
     port = free_port()

@@ -8,21 +8,21 @@ from pathlib import Path
 
 from quarry.v1 import upload_pb2
 
-from server.embedded import EmbeddedRedis
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.listen_ports import free_port
+from tests.conftest import own_stack
 from tests.samples import csv_sample
 from tests.support import QuarryProcess, eventually, open_api, read_metrics, start_server
 from tests.test_pipeline import upload_and_watch
-from tests.test_worker_recovery import _own_stack
 
 
 def metric(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-async def test_worker_metrics_and_logs(stack_envs: dict[str, dict[str, str]], postgres: object,
+async def test_worker_metrics_and_logs(stack_envs: dict[str, dict[str, str]], postgres: EmbeddedPostgres,
                                        redis_server: EmbeddedRedis, tmp_path: Path) -> None:
-    env = await _own_stack(stack_envs, "file", postgres, redis_server, "observability", 10)
+    env = await own_stack(stack_envs, "file", postgres, redis_server, "observability", 10)
     port = free_port()
     server = await asyncio.to_thread(start_server, env, tmp_path, "server", "file")
     worker = QuarryProcess("workers", dict(env, QUARRY_WORKER_METRICS_PORT=str(port), QUARRY_LOG_LEVEL="INFO"),

@@ -16,9 +16,9 @@ from quarry.v1 import dataset_service_pb2 as dpb
 from quarry.v1 import upload_pb2, version_pb2
 from quarry.v1 import upload_service_pb2 as pb
 
-from server.embedded import EmbeddedRedis
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.listen_ports import free_port
-from tests.conftest import BUCKET, create_database, redis_url
+from tests.conftest import own_stack
 from tests.samples import binary_sample, csv_sample
 from tests.sdk_support import Cli
 from tests.support import QuarryProcess, error_info, eventually, open_api, start_server
@@ -26,18 +26,6 @@ from tests.test_pipeline import upload_and_watch, wait_version
 from tests.uploading import create_request, resume_messages, stream_of
 
 pytestmark = pytest.mark.slow
-
-
-async def _own_stack(stack_envs: dict[str, dict[str, str]], kind: str, postgres: object, redis_server: EmbeddedRedis,
-                     name: str, db_number: int) -> dict[str, str]:
-    env = dict(stack_envs[kind])
-    # A prefix of its own on the shared bucket: moto reports every multipart upload as initiated in 2010, so the
-    # session stack's sweeper would abort this stack's uploads in flight as orphans of its own database.
-    env["QUARRY_STORAGE_URL"] = env["QUARRY_STORAGE_URL"].replace(f"s3://{BUCKET}/quarry?", f"s3://{BUCKET}/{name}?")
-    env["QUARRY_DATABASE_URL"] = await create_database(postgres, name)  # type: ignore[arg-type]
-    env["QUARRY_REDIS_URL"] = redis_url(redis_server, db_number)
-    env["QUARRY_JOB_HEARTBEAT_SECONDS"] = "2"
-    return env
 
 
 async def _wait_upload_state(api: object, name: str, wanted: int, timeout: float = 60) -> None:
@@ -51,9 +39,9 @@ async def _wait_upload_state(api: object, name: str, wanted: int, timeout: float
 
 @pytest.mark.parametrize("kind, db_number", [("file", 5), ("s3", 6)])
 async def test_kill_9_mid_validation_then_a_new_worker_finishes(
-        kind: str, db_number: int, stack_envs: dict[str, dict[str, str]], postgres: object,
+        kind: str, db_number: int, stack_envs: dict[str, dict[str, str]], postgres: EmbeddedPostgres,
         redis_server: EmbeddedRedis, tmp_path: Path) -> None:
-    env = await _own_stack(stack_envs, kind, postgres, redis_server, f"kill_validation_{kind}", db_number)
+    env = await own_stack(stack_envs, kind, postgres, redis_server, f"kill_validation_{kind}", db_number)
     server = start_server(env, tmp_path, "server", kind)
     api = open_api(server.address)
     worker = QuarryProcess("workers", env, tmp_path / "worker1.log").start()
@@ -86,8 +74,9 @@ async def test_kill_9_mid_validation_then_a_new_worker_finishes(
 
 
 async def test_kill_9_mid_promotion_then_a_new_worker_finishes(
-        stack_envs: dict[str, dict[str, str]], postgres: object, redis_server: EmbeddedRedis, tmp_path: Path) -> None:
-    env = await _own_stack(stack_envs, "s3", postgres, redis_server, "kill_promotion", 7)
+        stack_envs: dict[str, dict[str, str]], postgres: EmbeddedPostgres, redis_server: EmbeddedRedis,
+        tmp_path: Path) -> None:
+    env = await own_stack(stack_envs, "s3", postgres, redis_server, "kill_promotion", 7)
     server = start_server(env, tmp_path, "server", "s3")
     api = open_api(server.address)
     worker = QuarryProcess("workers", env, tmp_path / "worker1.log").start()
@@ -168,10 +157,10 @@ async def flaky_s3(moto_endpoint: str) -> AsyncIterator[FlakyProxy]:
     await proxy.close()
 
 
-async def test_retry_upload_after_a_transient_failure(stack_envs: dict[str, dict[str, str]], postgres: object,
+async def test_retry_upload_after_a_transient_failure(stack_envs: dict[str, dict[str, str]], postgres: EmbeddedPostgres,
                                                       redis_server: EmbeddedRedis, tmp_path: Path,
                                                       flaky_s3: FlakyProxy) -> None:
-    env = await _own_stack(stack_envs, "s3", postgres, redis_server, "retry_transient", 8)
+    env = await own_stack(stack_envs, "s3", postgres, redis_server, "retry_transient", 8)
     # The worker reaches the store through the proxy; the server reaches it directly.
     worker_env = dict(env, QUARRY_JOB_MAX_TRIES="1",  # give up at the first transient failure: a quick test
                       QUARRY_STORAGE_URL=env["QUARRY_STORAGE_URL"].replace(f":{flaky_s3.target_port}",
