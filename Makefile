@@ -34,9 +34,11 @@ run: $(VENV)/.run-installed
 ## and big tiers), then the TypeScript client's
 test: test-python test-typescript
 
-## test-python: the pytest suite (server, workers, Python SDK and CLI, the contract), without the slow tiers
+## test-python: the pytest suite (server, workers, Python SDK and CLI, the contract), without the slow tiers, in
+## TEST_WORKERS processes (default 2), a test file to a process, each process with its own Postgres, Redis and moto
+TEST_WORKERS ?= 2
 test-python: $(VENV)/.test-installed node_modules/.installed
-	$(BIN)/pytest -m "not big and not acceptance"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not big and not acceptance"
 
 ## test-acceptance: the end-to-end acceptance tier: the README quick start against `quarry dev`, TLS and mTLS,
 ## quotas and rate limits across two replicas, revocation across replicas, secrets in configuration errors,
