@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -420,6 +422,22 @@ async def upload_blocking(address: str, namespace: str, messages: Iterable[uploa
             return response
 
     return await asyncio.to_thread(call)
+
+
+@functools.cache
+def _refusing_socket() -> socket.socket:
+    refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    refusing.bind(("127.0.0.1", 0))
+    return refusing
+
+
+def refused_port() -> int:
+    """A port of 127.0.0.1 that refuses every connection for as long as this process lives.
+
+    It is bound and never listens, so no other process can take it: a port that was merely free a moment ago can
+    be given to a server another test starts, and the "server down" test would then reach it.
+    """
+    return int(_refusing_socket().getsockname()[1])
 
 
 def tampered_page_token(token: str) -> str:

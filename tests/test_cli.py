@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.listen_ports import free_port
 from tests.sdk_support import Cli, assert_one_line_error, new_namespace
-from tests.support import QuarryProcess, ServerHandle
+from tests.support import QuarryProcess, ServerHandle, refused_port
 
 
 @pytest.fixture
@@ -223,7 +222,7 @@ COMMANDS = [
 @pytest.fixture
 def down(tmp_path: Path) -> Iterator[Cli]:
     """The CLI pointed at a port where nothing listens, retrying for a second (not the default minute)."""
-    yield Cli(f"127.0.0.1:{free_port()}", new_namespace(), tmp_path / "cache", options=("--retry-for", "1"))
+    yield Cli(f"127.0.0.1:{refused_port()}", new_namespace(), tmp_path / "cache", options=("--retry-for", "1"))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c[:2]) for c in COMMANDS])

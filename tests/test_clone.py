@@ -193,10 +193,11 @@ async def test_undelete_within_the_retention_and_its_refusals(lifecycle: tuple[S
     await services.datasets.delete(CALLER, ds("kept"), "")
 
     async def expired() -> bool:
+        # The later deletion, the one undelete would restore: once it is past the retention, so is the first.
         async with services.db.connection() as connection:
-            return await sweeping.deleted_longer_than(connection, published.dataset_id, RETENTION_DAYS * 86400)
+            return await sweeping.deleted_longer_than(connection, current.id, RETENTION_DAYS * 86400)
 
-    await eventually(expired, "the first deletion past the retention period", timeout=20)
+    await eventually(expired, "the last deletion past the retention period", timeout=20)
     with pytest.raises(FailedPrecondition) as late:
         await services.lifecycle.undelete(CALLER, ds("kept"))
     assert late.value.reason == "RETENTION_EXPIRED"

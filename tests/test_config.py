@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from server.listen_ports import free_port, free_ports
-from tests.support import ROOT, clean_env
+from server.listen_ports import free_ports
+from tests.support import ROOT, clean_env, refused_port
 
 
 def run_module(module: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -38,12 +38,12 @@ def good_env(stack_envs: dict[str, dict[str, str]]) -> dict[str, str]:
 
 
 def test_unreachable_database(good_env: dict[str, str]) -> None:
-    env = dict(good_env, QUARRY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/quarry")
+    env = dict(good_env, QUARRY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{refused_port()}/quarry")
     assert_one_line_naming(run_module("server", env), "QUARRY_DATABASE_URL", "cannot connect")
 
 
 def test_unreachable_redis(good_env: dict[str, str]) -> None:
-    env = dict(good_env, QUARRY_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    env = dict(good_env, QUARRY_REDIS_URL=f"redis://127.0.0.1:{refused_port()}/0")
     assert_one_line_naming(run_module("server", env), "QUARRY_REDIS_URL", "cannot connect")
 
 
@@ -110,7 +110,7 @@ def test_bad_values(variable: str, value: str, words: str) -> None:
 
 
 def test_worker_reports_bad_configuration_the_same_way() -> None:
-    env = clean_env(QUARRY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/quarry",
+    env = clean_env(QUARRY_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{refused_port()}/quarry",
                     QUARRY_STARTUP_TIMEOUT_SECONDS="1")
     assert_one_line_naming(run_module("workers", env), "QUARRY_DATABASE_URL", "cannot connect")
 

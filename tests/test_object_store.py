@@ -14,11 +14,11 @@ import aiohttp
 import boto3
 import pytest
 
-from server.listen_ports import free_port
 from server.model.errors import FailedPrecondition, InvalidArgument, NotFound, NotSupported, Unavailable
 from server.model.objects import CompletedPart, ObjectStore
 from server.storage.objects.local import LocalStore
 from server.storage.objects.s3 import MULTIPART_THRESHOLD, S3Store
+from tests.support import refused_port
 
 MiB = 1 << 20
 
@@ -231,7 +231,7 @@ async def test_ping_answers_only_while_the_store_is_usable(store: ObjectStore, t
         shutil.rmtree(tmp_path / "store")
     else:
         assert isinstance(store, S3Store)
-        gone = await S3Store(dataclasses.replace(store.location, endpoint=f"http://127.0.0.1:{free_port()}"),
+        gone = await S3Store(dataclasses.replace(store.location, endpoint=f"http://127.0.0.1:{refused_port()}"),
                              "test", "test").open()
     try:
         with pytest.raises(Unavailable) as raised:

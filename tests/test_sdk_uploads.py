@@ -14,7 +14,7 @@ from quarry.v1 import upload_service_pb2 as pb
 
 from tests.conftest import Env
 from tests.sdk_support import BreakingProxy, provision, write_random_file
-from tests.support import ServerHandle
+from tests.support import ServerHandle, refused_port
 
 MiB = 1 << 20
 PART = 16 * MiB
@@ -233,10 +233,8 @@ async def test_retry_upload_is_not_retried_blindly(env: Env, tmp_path: Path) -> 
 
 
 async def test_server_down_is_a_connect_error(tmp_path: Path) -> None:
-    from server.listen_ports import free_port
-
     retry = quarry.RetryPolicy(max_attempts=2, initial_backoff=0.01)
-    with quarry.Client(f"127.0.0.1:{free_port()}", namespace="x", cache_dir=tmp_path, retry=retry, timeout=5) as c:
+    with quarry.Client(f"127.0.0.1:{refused_port()}", namespace="x", cache_dir=tmp_path, retry=retry, timeout=5) as c:
         with pytest.raises(quarry.ConnectError) as raised:
             c.get_capabilities()
     assert raised.value.code.name == "UNAVAILABLE"

@@ -15,7 +15,16 @@ from quarry.v1 import namespace_service_pb2 as npb
 from server.listen_ports import free_port
 from server.logs import JsonFormatter, RedactSecrets
 from server.model.redaction import redact
-from tests.support import ROOT, bearer, clean_env, issue_token, read_metrics, server_operator, start_server
+from tests.support import (
+    ROOT,
+    bearer,
+    clean_env,
+    issue_token,
+    read_metrics,
+    refused_port,
+    server_operator,
+    start_server,
+)
 
 SECRET = "hunter2-s3cr3t"
 
@@ -27,12 +36,12 @@ def run_module(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 @pytest.mark.parametrize("module, variable, value, words", [
     ("server", "QUARRY_DATABASE_URL", f"mysql://quarry:{SECRET}@db/quarry", "postgresql://"),
-    ("server", "QUARRY_DATABASE_URL", f"postgresql://quarry:{SECRET}@127.0.0.1:{free_port()}/quarry",
+    ("server", "QUARRY_DATABASE_URL", f"postgresql://quarry:{SECRET}@127.0.0.1:{refused_port()}/quarry",
      "cannot connect"),
-    ("workers", "QUARRY_DATABASE_URL", f"postgresql://quarry@127.0.0.1:{free_port()}/quarry?password={SECRET}",
+    ("workers", "QUARRY_DATABASE_URL", f"postgresql://quarry@127.0.0.1:{refused_port()}/quarry?password={SECRET}",
      "cannot connect"),
-    ("server", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", "cannot connect"),
-    ("workers", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0", "cannot connect"),
+    ("server", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{refused_port()}/0", "cannot connect"),
+    ("workers", "QUARRY_REDIS_URL", f"redis://:{SECRET}@127.0.0.1:{refused_port()}/0", "cannot connect"),
     ("workers", "QUARRY_REDIS_URL", f"ftp://user:{SECRET}@redis/0", "must start with redis://"),
 ])
 @pytest.mark.acceptance
