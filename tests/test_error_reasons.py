@@ -29,8 +29,9 @@ ENUM_FILE = "quarry/v1/error_reason.proto"
 _ENUM_TYPE, _ENUM_VALUE = 5, 2  # FileDescriptorProto.enum_type, EnumDescriptorProto.value
 
 
-def declared(proto_root: Path = ROOT) -> dict[str, tuple[int, str]]:
-    """ErrorReason as buf compiles it: reason (the value's name without the prefix) -> (number, comment)."""
+def declared(proto_root: Path = ROOT, *, retired: bool = False) -> dict[str, tuple[int, str]]:
+    """ErrorReason as buf compiles it: reason (the value's name without the prefix) -> (number, comment); the
+    reasons in use, or with `retired` those marked deprecated (kept for clients built against them, never sent)."""
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "reasons.binpb"
         result = buf("build", "--path", f"proto/{ENUM_FILE}", "-o", str(image), cwd=proto_root)
@@ -41,7 +42,7 @@ def declared(proto_root: Path = ROOT) -> dict[str, tuple[int, str]]:
     enum_index = list(file.enum_type).index(enum)
     comments = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
     return {value.name.removeprefix(PREFIX): (value.number, comments.get((_ENUM_TYPE, enum_index, _ENUM_VALUE, i), ""))
-            for i, value in enumerate(enum.value) if value.number != 0}
+            for i, value in enumerate(enum.value) if value.number != 0 and value.options.deprecated == retired}
 
 
 def _error_classes() -> dict[str, type[errors.QuarryError]]:
@@ -126,6 +127,13 @@ def test_the_server_gives_no_reason_the_contract_does_not_list() -> None:
 def test_the_contract_lists_no_reason_the_server_never_gives() -> None:
     stale = sorted(set(declared()) - set(reason_codes()))
     assert stale == [], f"remove these from ErrorReason (and reserve their numbers and names): {stale}"
+
+
+def test_a_retired_reason_is_never_given_and_says_so() -> None:
+    retired = declared(retired=True)
+    assert "TOO_MANY_CHANGES" in retired  # DiffVersions pages instead
+    assert not set(retired) & set(reason_codes()), "a reason marked deprecated is still raised"
+    assert all(comment.lstrip().startswith("Retired, never sent") for _, comment in retired.values()), retired
 
 
 def test_each_reason_documents_its_status_code_and_meaning() -> None:

@@ -53,7 +53,7 @@ from server.storage.db import Database, pool_of
 from server.storage.objects.seekable import READ_AHEAD_BYTES, RangeFile
 from tests.conftest import STORE_KINDS
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample
-from tests.support import Api, ServerHandle, error_info, field_violations, open_api, wait_version
+from tests.support import Api, ServerHandle, error_info, field_violations, open_api, tampered_page_token, wait_version
 from tests.test_generated_client import generate_bare_client
 from tests.uploading import MiB, chunk_messages, create_request, stream_of
 
@@ -215,6 +215,76 @@ async def test_diff_lists_added_removed_and_changed_files_with_schema_changes(co
     same = await api.datasets.DiffVersions(dpb.DiffVersionsRequest(base_version=corpus.v1.name,
                                                                    target_version=corpus.v1.name))
     assert not same.changes and same.unchanged_count == 8
+
+
+async def diff_pages(api: Api, request: dpb.DiffVersionsRequest) -> list[dpb.DiffVersionsResponse]:
+    """Every page of a DiffVersions request, following next_page_token."""
+    pages = [await api.datasets.DiffVersions(request)]
+    while pages[-1].next_page_token:
+        following = dpb.DiffVersionsRequest()
+        following.CopyFrom(request)
+        following.page_token = pages[-1].next_page_token
+        pages.append(await api.datasets.DiffVersions(following))
+    return pages
+
+
+async def test_diff_pages_by_path(corpus: Corpus) -> None:
+    api = corpus.api
+    whole = await api.datasets.DiffVersions(dpb.DiffVersionsRequest(base_version=corpus.v1.name,
+                                                                    target_version=corpus.v2.name))
+    assert len(whole.changes) == 4 and not whole.next_page_token  # 0: as many as one answer holds
+    for size, counts in ((1, [1, 1, 1, 1]), (3, [3, 1]), (4, [4]), (10_001, [4])):
+        request = dpb.DiffVersionsRequest(base_version=corpus.v1.name, target_version=corpus.v2.name,
+                                          page_size=size, view=dpb.VERSION_VIEW_FULL)
+        pages = await diff_pages(api, request)
+        assert [len(p.changes) for p in pages] == counts, size
+        assert [c for p in pages for c in p.changes] == [c for c in (await api.datasets.DiffVersions(
+            dpb.DiffVersionsRequest(base_version=corpus.v1.name, target_version=corpus.v2.name,
+                                    view=dpb.VERSION_VIEW_FULL))).changes]
+        assert {p.unchanged_count for p in pages} == {5}  # the whole comparison's, on every page
+    first = await api.datasets.DiffVersions(dpb.DiffVersionsRequest(
+        base_version=corpus.v1.name, target_version=corpus.v2.name, page_size=1))
+    assert [c.path for c in first.changes] == ["a.csv"] and first.next_page_token
+    # A token continues only the request it came from; a bad size or token is refused, naming the field.
+    for changed in ({"view": dpb.VERSION_VIEW_FULL}, {"target_version": f"{corpus.dataset}/versions/latest"},
+                    {"base_version": corpus.v2.name, "target_version": corpus.v1.name}):
+        request = dpb.DiffVersionsRequest(base_version=corpus.v1.name, target_version=corpus.v2.name, page_size=1,
+                                          page_token=first.next_page_token)
+        for field, value in changed.items():
+            setattr(request, field, value)
+        refused = await failure(api.datasets.DiffVersions(request))
+        assert (refused.code(), error_info(refused)[0]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+        assert field_violations(refused) == ["page_token"], changed
+    bad = [(-1, "", "INVALID_PAGE_SIZE"), (1, tampered_page_token(first.next_page_token), "INVALID_PAGE_TOKEN"),
+           (1, "garbage!", "INVALID_PAGE_TOKEN")]
+    for size, token, reason in bad:
+        refused = await failure(api.datasets.DiffVersions(dpb.DiffVersionsRequest(
+            base_version=corpus.v1.name, target_version=corpus.v2.name, page_size=size, page_token=token)))
+        assert (refused.code(), error_info(refused)[0]) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
+        assert field_violations(refused) == ["page_size" if size < 0 else "page_token"]
+
+
+async def test_a_diff_being_paged_keeps_its_versions_when_latest_moves(corpus: Corpus) -> None:
+    api = corpus.api
+    await api.datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id="moving"))
+    dataset = f"{api.parent}/datasets/moving"
+    first = await commit(api, "moving", [text_sample(f"n{i}.txt") for i in range(3)])
+    await commit(api, "moving", [Sample(f"n{i}.txt", b"second\n" * (i + 1), "TEXT", 0, ()) for i in range(3)],
+                 base=first.name)
+    request = dpb.DiffVersionsRequest(base_version=f"{dataset}/versions/1", target_version=f"{dataset}/versions/latest",
+                                      page_size=1)
+    page = await api.datasets.DiffVersions(request)
+    assert [c.path for c in page.changes] == ["n0.txt"]
+    # Version 3 becomes latest, changing one path more: the comparison under way still ends at version 2.
+    third = await commit(api, "moving", [text_sample("n9.txt")], base=f"{dataset}/versions/2")
+    assert third.number == 3
+    rest = await diff_pages(api, dpb.DiffVersionsRequest(base_version=request.base_version,
+                                                         target_version=request.target_version, page_size=1,
+                                                         page_token=page.next_page_token))
+    assert [c.path for p in rest for c in p.changes] == ["n1.txt", "n2.txt"]
+    fresh = await api.datasets.DiffVersions(dpb.DiffVersionsRequest(base_version=request.base_version,
+                                                                    target_version=request.target_version))
+    assert [c.path for c in fresh.changes] == ["n0.txt", "n1.txt", "n2.txt", "n9.txt"]
 
 
 async def test_diff_refuses_bad_pairs(corpus: Corpus) -> None:

@@ -158,6 +158,27 @@ async def test_async_upload_wait_and_failure(pipeline_env: Env, tmp_path: Path) 
         assert listed == ["bad.jsonl"]
 
 
+async def test_a_diff_of_many_pages_is_one_answer(pipeline_env: Env, tmp_path: Path) -> None:
+    env = pipeline_env
+    root = tmp_path / "dir"
+    root.mkdir()
+    for index in range(4):
+        (root / f"f{index}.txt").write_text(f"one {index}\n")
+    async with quarry.AsyncClient(env.server.address, namespace=env.namespace, token=env.api.token,
+                                  cache_dir=tmp_path / "c") as client:
+        await client.upload_dir(root, "paged", wait=True, wait_timeout=60)
+        for index in (1, 3):
+            (root / f"f{index}.txt").write_text(f"two {index}\n")
+        (root / "g.txt").write_text("new\n")
+        await client.upload_dir(root, "paged", wait=True, wait_timeout=60)
+        one_call = await client.diff_versions("paged", 1, 2)
+        assert [c.path for c in one_call.changes] == ["f1.txt", "f3.txt", "g.txt"] and one_call.unchanged_count == 2
+        paged = await client.diff_versions("paged", 1, 2, page_size=1)  # three calls, one answer
+        assert paged == one_call and not paged.next_page_token
+    with make_client(env, tmp_path) as sync_client:
+        assert sync_client.diff_versions("paged", 1, 2, page_size=2) == one_call
+
+
 async def test_async_directory_upload(pipeline_env: Env, tmp_path: Path) -> None:
     env = pipeline_env
     root = tmp_path / "dir"

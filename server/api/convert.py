@@ -216,7 +216,8 @@ def file_change(value: FileChange, view: VersionView = VersionView.BASIC) -> dat
 def version_diff(value: VersionDiff, view: VersionView = VersionView.BASIC) -> dataset_service_pb2.DiffVersionsResponse:
     """The contract's DiffVersionsResponse."""
     return dataset_service_pb2.DiffVersionsResponse(changes=[file_change(c, view) for c in value.changes],
-                                                    unchanged_count=value.unchanged_count)
+                                                    unchanged_count=value.unchanged_count,
+                                                    next_page_token=value.next_token)
 
 
 def preview(value: Preview) -> dataset_service_pb2.PreviewFileResponse:

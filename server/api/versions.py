@@ -52,7 +52,8 @@ class VersionMethods(ServicerBase):
     async def DiffVersions(self, request: pb.DiffVersionsRequest,
                            context: aio.ServicerContext) -> pb.DiffVersionsResponse:
         view = convert.view_from(request.view)
-        diff = await self.services.files.diff(self.caller(context), request.base_version, request.target_version, view)
+        diff = await self.services.files.diff(self.caller(context), request.base_version, request.target_version, view,
+                                              request.page_size, request.page_token)
         return convert.version_diff(diff, view)
 
     async def PreviewFile(self, request: pb.PreviewFileRequest,

@@ -56,38 +56,28 @@ class FileChange:
 
 @dataclass(frozen=True)
 class VersionDiff:
-    """The differences between two versions, sorted by path, and how many paths are identical."""
+    """The differences between two versions (a page of them, by path), how many paths are identical in all, and the
+    token of the next page ("" after the last)."""
 
     base: Version
     target: Version
     changes: tuple[FileChange, ...]
     unchanged_count: int
+    next_token: str = ""
 
 
-def diff_versions(base: Version, target: Version, base_files: Sequence[VersionFile],
-                  target_files: Sequence[VersionFile]) -> VersionDiff:
-    """Compare the files of two versions."""
-    changes, unchanged = diff_files(base_files, target_files)
-    return VersionDiff(base, target, tuple(changes), unchanged)
-
-
-def diff_files(base: Sequence[VersionFile], target: Sequence[VersionFile]) -> tuple[list[FileChange], int]:
-    """The changes from `base` to `target`, sorted by path, and the number of unchanged paths."""
-    before = {f.path: f for f in base}
-    after = {f.path: f for f in target}
-    changes: list[FileChange] = []
-    unchanged = 0
-    for path in sorted(before.keys() | after.keys()):
-        old, new = before.get(path), after.get(path)
-        if old is None:
-            changes.append(FileChange(path, ChangeKind.ADDED, None, new))
-        elif new is None:
-            changes.append(FileChange(path, ChangeKind.REMOVED, old, None))
-        elif old.sha256 == new.sha256 and old.object_key == new.object_key:
-            unchanged += 1
-        else:
-            changes.append(FileChange(path, ChangeKind.MODIFIED, old, new, schema_change(old, new)))
-    return changes, unchanged
+def change_of(path: str, old: VersionFile | None, new: VersionFile | None) -> FileChange | None:
+    """How `path` changed from file `old` to file `new` (None where a version lacks it); None when identical (or
+    absent from both)."""
+    if old is None and new is None:
+        return None
+    if old is None:
+        return FileChange(path, ChangeKind.ADDED, None, new)
+    if new is None:
+        return FileChange(path, ChangeKind.REMOVED, old, None)
+    if old.sha256 == new.sha256 and old.object_key == new.object_key:
+        return None
+    return FileChange(path, ChangeKind.MODIFIED, old, new, schema_change(old, new))
 
 
 def schema_change(base: VersionFile, target: VersionFile) -> SchemaChange | None:

@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 
 from server.domain.budget import BufferBudget
 from server.domain.caller import Caller
-from server.domain.diff import VersionDiff, diff_versions
+from server.domain.diff import FileChange, VersionDiff, change_of
 from server.domain.listing import PageTokens, page_size
 from server.domain.preview import Preview, preview_file
-from server.domain.versions import ANSWER_BYTES, Versions
+from server.domain.versions import ANSWER_BYTES, MAX_LISTED_FILES, Versions
 from server.model import names
 from server.model.datasets import TABULAR_FORMATS, FileFormat
 from server.model.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, WrongState
@@ -161,27 +161,52 @@ class Files:
         more = len(page) < len(found)
         return FilePage(tuple(page), self._tokens.encode([page[-1].path], request) if more else "", version)
 
-    async def diff(self, caller: Caller, base: str, target: str, view: VersionView = VersionView.BASIC) -> VersionDiff:
-        """Paths added, removed and changed from `base` to `target`, two READY versions of one dataset; refused
-        when the answer, with the files as `view` shows them, would outgrow one message."""
+    async def diff(self, caller: Caller, base: str, target: str, view: VersionView = VersionView.BASIC,
+                   size: int = 0, token: str = "") -> VersionDiff:
+        """A page of the paths added, removed and changed from `base` to `target`, two READY versions of one
+        dataset, by path: up to `size` changes (0: MAX_LISTED_FILES), fewer rather than outgrow one answer.
+
+        The token carries the two versions' ids and the count of unchanged paths: later pages compare the same two
+        versions (a moved "latest" does not switch them mid-way) and count the unchanged paths only once.
+        """
         base_ref = names.parse_version(base, "base_version")
         target_ref = names.parse_version(target, "target_version")
         if base_ref.dataset != target_ref.dataset:
             raise InvalidArgument.field("target_version", f"{target} is not a version of {base_ref.dataset.name}",
                                         reason="DIFFERENT_DATASETS")
-        old = _ready(await self.versions.get(caller, base, "base_version"))
-        new = _ready(await self.versions.get(caller, target, "target_version"))
+        limit = MAX_LISTED_FILES if size == 0 else page_size(size, MAX_LISTED_FILES)
+        request = ("diff", base, target, view.value)
+        position = self._tokens.decode(token, request)
+        if position is None:
+            old = _ready(await self.versions.get(caller, base, "base_version"))
+            new = _ready(await self.versions.get(caller, target, "target_version"))
+            after, unchanged = None, None
+        else:
+            old_id, new_id, after, unchanged = _diff_position(position)
+            # By uid: the versions the first page compared, checked again (namespace, dataset, state).
+            old = _ready(await self.versions.get(caller, f"{base_ref.dataset.name}/versions/{old_id}", "page_token"))
+            new = _ready(await self.versions.get(caller, f"{target_ref.dataset.name}/versions/{new_id}", "page_token"))
         async with self.db.connection() as connection:
-            old_files = await repo.files(connection, old.id)
-            new_files = await repo.files(connection, new.id)
-        diff = diff_versions(old, new, old_files, new_files)
+            paths = await repo.differing_paths(connection, old.id, new.id, after=after, limit=limit + 1)
+            before = {f.path: f for f in await repo.files_at(connection, old.id, paths[:limit])}
+            now = {f.path: f for f in await repo.files_at(connection, new.id, paths[:limit])}
+            if unchanged is None:
+                unchanged = await repo.unchanged_count(connection, old.id, new.id)
         full = view is VersionView.FULL
-        size = sum(f.approx_bytes(full) for c in diff.changes for f in (c.base, c.target) if f is not None)
-        if size > ANSWER_BYTES:
-            raise FailedPrecondition(f"{len(diff.changes)} files differ between {old.name} and {new.name}: more than "
-                                     f"one answer holds ({ANSWER_BYTES >> 20} MiB) with view {view.value}",
-                                     reason="TOO_MANY_CHANGES", metadata={"changes": str(len(diff.changes))})
-        return diff
+        changes: list[FileChange] = []
+        used = 0
+        for path in paths[:limit]:
+            change = change_of(path, before.get(path), now.get(path))
+            if change is None:  # READY versions do not change; only a purge between the queries gets here
+                continue
+            used += sum(f.approx_bytes(full) for f in (change.base, change.target) if f is not None)
+            if changes and used > ANSWER_BYTES:
+                break
+            changes.append(change)
+        more = bool(changes) and changes[-1].path != paths[-1]
+        next_token = self._tokens.encode([str(old.id), str(new.id), changes[-1].path, unchanged], request) \
+            if more else ""
+        return VersionDiff(old, new, tuple(changes), unchanged, next_token)
 
     async def file(self, caller: Caller, version: str, path: str) -> VersionFile:
         """One file of a READY version."""
@@ -255,6 +280,16 @@ class Files:
         file = await self.file(caller, version, path)
         expire_time = datetime.now(UTC) + timedelta(seconds=seconds)
         return DownloadUrl(await self.store.presign_get(file.object_key, seconds), expire_time)
+
+
+def _diff_position(position: list[object]) -> tuple[str, str, str, int]:
+    """(base version id, target version id, last path, unchanged count) from a DiffVersions page token."""
+    if len(position) == 4:
+        old_id, new_id, after, unchanged = position
+        if isinstance(old_id, str) and isinstance(new_id, str) and isinstance(after, str) and \
+                isinstance(unchanged, int):
+            return old_id, new_id, after, unchanged
+    raise InvalidArgument.field("page_token", "invalid page token", reason="INVALID_PAGE_TOKEN")
 
 
 def _ready(version: Version) -> Version:

@@ -176,6 +176,48 @@ async def files_page(connection: asyncpg.Connection, version_id: uuid.UUID, *, a
     return [_file(row) for row in rows]
 
 
+async def differing_paths(connection: asyncpg.Connection, base_id: uuid.UUID, target_id: uuid.UUID, *,
+                          after: str | None, limit: int) -> list[str]:
+    """Up to `limit` paths after `after`, by path, that differ from version `base_id` to `target_id`: in the base
+    and not identical in the target (removed or changed), or only in the target (added).
+
+    Each arm walks the primary key (version_id, path) of both versions side by side and stops at the limit, so
+    a page costs about its own size where changes are dense, instead of a join of both versions every page.
+    Identical means the same sha256 and object key, as `diff.change_of` decides.
+    """
+    rows = await connection.fetch(
+        """(SELECT a.path FROM version_files a
+            WHERE a.version_id = $1 AND ($3::text IS NULL OR a.path > $3)
+              AND NOT EXISTS (SELECT FROM version_files b
+                              WHERE b.version_id = $2 AND b.path = a.path AND ($3::text IS NULL OR b.path > $3)
+                                AND b.sha256 = a.sha256 AND b.object_key = a.object_key)
+            ORDER BY a.path LIMIT $4)
+           UNION ALL
+           (SELECT b.path FROM version_files b
+            WHERE b.version_id = $2 AND ($3::text IS NULL OR b.path > $3)
+              AND NOT EXISTS (SELECT FROM version_files a
+                              WHERE a.version_id = $1 AND a.path = b.path AND ($3::text IS NULL OR a.path > $3))
+            ORDER BY b.path LIMIT $4)
+           ORDER BY path LIMIT $4""", base_id, target_id, after, limit)
+    return [row["path"] for row in rows]
+
+
+async def unchanged_count(connection: asyncpg.Connection, base_id: uuid.UUID, target_id: uuid.UUID) -> int:
+    """How many paths two versions have with identical files (same sha256 and object key)."""
+    count = await connection.fetchval(
+        """SELECT count(*) FROM version_files a JOIN version_files b
+             ON b.version_id = $2 AND b.path = a.path AND b.sha256 = a.sha256 AND b.object_key = a.object_key
+           WHERE a.version_id = $1""", base_id, target_id)
+    return int(count)
+
+
+async def files_at(connection: asyncpg.Connection, version_id: uuid.UUID, paths: Sequence[str]) -> list[VersionFile]:
+    """The files of a version at these paths (those it has), whole: a diff page's schema changes need columns."""
+    rows = await connection.fetch("SELECT * FROM version_files WHERE version_id = $1 AND path = ANY($2::text[])",
+                                  version_id, list(paths))
+    return [_file(row) for row in rows]
+
+
 async def file(connection: asyncpg.Connection, version_id: uuid.UUID, path: str) -> VersionFile | None:
     """One file of a version."""
     row = await connection.fetchrow("SELECT * FROM version_files WHERE version_id = $1 AND path = $2",

@@ -227,9 +227,12 @@ class AsyncClient(BaseClient[AsyncTransport]):
         return await self._wait_version(version, wait_timeout) if wait else version
 
     async def diff_versions(self, dataset: str, base: int | str, target: int | str = "latest", *,
-                            view: View = "basic") -> dpb.DiffVersionsResponse:
-        """Files added, removed and changed between two versions."""
-        return await self._t.call(self._calls.diff_versions(dataset, base, target, view=view))
+                            view: View = "basic", page_size: int = 0) -> dpb.DiffVersionsResponse:
+        """Files added, removed and changed between two versions, by path: every page of DiffVersions as one answer
+        (`page_size` changes a call at most; 0: as many as one message holds)."""
+        diff: dpb.DiffVersionsResponse = await self._t.whole(self._calls.diff_versions(
+            dataset, base, target, view=view, page_size=page_size))
+        return diff
 
     async def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
                            row_limit: int = 0) -> dpb.PreviewFileResponse:

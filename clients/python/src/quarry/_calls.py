@@ -68,6 +68,16 @@ class Pages(Generic[T]):
         """The items of one page."""
         return list(getattr(response, self.field))
 
+    def joined(self, last: Any, items: list[T]) -> Any:
+        """One answer for every page: the last page's response with the items of all pages, and no next page."""
+        whole = type(last)()
+        whole.CopyFrom(last)
+        field = getattr(whole, self.field)
+        del field[:]
+        field.extend(items)
+        whole.next_page_token = ""
+        return whole
+
     def after(self, response: Any) -> Unary[Any] | None:
         """The call for the page after `response`, or None when it was the last."""
         if not response.next_page_token:
@@ -215,11 +225,12 @@ class Calls:
         return Unary("datasets", "RegisterFiles", request, _version)
 
     def diff_versions(self, dataset: str, base: int | str, target: int | str, *,
-                      view: _requests.View = "basic") -> Unary[dpb.DiffVersionsResponse]:
-        """DiffVersions (the changed files' columns and reports only with the "full" view)."""
+                      view: _requests.View = "basic", page_size: int = 0) -> Pages[dpb.FileChange]:
+        """DiffVersions, paged (the changed files' columns and reports only with the "full" view)."""
         request = dpb.DiffVersionsRequest(base_version=self.version(dataset, base),
-                                          target_version=self.version(dataset, target), view=_requests.view(view))
-        return Unary("datasets", "DiffVersions", request)
+                                          target_version=self.version(dataset, target), view=_requests.view(view),
+                                          page_size=page_size)
+        return Pages(Unary("datasets", "DiffVersions", request), "changes")
 
     def preview_file(self, dataset: str, path: str, *, version: int | str,
                      row_limit: int) -> Unary[dpb.PreviewFileResponse]:

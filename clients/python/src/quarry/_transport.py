@@ -171,6 +171,18 @@ class SyncTransport(_Transport):
             yield from pages.items(response)
             call = pages.after(response)
 
+    def whole(self, pages: Pages[T]) -> Any:
+        """Every page of a paged call as one response (`Pages.joined`)."""
+        items: list[T] = []
+        call: Unary[Any] = pages.first
+        while True:
+            response = self.call(call)
+            items.extend(pages.items(response))
+            following = pages.after(response)
+            if following is None:
+                return pages.joined(response, items)
+            call = following
+
     def messages(self, call: Stream) -> Iterator[Any]:
         """The messages of a server stream, as a generator (the call is cancelled when it is closed)."""
         with self.stream(call) as messages:
@@ -210,6 +222,18 @@ class AsyncTransport(_Transport):
             for item in pages.items(response):
                 yield item
             call = pages.after(response)
+
+    async def whole(self, pages: Pages[T]) -> Any:
+        """Every page of a paged call as one response (`Pages.joined`)."""
+        items: list[T] = []
+        call: Unary[Any] = pages.first
+        while True:
+            response = await self.call(call)
+            items.extend(pages.items(response))
+            following = pages.after(response)
+            if following is None:
+                return pages.joined(response, items)
+            call = following
 
     async def messages(self, call: Stream) -> AsyncIterator[Any]:
         """The messages of a server stream, as an async generator (the call is cancelled when it is closed)."""

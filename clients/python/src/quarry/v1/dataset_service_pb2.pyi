@@ -210,22 +210,28 @@ class WatchVersionResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[_version_pb2.Version, _Mapping]] = ...) -> None: ...
 
 class DiffVersionsRequest(_message.Message):
-    __slots__ = ("base_version", "target_version", "view")
+    __slots__ = ("base_version", "target_version", "view", "page_size", "page_token")
     BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TARGET_VERSION_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     base_version: str
     target_version: str
     view: VersionView
-    def __init__(self, base_version: _Optional[str] = ..., target_version: _Optional[str] = ..., view: _Optional[_Union[VersionView, str]] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, base_version: _Optional[str] = ..., target_version: _Optional[str] = ..., view: _Optional[_Union[VersionView, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class DiffVersionsResponse(_message.Message):
-    __slots__ = ("changes", "unchanged_count")
+    __slots__ = ("changes", "unchanged_count", "next_page_token")
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[FileChange]
     unchanged_count: int
-    def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ..., unchanged_count: _Optional[int] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ..., unchanged_count: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class FileChange(_message.Message):
     __slots__ = ("path", "kind", "base", "target", "schema_change")

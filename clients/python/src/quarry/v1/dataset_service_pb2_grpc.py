@@ -258,8 +258,8 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DiffVersions(self, request, context):
-        """Compares two versions of a dataset: files added, removed and changed, and schema changes. Needs the
-        reader role.
+        """Compares two versions of a dataset: files added, removed and changed, and schema changes, paged by
+        path. Needs the reader role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
