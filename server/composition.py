@@ -20,6 +20,7 @@ from server.domain.namespaces import Namespaces
 from server.domain.parts import UploadLimits
 from server.domain.pipeline import Pipeline
 from server.domain.registration import Registrations
+from server.domain.rowdiff import RowDiffs
 from server.domain.services import Services
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
@@ -99,6 +100,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
                       costs.download, settings.max_url_ttl_seconds)
         audit = AuditTrail(db, tokens, settings.max_page_size)
         spaces = Namespaces(db, hub, tokens, settings.max_page_size)
+        tables = Tables(files, datasets, store, settings.flight_split_bytes, budget, costs.table)
         yield Services(
             db=db, uploads=uploads, upload_stream=UploadStream(uploads, budget, costs), datasets=datasets,
             versions=versions, files=files,
@@ -107,7 +109,7 @@ async def open_services(deps: Connections) -> AsyncIterator[Services]:
                             gc_grace=settings.gc_grace_seconds, audit=audit,
                             audit_retention_days=settings.audit_retention_days,
                             deleted_retention_days=settings.deleted_retention_days),
-            tables=Tables(files, datasets, store, settings.flight_split_bytes, budget, costs.table),
+            tables=tables, row_diffs=RowDiffs(files, tables, budget),
             namespaces=spaces, tokens=Tokens(db, authenticator, tokens, settings.max_page_size), audit=audit,
             admission=Admission(AuthMode(settings.auth_mode), settings.default_namespace, authenticator,
                                 spaces, limiter, audit),

@@ -97,6 +97,8 @@ REQUESTS: dict[str, Callable[[Fixture, str], Any]] = {
     "/quarry.v1.DatasetService/WatchVersion": lambda f, t: D.WatchVersionRequest(name=f.version),
     "/quarry.v1.DatasetService/DiffVersions": lambda f, t: D.DiffVersionsRequest(
         base_version=f.version, target_version=f"{f.dataset}/versions/2"),
+    "/quarry.v1.DatasetService/DiffRows": lambda f, t: D.DiffRowsRequest(
+        base_version=f.version, target_version=f.version, path="a.csv", key_columns=["id"]),
     "/quarry.v1.DatasetService/PreviewFile": lambda f, t: D.PreviewFileRequest(version=f.version, path="a.csv"),
     "/quarry.v1.DatasetService/GetFileStats": lambda f, t: D.GetFileStatsRequest(version=f.version, path="a.csv"),
     "/quarry.v1.DatasetService/ReadFile": lambda f, t: D.ReadFileRequest(version=f.version, path="a.csv"),

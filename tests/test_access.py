@@ -46,7 +46,7 @@ SPEC = {
     "authenticated": {"ServerReflectionInfo", "ListNamespaces", "Handshake", "DoPut", "DoExchange", "DoAction",
                       "ListActions"},
     "reader": {"GetDataset", "ListDatasets", "ListVersions", "GetVersion", "ListVersionFiles", "DiffVersions",
-               "PreviewFile", "GetFileStats", "ReadFile", "GetDownloadUrl", "GetUpload", "ListUploads",
+               "DiffRows", "PreviewFile", "GetFileStats", "ReadFile", "GetDownloadUrl", "GetUpload", "ListUploads",
                "WatchUpload", "WatchVersion", "GetNamespace", "ListFlights", "GetFlightInfo", "GetSchema", "DoGet"},
     "writer": {"CreateDataset", "UpdateDataset", "CommitVersion", "CreateUpload", "Upload", "CompleteUpload",
                "CancelUpload", "RetryUpload", "CloneDataset", "WriteFile", "RegisterFiles"},

@@ -265,7 +265,7 @@ async def test_diff_pages_by_path(corpus: Corpus) -> None:
 
 
 async def test_a_diff_being_paged_keeps_its_versions_when_latest_moves(corpus: Corpus) -> None:
-    api = corpus.api
+    api = open_api(corpus.server.address)  # a namespace of its own: the corpus's holds tab alone
     await api.datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id="moving"))
     dataset = f"{api.parent}/datasets/moving"
     first = await commit(api, "moving", [text_sample(f"n{i}.txt") for i in range(3)])
@@ -285,6 +285,7 @@ async def test_a_diff_being_paged_keeps_its_versions_when_latest_moves(corpus: C
     fresh = await api.datasets.DiffVersions(dpb.DiffVersionsRequest(base_version=request.base_version,
                                                                     target_version=request.target_version))
     assert [c.path for c in fresh.changes] == ["n0.txt", "n1.txt", "n2.txt", "n9.txt"]
+    await api.channel.close()
 
 
 async def test_diff_refuses_bad_pairs(corpus: Corpus) -> None:

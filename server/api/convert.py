@@ -14,6 +14,7 @@ from server.api.errors import code_for_kind
 from server.domain.diff import FileChange, SchemaChange, VersionDiff
 from server.domain.files import DownloadUrl, FilePage, FileRead
 from server.domain.preview import Preview
+from server.domain.rowdiff import RowDiff
 from server.model.datasets import Dataset, DatasetRules, FileFormat
 from server.model.errors import InvalidArgument
 from server.model.failures import Failure
@@ -218,6 +219,16 @@ def version_diff(value: VersionDiff, view: VersionView = VersionView.BASIC) -> d
     return dataset_service_pb2.DiffVersionsResponse(changes=[file_change(c, view) for c in value.changes],
                                                     unchanged_count=value.unchanged_count,
                                                     next_page_token=value.next_token)
+
+
+def row_diff(value: RowDiff) -> dataset_service_pb2.DiffRowsResponse:
+    """The contract's DiffRowsResponse."""
+    return dataset_service_pb2.DiffRowsResponse(
+        added_count=value.added, removed_count=value.removed, changed_count=value.changed,
+        unchanged_count=value.unchanged, added_rows=list(value.added_rows), removed_rows=list(value.removed_rows),
+        changed_rows=[dataset_service_pb2.RowChange(base_row=c.base_row, target_row=c.target_row,
+                                                    changed_columns=list(c.columns)) for c in value.changed_rows],
+        compared_columns=list(value.compared_columns))
 
 
 def preview(value: Preview) -> dataset_service_pb2.PreviewFileResponse:

@@ -56,6 +56,11 @@ class VersionMethods(ServicerBase):
                                               request.page_size, request.page_token)
         return convert.version_diff(diff, view)
 
+    async def DiffRows(self, request: pb.DiffRowsRequest, context: aio.ServicerContext) -> pb.DiffRowsResponse:
+        diff = await self.services.row_diffs.diff(self.caller(context), request.base_version, request.target_version,
+                                                  request.path, list(request.key_columns), request.sample_rows)
+        return convert.row_diff(diff)
+
     async def PreviewFile(self, request: pb.PreviewFileRequest,
                           context: aio.ServicerContext) -> pb.PreviewFileResponse:
         preview = await self.services.files.preview(self.caller(context), request.version, request.path,

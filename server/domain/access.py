@@ -48,6 +48,7 @@ RPC_RULES: dict[str, Rule] = {
         "CommitVersion": WRITE,
         "WatchVersion": READ,
         "DiffVersions": READ,
+        "DiffRows": READ,
         "PreviewFile": READ,
         "GetFileStats": READ,
         "ReadFile": READ,

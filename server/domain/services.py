@@ -13,6 +13,7 @@ from server.domain.lifecycle import Lifecycle
 from server.domain.namespaces import Namespaces
 from server.domain.pipeline import Pipeline
 from server.domain.registration import Registrations
+from server.domain.rowdiff import RowDiffs
 from server.domain.sweep import Sweeper
 from server.domain.tables import Tables
 from server.domain.tokens import Tokens
@@ -35,6 +36,7 @@ class Services:
     pipeline: Pipeline
     sweeper: Sweeper
     tables: Tables
+    row_diffs: RowDiffs
     namespaces: Namespaces
     tokens: Tokens
     audit: AuditTrail

@@ -8,7 +8,7 @@ read the answer and whether the call may be repeated; a `Stream` is a server str
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -231,6 +231,14 @@ class Calls:
                                           target_version=self.version(dataset, target), view=_requests.view(view),
                                           page_size=page_size)
         return Pages(Unary("datasets", "DiffVersions", request), "changes")
+
+    def diff_rows(self, dataset: str, path: str, base: int | str, target: int | str, *, keys: Sequence[str],
+                  sample_rows: int = 0) -> Unary[dpb.DiffRowsResponse]:
+        """DiffRows: the rows of one tabular file matched by `keys` between two versions."""
+        request = dpb.DiffRowsRequest(base_version=self.version(dataset, base),
+                                      target_version=self.version(dataset, target), path=path,
+                                      key_columns=list(keys), sample_rows=sample_rows)
+        return Unary("datasets", "DiffRows", request)
 
     def preview_file(self, dataset: str, path: str, *, version: int | str,
                      row_limit: int) -> Unary[dpb.PreviewFileResponse]:

@@ -220,6 +220,12 @@ class Client(BaseClient[SyncTransport]):
                                                                                  page_size=page_size))
         return diff
 
+    def diff_rows(self, dataset: str, path: str, base: int | str, target: int | str = "latest", *,
+                  keys: Sequence[str], sample_rows: int = 0) -> dpb.DiffRowsResponse:
+        """How the rows of one tabular file differ between two versions, matched by the `keys` columns: counts of
+        added, removed, changed and unchanged rows, and the first `sample_rows` (0: 10) of each kind, as JSON."""
+        return self._t.call(self._calls.diff_rows(dataset, path, base, target, keys=keys, sample_rows=sample_rows))
+
     def preview_file(self, dataset: str, path: str, *, version: int | str = "latest",
                      row_limit: int = 0) -> dpb.PreviewFileResponse:
         """The first rows of a tabular file (the raw response: Arrow IPC bytes and JSON rows)."""

@@ -158,14 +158,34 @@ def register(app: typer.Typer) -> None:
     @app.command(rich_help_panel="Datasets")
     def diff(ctx: typer.Context, base: Annotated[str, typer.Argument(help="NAME@VERSION")],
              target: Annotated[str, typer.Argument(help="NAME@VERSION (default: NAME@latest)")] = "",
+             rows: Annotated[str, typer.Option(help="compare the rows of this tabular file instead of the files")]
+             = "",
+             key: Annotated[list[str] | None, typer.Option(help="a key column of --rows (repeat for several)")]
+             = None,
              json: JsonOpt = False) -> None:
-        """Show the files added, removed and changed between two versions of a dataset."""
+        """Show the files added, removed and changed between two versions of a dataset, or with --rows PATH --key
+        COLUMN the rows of one table, matched by key."""
         out = Output(json)
         with reported(out):
             old = parse_ref(base)
             new = parse_ref(target or old.dataset)
             if old.dataset != new.dataset:
                 raise UsageError(f"cannot diff versions of two datasets: {old.dataset} and {new.dataset}")
+            if bool(rows) != bool(key):
+                raise UsageError("--rows PATH and --key COLUMN go together")
+
+        def row_command(client: Client) -> None:
+            answer = client.diff_rows(old.dataset, rows, old.version, new.version, keys=key or [])
+            if json:
+                out.data(to_dict(answer))
+                return
+            samples = [["ADDED", row, ""] for row in answer.added_rows]
+            samples += [["REMOVED", row, ""] for row in answer.removed_rows]
+            samples += [["CHANGED", change.target_row, ", ".join(change.changed_columns)]
+                        for change in answer.changed_rows]
+            out.table(["CHANGE", "ROW", "COLUMNS"], samples, empty="no differences")
+            out.note(f"{answer.added_count} added, {answer.removed_count} removed, {answer.changed_count} changed, "
+                     f"{answer.unchanged_count} unchanged rows (compared: {', '.join(answer.compared_columns)})")
 
         def command(client: Client) -> None:
             answer = client.diff_versions(old.dataset, old.version, new.version)
@@ -183,4 +203,4 @@ def register(app: typer.Typer) -> None:
             out.table(["CHANGE", "PATH", "SIZE", "COLUMNS"], rows, empty="no differences")
             out.note(f"{len(answer.changes)} changed, {answer.unchanged_count} unchanged")
 
-        run(session_of(ctx), out, command)
+        run(session_of(ctx), out, row_command if rows else command)

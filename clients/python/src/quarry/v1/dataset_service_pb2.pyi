@@ -233,6 +233,50 @@ class DiffVersionsResponse(_message.Message):
     next_page_token: str
     def __init__(self, changes: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ..., unchanged_count: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class DiffRowsRequest(_message.Message):
+    __slots__ = ("base_version", "target_version", "path", "key_columns", "sample_rows")
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KEY_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    base_version: str
+    target_version: str
+    path: str
+    key_columns: _containers.RepeatedScalarFieldContainer[str]
+    sample_rows: int
+    def __init__(self, base_version: _Optional[str] = ..., target_version: _Optional[str] = ..., path: _Optional[str] = ..., key_columns: _Optional[_Iterable[str]] = ..., sample_rows: _Optional[int] = ...) -> None: ...
+
+class DiffRowsResponse(_message.Message):
+    __slots__ = ("added_count", "removed_count", "changed_count", "unchanged_count", "added_rows", "removed_rows", "changed_rows", "compared_columns")
+    ADDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ADDED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    added_count: int
+    removed_count: int
+    changed_count: int
+    unchanged_count: int
+    added_rows: _containers.RepeatedScalarFieldContainer[str]
+    removed_rows: _containers.RepeatedScalarFieldContainer[str]
+    changed_rows: _containers.RepeatedCompositeFieldContainer[RowChange]
+    compared_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, added_count: _Optional[int] = ..., removed_count: _Optional[int] = ..., changed_count: _Optional[int] = ..., unchanged_count: _Optional[int] = ..., added_rows: _Optional[_Iterable[str]] = ..., removed_rows: _Optional[_Iterable[str]] = ..., changed_rows: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., compared_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RowChange(_message.Message):
+    __slots__ = ("base_row", "target_row", "changed_columns")
+    BASE_ROW_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ROW_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    base_row: str
+    target_row: str
+    changed_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, base_row: _Optional[str] = ..., target_row: _Optional[str] = ..., changed_columns: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class FileChange(_message.Message):
     __slots__ = ("path", "kind", "base", "target", "schema_change")
     PATH_FIELD_NUMBER: _ClassVar[int]

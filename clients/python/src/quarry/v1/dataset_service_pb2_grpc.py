@@ -111,6 +111,11 @@ class DatasetServiceStub:
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsRequest.SerializeToString,
                 response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsResponse.FromString,
                 _registered_method=True)
+        self.DiffRows = channel.unary_unary(
+                '/quarry.v1.DatasetService/DiffRows',
+                request_serializer=quarry_dot_v1_dot_dataset__service__pb2.DiffRowsRequest.SerializeToString,
+                response_deserializer=quarry_dot_v1_dot_dataset__service__pb2.DiffRowsResponse.FromString,
+                _registered_method=True)
         self.PreviewFile = channel.unary_unary(
                 '/quarry.v1.DatasetService/PreviewFile',
                 request_serializer=quarry_dot_v1_dot_dataset__service__pb2.PreviewFileRequest.SerializeToString,
@@ -265,6 +270,15 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffRows(self, request, context):
+        """Compares the rows of one tabular file in two versions of a dataset, matching rows by key columns: how
+        many were added, removed, changed and left alone, and the first rows of each kind. Both files are read
+        once and spilled to disk by key, so memory stays bounded whatever their size. Needs the reader role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PreviewFile(self, request, context):
         """Returns the first rows of a tabular file, as Arrow IPC stream bytes and as JSON rows. Needs the reader
         role.
@@ -407,6 +421,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.DiffVersions,
                     request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsRequest.FromString,
                     response_serializer=quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsResponse.SerializeToString,
+            ),
+            'DiffRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffRows,
+                    request_deserializer=quarry_dot_v1_dot_dataset__service__pb2.DiffRowsRequest.FromString,
+                    response_serializer=quarry_dot_v1_dot_dataset__service__pb2.DiffRowsResponse.SerializeToString,
             ),
             'PreviewFile': grpc.unary_unary_rpc_method_handler(
                     servicer.PreviewFile,
@@ -768,6 +787,33 @@ class DatasetService:
             '/quarry.v1.DatasetService/DiffVersions',
             quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsRequest.SerializeToString,
             quarry_dot_v1_dot_dataset__service__pb2.DiffVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quarry.v1.DatasetService/DiffRows',
+            quarry_dot_v1_dot_dataset__service__pb2.DiffRowsRequest.SerializeToString,
+            quarry_dot_v1_dot_dataset__service__pb2.DiffRowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file quarry/v1/dataset_service.proto.
  */
 export const file_quarry_v1_dataset_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIiMKE1dhdGNoVmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRXYXRjaFZlcnNpb25SZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24ikAEKE0RpZmZWZXJzaW9uc1JlcXVlc3QSFAoMYmFzZV92ZXJzaW9uGAEgASgJEhYKDnRhcmdldF92ZXJzaW9uGAIgASgJEiQKBHZpZXcYAyABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXcSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkicAoURGlmZlZlcnNpb25zUmVzcG9uc2USJgoHY2hhbmdlcxgBIAMoCzIVLnF1YXJyeS52MS5GaWxlQ2hhbmdlEhcKD3VuY2hhbmdlZF9jb3VudBgCIAEoAxIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkivQEKCkZpbGVDaGFuZ2USDAoEcGF0aBgBIAEoCRIjCgRraW5kGAIgASgOMhUucXVhcnJ5LnYxLkNoYW5nZUtpbmQSJAoEYmFzZRgDIAEoCzIWLnF1YXJyeS52MS5WZXJzaW9uRmlsZRImCgZ0YXJnZXQYBCABKAsyFi5xdWFycnkudjEuVmVyc2lvbkZpbGUSLgoNc2NoZW1hX2NoYW5nZRgFIAEoCzIXLnF1YXJyeS52MS5TY2hlbWFDaGFuZ2UitAEKDFNjaGVtYUNoYW5nZRIgCgVhZGRlZBgBIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SIgoHcmVtb3ZlZBgCIAMoCzIRLnF1YXJyeS52MS5Db2x1bW4SLAoHcmV0eXBlZBgDIAMoCzIbLnF1YXJyeS52MS5Db2x1bW5UeXBlQ2hhbmdlEhYKDmJhc2Vfcm93X2NvdW50GAQgASgDEhgKEHRhcmdldF9yb3dfY291bnQYBSABKAMiSAoQQ29sdW1uVHlwZUNoYW5nZRIMCgRuYW1lGAEgASgJEhEKCWJhc2VfdHlwZRgCIAEoCRITCgt0YXJnZXRfdHlwZRgDIAEoCSJGChJQcmV2aWV3RmlsZVJlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJvd19saW1pdBgDIAEoBSKNAQoTUHJldmlld0ZpbGVSZXNwb25zZRIYChBhcnJvd19pcGNfc3RyZWFtGAEgASgMEhEKCWpzb25fcm93cxgCIAMoCRIiCgdjb2x1bW5zGAMgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIRCglyb3dfY291bnQYBCABKAMSEgoKdG90YWxfcm93cxgFIAEoAyI0ChNHZXRGaWxlU3RhdHNSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCSJSChRHZXRGaWxlU3RhdHNSZXNwb25zZRInCgdjb2x1bW5zGAEgAygLMhYucXVhcnJ5LnYxLkNvbHVtblN0YXRzEhEKCXJvd19jb3VudBgCIAEoAyJiCg9SZWFkRmlsZVJlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBm9mZnNldBgDIAEoAxINCgVsaW1pdBgEIAEoAxIRCglyZW5kaXRpb24YBSABKAgiWQoQUmVhZEZpbGVSZXNwb25zZRIMCgRkYXRhGAEgASgMEg4KBm9mZnNldBgCIAEoAxIXCg9maWxlX3NpemVfYnl0ZXMYAyABKAMSDgoGc2hhMjU2GAQgASgJIl4KFUdldERvd25sb2FkVXJsUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSJgoDdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlYKFkdldERvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJuChNDbG9uZURhdGFzZXRSZXF1ZXN0Eg4KBnNvdXJjZRgBIAEoCRIOCgZwYXJlbnQYAiABKAkSEgoKZGF0YXNldF9pZBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiYAoUQ2xvbmVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EiMKB3ZlcnNpb24YAiABKAsyEi5xdWFycnkudjEuVmVyc2lvbiImChZVbmRlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiPgoXVW5kZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IpIBChBXcml0ZUZpbGVSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRIMCgRwYXRoGAIgASgJEg8KB2NvbnRlbnQYAyABKAwSFAoMY29udGVudF90eXBlGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSFAoMYmFzZV92ZXJzaW9uGAYgASgJEhIKCnJlcXVlc3RfaWQYByABKAkiOAoRV3JpdGVGaWxlUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIqQBChRSZWdpc3RlckZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEgoKc291cmNlX3VyaRgCIAEoCRIPCgdpbmNsdWRlGAMgAygJEg8KB2V4Y2x1ZGUYBCADKAkSDAoEY29weRgFIAEoCBITCgtwYXRoX3ByZWZpeBgGIAEoCRIPCgdtZXNzYWdlGAcgASgJEhIKCnJlcXVlc3RfaWQYCCABKAkiPAoVUmVnaXN0ZXJGaWxlc1Jlc3BvbnNlEiMKB3ZlcnNpb24YASABKAsyEi5xdWFycnkudjEuVmVyc2lvbipaCgtWZXJzaW9uVmlldxIcChhWRVJTSU9OX1ZJRVdfVU5TUEVDSUZJRUQQABIWChJWRVJTSU9OX1ZJRVdfQkFTSUMQARIVChFWRVJTSU9OX1ZJRVdfRlVMTBACKnMKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFDSEFOR0VfS0lORF9BRERFRBABEhcKE0NIQU5HRV9LSU5EX1JFTU9WRUQQAhIYChRDSEFOR0VfS0lORF9NT0RJRklFRBADMp0MCg5EYXRhc2V0U2VydmljZRJSCg1DcmVhdGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLkNyZWF0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLkNyZWF0ZURhdGFzZXRSZXNwb25zZRJJCgpHZXREYXRhc2V0EhwucXVhcnJ5LnYxLkdldERhdGFzZXRSZXF1ZXN0Gh0ucXVhcnJ5LnYxLkdldERhdGFzZXRSZXNwb25zZRJPCgxMaXN0RGF0YXNldHMSHi5xdWFycnkudjEuTGlzdERhdGFzZXRzUmVxdWVzdBofLnF1YXJyeS52MS5MaXN0RGF0YXNldHNSZXNwb25zZRJSCg1VcGRhdGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLlVwZGF0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLlVwZGF0ZURhdGFzZXRSZXNwb25zZRJSCg1EZWxldGVEYXRhc2V0Eh8ucXVhcnJ5LnYxLkRlbGV0ZURhdGFzZXRSZXF1ZXN0GiAucXVhcnJ5LnYxLkRlbGV0ZURhdGFzZXRSZXNwb25zZRJPCgxMaXN0VmVyc2lvbnMSHi5xdWFycnkudjEuTGlzdFZlcnNpb25zUmVxdWVzdBofLnF1YXJyeS52MS5MaXN0VmVyc2lvbnNSZXNwb25zZRJJCgpHZXRWZXJzaW9uEhwucXVhcnJ5LnYxLkdldFZlcnNpb25SZXF1ZXN0Gh0ucXVhcnJ5LnYxLkdldFZlcnNpb25SZXNwb25zZRJbChBMaXN0VmVyc2lvbkZpbGVzEiIucXVhcnJ5LnYxLkxpc3RWZXJzaW9uRmlsZXNSZXF1ZXN0GiMucXVhcnJ5LnYxLkxpc3RWZXJzaW9uRmlsZXNSZXNwb25zZRJSCg1Db21taXRWZXJzaW9uEh8ucXVhcnJ5LnYxLkNvbW1pdFZlcnNpb25SZXF1ZXN0GiAucXVhcnJ5LnYxLkNvbW1pdFZlcnNpb25SZXNwb25zZRJRCgxXYXRjaFZlcnNpb24SHi5xdWFycnkudjEuV2F0Y2hWZXJzaW9uUmVxdWVzdBofLnF1YXJyeS52MS5XYXRjaFZlcnNpb25SZXNwb25zZTABEk8KDERpZmZWZXJzaW9ucxIeLnF1YXJyeS52MS5EaWZmVmVyc2lvbnNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1Jlc3BvbnNlEkwKC1ByZXZpZXdGaWxlEh0ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVxdWVzdBoeLnF1YXJyeS52MS5QcmV2aWV3RmlsZVJlc3BvbnNlEk8KDEdldEZpbGVTdGF0cxIeLnF1YXJyeS52MS5HZXRGaWxlU3RhdHNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1Jlc3BvbnNlEkUKCFJlYWRGaWxlEhoucXVhcnJ5LnYxLlJlYWRGaWxlUmVxdWVzdBobLnF1YXJyeS52MS5SZWFkRmlsZVJlc3BvbnNlMAESVQoOR2V0RG93bmxvYWRVcmwSIC5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXF1ZXN0GiEucXVhcnJ5LnYxLkdldERvd25sb2FkVXJsUmVzcG9uc2USTwoMQ2xvbmVEYXRhc2V0Eh4ucXVhcnJ5LnYxLkNsb25lRGF0YXNldFJlcXVlc3QaHy5xdWFycnkudjEuQ2xvbmVEYXRhc2V0UmVzcG9uc2USWAoPVW5kZWxldGVEYXRhc2V0EiEucXVhcnJ5LnYxLlVuZGVsZXRlRGF0YXNldFJlcXVlc3QaIi5xdWFycnkudjEuVW5kZWxldGVEYXRhc2V0UmVzcG9uc2USRgoJV3JpdGVGaWxlEhsucXVhcnJ5LnYxLldyaXRlRmlsZVJlcXVlc3QaHC5xdWFycnkudjEuV3JpdGVGaWxlUmVzcG9uc2USUgoNUmVnaXN0ZXJGaWxlcxIfLnF1YXJyeS52MS5SZWdpc3RlckZpbGVzUmVxdWVzdBogLnF1YXJyeS52MS5SZWdpc3RlckZpbGVzUmVzcG9uc2VCTAoNZGV2LnF1YXJyeS52MUITRGF0YXNldFNlcnZpY2VQcm90b1ABWiRxdWFycnkuZGV2L2dlbi9nby9xdWFycnkvdjE7cXVhcnJ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
+  fileDesc("Ch9xdWFycnkvdjEvZGF0YXNldF9zZXJ2aWNlLnByb3RvEglxdWFycnkudjEicwoUQ3JlYXRlRGF0YXNldFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhIKCmRhdGFzZXRfaWQYAiABKAkSIwoHZGF0YXNldBgDIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0EhIKCnJlcXVlc3RfaWQYBCABKAkiPAoVQ3JlYXRlRGF0YXNldFJlc3BvbnNlEiMKB2RhdGFzZXQYASABKAsyEi5xdWFycnkudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldERhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQihAEKE0xpc3REYXRhc2V0c1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEg4KBmZpbHRlchgEIAEoCRIQCghvcmRlcl9ieRgFIAEoCRIUCgxzaG93X2RlbGV0ZWQYBiABKAgiVQoUTGlzdERhdGFzZXRzUmVzcG9uc2USJAoIZGF0YXNldHMYASADKAsyEi5xdWFycnkudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibAoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI8ChVVcGRhdGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IjIKFERlbGV0ZURhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDAoEZXRhZxgCIAEoCSI8ChVEZWxldGVEYXRhc2V0UmVzcG9uc2USIwoHZGF0YXNldBgBIAEoCzISLnF1YXJyeS52MS5EYXRhc2V0IkwKE0xpc3RWZXJzaW9uc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlUKFExpc3RWZXJzaW9uc1Jlc3BvbnNlEiQKCHZlcnNpb25zGAEgAygLMhIucXVhcnJ5LnYxLlZlcnNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKEUdldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSJAoEdmlldxgCIAEoDjIWLnF1YXJyeS52MS5WZXJzaW9uVmlldyI5ChJHZXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIrMBChdMaXN0VmVyc2lvbkZpbGVzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEwoLcGF0aF9wcmVmaXgYBCABKAkSJgoHZm9ybWF0cxgFIAMoDjIVLnF1YXJyeS52MS5GaWxlRm9ybWF0EiQKBHZpZXcYBiABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXciawoYTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlEiUKBWZpbGVzGAEgAygLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIogBChRDb21taXRWZXJzaW9uUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSFAoMYmFzZV92ZXJzaW9uGAIgASgJEg8KB3VwbG9hZHMYAyADKAkSFAoMZGVsZXRlX3BhdGhzGAQgAygJEg8KB21lc3NhZ2UYBSABKAkSEgoKcmVxdWVzdF9pZBgGIAEoCSI8ChVDb21taXRWZXJzaW9uUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIiMKE1dhdGNoVmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCSI7ChRXYXRjaFZlcnNpb25SZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24ikAEKE0RpZmZWZXJzaW9uc1JlcXVlc3QSFAoMYmFzZV92ZXJzaW9uGAEgASgJEhYKDnRhcmdldF92ZXJzaW9uGAIgASgJEiQKBHZpZXcYAyABKA4yFi5xdWFycnkudjEuVmVyc2lvblZpZXcSEQoJcGFnZV9zaXplGAQgASgFEhIKCnBhZ2VfdG9rZW4YBSABKAkicAoURGlmZlZlcnNpb25zUmVzcG9uc2USJgoHY2hhbmdlcxgBIAMoCzIVLnF1YXJyeS52MS5GaWxlQ2hhbmdlEhcKD3VuY2hhbmdlZF9jb3VudBgCIAEoAxIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkidwoPRGlmZlJvd3NSZXF1ZXN0EhQKDGJhc2VfdmVyc2lvbhgBIAEoCRIWCg50YXJnZXRfdmVyc2lvbhgCIAEoCRIMCgRwYXRoGAMgASgJEhMKC2tleV9jb2x1bW5zGAQgAygJEhMKC3NhbXBsZV9yb3dzGAUgASgFIt4BChBEaWZmUm93c1Jlc3BvbnNlEhMKC2FkZGVkX2NvdW50GAEgASgDEhUKDXJlbW92ZWRfY291bnQYAiABKAMSFQoNY2hhbmdlZF9jb3VudBgDIAEoAxIXCg91bmNoYW5nZWRfY291bnQYBCABKAMSEgoKYWRkZWRfcm93cxgFIAMoCRIUCgxyZW1vdmVkX3Jvd3MYBiADKAkSKgoMY2hhbmdlZF9yb3dzGAcgAygLMhQucXVhcnJ5LnYxLlJvd0NoYW5nZRIYChBjb21wYXJlZF9jb2x1bW5zGAggAygJIkoKCVJvd0NoYW5nZRIQCghiYXNlX3JvdxgBIAEoCRISCgp0YXJnZXRfcm93GAIgASgJEhcKD2NoYW5nZWRfY29sdW1ucxgDIAMoCSK9AQoKRmlsZUNoYW5nZRIMCgRwYXRoGAEgASgJEiMKBGtpbmQYAiABKA4yFS5xdWFycnkudjEuQ2hhbmdlS2luZBIkCgRiYXNlGAMgASgLMhYucXVhcnJ5LnYxLlZlcnNpb25GaWxlEiYKBnRhcmdldBgEIAEoCzIWLnF1YXJyeS52MS5WZXJzaW9uRmlsZRIuCg1zY2hlbWFfY2hhbmdlGAUgASgLMhcucXVhcnJ5LnYxLlNjaGVtYUNoYW5nZSK0AQoMU2NoZW1hQ2hhbmdlEiAKBWFkZGVkGAEgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIiCgdyZW1vdmVkGAIgAygLMhEucXVhcnJ5LnYxLkNvbHVtbhIsCgdyZXR5cGVkGAMgAygLMhsucXVhcnJ5LnYxLkNvbHVtblR5cGVDaGFuZ2USFgoOYmFzZV9yb3dfY291bnQYBCABKAMSGAoQdGFyZ2V0X3Jvd19jb3VudBgFIAEoAyJIChBDb2x1bW5UeXBlQ2hhbmdlEgwKBG5hbWUYASABKAkSEQoJYmFzZV90eXBlGAIgASgJEhMKC3RhcmdldF90eXBlGAMgASgJIkYKElByZXZpZXdGaWxlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcm93X2xpbWl0GAMgASgFIo0BChNQcmV2aWV3RmlsZVJlc3BvbnNlEhgKEGFycm93X2lwY19zdHJlYW0YASABKAwSEQoJanNvbl9yb3dzGAIgAygJEiIKB2NvbHVtbnMYAyADKAsyES5xdWFycnkudjEuQ29sdW1uEhEKCXJvd19jb3VudBgEIAEoAxISCgp0b3RhbF9yb3dzGAUgASgDIjQKE0dldEZpbGVTdGF0c1JlcXVlc3QSDwoHdmVyc2lvbhgBIAEoCRIMCgRwYXRoGAIgASgJIlIKFEdldEZpbGVTdGF0c1Jlc3BvbnNlEicKB2NvbHVtbnMYASADKAsyFi5xdWFycnkudjEuQ29sdW1uU3RhdHMSEQoJcm93X2NvdW50GAIgASgDImIKD1JlYWRGaWxlUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgDEg0KBWxpbWl0GAQgASgDEhEKCXJlbmRpdGlvbhgFIAEoCCJZChBSZWFkRmlsZVJlc3BvbnNlEgwKBGRhdGEYASABKAwSDgoGb2Zmc2V0GAIgASgDEhcKD2ZpbGVfc2l6ZV9ieXRlcxgDIAEoAxIOCgZzaGEyNTYYBCABKAkiXgoVR2V0RG93bmxvYWRVcmxSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAkSDAoEcGF0aBgCIAEoCRImCgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVgoWR2V0RG93bmxvYWRVcmxSZXNwb25zZRILCgN1cmwYASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm4KE0Nsb25lRGF0YXNldFJlcXVlc3QSDgoGc291cmNlGAEgASgJEg4KBnBhcmVudBgCIAEoCRISCgpkYXRhc2V0X2lkGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSEgoKcmVxdWVzdF9pZBgFIAEoCSJgChRDbG9uZURhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQSIwoHdmVyc2lvbhgCIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uIiYKFlVuZGVsZXRlRGF0YXNldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChdVbmRlbGV0ZURhdGFzZXRSZXNwb25zZRIjCgdkYXRhc2V0GAEgASgLMhIucXVhcnJ5LnYxLkRhdGFzZXQikgEKEFdyaXRlRmlsZVJlcXVlc3QSDgoGcGFyZW50GAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIUCgxjb250ZW50X3R5cGUYBCABKAkSDwoHbWVzc2FnZRgFIAEoCRIUCgxiYXNlX3ZlcnNpb24YBiABKAkSEgoKcmVxdWVzdF9pZBgHIAEoCSI4ChFXcml0ZUZpbGVSZXNwb25zZRIjCgd2ZXJzaW9uGAEgASgLMhIucXVhcnJ5LnYxLlZlcnNpb24ipAEKFFJlZ2lzdGVyRmlsZXNSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRISCgpzb3VyY2VfdXJpGAIgASgJEg8KB2luY2x1ZGUYAyADKAkSDwoHZXhjbHVkZRgEIAMoCRIMCgRjb3B5GAUgASgIEhMKC3BhdGhfcHJlZml4GAYgASgJEg8KB21lc3NhZ2UYByABKAkSEgoKcmVxdWVzdF9pZBgIIAEoCSI8ChVSZWdpc3RlckZpbGVzUmVzcG9uc2USIwoHdmVyc2lvbhgBIAEoCzISLnF1YXJyeS52MS5WZXJzaW9uKloKC1ZlcnNpb25WaWV3EhwKGFZFUlNJT05fVklFV19VTlNQRUNJRklFRBAAEhYKElZFUlNJT05fVklFV19CQVNJQxABEhUKEVZFUlNJT05fVklFV19GVUxMEAIqcwoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEUNIQU5HRV9LSU5EX0FEREVEEAESFwoTQ0hBTkdFX0tJTkRfUkVNT1ZFRBACEhgKFENIQU5HRV9LSU5EX01PRElGSUVEEAMy4gwKDkRhdGFzZXRTZXJ2aWNlElIKDUNyZWF0ZURhdGFzZXQSHy5xdWFycnkudjEuQ3JlYXRlRGF0YXNldFJlcXVlc3QaIC5xdWFycnkudjEuQ3JlYXRlRGF0YXNldFJlc3BvbnNlEkkKCkdldERhdGFzZXQSHC5xdWFycnkudjEuR2V0RGF0YXNldFJlcXVlc3QaHS5xdWFycnkudjEuR2V0RGF0YXNldFJlc3BvbnNlEk8KDExpc3REYXRhc2V0cxIeLnF1YXJyeS52MS5MaXN0RGF0YXNldHNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkxpc3REYXRhc2V0c1Jlc3BvbnNlElIKDVVwZGF0ZURhdGFzZXQSHy5xdWFycnkudjEuVXBkYXRlRGF0YXNldFJlcXVlc3QaIC5xdWFycnkudjEuVXBkYXRlRGF0YXNldFJlc3BvbnNlElIKDURlbGV0ZURhdGFzZXQSHy5xdWFycnkudjEuRGVsZXRlRGF0YXNldFJlcXVlc3QaIC5xdWFycnkudjEuRGVsZXRlRGF0YXNldFJlc3BvbnNlEk8KDExpc3RWZXJzaW9ucxIeLnF1YXJyeS52MS5MaXN0VmVyc2lvbnNSZXF1ZXN0Gh8ucXVhcnJ5LnYxLkxpc3RWZXJzaW9uc1Jlc3BvbnNlEkkKCkdldFZlcnNpb24SHC5xdWFycnkudjEuR2V0VmVyc2lvblJlcXVlc3QaHS5xdWFycnkudjEuR2V0VmVyc2lvblJlc3BvbnNlElsKEExpc3RWZXJzaW9uRmlsZXMSIi5xdWFycnkudjEuTGlzdFZlcnNpb25GaWxlc1JlcXVlc3QaIy5xdWFycnkudjEuTGlzdFZlcnNpb25GaWxlc1Jlc3BvbnNlElIKDUNvbW1pdFZlcnNpb24SHy5xdWFycnkudjEuQ29tbWl0VmVyc2lvblJlcXVlc3QaIC5xdWFycnkudjEuQ29tbWl0VmVyc2lvblJlc3BvbnNlElEKDFdhdGNoVmVyc2lvbhIeLnF1YXJyeS52MS5XYXRjaFZlcnNpb25SZXF1ZXN0Gh8ucXVhcnJ5LnYxLldhdGNoVmVyc2lvblJlc3BvbnNlMAESTwoMRGlmZlZlcnNpb25zEh4ucXVhcnJ5LnYxLkRpZmZWZXJzaW9uc1JlcXVlc3QaHy5xdWFycnkudjEuRGlmZlZlcnNpb25zUmVzcG9uc2USQwoIRGlmZlJvd3MSGi5xdWFycnkudjEuRGlmZlJvd3NSZXF1ZXN0GhsucXVhcnJ5LnYxLkRpZmZSb3dzUmVzcG9uc2USTAoLUHJldmlld0ZpbGUSHS5xdWFycnkudjEuUHJldmlld0ZpbGVSZXF1ZXN0Gh4ucXVhcnJ5LnYxLlByZXZpZXdGaWxlUmVzcG9uc2USTwoMR2V0RmlsZVN0YXRzEh4ucXVhcnJ5LnYxLkdldEZpbGVTdGF0c1JlcXVlc3QaHy5xdWFycnkudjEuR2V0RmlsZVN0YXRzUmVzcG9uc2USRQoIUmVhZEZpbGUSGi5xdWFycnkudjEuUmVhZEZpbGVSZXF1ZXN0GhsucXVhcnJ5LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJVCg5HZXREb3dubG9hZFVybBIgLnF1YXJyeS52MS5HZXREb3dubG9hZFVybFJlcXVlc3QaIS5xdWFycnkudjEuR2V0RG93bmxvYWRVcmxSZXNwb25zZRJPCgxDbG9uZURhdGFzZXQSHi5xdWFycnkudjEuQ2xvbmVEYXRhc2V0UmVxdWVzdBofLnF1YXJyeS52MS5DbG9uZURhdGFzZXRSZXNwb25zZRJYCg9VbmRlbGV0ZURhdGFzZXQSIS5xdWFycnkudjEuVW5kZWxldGVEYXRhc2V0UmVxdWVzdBoiLnF1YXJyeS52MS5VbmRlbGV0ZURhdGFzZXRSZXNwb25zZRJGCglXcml0ZUZpbGUSGy5xdWFycnkudjEuV3JpdGVGaWxlUmVxdWVzdBocLnF1YXJyeS52MS5Xcml0ZUZpbGVSZXNwb25zZRJSCg1SZWdpc3RlckZpbGVzEh8ucXVhcnJ5LnYxLlJlZ2lzdGVyRmlsZXNSZXF1ZXN0GiAucXVhcnJ5LnYxLlJlZ2lzdGVyRmlsZXNSZXNwb25zZUJMCg1kZXYucXVhcnJ5LnYxQhNEYXRhc2V0U2VydmljZVByb3RvUAFaJHF1YXJyeS5kZXYvZ2VuL2dvL3F1YXJyeS92MTtxdWFycnl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_quarry_v1_common, file_quarry_v1_dataset, file_quarry_v1_version]);
 
 /**
  * Request of CreateDataset.
@@ -734,6 +734,166 @@ export const DiffVersionsResponseSchema: GenMessage<DiffVersionsResponse> = /*@_
   messageDesc(file_quarry_v1_dataset_service, 21);
 
 /**
+ * Request of DiffRows.
+ *
+ * @generated from message quarry.v1.DiffRowsRequest
+ */
+export type DiffRowsRequest = Message<"quarry.v1.DiffRowsRequest"> & {
+  /**
+   * The older version's resource name.
+   *
+   * @generated from field: string base_version = 1;
+   */
+  baseVersion: string;
+
+  /**
+   * The newer version's resource name; it must belong to the same dataset.
+   *
+   * @generated from field: string target_version = 2;
+   */
+  targetVersion: string;
+
+  /**
+   * The file's path, in both versions; a CSV, JSON Lines or Parquet file (else FAILED_PRECONDITION,
+   * NOT_TABULAR). A file with a Parquet rendition is read from it.
+   *
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * The columns whose values identify a row, at least one; each in both files with the same plain type
+   * (not a list, struct or dictionary). A key value must name one row of each file (else
+   * FAILED_PRECONDITION, DUPLICATE_KEY) and have no null (NULL_KEY). An unknown column is INVALID_ARGUMENT,
+   * COLUMN_NOT_FOUND.
+   *
+   * @generated from field: repeated string key_columns = 4;
+   */
+  keyColumns: string[];
+
+  /**
+   * Rows of each kind to return; 0 means 10; values above 100 are lowered to 100.
+   *
+   * @generated from field: int32 sample_rows = 5;
+   */
+  sampleRows: number;
+};
+
+/**
+ * Describes the message quarry.v1.DiffRowsRequest.
+ * Use `create(DiffRowsRequestSchema)` to create a new message.
+ */
+export const DiffRowsRequestSchema: GenMessage<DiffRowsRequest> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 22);
+
+/**
+ * Response of DiffRows.
+ *
+ * @generated from message quarry.v1.DiffRowsResponse
+ */
+export type DiffRowsResponse = Message<"quarry.v1.DiffRowsResponse"> & {
+  /**
+   * Keys only in the target file.
+   *
+   * @generated from field: int64 added_count = 1;
+   */
+  addedCount: bigint;
+
+  /**
+   * Keys only in the base file.
+   *
+   * @generated from field: int64 removed_count = 2;
+   */
+  removedCount: bigint;
+
+  /**
+   * Keys in both files whose rows differ in a compared column.
+   *
+   * @generated from field: int64 changed_count = 3;
+   */
+  changedCount: bigint;
+
+  /**
+   * Keys in both files whose rows are equal in every compared column.
+   *
+   * @generated from field: int64 unchanged_count = 4;
+   */
+  unchangedCount: bigint;
+
+  /**
+   * The first added rows, in the target file's order, each a JSON object of the target row (values as
+   * PreviewFile's json_rows write them).
+   *
+   * @generated from field: repeated string added_rows = 5;
+   */
+  addedRows: string[];
+
+  /**
+   * The first removed rows, in the base file's order, each a JSON object of the base row.
+   *
+   * @generated from field: repeated string removed_rows = 6;
+   */
+  removedRows: string[];
+
+  /**
+   * The first changed rows, in the target file's order.
+   *
+   * @generated from field: repeated quarry.v1.RowChange changed_rows = 7;
+   */
+  changedRows: RowChange[];
+
+  /**
+   * The non-key columns compared: those in both files with the same type. Columns added, removed or retyped
+   * are DiffVersions' schema change, and make no row changed. A null equals only a null; NaN equals NaN.
+   *
+   * @generated from field: repeated string compared_columns = 8;
+   */
+  comparedColumns: string[];
+};
+
+/**
+ * Describes the message quarry.v1.DiffRowsResponse.
+ * Use `create(DiffRowsResponseSchema)` to create a new message.
+ */
+export const DiffRowsResponseSchema: GenMessage<DiffRowsResponse> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 23);
+
+/**
+ * RowChange is one key whose rows differ between the two files.
+ *
+ * @generated from message quarry.v1.RowChange
+ */
+export type RowChange = Message<"quarry.v1.RowChange"> & {
+  /**
+   * The base file's row, as a JSON object.
+   *
+   * @generated from field: string base_row = 1;
+   */
+  baseRow: string;
+
+  /**
+   * The target file's row, as a JSON object.
+   *
+   * @generated from field: string target_row = 2;
+   */
+  targetRow: string;
+
+  /**
+   * The compared columns whose values differ.
+   *
+   * @generated from field: repeated string changed_columns = 3;
+   */
+  changedColumns: string[];
+};
+
+/**
+ * Describes the message quarry.v1.RowChange.
+ * Use `create(RowChangeSchema)` to create a new message.
+ */
+export const RowChangeSchema: GenMessage<RowChange> = /*@__PURE__*/
+  messageDesc(file_quarry_v1_dataset_service, 24);
+
+/**
  * FileChange is how one path differs between two versions.
  *
  * @generated from message quarry.v1.FileChange
@@ -780,7 +940,7 @@ export type FileChange = Message<"quarry.v1.FileChange"> & {
  * Use `create(FileChangeSchema)` to create a new message.
  */
 export const FileChangeSchema: GenMessage<FileChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 22);
+  messageDesc(file_quarry_v1_dataset_service, 25);
 
 /**
  * SchemaChange lists column differences of one tabular file.
@@ -829,7 +989,7 @@ export type SchemaChange = Message<"quarry.v1.SchemaChange"> & {
  * Use `create(SchemaChangeSchema)` to create a new message.
  */
 export const SchemaChangeSchema: GenMessage<SchemaChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 23);
+  messageDesc(file_quarry_v1_dataset_service, 26);
 
 /**
  * ColumnTypeChange is one column whose type differs between two versions.
@@ -864,7 +1024,7 @@ export type ColumnTypeChange = Message<"quarry.v1.ColumnTypeChange"> & {
  * Use `create(ColumnTypeChangeSchema)` to create a new message.
  */
 export const ColumnTypeChangeSchema: GenMessage<ColumnTypeChange> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 24);
+  messageDesc(file_quarry_v1_dataset_service, 27);
 
 /**
  * Request of PreviewFile.
@@ -900,7 +1060,7 @@ export type PreviewFileRequest = Message<"quarry.v1.PreviewFileRequest"> & {
  * Use `create(PreviewFileRequestSchema)` to create a new message.
  */
 export const PreviewFileRequestSchema: GenMessage<PreviewFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 25);
+  messageDesc(file_quarry_v1_dataset_service, 28);
 
 /**
  * Response of PreviewFile.
@@ -949,7 +1109,7 @@ export type PreviewFileResponse = Message<"quarry.v1.PreviewFileResponse"> & {
  * Use `create(PreviewFileResponseSchema)` to create a new message.
  */
 export const PreviewFileResponseSchema: GenMessage<PreviewFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 26);
+  messageDesc(file_quarry_v1_dataset_service, 29);
 
 /**
  * Request of GetFileStats.
@@ -977,7 +1137,7 @@ export type GetFileStatsRequest = Message<"quarry.v1.GetFileStatsRequest"> & {
  * Use `create(GetFileStatsRequestSchema)` to create a new message.
  */
 export const GetFileStatsRequestSchema: GenMessage<GetFileStatsRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 27);
+  messageDesc(file_quarry_v1_dataset_service, 30);
 
 /**
  * Response of GetFileStats.
@@ -1005,7 +1165,7 @@ export type GetFileStatsResponse = Message<"quarry.v1.GetFileStatsResponse"> & {
  * Use `create(GetFileStatsResponseSchema)` to create a new message.
  */
 export const GetFileStatsResponseSchema: GenMessage<GetFileStatsResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 28);
+  messageDesc(file_quarry_v1_dataset_service, 31);
 
 /**
  * Request of ReadFile.
@@ -1056,7 +1216,7 @@ export type ReadFileRequest = Message<"quarry.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 29);
+  messageDesc(file_quarry_v1_dataset_service, 32);
 
 /**
  * Response of ReadFile: one chunk of bytes.
@@ -1098,7 +1258,7 @@ export type ReadFileResponse = Message<"quarry.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 30);
+  messageDesc(file_quarry_v1_dataset_service, 33);
 
 /**
  * Request of GetDownloadUrl.
@@ -1134,7 +1294,7 @@ export type GetDownloadUrlRequest = Message<"quarry.v1.GetDownloadUrlRequest"> &
  * Use `create(GetDownloadUrlRequestSchema)` to create a new message.
  */
 export const GetDownloadUrlRequestSchema: GenMessage<GetDownloadUrlRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 31);
+  messageDesc(file_quarry_v1_dataset_service, 34);
 
 /**
  * Response of GetDownloadUrl.
@@ -1162,7 +1322,7 @@ export type GetDownloadUrlResponse = Message<"quarry.v1.GetDownloadUrlResponse">
  * Use `create(GetDownloadUrlResponseSchema)` to create a new message.
  */
 export const GetDownloadUrlResponseSchema: GenMessage<GetDownloadUrlResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 32);
+  messageDesc(file_quarry_v1_dataset_service, 35);
 
 /**
  * Request of CloneDataset.
@@ -1212,7 +1372,7 @@ export type CloneDatasetRequest = Message<"quarry.v1.CloneDatasetRequest"> & {
  * Use `create(CloneDatasetRequestSchema)` to create a new message.
  */
 export const CloneDatasetRequestSchema: GenMessage<CloneDatasetRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 33);
+  messageDesc(file_quarry_v1_dataset_service, 36);
 
 /**
  * Response of CloneDataset.
@@ -1240,7 +1400,7 @@ export type CloneDatasetResponse = Message<"quarry.v1.CloneDatasetResponse"> & {
  * Use `create(CloneDatasetResponseSchema)` to create a new message.
  */
 export const CloneDatasetResponseSchema: GenMessage<CloneDatasetResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 34);
+  messageDesc(file_quarry_v1_dataset_service, 37);
 
 /**
  * Request of UndeleteDataset.
@@ -1262,7 +1422,7 @@ export type UndeleteDatasetRequest = Message<"quarry.v1.UndeleteDatasetRequest">
  * Use `create(UndeleteDatasetRequestSchema)` to create a new message.
  */
 export const UndeleteDatasetRequestSchema: GenMessage<UndeleteDatasetRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 35);
+  messageDesc(file_quarry_v1_dataset_service, 38);
 
 /**
  * Response of UndeleteDataset.
@@ -1283,7 +1443,7 @@ export type UndeleteDatasetResponse = Message<"quarry.v1.UndeleteDatasetResponse
  * Use `create(UndeleteDatasetResponseSchema)` to create a new message.
  */
 export const UndeleteDatasetResponseSchema: GenMessage<UndeleteDatasetResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 36);
+  messageDesc(file_quarry_v1_dataset_service, 39);
 
 /**
  * Request of WriteFile.
@@ -1348,7 +1508,7 @@ export type WriteFileRequest = Message<"quarry.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 37);
+  messageDesc(file_quarry_v1_dataset_service, 40);
 
 /**
  * Response of WriteFile.
@@ -1369,7 +1529,7 @@ export type WriteFileResponse = Message<"quarry.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 38);
+  messageDesc(file_quarry_v1_dataset_service, 41);
 
 /**
  * Request of RegisterFiles.
@@ -1440,7 +1600,7 @@ export type RegisterFilesRequest = Message<"quarry.v1.RegisterFilesRequest"> & {
  * Use `create(RegisterFilesRequestSchema)` to create a new message.
  */
 export const RegisterFilesRequestSchema: GenMessage<RegisterFilesRequest> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 39);
+  messageDesc(file_quarry_v1_dataset_service, 42);
 
 /**
  * Response of RegisterFiles.
@@ -1462,7 +1622,7 @@ export type RegisterFilesResponse = Message<"quarry.v1.RegisterFilesResponse"> &
  * Use `create(RegisterFilesResponseSchema)` to create a new message.
  */
 export const RegisterFilesResponseSchema: GenMessage<RegisterFilesResponse> = /*@__PURE__*/
-  messageDesc(file_quarry_v1_dataset_service, 40);
+  messageDesc(file_quarry_v1_dataset_service, 43);
 
 /**
  * VersionView says how much of a version's files a call returns (AIP-157 partial responses).
@@ -1685,6 +1845,18 @@ export const DatasetService: GenService<{
     methodKind: "unary";
     input: typeof DiffVersionsRequestSchema;
     output: typeof DiffVersionsResponseSchema;
+  },
+  /**
+   * Compares the rows of one tabular file in two versions of a dataset, matching rows by key columns: how
+   * many were added, removed, changed and left alone, and the first rows of each kind. Both files are read
+   * once and spilled to disk by key, so memory stays bounded whatever their size. Needs the reader role.
+   *
+   * @generated from rpc quarry.v1.DatasetService.DiffRows
+   */
+  diffRows: {
+    methodKind: "unary";
+    input: typeof DiffRowsRequestSchema;
+    output: typeof DiffRowsResponseSchema;
   },
   /**
    * Returns the first rows of a tabular file, as Arrow IPC stream bytes and as JSON rows. Needs the reader
