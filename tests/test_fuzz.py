@@ -144,9 +144,11 @@ class Looker:
                         JOIN namespaces n ON n.id = u.namespace_id WHERE n.name = $1),
                       (SELECT count(*) FROM upload_parts p JOIN uploads u ON u.id = p.upload_id
                         JOIN namespaces n ON n.id = u.namespace_id WHERE n.name = $1),
-                      (SELECT count(*) FROM versions), (SELECT count(*) FROM tokens),
-                      (SELECT count(*) FROM tokens WHERE revoke_time IS NOT NULL),
-                      (SELECT string_agg(name || revision::text, ',' ORDER BY name) FROM namespaces)""", NAMESPACE)
+                      (SELECT count(*) FROM versions v JOIN datasets d ON d.id = v.dataset_id
+                        JOIN namespaces n ON n.id = d.namespace_id WHERE n.name = $1),
+                      (SELECT count(*) FROM tokens), (SELECT count(*) FROM tokens WHERE revoke_time IS NOT NULL),
+                      (SELECT string_agg(name, ',' ORDER BY name) FROM namespaces),
+                      (SELECT revision FROM namespaces WHERE name = $1)""", NAMESPACE)
         staged = sorted([o.key async for o in self._store.list_objects(f"staging/{NAMESPACE}/")])
         multipart = sorted([m.upload_id async for m in self._store.list_multipart(f"staging/{NAMESPACE}/")])
         return (*row, tuple(staged), tuple(multipart))

@@ -34,7 +34,7 @@ def test_every_rpc_of_the_contract_has_a_method(client_class: type) -> None:
     services = [capabilities_service_pb2, dataset_service_pb2, upload_service_pb2]
     rpcs = [method.name for module in services for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods]
-    assert len(rpcs) == 28
+    assert len(rpcs) == 29
     for rpc in rpcs:
         method = getattr(client_class, RENAMED.get(rpc, snake(rpc)), None)
         assert callable(method), f"{client_class.__name__} has no method for {rpc}"
