@@ -102,6 +102,7 @@ async def rows(request: pytest.FixtureRequest, stack_envs: dict[str, dict[str, s
         csv_of("people.csv", first), jsonl_of("people.jsonl", first), parquet_of("people.parquet", first),
         csv_of("twice.csv", twice), csv_of("pairs.csv", [{"a": i // 10, "b": i % 10, "v": i} for i in range(100)]),
         Sample("holes.csv", b"id,v\n1,a\n,b\n3,c\n", "CSV", 3, ()), csv_of("typed.csv", [{"k": 1, "v": 1}]),
+        parquet_of("nested.parquet", [{"k": [1, 2], "v": 1}, {"k": [3], "v": 2}]),
         text_sample("notes.txt")])
     v2 = await commit(api, "rows", [
         csv_of("people.csv", second), jsonl_of("people.jsonl", second), parquet_of("people.parquet", second),
@@ -196,6 +197,8 @@ async def test_bad_requests_are_refused_with_their_reason(rows: Rows) -> None:
     assert (await refused(key_columns=[]))[:3] == (invalid, "INVALID_ARGUMENT", ["key_columns"])
     assert (await refused(key_columns=["id", "id"]))[:3] == (invalid, "INVALID_ARGUMENT", ["key_columns"])
     assert (await refused(key_columns=["nope"]))[:3] == (invalid, "COLUMN_NOT_FOUND", ["key_columns"])
+    assert (await refused(path="nested.parquet", key_columns=["k"], target_version=rows.base))[:3] == \
+        (invalid, "INVALID_ARGUMENT", ["key_columns"])  # a list is no key
     assert (await refused(sample_rows=-1))[:3] == (invalid, "INVALID_ROW_LIMIT", ["sample_rows"])
     assert (await refused(path="../x"))[:3] == (invalid, "INVALID_PATH", ["path"])
     assert (await refused(target_version=f"{rows.api.parent}/datasets/other/versions/1"))[:3] == \
