@@ -440,6 +440,21 @@ def refused_port() -> int:
     return int(_refusing_socket().getsockname()[1])
 
 
+async def workers_idle(db: Any, namespace: str, timeout: float = 60) -> None:
+    """Wait until no upload or version of `namespace` is in a state the workers move on from (STAGED, VALIDATING;
+    PENDING, VALIDATING, PROMOTING). `db` is an asyncpg pool or connection. A test that compares the rows before
+    and after a refused call waits for this first: an earlier call that succeeded goes on in the background."""
+    deadline = time.monotonic() + timeout
+    while await db.fetchval(
+            """SELECT EXISTS (SELECT FROM uploads u JOIN namespaces n ON n.id = u.namespace_id
+                              WHERE n.name = $1 AND u.state IN ('STAGED', 'VALIDATING'))
+                   OR EXISTS (SELECT FROM versions v JOIN datasets d ON d.id = v.dataset_id
+                              JOIN namespaces n ON n.id = d.namespace_id
+                              WHERE n.name = $1 AND v.state IN ('PENDING', 'VALIDATING', 'PROMOTING'))""", namespace):
+        assert time.monotonic() < deadline, f"the workers never finished in {namespace} within {timeout} s"
+        await asyncio.sleep(0.05)  # a polling step, within the deadline
+
+
 def tampered_page_token(token: str) -> str:
     """`token` with one bit of its last byte (the signature's) flipped, re-encoded as the server encodes tokens.
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import string
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -23,7 +22,15 @@ from quarry.v1 import dataset_service_pb2_grpc, upload_service_pb2_grpc
 
 from server.model.objects import ObjectStore
 from tests.access_matrix import SERVICES
-from tests.support import ServerHandle, bearer, create_namespace, issue_token, server_operator, wait_serving
+from tests.support import (
+    ServerHandle,
+    bearer,
+    create_namespace,
+    issue_token,
+    server_operator,
+    wait_serving,
+    workers_idle,
+)
 
 EXAMPLES = 1000
 F = descriptor.FieldDescriptor
@@ -157,23 +164,11 @@ class Looker:
     def snapshot(self) -> tuple[Any, ...]:
         return self._run(self._snapshot())  # type: ignore[no-any-return]
 
-    async def _busy(self) -> bool:
-        busy = await self._connection.fetchval(
-            """SELECT EXISTS (SELECT FROM uploads u JOIN namespaces n ON n.id = u.namespace_id
-                              WHERE n.name = $1 AND u.state IN ('STAGED', 'VALIDATING'))
-                   OR EXISTS (SELECT FROM versions v JOIN datasets d ON d.id = v.dataset_id
-                              JOIN namespaces n ON n.id = d.namespace_id
-                              WHERE n.name = $1 AND v.state IN ('PENDING', 'VALIDATING', 'PROMOTING'))""", NAMESPACE)
-        return bool(busy)
-
     def settle(self, timeout: float = 60) -> None:
         """Wait until the workers have nothing left to do in the namespace. An earlier example that succeeded (an
         upload finished, a commit, a registration) goes on in the background, and what it changes must not pass
         for the leftover of a later, refused call."""
-        deadline = time.monotonic() + timeout
-        while self._run(self._busy()):
-            assert time.monotonic() < deadline, f"the workers never finished in {NAMESPACE} within {timeout} s"
-            time.sleep(0.05)  # a polling step, within the deadline
+        self._run(workers_idle(self._connection, NAMESPACE, timeout))
 
     def close(self) -> None:
         self._run(self._connection.close())
@@ -240,7 +235,10 @@ def existing_resources(address: str, token: str) -> list[str]:
             f"namespaces/{NAMESPACE}"]
 
 
-def test_generated_bad_requests_never_crash_or_leave_anything(server_file: ServerHandle, looker: Looker) -> None:
+def test_generated_bad_requests_never_crash_or_leave_anything(server_file: ServerHandle, worker_file: object,
+                                                             looker: Looker) -> None:
+    # A worker runs, so that what a successful example starts finishes before the next one (Looker.settle), the
+    # same whether or not an earlier test of this process started the session's worker.
     address = server_file.address
     create_namespace(address, server_operator(address), NAMESPACE)
     token = issue_token(address, server_operator(address), {NAMESPACE: "admin"}, principal="fuzzer")
