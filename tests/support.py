@@ -444,15 +444,26 @@ async def workers_idle(db: Any, namespace: str, timeout: float = 60) -> None:
     """Wait until no upload or version of `namespace` is in a state the workers move on from (STAGED, VALIDATING;
     PENDING, VALIDATING, PROMOTING). `db` is an asyncpg pool or connection. A test that compares the rows before
     and after a refused call waits for this first: an earlier call that succeeded goes on in the background."""
-    deadline = time.monotonic() + timeout
-    while await db.fetchval(
+    async def idle() -> bool:
+        return not await db.fetchval(
             """SELECT EXISTS (SELECT FROM uploads u JOIN namespaces n ON n.id = u.namespace_id
                               WHERE n.name = $1 AND u.state IN ('STAGED', 'VALIDATING'))
                    OR EXISTS (SELECT FROM versions v JOIN datasets d ON d.id = v.dataset_id
                               JOIN namespaces n ON n.id = d.namespace_id
-                              WHERE n.name = $1 AND v.state IN ('PENDING', 'VALIDATING', 'PROMOTING'))""", namespace):
-        assert time.monotonic() < deadline, f"the workers never finished in {namespace} within {timeout} s"
-        await asyncio.sleep(0.05)  # a polling step, within the deadline
+                              WHERE n.name = $1 AND v.state IN ('PENDING', 'VALIDATING', 'PROMOTING'))""", namespace)
+
+    await eventually(idle, f"the workers finishing in {namespace}", timeout)
+
+
+async def diff_pages(api: Api, request: Any) -> list[Any]:
+    """Every page of a DiffVersions request, following next_page_token."""
+    pages = [await api.datasets.DiffVersions(request)]
+    while pages[-1].next_page_token:
+        following = type(request)()
+        following.CopyFrom(request)
+        following.page_token = pages[-1].next_page_token
+        pages.append(await api.datasets.DiffVersions(following))
+    return pages
 
 
 def tampered_page_token(token: str) -> str:

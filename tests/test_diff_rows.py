@@ -22,7 +22,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import quarry
-from quarry.v1 import dataset_pb2
 from quarry.v1 import dataset_service_pb2 as dpb
 
 from server.domain.rowdiff import DEFAULT_SAMPLE_ROWS
@@ -30,7 +29,7 @@ from tests.conftest import STORE_KINDS
 from tests.samples import Sample
 from tests.sdk_support import Cli, assert_one_line_error
 from tests.support import Api, ServerHandle, error_info, field_violations, open_api
-from tests.test_files import RssSampler, commit, failure, proc_status, text_sample
+from tests.test_files import RssSampler, commit, dataset_on, failure, proc_status, text_sample
 from tests.uploading import MiB
 
 Row = dict[str, Any]
@@ -88,14 +87,8 @@ class Rows:
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
 async def rows(request: pytest.FixtureRequest, stack_envs: dict[str, dict[str, str]]) -> AsyncIterator[Rows]:
-    kind: str = request.param
-    server: ServerHandle = request.getfixturevalue(f"server_{kind}")
-    request.getfixturevalue(f"worker_{kind}")
-    api = open_api(server.address)
-    # Version 2 retypes a column (level): allowed here, as it is what DiffRows must leave out of the comparison.
-    rules = dataset_pb2.DatasetRules(allow_breaking_schema_changes=True)
-    await api.datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id="rows", dataset=dataset_pb2.Dataset(
-        rules=rules)))
+    # Version 2 retypes a column (level): the dataset allows it, as it is what DiffRows must leave out.
+    _, server, api = await dataset_on(request, "rows")
     first, second = people(BASE_IDS, 1), people(TARGET_IDS, 2)
     twice = [{"id": 1, "v": 1}, {"id": 2, "v": 2}, {"id": 1, "v": 3}]
     v1 = await commit(api, "rows", [

@@ -53,7 +53,16 @@ from server.storage.db import Database, pool_of
 from server.storage.objects.seekable import READ_AHEAD_BYTES, RangeFile
 from tests.conftest import STORE_KINDS
 from tests.samples import Sample, binary_sample, csv_sample, jsonl_sample
-from tests.support import Api, ServerHandle, error_info, field_violations, open_api, tampered_page_token, wait_version
+from tests.support import (
+    Api,
+    ServerHandle,
+    diff_pages,
+    error_info,
+    field_violations,
+    open_api,
+    tampered_page_token,
+    wait_version,
+)
 from tests.test_generated_client import generate_bare_client
 from tests.uploading import MiB, chunk_messages, create_request, stream_of
 
@@ -155,15 +164,22 @@ class Corpus:
         return f"{self.api.parent}/datasets/tab"
 
 
-@pytest.fixture(scope="module", params=STORE_KINDS)
-async def corpus(request: pytest.FixtureRequest, stores: dict[str, ObjectStore]) -> AsyncIterator[Corpus]:
+async def dataset_on(request: pytest.FixtureRequest, dataset_id: str) -> tuple[str, ServerHandle, Api]:
+    """For a module fixture run once per store kind (request.param): the kind, that kind's server (with a worker)
+    and a namespace of its own holding dataset `dataset_id`, which allows breaking schema changes."""
     kind: str = request.param
     server: ServerHandle = request.getfixturevalue(f"server_{kind}")
     request.getfixturevalue(f"worker_{kind}")
     api = open_api(server.address)
     rules = dataset_pb2.DatasetRules(allow_breaking_schema_changes=True)
-    await api.datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id="tab", dataset=dataset_pb2.Dataset(
+    await api.datasets.CreateDataset(dpb.CreateDatasetRequest(dataset_id=dataset_id, dataset=dataset_pb2.Dataset(
         rules=rules)))
+    return kind, server, api
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+async def corpus(request: pytest.FixtureRequest, stores: dict[str, ObjectStore]) -> AsyncIterator[Corpus]:
+    kind, server, api = await dataset_on(request, "tab")
     first = [csv_sample(50, "a.csv", extra_column=True), jsonl_sample(120, "b.jsonl"), multi_group_parquet(),
              typed_parquet(), binary_sample(2_500_000, "blob.bin"), text_sample(), csv_sample(10, "same.csv"),
              csv_sample(60_000, "wide.csv")]
@@ -215,17 +231,6 @@ async def test_diff_lists_added_removed_and_changed_files_with_schema_changes(co
     same = await api.datasets.DiffVersions(dpb.DiffVersionsRequest(base_version=corpus.v1.name,
                                                                    target_version=corpus.v1.name))
     assert not same.changes and same.unchanged_count == 8
-
-
-async def diff_pages(api: Api, request: dpb.DiffVersionsRequest) -> list[dpb.DiffVersionsResponse]:
-    """Every page of a DiffVersions request, following next_page_token."""
-    pages = [await api.datasets.DiffVersions(request)]
-    while pages[-1].next_page_token:
-        following = dpb.DiffVersionsRequest()
-        following.CopyFrom(request)
-        following.page_token = pages[-1].next_page_token
-        pages.append(await api.datasets.DiffVersions(following))
-    return pages
 
 
 async def test_diff_pages_by_path(corpus: Corpus) -> None:

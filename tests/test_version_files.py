@@ -22,7 +22,7 @@ from quarry.v1 import dataset_service_pb2 as dpb
 
 from tests.reading import PARQUET_ROWS, Published
 from tests.sdk_support import Cli, assert_one_line_error
-from tests.support import Api, ServerHandle, error_info, field_violations, open_api, tampered_page_token
+from tests.support import Api, ServerHandle, diff_pages, error_info, field_violations, open_api, tampered_page_token
 
 
 @pytest.fixture
@@ -188,10 +188,7 @@ async def test_a_version_of_100_000_files(server_file: ServerHandle, pools: dict
         # Version 1's one file is version 2's first: 99,999 added, 1 unchanged, in pages of 10,000.
         request = dpb.DiffVersionsRequest(base_version=f"{dataset.name}/versions/1", target_version=name)
         started = time.monotonic()
-        pages = [await api.datasets.DiffVersions(request)]
-        while pages[-1].next_page_token:
-            request.page_token = pages[-1].next_page_token
-            pages.append(await api.datasets.DiffVersions(request))
+        pages = await diff_pages(api, request)
         diffed = time.monotonic() - started
         changed = [c.path for p in pages for c in p.changes]
         assert [len(p.changes) for p in pages] == [10_000] * 9 + [9_999] and {p.unchanged_count for p in pages} == {1}
