@@ -49,6 +49,7 @@ from server.domain.jsonrows import json_rows
 from server.domain.listing import PageTokens
 from server.domain.versions import Versions
 from server.model.objects import ObjectStore, RandomReader
+from server.model.versions import VersionView
 from server.storage.db import Database, pool_of
 from server.storage.objects.seekable import READ_AHEAD_BYTES, RangeFile
 from tests.conftest import STORE_KINDS
@@ -267,6 +268,26 @@ async def test_diff_pages_by_path(corpus: Corpus) -> None:
             base_version=corpus.v1.name, target_version=corpus.v2.name, page_size=size, page_token=token)))
         assert (refused.code(), error_info(refused)[0]) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
         assert field_violations(refused) == ["page_size" if size < 0 else "page_token"]
+
+
+async def test_a_diff_page_stops_before_it_outgrows_one_answer(corpus: Corpus) -> None:
+    # The domain's diff in this process, over the server's database, with room for about one change an answer.
+    whole = await corpus.api.datasets.DiffVersions(dpb.DiffVersionsRequest(
+        base_version=corpus.v1.name, target_version=corpus.v2.name, view=dpb.VERSION_VIEW_FULL))
+    async with pool_of(corpus.server.env["QUARRY_DATABASE_URL"], 10, max_size=2) as pool:
+        db = Database(pool)
+        tokens = PageTokens(b"test")
+        files = Files(db, corpus.store, Versions(db, None, None, tokens, 100), 10_000, tokens,  # type: ignore[arg-type]
+                      100, BufferBudget(64 << 20, 1), 4 << 20, answer_bytes=1)
+        caller, pages, token = Caller(corpus.api.namespace), [], ""
+        while True:
+            page = await files.diff(caller, corpus.v1.name, corpus.v2.name, VersionView.FULL, 0, token)
+            pages.append(page)
+            if not (token := page.next_token):
+                break
+    assert [len(p.changes) for p in pages] == [1, 1, 1, 1]  # asked for any number: the bytes decide
+    assert [c.path for p in pages for c in p.changes] == [c.path for c in whole.changes]
+    assert {p.unchanged_count for p in pages} == {whole.unchanged_count}
 
 
 async def test_a_diff_being_paged_keeps_its_versions_when_latest_moves(corpus: Corpus) -> None:

@@ -126,8 +126,9 @@ class Files:
 
     def __init__(self, db: Database, store: ObjectStore, versions: Versions, max_preview_rows: int,
                  page_tokens: PageTokens, max_page_size: int, budget: BufferBudget, read_grant: int,
-                 max_url_ttl: float = DEFAULT_URL_TTL) -> None:
+                 max_url_ttl: float = DEFAULT_URL_TTL, answer_bytes: int = ANSWER_BYTES) -> None:
         self.max_url_ttl = max_url_ttl
+        self.answer_bytes = answer_bytes  # what a page of files or changes may take, about
         self.db = db
         self.store = store
         self.versions = versions
@@ -155,7 +156,7 @@ class Files:
         used = 0
         for file in found[:limit]:
             used += file.approx_bytes(full)
-            if page and used > ANSWER_BYTES:
+            if page and used > self.answer_bytes:
                 break
             page.append(file)
         more = len(page) < len(found)
@@ -200,7 +201,7 @@ class Files:
             if change is None:  # READY versions do not change; only a purge between the queries gets here
                 continue
             used += sum(f.approx_bytes(full) for f in (change.base, change.target) if f is not None)
-            if changes and used > ANSWER_BYTES:
+            if changes and used > self.answer_bytes:
                 break
             changes.append(change)
         more = bool(changes) and changes[-1].path != paths[-1]

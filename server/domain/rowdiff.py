@@ -83,11 +83,10 @@ class Stopped(Exception):
 class RowDiffs:
     """DiffRows: compare one tabular file of two versions row by row."""
 
-    def __init__(self, files: Files, tables: Tables, budget: BufferBudget, scratch: Path | None = None) -> None:
+    def __init__(self, files: Files, tables: Tables, budget: BufferBudget) -> None:
         self.files = files
         self.tables = tables
         self.budget = budget
-        self.scratch = scratch  # None: the system's temporary directory
 
     async def diff(self, caller: Caller, base: str, target: str, path: str, keys: Sequence[str],
                    sample_rows: int = 0) -> RowDiff:
@@ -108,7 +107,7 @@ class RowDiffs:
         stored = {"base": schema_of(old), "target": schema_of(new)}
         check_keys(keys, stored["base"], stored["target"])
         stop = threading.Event()
-        with tempfile.TemporaryDirectory(prefix="quarry-rowdiff-", dir=self.scratch) as scratch:
+        with tempfile.TemporaryDirectory(prefix="quarry-rowdiff-") as scratch:  # under TMPDIR
             spread = Spread(Path(scratch), keys, partitions_for(old, new), stop)
             for side, version, file in (("base", old_version.name, old), ("target", new_version.name, new)):
                 # One file at a time: a read holds its own share of the buffer budget while it lasts.
