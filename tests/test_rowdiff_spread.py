@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from server.domain.rowdiff import RowDiff, Spread, Stopped
-from server.model.errors import FailedPrecondition
+from server.domain.rowdiff import RowDiff, Spread, Stopped, check_keys
+from server.model.errors import FailedPrecondition, InvalidArgument
 
 
 def table(ids: list[int], values: list[float | None], extra: bool = False) -> pa.Table:
@@ -83,3 +83,33 @@ def test_a_null_key_is_refused_and_a_stop_is_heard(tmp_path: Path) -> None:
     spread.stop.set()
     with pytest.raises(Stopped):
         spread.add("base", iter(table([1], [1.0]).to_batches()), holes.schema)
+
+
+def test_a_file_may_name_its_columns_as_the_spill_does(tmp_path: Path) -> None:
+    # The spill and the join use generated names (k0, b0, t0, brow, trow): a file's own never meet them, nor did
+    # the names they replaced (a row-number column "__quarry_row", prefixes "b:" and "t:").
+    names = ["trow", "k0", "b1", "t0", "__quarry_row", "b:k0"]
+    base = pa.table({name: pa.array([1, 2, 3], pa.int64()) for name in names})
+    target = pa.table({name: pa.array([2, 9, 4] if name == "k0" else [2, 3, 4], pa.int64()) for name in names})
+    spread = Spread(tmp_path, ["trow"], 2, threading.Event())
+    spread.add("base", iter(base.to_batches()), base.schema)
+    spread.add("target", iter(target.to_batches()), target.schema)
+    diff = spread.compare(5)
+    assert (diff.added, diff.removed, diff.changed, diff.unchanged) == (1, 1, 1, 1)
+    assert diff.compared_columns == ("k0", "b1", "t0", "__quarry_row", "b:k0")
+    [change] = diff.changed_rows
+    assert json.loads(change.base_row) == dict.fromkeys(names, 3) and change.columns == ("k0",)
+    assert [json.loads(r) for r in diff.added_rows] == [dict.fromkeys(names, 4)]
+
+
+def test_a_key_must_name_one_column_of_one_plain_type() -> None:
+    plain = pa.schema([("id", pa.int64()), ("v", pa.string())])
+    twice = pa.schema([("id", pa.int64()), ("id", pa.int64())])
+    nested = pa.schema([("id", pa.list_(pa.int64()))])
+    for keys, base, target, reason in ((["id"], twice, plain, "INVALID_ARGUMENT"),
+                                       (["id"], nested, nested, "INVALID_ARGUMENT"),
+                                       (["w"], plain, plain, "COLUMN_NOT_FOUND")):
+        with pytest.raises(InvalidArgument) as refused:
+            check_keys(keys, base, target)
+        assert (refused.value.reason, [v.field for v in refused.value.violations]) == (reason, ["key_columns"]), keys
+    check_keys(["id", "v"], plain, plain)

@@ -47,8 +47,7 @@ JOIN_GRANT = 32 * MiB  # what the join of one partition pair may hold, from the 
 MAX_PARTITIONS = 4096
 DEFAULT_SAMPLE_ROWS = 10
 MAX_SAMPLE_ROWS = 100
-ROW = "__quarry_row"  # a row's index in its file: the order of samples
-BASE, TARGET = "b:", "t:"  # the join's column prefixes of the two sides (keys are shared, unprefixed)
+BASE, TARGET = "b", "t"  # the prefixes of the two sides' generated column names
 
 T = TypeVar("T")
 
@@ -153,9 +152,13 @@ def check_keys(keys: Sequence[str], base: pa.Schema, target: pa.Schema) -> None:
     """Every key column in both files, of one plain type."""
     for name in keys:
         for side, schema in (("base", base), ("target", target)):
-            if schema.get_field_index(name) < 0:
+            found = len(schema.get_all_field_indices(name))
+            if found == 0:
                 raise InvalidArgument.field("key_columns", f"no column {name!r} in the {side} file; its columns: "
                                                            f"{', '.join(schema.names)}", reason="COLUMN_NOT_FOUND")
+            if found > 1:
+                raise InvalidArgument.field("key_columns", f"the {side} file has {found} columns named {name!r}: a "
+                                                           "key must name one", reason="INVALID_ARGUMENT")
         kind = base.field(name).type
         if kind != target.field(name).type:
             raise FailedPrecondition(f"key column {name!r} is {kind} in the base file and {target.field(name).type} "
@@ -185,6 +188,34 @@ def partition_ids(batch: pa.RecordBatch, keys: Sequence[str], count: int) -> np.
     return np.fromiter((hash(value) % count for value in values), dtype=np.int64, count=batch.num_rows)
 
 
+@dataclass(frozen=True)
+class Columns:
+    """One side's columns under the names the spill and the join use: the keys k0, k1..., the other columns by
+    position (b0, b1... in the base, t0, t1... in the target), and the row numbers (brow, trow: the order of
+    samples). Generated names never meet a file's own, whatever the file calls its columns."""
+
+    names: tuple[str, ...]  # the file's, in its order
+    generated: tuple[str, ...]  # the spill's and the join's name of each
+    row: str
+
+    @classmethod
+    def of(cls, names: Sequence[str], keys: Sequence[str], prefix: str) -> Columns:
+        keys = list(keys)
+        return cls(tuple(names), tuple(f"k{keys.index(name)}" if name in keys else f"{prefix}{index}"
+                                       for index, name in enumerate(names)), f"{prefix}row")
+
+    def of_name(self, name: str) -> str:
+        """The generated name of the file's column `name` (its first, if the file repeats a name)."""
+        return self.generated[self.names.index(name)]
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        """`schema` (the file's) under the generated names, with the row numbers; a column of nulls only (type
+        null, which the join does not carry) as text, still all nulls."""
+        fields = [pa.field(name, pa.string() if pa.types.is_null(f.type) else f.type)
+                  for name, f in zip(self.generated, schema, strict=True)]
+        return pa.schema([*fields, pa.field(self.row, pa.int64())])
+
+
 class Spread:
     """Both files' rows, spread over `count` partition files a side by key, then compared a partition at a time."""
 
@@ -193,7 +224,8 @@ class Spread:
         self.keys = list(keys)
         self.count = count
         self.stop = stop
-        self.schemas: dict[str, pa.Schema] = {}
+        self.columns: dict[str, Columns] = {}
+        self.schemas: dict[str, pa.Schema] = {}  # of the spill files
 
     def _file(self, side: str, index: int) -> Path:
         return self.directory / f"{side}-{index}.arrow"
@@ -201,7 +233,9 @@ class Spread:
     def add(self, side: str, batches: Iterator[pa.RecordBatch], stored: pa.Schema) -> None:
         """Spread one side's batches (blocking: runs in a worker thread). `stored` is the file's schema as
         validation recorded it: the side's schema if the file has no batch at all."""
-        self.schemas[side] = stored.append(pa.field(ROW, pa.int64()))
+        prefix = BASE if side == "base" else TARGET
+        self.columns[side] = Columns.of(stored.names, self.keys, prefix)
+        self.schemas[side] = self.columns[side].schema(stored)
         writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         rows = 0
         first = True
@@ -214,11 +248,13 @@ class Spread:
                         raise FailedPrecondition(f"key column {name!r} has a null in the {side} file: every row "
                                                  "needs a key", reason="NULL_KEY", metadata={"column": name,
                                                                                             "file": side})
-                numbered = batch.append_column(ROW, pa.array(np.arange(rows, rows + batch.num_rows), pa.int64()))
-                rows += batch.num_rows
                 if first:  # what the reader gives, which the stored schema only describes
-                    self.schemas[side], first = numbered.schema, False
+                    self.columns[side] = Columns.of(batch.schema.names, self.keys, prefix)
+                    self.schemas[side], first = self.columns[side].schema(batch.schema), False
                 schema = self.schemas[side]
+                numbered = pa.RecordBatch.from_arrays(
+                    [*batch.columns, pa.array(np.arange(rows, rows + batch.num_rows), pa.int64())], schema=schema)
+                rows += batch.num_rows
                 ids = partition_ids(batch, self.keys, self.count)
                 order = np.argsort(ids, kind="stable")
                 grouped = numbered.take(pa.array(order))
@@ -245,42 +281,37 @@ class Spread:
 
     def compare(self, sample: int) -> RowDiff:
         """Join each partition pair and count (blocking: runs in a worker thread)."""
-        base_schema, target_schema = self.schemas["base"], self.schemas["target"]
-        compared = [f.name for f in target_schema if f.name not in self.keys and f.name != ROW
-                    and base_schema.get_field_index(f.name) >= 0 and base_schema.field(f.name).type == f.type]
-        tally = _Tally(self.keys, compared, base_schema, target_schema, sample)
+        base, target = self.columns["base"], self.columns["target"]
+        compared = [name for name in target.names if name not in self.keys and name in base.names
+                    and self.schemas["base"].field(base.of_name(name)).type ==
+                    self.schemas["target"].field(target.of_name(name)).type]
+        keys = [f"k{index}" for index in range(len(self.keys))]
+        tally = _Tally(compared, base, target, sample)
         for index in range(self.count):
             if self.stop.is_set():
                 raise Stopped()
-            base = self._read("base", index, base_schema)
-            target = self._read("target", index, target_schema)
-            _unique(base, self.keys, "base")
-            _unique(target, self.keys, "target")
-            tally.add(_prefixed(base, BASE, self.keys).join(_prefixed(target, TARGET, self.keys), keys=self.keys,
-                                                            join_type="full outer", use_threads=False))
+            old = self._read("base", index, self.schemas["base"])
+            new = self._read("target", index, self.schemas["target"])
+            _unique(old, self.keys, base.row, "base")
+            _unique(new, self.keys, target.row, "target")
+            tally.add(old.join(new, keys=keys, join_type="full outer", use_threads=False))
         return tally.result()
 
 
-def _prefixed(table: pa.Table, prefix: str, keys: Sequence[str]) -> pa.Table:
-    """A side ready for the join: its columns under the side's prefix (keys keep their names), and a column of
-    nulls only (type null, which the join does not carry) as text, still all nulls."""
-    renamed = table.rename_columns([name if name in keys else prefix + name for name in table.column_names])
-    return renamed.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
-                                   for f in renamed.schema]))
-
-
-def _unique(table: pa.Table, keys: Sequence[str], side: str) -> None:
-    """DUPLICATE_KEY when a key value names two rows of one file."""
+def _unique(table: pa.Table, names: Sequence[str], row: str, side: str) -> None:
+    """DUPLICATE_KEY when a key value names two rows of one file. `names` are the file's key columns; the
+    table's are k0, k1..."""
     if table.num_rows == 0:
         return
-    counts = table.group_by(list(keys), use_threads=False).aggregate([(ROW, "count")])
-    repeated = counts.filter(pc.greater(counts[f"{ROW}_count"], 1))
+    keys = [f"k{index}" for index in range(len(names))]
+    counts = table.group_by(keys, use_threads=False).aggregate([(row, "count")])
+    repeated = counts.filter(pc.greater(counts[f"{row}_count"], 1))
     if repeated.num_rows:
-        example = {name: column_values(repeated.column(name).slice(0, 1))[0] for name in keys}
-        raise FailedPrecondition(f"key {json.dumps(example, default=str)} names "
-                                 f"{repeated[f'{ROW}_count'][0].as_py()} rows of the {side} file: a key must name "
-                                 "one row", reason="DUPLICATE_KEY",
-                                 metadata={"file": side, "key": json.dumps(example, default=str)})
+        example = json.dumps({name: column_values(repeated.column(key).slice(0, 1))[0]
+                              for name, key in zip(names, keys, strict=True)}, default=str)
+        raise FailedPrecondition(f"key {example} names {repeated[f'{row}_count'][0].as_py()} rows of the {side} "
+                                 "file: a key must name one row", reason="DUPLICATE_KEY",
+                                 metadata={"file": side, "key": example})
 
 
 def _differs(base: pa.ChunkedArray, target: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -296,24 +327,27 @@ def _differs(base: pa.ChunkedArray, target: pa.ChunkedArray) -> pa.ChunkedArray:
 class _Tally:
     """Counts over the partitions, and the first rows of each kind seen so far."""
 
-    def __init__(self, keys: Sequence[str], compared: Sequence[str], base: pa.Schema, target: pa.Schema,
-                 sample: int) -> None:
-        self.keys = list(keys)
+    def __init__(self, compared: Sequence[str], base: Columns, target: Columns, sample: int) -> None:
         self.compared = list(compared)
-        self.base_names = [n for n in base.names if n != ROW]
-        self.target_names = [n for n in target.names if n != ROW]
+        self.base = base
+        self.target = target
         self.sample = sample
         self.added = self.removed = self.changed = self.unchanged = 0
         self.firsts: dict[str, pa.Table | None] = {"added": None, "removed": None, "changed": None}
 
+    def _pairs(self, rows: pa.Table) -> list[tuple[str, pa.ChunkedArray]]:
+        """Per compared column: its name, and whether each row's two values differ."""
+        return [(name, _differs(rows[self.base.of_name(name)], rows[self.target.of_name(name)]))
+                for name in self.compared]
+
     def add(self, joined: pa.Table) -> None:
-        base_row, target_row = joined[BASE + ROW], joined[TARGET + ROW]
+        base_row, target_row = joined[self.base.row], joined[self.target.row]
         added = pc.is_null(base_row)
         removed = pc.is_null(target_row)
         both = pc.and_(pc.is_valid(base_row), pc.is_valid(target_row))
         differ = pa.chunked_array([pa.array(np.zeros(joined.num_rows, dtype=bool))])
-        for name in self.compared:
-            differ = pc.or_(differ, _differs(joined[BASE + name], joined[TARGET + name]))
+        for _, differs in self._pairs(joined):
+            differ = pc.or_(differ, differs)
         changed = pc.and_(both, differ)
         counts = {kind: pc.sum(mask).as_py() or 0 for kind, mask in
                   (("added", added), ("removed", removed), ("both", both), ("changed", changed))}
@@ -321,8 +355,8 @@ class _Tally:
         self.removed += counts["removed"]
         self.changed += counts["changed"]
         self.unchanged += counts["both"] - counts["changed"]
-        for kind, mask, order in (("added", added, TARGET + ROW), ("removed", removed, BASE + ROW),
-                                  ("changed", changed, TARGET + ROW)):
+        for kind, mask, order in (("added", added, self.target.row), ("removed", removed, self.base.row),
+                                  ("changed", changed, self.target.row)):
             self._keep(kind, joined.filter(mask), order)
 
     def _keep(self, kind: str, rows: pa.Table, order: str) -> None:
@@ -333,24 +367,21 @@ class _Tally:
         both = rows if kept is None else pa.concat_tables([kept, rows])
         self.firsts[kind] = both.take(pc.sort_indices(both, sort_keys=[(order, "ascending")])[:self.sample])
 
-    def _side(self, rows: pa.Table, prefix: str, names: Sequence[str]) -> pa.Table:
-        """The rows of one side, with that file's column names in its order."""
-        return pa.table({name: rows[name if name in self.keys else prefix + name] for name in names})
+    def _rows(self, rows: pa.Table | None, side: Columns) -> list[str]:
+        """The rows of one side as JSON objects, under that file's column names in its order."""
+        if rows is None:
+            return []
+        return json_rows(pa.table({name: rows[generated] for name, generated in zip(side.names, side.generated,
+                                                                                     strict=True)}))
 
     def result(self) -> RowDiff:
-        added = self.firsts["added"]
-        removed = self.firsts["removed"]
         changed = self.firsts["changed"]
         changes: list[RowChange] = []
         if changed is not None:
-            columns = [(name, _differs(changed[BASE + name], changed[TARGET + name]).to_pylist())
-                       for name in self.compared]
-            for index, (old, new) in enumerate(zip(json_rows(self._side(changed, BASE, self.base_names)),
-                                                   json_rows(self._side(changed, TARGET, self.target_names)),
+            flags = [(name, differs.to_pylist()) for name, differs in self._pairs(changed)]
+            for index, (old, new) in enumerate(zip(self._rows(changed, self.base), self._rows(changed, self.target),
                                                    strict=True)):
-                changes.append(RowChange(old, new, tuple(name for name, flags in columns if flags[index])))
-        return RowDiff(
-            self.added, self.removed, self.changed, self.unchanged,
-            tuple(json_rows(self._side(added, TARGET, self.target_names))) if added is not None else (),
-            tuple(json_rows(self._side(removed, BASE, self.base_names))) if removed is not None else (),
-            tuple(changes), tuple(self.compared))
+                changes.append(RowChange(old, new, tuple(name for name, row_flags in flags if row_flags[index])))
+        return RowDiff(self.added, self.removed, self.changed, self.unchanged,
+                       tuple(self._rows(self.firsts["added"], self.target)),
+                       tuple(self._rows(self.firsts["removed"], self.base)), tuple(changes), tuple(self.compared))
