@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import math
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -106,8 +107,9 @@ class RowDiffs:
         stored = {"base": schema_of(old), "target": schema_of(new)}
         check_keys(keys, stored["base"], stored["target"])
         stop = threading.Event()
-        with tempfile.TemporaryDirectory(prefix="quarry-rowdiff-") as scratch:  # under TMPDIR
-            spread = Spread(Path(scratch), keys, partitions_for(old, new), stop)
+        scratch = Path(tempfile.mkdtemp(prefix="quarry-rowdiff-"))  # under TMPDIR
+        try:
+            spread = Spread(scratch, keys, partitions_for(old, new), stop)
             for side, version, file in (("base", old_version.name, old), ("target", new_version.name, new)):
                 # One file at a time: a read holds its own share of the buffer budget while it lasts.
                 stream = await self.tables.open_part(caller, TablePart(version, path, None, None, file.row_count,
@@ -115,6 +117,8 @@ class RowDiffs:
                 await _in_thread(stop, spread.add, side, stream.batches(), stored[side])
             async with self.budget.hold(min(JOIN_GRANT, self.budget.limit), f"a row diff of {path!r}"):
                 return await _in_thread(stop, spread.compare, sample)
+        finally:  # up to two files a partition: removed off the event loop
+            await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
 
 
 async def _in_thread(stop: threading.Event, function: Callable[..., T], *args: object) -> T:
